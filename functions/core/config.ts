@@ -1,0 +1,72 @@
+/**
+ * Configuration names shared by the CDK stack (`cdk/`) and the deployables
+ * (`functions/`), so that the stack and the code cannot drift apart.
+ *
+ * Values are read once at start-up through `readConfig`, which fails fast with a
+ * message naming the variable and what is allowed.
+ */
+
+/** Environment variables of the publisher (ECS Fargate task, or a local process). */
+export const PUBLISHER_ENV = {
+  /** Source database URL (`postgres://…`). Used locally; in AWS the secret below is used instead. */
+  SOURCE_URL: 'PGFANOUT_SOURCE_URL',
+  /**
+   * Source database credentials as the JSON of an RDS-style Secrets Manager secret
+   * (`{"host","port","username","password","dbname"}`), injected by ECS from Secrets Manager.
+   */
+  SOURCE_SECRET: 'PGFANOUT_SOURCE_SECRET',
+  /** ARN of the SNS FIFO topic to publish to. */
+  TOPIC_ARN: 'PGFANOUT_TOPIC_ARN',
+  /** Port of the HTTP health endpoint used by the container health check. */
+  HEALTH_PORT: 'PGFANOUT_HEALTH_PORT',
+  /** Milliseconds between ticks when no NOTIFY arrives. */
+  TICK_MS: 'PGFANOUT_TICK_MS',
+  /** Largest message body in bytes (SNS allows 262,144). */
+  MAX_MESSAGE_BYTES: 'PGFANOUT_MAX_MESSAGE_BYTES',
+  /** Log level: DEBUG, INFO, WARN, ERROR. */
+  LOG_LEVEL: 'PGFANOUT_LOG_LEVEL',
+} as const;
+
+/** Environment variables of the applier (Lambda function, or a local runner). */
+export const APPLIER_ENV = {
+  /** Replica name, as in the stack's replica list. */
+  REPLICA_NAME: 'PGFANOUT_REPLICA_NAME',
+  /** Replica database URL (`postgres://…`). Used locally; in AWS the secret below is used instead. */
+  REPLICA_URL: 'PGFANOUT_REPLICA_URL',
+  /** ARN of the Secrets Manager secret holding the replica's RDS-style credentials JSON. */
+  REPLICA_SECRET_ARN: 'PGFANOUT_REPLICA_SECRET_ARN',
+  /** Comma-separated `schema.table` names to apply; empty means all. */
+  INCLUDE_TABLES: 'PGFANOUT_INCLUDE_TABLES',
+  /** Comma-separated `schema.table` names never to apply. */
+  EXCLUDE_TABLES: 'PGFANOUT_EXCLUDE_TABLES',
+} as const;
+
+/** Metric namespace for CloudWatch Embedded Metric Format, shared by the code and the dashboard. */
+export const METRIC_NAMESPACE = 'pgfanout';
+
+/** Metric names, shared by the code that emits them and the dashboard and alarms that read them. */
+export const METRICS = {
+  publisher: {
+    eventsPublished: 'EventsPublished',
+    messagesPublished: 'MessagesPublished',
+    batchEvents: 'BatchEvents',
+    publishLagSeconds: 'PublishLagSeconds',
+    oldestUnpublishedSeconds: 'OldestUnpublishedSeconds',
+    publishErrors: 'PublishErrors',
+  },
+  applier: {
+    changesApplied: 'ChangesApplied',
+    appliedPosition: 'AppliedPosition',
+    applyLagSeconds: 'ApplyLagSeconds',
+    gapsDetected: 'GapsDetected',
+  },
+} as const;
+
+/** Dimension names used with the metrics above. */
+export const DIMENSIONS = { source: 'Source', replica: 'Replica' } as const;
+
+/** Paths of the deployables' entry points, relative to the repository root (used by the CDK stack). */
+export const ENTRY_POINTS = {
+  applierHandler: 'functions/applier/handler.ts',
+  publisherMain: 'functions/publisher/main.ts',
+} as const;
