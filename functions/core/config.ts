@@ -70,3 +70,23 @@ export const ENTRY_POINTS = {
   applierHandler: 'functions/applier/handler.ts',
   publisherMain: 'functions/publisher/main.ts',
 } as const;
+
+/** SQS FIFO queue names allow 80 characters including the `.fifo` suffix (SQS CreateQueue). */
+const QUEUE_NAME_MAX = 80;
+
+/** Replica names: what fits in queue names with the prefix and suffixes below. */
+export const REPLICA_NAME_PATTERN = /^[a-z][a-z0-9-]{0,39}$/;
+
+/**
+ * Names of the topic and queues for one pgfanout deployment (`prefix`) and its replicas,
+ * used by `pgfanout local`, `pgfanout status` and the LocalStack setup.
+ */
+export function resourceNames(prefix: string, replica?: string): { topic: string; queue: string; deadLetterQueue: string } {
+  const topic = `${prefix}.fifo`;
+  const queue = replica === undefined ? '' : `${prefix}-${replica}.fifo`;
+  const deadLetterQueue = replica === undefined ? '' : `${prefix}-${replica}-dlq.fifo`;
+  for (const name of [queue, deadLetterQueue]) {
+    if (name.length > QUEUE_NAME_MAX) throw new Error(`queue name "${name}" is longer than ${QUEUE_NAME_MAX} characters`);
+  }
+  return { topic, queue, deadLetterQueue };
+}

@@ -1,0 +1,30 @@
+/** The applier's configuration, read once from the environment. */
+import { APPLIER_ENV } from '#core/config.ts';
+import { EnvReader, type Env } from '#core/env.ts';
+
+export interface ApplierConfig {
+  readonly replicaName: string;
+  /** Exactly one of `url` (local) and `secretArn` (AWS) is set. */
+  readonly url?: string;
+  readonly secretArn?: string;
+  readonly include: readonly string[];
+  readonly exclude: readonly string[];
+}
+
+export function readApplierConfig(env: Env): ApplierConfig {
+  const r = new EnvReader(env);
+  const replicaName = r.required(APPLIER_ENV.REPLICA_NAME, 'the replica name from the stack');
+  const url = r.optional(APPLIER_ENV.REPLICA_URL);
+  const secretArn = r.optional(APPLIER_ENV.REPLICA_SECRET_ARN);
+  if (url && secretArn) r.problem(`set only one of ${APPLIER_ENV.REPLICA_URL} and ${APPLIER_ENV.REPLICA_SECRET_ARN}`);
+  if (!url && !secretArn) r.problem(`environment variable ${APPLIER_ENV.REPLICA_SECRET_ARN} or ${APPLIER_ENV.REPLICA_URL} is required`);
+  const include = r.list(APPLIER_ENV.INCLUDE_TABLES);
+  const exclude = r.list(APPLIER_ENV.EXCLUDE_TABLES);
+  for (const [name, list] of [[APPLIER_ENV.INCLUDE_TABLES, include], [APPLIER_ENV.EXCLUDE_TABLES, exclude]] as const) {
+    for (const table of list) {
+      if (!/^[^.]+\.[^.]+$/.test(table)) r.problem(`${name}: "${table}" must be schema.table`);
+    }
+  }
+  r.done();
+  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude };
+}

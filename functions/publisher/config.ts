@@ -1,0 +1,44 @@
+/** The publisher's configuration, read once from the environment. */
+import type { ClientConfig } from 'pg';
+import { PUBLISHER_ENV } from '#core/config.ts';
+import { clientConfigFromSecret, clientConfigFromUrl } from '#core/db.ts';
+import { EnvReader, type Env } from '#core/env.ts';
+
+export interface PublisherConfig {
+  readonly source: ClientConfig;
+  readonly topicArn: string;
+  readonly healthPort: number;
+  readonly tickMs: number;
+  readonly maxMessageBytes: number;
+  readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+}
+
+export function readPublisherConfig(env: Env): PublisherConfig {
+  const r = new EnvReader(env);
+  const url = r.optional(PUBLISHER_ENV.SOURCE_URL);
+  const secret = r.optional(PUBLISHER_ENV.SOURCE_SECRET);
+  let source: ClientConfig = {};
+  if (url && secret) r.problem(`set only one of ${PUBLISHER_ENV.SOURCE_URL} and ${PUBLISHER_ENV.SOURCE_SECRET}`);
+  else if (!url && !secret) r.problem(`environment variable ${PUBLISHER_ENV.SOURCE_URL} or ${PUBLISHER_ENV.SOURCE_SECRET} is required`);
+  else {
+    try {
+      source = url ? clientConfigFromUrl(url, PUBLISHER_ENV.SOURCE_URL) : clientConfigFromSecret(secret as string, PUBLISHER_ENV.SOURCE_SECRET);
+    } catch (err) {
+      r.problem((err as Error).message);
+    }
+  }
+  const topicArn = r.required(PUBLISHER_ENV.TOPIC_ARN, 'the SNS FIFO topic ARN');
+  if (topicArn && !/^arn:[^:]+:sns:[^:]*:[^:]*:.+\.fifo$/.test(topicArn)) {
+    r.problem(`environment variable ${PUBLISHER_ENV.TOPIC_ARN} must be an SNS FIFO topic ARN (ending in .fifo), got "${topicArn}"`);
+  }
+  const config: PublisherConfig = {
+    source,
+    topicArn,
+    healthPort: r.integer(PUBLISHER_ENV.HEALTH_PORT, 8080, 0, 65535),
+    tickMs: r.integer(PUBLISHER_ENV.TICK_MS, 1000, 10, 600_000),
+    maxMessageBytes: r.integer(PUBLISHER_ENV.MAX_MESSAGE_BYTES, 262_144, 4096, 262_144),
+    logLevel: r.oneOf(PUBLISHER_ENV.LOG_LEVEL, ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const, 'INFO'),
+  };
+  r.done();
+  return config;
+}

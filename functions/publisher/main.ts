@@ -1,0 +1,65 @@
+/**
+ * Entry point of the publisher (the ECS Fargate task, or a local process): reads the
+ * configuration, builds the clients, serves the health endpoint, runs the loop, and on
+ * SIGTERM/SIGINT stops it cleanly well within ECS's stop timeout (an unfinished batch
+ * is simply served again to the next publisher).
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { SNSClient } from '@aws-sdk/client-sns';
+import pg from 'pg';
+import { METRIC_NAMESPACE, DIMENSIONS } from '#core/config.ts';
+import { readPublisherConfig } from './config.ts';
+import { startHealthServer } from './health.ts';
+import { Publisher } from './publisher.ts';
+
+const STOP_GRACE_MS = 20_000;
+
+async function main(): Promise<void> {
+  const config = readPublisherConfig(process.env);
+  const logger = new Logger({ serviceName: 'pgfanout-publisher', logLevel: config.logLevel });
+  const metrics = new Metrics({ namespace: METRIC_NAMESPACE, serviceName: 'pgfanout-publisher' });
+  const sns = new SNSClient({ maxAttempts: 5 });
+  const publisher = new Publisher({
+    connectSource: async () => {
+      const client = new pg.Client({ ...config.source, application_name: 'pgfanout-publisher' });
+      await client.connect();
+      return client;
+    },
+    sns,
+    topicArn: config.topicArn,
+    logger,
+    metrics: {
+      addMetric: (name, unit, value) => metrics.addMetric(name, unit, value),
+      publishStoredMetrics: () => {
+        const id = publisher.health().sourceId;
+        if (id) metrics.setDefaultDimensions({ [DIMENSIONS.source]: id });
+        metrics.publishStoredMetrics();
+      },
+    },
+    tickMs: config.tickMs,
+    maxMessageBytes: config.maxMessageBytes,
+  });
+  const health = await startHealthServer(config.healthPort, () => publisher.health());
+  const stop = new AbortController();
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      logger.info('stopping', { signal });
+      stop.abort();
+      setTimeout(() => {
+        logger.error('did not stop in time; exiting');
+        process.exit(1);
+      }, STOP_GRACE_MS).unref();
+    });
+  }
+  logger.info('publisher starting', { topicArn: config.topicArn, healthPort: health.port });
+  await publisher.run(stop.signal);
+  await health.close();
+  sns.destroy();
+  logger.info('publisher stopped');
+}
+
+main().catch((err: unknown) => {
+  console.error(JSON.stringify({ level: 'ERROR', message: 'publisher failed to start', error: String((err as Error).message ?? err) }));
+  process.exit(1);
+});

@@ -1,0 +1,368 @@
+/**
+ * The publisher loop: holds the single-publisher lock on the source, LISTENs for the
+ * capture wake-up (and ticks on a timer, so a missed NOTIFY costs latency only), runs
+ * the batch protocol and publishes each batch to the SNS FIFO topic with PublishBatch.
+ * A batch is finished on the source only after SNS accepted every message of it; a
+ * crash anywhere before that makes the source serve the same batch again, which encodes
+ * to the same messages with the same deduplication ids.
+ *
+ * Plain code: no environment reading, no SDK client construction (see main.ts).
+ */
+import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } from '@aws-sdk/client-sns';
+import type { Client, Notification } from 'pg';
+import { encodeBatch, readBatch, type OutgoingMessage } from '#core';
+import { METRICS } from '#core/config.ts';
+
+/** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */
+export const PUBLISH_BATCH_MAX_ENTRIES = 10;
+export const PUBLISH_BATCH_MAX_BYTES = 262_144;
+
+/** Advisory lock key (two int4 halves) held by the active publisher of a source database. */
+export const PUBLISHER_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 1 } as const;
+
+/** The notification channel capture uses to wake the publisher. */
+export const WAKE_CHANNEL = 'pgfanout';
+
+export type PublisherState = 'starting' | 'standby' | 'active' | 'reconnecting' | 'stopped';
+
+/** The subset of a structured logger the publisher needs (Powertools Logger fits). */
+export interface PublisherLogger {
+  debug(message: string, extra?: Record<string, unknown>): void;
+  info(message: string, extra?: Record<string, unknown>): void;
+  warn(message: string, extra?: Record<string, unknown>): void;
+  error(message: string, extra?: Record<string, unknown>): void;
+}
+
+/** The subset of Powertools Metrics the publisher needs. */
+export interface PublisherMetrics {
+  addMetric(name: string, unit: 'Count' | 'Seconds' | 'Milliseconds', value: number): void;
+  publishStoredMetrics(): void;
+}
+
+export interface PublisherOptions {
+  /** Opens a new connection to the source database. */
+  readonly connectSource: () => Promise<Client>;
+  readonly sns: SNSClient;
+  readonly topicArn: string;
+  readonly logger: PublisherLogger;
+  readonly metrics?: PublisherMetrics;
+  /** Wake up this often even without a notification. @default 1000 */
+  readonly tickMs?: number;
+  /** Largest message body in bytes. @default 262144 */
+  readonly maxMessageBytes?: number;
+  /** How often a standby publisher retries the lock. @default 1000 */
+  readonly standbyPollMs?: number;
+  /** First and largest delay between reconnect attempts. @default 200 and 30000 */
+  readonly backoffMs?: { readonly initial: number; readonly max: number };
+  /** How often pgfanout.status() is sampled for the oldest-unpublished metric. @default 10000 */
+  readonly statusEveryMs?: number;
+}
+
+/** What the health endpoint and the status command report. */
+export interface PublisherHealth {
+  readonly state: PublisherState;
+  readonly sourceId: string | null;
+  readonly lastBatchId: string | null;
+  readonly lastProgressAt: string | null;
+  readonly lastError: string | null;
+  readonly batchesPublished: number;
+  readonly messagesPublished: number;
+  readonly eventsPublished: number;
+}
+
+interface BatchRow {
+  batch_id: string;
+  prev_batch_id: string;
+  event_count: string;
+  first_event_time: Date | null;
+  last_event_time: Date | null;
+}
+
+/** Thrown inside the loop when the stop signal fired; never escapes `run`. */
+class Stopped extends Error {}
+
+export class Publisher {
+  readonly #o: Required<Omit<PublisherOptions, 'metrics'>> & { metrics?: PublisherMetrics };
+  #state: PublisherState = 'starting';
+  #sourceId: string | null = null;
+  #lastBatchId: string | null = null;
+  #lastProgressAt: Date | null = null;
+  #lastError: string | null = null;
+  #batches = 0;
+  #messages = 0;
+  #events = 0;
+  #woken = false;
+  #wake: (() => void) | null = null;
+
+  constructor(options: PublisherOptions) {
+    this.#o = {
+      tickMs: 1000,
+      maxMessageBytes: PUBLISH_BATCH_MAX_BYTES,
+      standbyPollMs: 1000,
+      backoffMs: { initial: 200, max: 30_000 },
+      statusEveryMs: 10_000,
+      ...options,
+    };
+  }
+
+  health(): PublisherHealth {
+    return {
+      state: this.#state,
+      sourceId: this.#sourceId,
+      lastBatchId: this.#lastBatchId,
+      lastProgressAt: this.#lastProgressAt?.toISOString() ?? null,
+      lastError: this.#lastError,
+      batchesPublished: this.#batches,
+      messagesPublished: this.#messages,
+      eventsPublished: this.#events,
+    };
+  }
+
+  /** Runs until `signal` aborts; reconnects with backoff on any failure. */
+  async run(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      let client: Client | undefined;
+      try {
+        client = await this.#o.connectSource();
+        // A connection that dies while idle must not crash the process: the next query fails instead.
+        client.on('error', (err) => this.#o.logger.warn('source connection error', { error: err.message }));
+        await this.#holdLock(client, signal);
+        failures = 0;
+        await this.#work(client, signal);
+      } catch (err) {
+        if (err instanceof Stopped || signal.aborted) break;
+        failures += 1;
+        this.#state = 'reconnecting';
+        this.#lastError = errorText(err);
+        this.#o.logger.error('publisher loop failed; reconnecting', { error: this.#lastError, attempt: failures });
+        this.#o.metrics?.addMetric(METRICS.publisher.publishErrors, 'Count', 1);
+        this.#o.metrics?.publishStoredMetrics();
+        await sleep(backoff(this.#o.backoffMs, failures), signal).catch(() => undefined);
+      } finally {
+        if (client) await client.end().catch(() => undefined);
+      }
+    }
+    this.#state = 'stopped';
+  }
+
+  /** Waits (as standby) until this process holds the single-publisher lock. */
+  async #holdLock(client: Client, signal: AbortSignal): Promise<void> {
+    for (let announced = false; ; announced = true) {
+      const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS locked', [
+        PUBLISHER_LOCK.classId,
+        PUBLISHER_LOCK.objectId,
+      ]);
+      if (rows[0]?.locked) break;
+      if (!announced) this.#o.logger.info('another publisher is active on this source; standing by');
+      this.#state = 'standby';
+      await sleep(this.#o.standbyPollMs, signal);
+    }
+    const { rows } = await client.query<{ id: string }>('SELECT pgfanout.source_id() AS id');
+    this.#sourceId = rows[0]?.id ?? null;
+    if (!this.#sourceId) throw new Error('pgfanout.source_id() returned nothing: is pgfanout installed on the source?');
+    client.on('notification', (n: Notification) => {
+      if (n.channel === WAKE_CHANNEL) this.#notify();
+    });
+    await client.query(`LISTEN ${WAKE_CHANNEL}`);
+    this.#state = 'active';
+    this.#o.logger.info('publisher active', { sourceId: this.#sourceId });
+  }
+
+  #notify(): void {
+    this.#woken = true;
+    this.#wake?.();
+  }
+
+  async #work(client: Client, signal: AbortSignal): Promise<void> {
+    // A publisher that died while waiting left the flag set; clear it until we really wait.
+    await client.query('SELECT pgfanout.publisher_waiting(false)');
+    let waiting = false;
+    let lastStatus = 0;
+    for (;;) {
+      if (signal.aborted) throw new Stopped();
+      if (Date.now() - lastStatus >= this.#o.statusEveryMs) {
+        await this.#sampleStatus(client);
+        lastStatus = Date.now();
+      }
+      this.#woken = false;
+      const { rows } = await client.query<BatchRow>(
+        'SELECT batch_id::text, prev_batch_id::text, event_count::text, first_event_time, last_event_time FROM pgfanout.next_batch()',
+      );
+      const batch = rows[0];
+      if (batch) {
+        if (waiting) {
+          await client.query('SELECT pgfanout.publisher_waiting(false)');
+          waiting = false;
+        }
+        await this.#publishBatch(client, batch, signal);
+        continue;
+      }
+      this.#lastProgressAt = new Date();
+      if (!waiting) {
+        // Say we wait, then look once more: a commit that saw "not waiting" just before is caught here.
+        await client.query('SELECT pgfanout.publisher_waiting(true)');
+        waiting = true;
+        continue;
+      }
+      await this.#sleepUntilWoken(signal);
+    }
+  }
+
+  async #sleepUntilWoken(signal: AbortSignal): Promise<void> {
+    if (this.#woken) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.#wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, this.#o.tickMs);
+      signal.addEventListener('abort', done, { once: true });
+      this.#wake = done;
+    });
+  }
+
+  async #publishBatch(client: Client, batch: BatchRow, signal: AbortSignal): Promise<void> {
+    const started = Date.now();
+    const sourceId = this.#sourceId as string;
+    const messages = encodeBatch(
+      {
+        sourceId,
+        batchId: batch.batch_id,
+        prevBatchId: batch.prev_batch_id,
+        eventCount: batch.event_count,
+        ...(batch.last_event_time ? { lastEventTime: batch.last_event_time.toISOString() } : {}),
+      },
+      readBatch(client, batch.batch_id),
+      { maxMessageBytes: this.#o.maxMessageBytes },
+    );
+    let pending: OutgoingMessage[] = [];
+    let pendingBytes = 0;
+    let count = 0;
+    for await (const message of messages) {
+      if (signal.aborted) throw new Stopped();
+      if (pending.length === PUBLISH_BATCH_MAX_ENTRIES || pendingBytes + message.bytes > PUBLISH_BATCH_MAX_BYTES) {
+        await this.#send(pending, signal);
+        pending = [];
+        pendingBytes = 0;
+      }
+      pending.push(message);
+      pendingBytes += message.bytes;
+      count += 1;
+    }
+    if (pending.length > 0) await this.#send(pending, signal);
+    await client.query('SELECT pgfanout.finish_batch($1)', [batch.batch_id]);
+
+    const events = Number(batch.event_count);
+    this.#batches += 1;
+    this.#messages += count;
+    this.#events += events;
+    this.#lastBatchId = batch.batch_id;
+    this.#lastProgressAt = new Date();
+    const lagSeconds = batch.last_event_time ? Math.max(0, (Date.now() - batch.last_event_time.getTime()) / 1000) : 0;
+    this.#o.logger.debug('batch published', { batchId: batch.batch_id, events, messages: count, ms: Date.now() - started });
+    const m = this.#o.metrics;
+    if (m) {
+      m.addMetric(METRICS.publisher.eventsPublished, 'Count', events);
+      m.addMetric(METRICS.publisher.messagesPublished, 'Count', count);
+      m.addMetric(METRICS.publisher.batchEvents, 'Count', events);
+      m.addMetric(METRICS.publisher.publishLagSeconds, 'Seconds', lagSeconds);
+      m.publishStoredMetrics();
+    }
+  }
+
+  /**
+   * Publishes `entries` in order with one PublishBatch call, retrying with backoff. When
+   * SNS reports failed entries, everything from the first failed one on is sent again
+   * (already accepted entries after it deduplicate by MessageDeduplicationId), so the
+   * topic never sees a message before its predecessor.
+   */
+  async #send(entries: readonly OutgoingMessage[], signal: AbortSignal): Promise<void> {
+    let remaining = entries;
+    for (let attempt = 1; ; attempt++) {
+      if (signal.aborted) throw new Stopped();
+      try {
+        const request: PublishBatchRequestEntry[] = remaining.map((m, i) => ({
+          Id: `m${i}`,
+          Message: m.body,
+          MessageGroupId: m.groupId,
+          MessageDeduplicationId: m.dedupId,
+        }));
+        const out = await this.#o.sns.send(
+          new PublishBatchCommand({ TopicArn: this.#o.topicArn, PublishBatchRequestEntries: request }),
+          { abortSignal: signal },
+        );
+        const failed = out.Failed ?? [];
+        if (failed.length === 0) return;
+        const senderFault = failed.find((f) => f.SenderFault);
+        if (senderFault) {
+          // The request itself is wrong (e.g. too large): retrying cannot help, and skipping would lose data.
+          throw new Error(`SNS rejected message ${senderFault.Id}: ${senderFault.Code ?? ''} ${senderFault.Message ?? ''}`.trim());
+        }
+        const first = Math.min(...failed.map((f) => Number(String(f.Id).slice(1))));
+        remaining = remaining.slice(first);
+        this.#o.logger.warn('SNS failed some entries; resending from the first failure', { failed: failed.length, attempt });
+      } catch (err) {
+        if (signal.aborted) throw new Stopped();
+        if (isPermanentSnsError(err) || attempt >= 8) throw err;
+        this.#o.logger.warn('PublishBatch failed; retrying', { error: errorText(err), attempt });
+      }
+      await sleep(backoff(this.#o.backoffMs, attempt), signal);
+    }
+  }
+
+  async #sampleStatus(client: Client): Promise<void> {
+    const { rows } = await client.query<{ oldest: Date | null }>(
+      'SELECT oldest_pending_event_time AS oldest FROM pgfanout.status()',
+    );
+    const oldest = rows[0]?.oldest;
+    const age = oldest ? Math.max(0, (Date.now() - oldest.getTime()) / 1000) : 0;
+    this.#o.metrics?.addMetric(METRICS.publisher.oldestUnpublishedSeconds, 'Seconds', age);
+    this.#o.metrics?.publishStoredMetrics();
+  }
+}
+
+/** SNS errors that no retry can fix. */
+function isPermanentSnsError(err: unknown): boolean {
+  const name = (err as { name?: string }).name ?? '';
+  return [
+    'InvalidParameterException',
+    'InvalidParameterValueException',
+    'NotFoundException',
+    'AuthorizationErrorException',
+    'BatchRequestTooLongException',
+    'BatchEntryIdsNotDistinctException',
+    'TooManyEntriesInBatchRequestException',
+    'EmptyBatchRequestException',
+    'InvalidBatchEntryIdException',
+  ].includes(name);
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}
+
+/** Exponential backoff with full jitter. */
+export function backoff(limits: { readonly initial: number; readonly max: number }, attempt: number): number {
+  const ceiling = Math.min(limits.max, limits.initial * 2 ** Math.min(attempt - 1, 20));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+/** Resolves after `ms`, or rejects with Stopped as soon as `signal` aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new Stopped());
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new Stopped());
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
