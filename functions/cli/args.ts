@@ -1,0 +1,37 @@
+/** Argument parsing shared by the `pgfanout` commands (node:util parseArgs, strict). */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { REPLICA_NAME_PATTERN } from '#core/config.ts';
+
+/** A usage problem: printed with the command's help, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: T, allowPositionals = false) {
+  try {
+    return parseArgs({ args: [...args], options, allowPositionals, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** `NAME=URL` → { name, url }, with the name checked against the replica name rules. */
+export function parseReplicaArg(text: string): { name: string; url: string } {
+  const eq = text.indexOf('=');
+  if (eq <= 0) throw new UsageError(`--replica takes NAME=URL, got "${text}"`);
+  const name = text.slice(0, eq);
+  const url = text.slice(eq + 1);
+  if (!REPLICA_NAME_PATTERN.test(name)) {
+    throw new UsageError(`replica name "${name}" must be 1-40 characters of a-z, 0-9 and "-", starting with a letter`);
+  }
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError(`--replica ${name}: URL must start with postgres://, got "${url.slice(0, 20)}…"`);
+  return { name, url };
+}
+
+export function requireOption(value: string | undefined, flag: string): string {
+  if (!value) throw new UsageError(`${flag} is required`);
+  return value;
+}

@@ -1,0 +1,266 @@
+/**
+ * The whole pgfanout pipeline on one machine: a source and replica databases (real
+ * PostgreSQL servers, or existing ones by URL), an SNS/SQS endpoint (the local one, or
+ * `AWS_ENDPOINT_URL` such as LocalStack), the topic and one FIFO queue + dead-letter
+ * queue per replica, the SQL installed, the publisher as its own process (exactly what
+ * the Fargate task runs), and per replica an event-source runner driving the applier
+ * Lambda handler the way Lambda's SQS event source mapping does.
+ *
+ * Used by `pgfanout local` and by the end-to-end tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import pg from 'pg';
+import { installReplica, installSource } from '#core';
+import { DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
+import { createApplierHandler, type ApplierHandler } from '../functions/applier/app.ts';
+import { startEndpoint } from './endpoint/index.ts';
+import { startEventSourceRunner } from './runner/index.ts';
+import { awsClients, createFanout, type ReplicaQueues } from './aws.ts';
+import { LocalPostgres, type Major } from './postgres.ts';
+
+const PUBLISHER_MAIN = fileURLToPath(new URL('../functions/publisher/main.ts', import.meta.url));
+const NODE = process.execPath;
+
+export interface ReplicaSpec {
+  readonly name: string;
+  /** An existing database; when absent a local server is started. */
+  readonly url?: string;
+  readonly include?: readonly string[];
+  readonly exclude?: readonly string[];
+}
+
+export interface PipelineOptions {
+  /** An existing source database; when absent a local server is started. */
+  readonly sourceUrl?: string;
+  /** @default two local replicas named "a" and "b" */
+  readonly replicas?: readonly ReplicaSpec[];
+  /** Use this SNS/SQS endpoint instead of starting the local one (e.g. LocalStack). */
+  readonly endpointUrl?: string;
+  /** Prefix of topic and queue names. @default "pgfanout-local" */
+  readonly prefix?: string;
+  /** Server major for local databases. @default 18 */
+  readonly major?: Major;
+  /** Publisher tick when no NOTIFY arrives (ms). @default 1000 */
+  readonly tickMs?: number;
+  /** Largest message in bytes. @default 262144 */
+  readonly maxMessageBytes?: number;
+  /** Receives before a message is parked in the dead-letter queue. @default 5 */
+  readonly maxReceiveCount?: number;
+  /** Queue visibility timeout (s); a failed batch comes back after it. @default 30 */
+  readonly visibilityTimeoutSeconds?: number;
+  /** Start the publisher process right away. @default true */
+  readonly startPublisher?: boolean;
+  /** Receives log lines of the publisher and appliers. @default discarded */
+  readonly log?: (line: string) => void;
+}
+
+export interface RunningReplica extends ReplicaQueues {
+  readonly url: string;
+  readonly server?: LocalPostgres;
+  readonly handler: ApplierHandler;
+  stopRunner(): Promise<void>;
+  startRunner(): void;
+}
+
+export class Pipeline {
+  readonly sourceUrl: string;
+  readonly sourceServer?: LocalPostgres;
+  readonly endpointUrl: string;
+  readonly topicArn: string;
+  readonly replicas: readonly RunningReplica[];
+  readonly sns: SNSClient;
+  readonly sqs: SQSClient;
+  readonly #options: PipelineOptions;
+  readonly #closeEndpoint: (() => Promise<void>) | undefined;
+  #publisher: ChildProcess | undefined;
+
+  private constructor(init: {
+    sourceUrl: string;
+    sourceServer?: LocalPostgres;
+    endpointUrl: string;
+    topicArn: string;
+    replicas: RunningReplica[];
+    sns: SNSClient;
+    sqs: SQSClient;
+    options: PipelineOptions;
+    closeEndpoint?: () => Promise<void>;
+  }) {
+    this.sourceUrl = init.sourceUrl;
+    if (init.sourceServer) this.sourceServer = init.sourceServer;
+    this.endpointUrl = init.endpointUrl;
+    this.topicArn = init.topicArn;
+    this.replicas = init.replicas;
+    this.sns = init.sns;
+    this.sqs = init.sqs;
+    this.#options = init.options;
+    this.#closeEndpoint = init.closeEndpoint;
+  }
+
+  static async start(options: PipelineOptions = {}): Promise<Pipeline> {
+    const log = options.log ?? (() => {});
+    const started: { stop(): Promise<void> }[] = [];
+    try {
+      const specs = options.replicas ?? [{ name: 'a' }, { name: 'b' }];
+      const servers = await Promise.all([
+        options.sourceUrl ? undefined : LocalPostgres.start({ major: options.major ?? 18 }),
+        ...specs.map((s) => (s.url ? undefined : LocalPostgres.start({ major: options.major ?? 18 }))),
+      ]);
+      for (const s of servers) if (s) started.push(s);
+      const sourceServer = servers[0];
+      const sourceUrl = options.sourceUrl ?? (sourceServer as LocalPostgres).url();
+      const replicaUrls = specs.map((s, i) => s.url ?? (servers[i + 1] as LocalPostgres).url());
+
+      let endpointUrl = options.endpointUrl;
+      let closeEndpoint: (() => Promise<void>) | undefined;
+      if (!endpointUrl) {
+        const endpoint = await startEndpoint({ port: 0 });
+        endpointUrl = endpoint.url;
+        closeEndpoint = () => endpoint.close();
+        started.push({ stop: closeEndpoint });
+      }
+      const { sns, sqs } = awsClients({ endpoint: endpointUrl });
+      const fanout = await createFanout(sns, sqs, {
+        prefix: options.prefix ?? 'pgfanout-local',
+        replicas: specs.map((s) => s.name),
+        ...(options.maxReceiveCount ? { maxReceiveCount: options.maxReceiveCount } : {}),
+        ...(options.visibilityTimeoutSeconds ? { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds } : {}),
+      });
+
+      await withClient(sourceUrl, (c) => installSource(c));
+      for (const url of replicaUrls) await withClient(url, (c) => installReplica(c));
+
+      const replicas: RunningReplica[] = fanout.replicas.map((queues, i) => {
+        const spec = specs[i] as ReplicaSpec;
+        const url = replicaUrls[i] as string;
+        const logger = new Logger({ serviceName: 'pgfanout-applier', persistentKeys: { replica: spec.name }, logLevel: 'WARN' });
+        const metrics = new Metrics({
+          namespace: METRIC_NAMESPACE,
+          serviceName: 'pgfanout-applier',
+          defaultDimensions: { [DIMENSIONS.replica]: spec.name },
+        });
+        const handler = createApplierHandler({
+          replicaName: spec.name,
+          connect: async () => {
+            const client = new pg.Client({ connectionString: url, application_name: `pgfanout-applier-${spec.name}` });
+            await client.connect();
+            return client;
+          },
+          apply: { include: spec.include ?? [], exclude: spec.exclude ?? [], replicationRole: 'auto' },
+          logger,
+          metrics,
+        });
+        let runner: { stop(): Promise<void> } | undefined;
+        const replica: RunningReplica = {
+          ...queues,
+          url,
+          ...(servers[i + 1] ? { server: servers[i + 1] as LocalPostgres } : {}),
+          handler,
+          startRunner() {
+            if (runner) return;
+            runner = startEventSourceRunner({
+              sqs,
+              queueUrl: queues.queueUrl,
+              handler,
+              batchSize: 10,
+              functionName: `pgfanout-applier-${spec.name}`,
+            });
+          },
+          async stopRunner() {
+            const r = runner;
+            runner = undefined;
+            if (r) await r.stop();
+          },
+        };
+        replica.startRunner();
+        return replica;
+      });
+
+      const pipeline = new Pipeline({
+        sourceUrl,
+        ...(sourceServer ? { sourceServer } : {}),
+        endpointUrl,
+        topicArn: fanout.topicArn,
+        replicas,
+        sns,
+        sqs,
+        options: { ...options, log },
+        ...(closeEndpoint ? { closeEndpoint } : {}),
+      });
+      if (options.startPublisher ?? true) pipeline.startPublisher();
+      return pipeline;
+    } catch (err) {
+      for (const s of started.reverse()) await s.stop().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** The environment the publisher process gets: exactly what the ECS task definition sets. */
+  publisherEnv(): NodeJS.ProcessEnv {
+    return {
+      PATH: process.env.PATH,
+      [PUBLISHER_ENV.SOURCE_URL]: this.sourceUrl,
+      [PUBLISHER_ENV.TOPIC_ARN]: this.topicArn,
+      [PUBLISHER_ENV.HEALTH_PORT]: '0',
+      [PUBLISHER_ENV.TICK_MS]: String(this.#options.tickMs ?? 1000),
+      [PUBLISHER_ENV.MAX_MESSAGE_BYTES]: String(this.#options.maxMessageBytes ?? 262_144),
+      [PUBLISHER_ENV.LOG_LEVEL]: 'WARN',
+      AWS_ENDPOINT_URL: this.endpointUrl,
+      AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
+      AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID ?? 'test',
+      AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY ?? 'test',
+      POWERTOOLS_METRICS_DISABLED: 'true',
+    };
+  }
+
+  /** Starts a publisher process (a second one stands by behind the first's lock). */
+  startPublisher(): ChildProcess {
+    const child = spawn(NODE, [PUBLISHER_MAIN], { env: this.publisherEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = this.#options.log ?? (() => {});
+    child.stdout?.on('data', (d: Buffer) => log(`[publisher] ${d.toString().trimEnd()}`));
+    child.stderr?.on('data', (d: Buffer) => log(`[publisher] ${d.toString().trimEnd()}`));
+    this.#publisher = child;
+    return child;
+  }
+
+  get publisher(): ChildProcess | undefined {
+    return this.#publisher;
+  }
+
+  /** Stops the publisher: SIGTERM waits for a clean exit; SIGKILL is a crash. */
+  async stopPublisher(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<number | null> {
+    const child = this.#publisher;
+    this.#publisher = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(signal);
+    return exited;
+  }
+
+  async stop(): Promise<void> {
+    await this.stopPublisher('SIGTERM');
+    for (const r of this.replicas) {
+      await r.stopRunner();
+      await r.handler.applier.close();
+    }
+    this.sns.destroy();
+    this.sqs.destroy();
+    if (this.#closeEndpoint) await this.#closeEndpoint();
+    await Promise.all([this.sourceServer?.stop(), ...this.replicas.map((r) => r.server?.stop())]);
+  }
+}
+
+/** Runs `fn` with a fresh connection to `url`, always closing it. */
+export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
