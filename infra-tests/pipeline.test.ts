@@ -21,7 +21,7 @@ afterEach(async () => {
 });
 
 async function startDemo(options: Parameters<typeof Pipeline.start>[0] = {}): Promise<Pipeline> {
-  const p = await Pipeline.start({ startPublisher: false, tickMs: 200, visibilityTimeoutSeconds: 2, ...options });
+  const p = await Pipeline.start({ startPublisher: false, tickMs: 200, visibilityTimeoutSeconds: 2, maxRetryDelaySeconds: 2, ...options });
   for (const url of [p.sourceUrl, ...p.replicas.map((r) => r.url)]) await withClient(url, (c) => c.query(DEMO_SCHEMA_SQL));
   await withClient(p.sourceUrl, async (c) => {
     for (const t of DEMO_TABLES) await c.query('SELECT pgfanout.add_table($1::regclass)', [t]);

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SNSClient } from '@aws-sdk/client-sns';
-import type { SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { installReplica, installSource } from '#core';
 import { DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
@@ -53,6 +53,8 @@ export interface PipelineOptions {
   readonly maxReceiveCount?: number;
   /** Queue visibility timeout (s); a failed batch comes back after it. @default 30 */
   readonly visibilityTimeoutSeconds?: number;
+  /** Cap on the applier's retry delay after a transient failure (s). @default no cap (20 s, 1 min, 3 min, …) */
+  readonly maxRetryDelaySeconds?: number;
   /** Start the publisher process right away. @default true */
   readonly startPublisher?: boolean;
   /** Receives log lines of the publisher and appliers. @default discarded */
@@ -153,6 +155,15 @@ export class Pipeline {
           apply: { include: spec.include ?? [], exclude: spec.exclude ?? [], replicationRole: 'auto' },
           logger,
           metrics,
+          deferRetry: async (record, delaySeconds) => {
+            await sqs.send(
+              new ChangeMessageVisibilityCommand({
+                QueueUrl: queues.queueUrl,
+                ReceiptHandle: record.receiptHandle,
+                VisibilityTimeout: Math.min(delaySeconds, options.maxRetryDelaySeconds ?? delaySeconds),
+              }),
+            );
+          },
         });
         let runner: { stop(): Promise<void> } | undefined;
         const replica: RunningReplica = {

@@ -27,6 +27,23 @@ export interface ApplierDependencies {
   readonly apply: ApplyOptions;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /**
+   * Called for a record that failed for a transient reason (replica unreachable, …) with
+   * the delay before it should be tried again; the handler wiring makes the message
+   * invisible that long (SQS ChangeMessageVisibility), so an outage of hours consumes
+   * only a few receives instead of sending everything to the dead-letter queue.
+   */
+  readonly deferRetry?: (record: SQSRecord, delaySeconds: number) => Promise<void>;
+}
+
+/**
+ * Delay before retrying a record after a transient failure on its `receiveCount`-th
+ * receive: 20 s, 1 min, 3 min, 9 min, 27 min, then hourly. With the stack's default
+ * maxReceiveCount of 10 a replica can be unreachable for about 4.7 hours before its
+ * messages are parked (and nothing is lost even then: they wait in the dead-letter queue).
+ */
+export function transientRetryDelaySeconds(receiveCount: number): number {
+  return Math.min(3600, 20 * 3 ** Math.max(0, receiveCount - 1));
 }
 
 /** The per-record work, with the replica connection kept across invocations. */
@@ -82,6 +99,10 @@ export class RecordApplier {
         // Connection-level trouble: start the next attempt on a fresh connection.
         this.#client = undefined;
         await client.end().catch(() => undefined);
+        const receiveCount = Number(record.attributes.ApproximateReceiveCount) || 1;
+        await this.#deps.deferRetry?.(record, transientRetryDelaySeconds(receiveCount)).catch((deferError: unknown) => {
+          logger.warn('could not delay the retry', { error: deferError instanceof Error ? deferError.message : String(deferError) });
+        });
       }
       logger.error('message not applied', {
         messageId: record.messageId,

@@ -7,6 +7,8 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { getSecret } from '@aws-lambda-powertools/parameters/secrets';
+import { ChangeMessageVisibilityCommand, GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
 import pg from 'pg';
 import { DIMENSIONS, METRIC_NAMESPACE } from '#core/config.ts';
 import { clientConfigFromSecret, clientConfigFromUrl } from '#core/db.ts';
@@ -33,10 +35,36 @@ async function connect(): Promise<pg.Client> {
   return client;
 }
 
+const sqs = new SQSClient({});
+const queueUrls = new Map<string, Promise<string>>();
+
+/** The queue URL of a record's source queue, from its ARN (arn:aws:sqs:REGION:ACCOUNT:NAME). */
+function queueUrlOf(arn: string): Promise<string> {
+  let url = queueUrls.get(arn);
+  if (!url) {
+    const [, , , , account, name] = arn.split(':');
+    url = sqs.send(new GetQueueUrlCommand({ QueueName: name, QueueOwnerAWSAccountId: account })).then((out) => out.QueueUrl as string);
+    url.catch(() => queueUrls.delete(arn));
+    queueUrls.set(arn, url);
+  }
+  return url;
+}
+
+async function deferRetry(record: SQSRecord, delaySeconds: number): Promise<void> {
+  await sqs.send(
+    new ChangeMessageVisibilityCommand({
+      QueueUrl: await queueUrlOf(record.eventSourceARN),
+      ReceiptHandle: record.receiptHandle,
+      VisibilityTimeout: delaySeconds,
+    }),
+  );
+}
+
 export const handler = createApplierHandler({
   replicaName: config.replicaName,
   connect,
   apply: { include: config.include, exclude: config.exclude, replicationRole: 'auto' },
   logger,
   metrics,
+  deferRetry,
 });
