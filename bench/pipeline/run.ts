@@ -1,0 +1,260 @@
+/**
+ * pgfanout next to PostgreSQL's native logical replication, in one run on one workload.
+ *
+ * One source server carries both a publication (native, to its own subscriber server)
+ * and pgfanout capture (to two replica servers through the local SNS/SQS endpoint, with
+ * the publisher and each applier as their own processes). Every system replicates the
+ * same tables at the same time, so each sees exactly the same write stream:
+ *
+ *   sustained   pgbench TPC-B at full speed for DURATION s; a heartbeat row on the source
+ *               is stamped every 100 ms and read on every replica every 100 ms: lag =
+ *               replica clock − stamp (one machine, one clock); p50/p99, and catch-up
+ *               time after the load stops.
+ *   bulk        one transaction inserting 1,000,000 rows: time from commit until the last
+ *               row is visible on each replica → changes/s, and the ratio to native.
+ *   idle        single-row commits, one every 100 ms: commit → visible latency p50/p99.
+ *   memory      peak RSS (VmHWM) of the publisher and applier processes.
+ *   volume      messages and bytes published per million changes, and the AWS list-price
+ *               cost of that for 3 replicas.
+ *
+ * Usage: node bench/pipeline/run.ts [--duration 60] [--bulk-rows 1000000] [--idle-samples 100]
+ * Writes bench/pipeline/results.json, results.md and lag.svg.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { APPLIER_ENV } from '#core/config.ts';
+import { Pipeline, withClient } from '../../local/pipeline.ts';
+import { LocalPostgres } from '../../local/postgres.ts';
+import { pgbench } from '../../local/workload.ts';
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const { values } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '60' },
+    'bulk-rows': { type: 'string', default: '1000000' },
+    'idle-samples': { type: 'string', default: '100' },
+  },
+});
+const DURATION = Number(values.duration);
+const BULK_ROWS = Number(values['bulk-rows']);
+const IDLE_SAMPLES = Number(values['idle-samples']);
+
+const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history', 'bench_heartbeat', 'bench_bulk', 'bench_idle'];
+const EXTRA_SCHEMA = `
+CREATE TABLE IF NOT EXISTS bench_heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS bench_bulk (id bigint PRIMARY KEY, payload text NOT NULL);
+CREATE TABLE IF NOT EXISTS bench_idle (id bigint PRIMARY KEY, at timestamptz NOT NULL);`;
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+function peakRssMiB(pid: number | undefined): number | null {
+  if (!pid) return null;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+async function main(): Promise<void> {
+  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+  const settings = { wal_level: 'logical', max_wal_senders: 10, max_replication_slots: 10, synchronous_commit: 'on' };
+  const pipeline = await Pipeline.start({ startPublisher: false, tickMs: 1000 });
+  const source = pipeline.sourceServer as LocalPostgres;
+  // The pipeline's source was started without wal_level=logical: set it and restart.
+  await withClient(pipeline.sourceUrl, async (c) => {
+    for (const [k, v] of Object.entries(settings)) await c.query(`SELECT set_config($1, $2, false)`, [k, String(v)]).catch(() => undefined);
+    await c.query(`ALTER SYSTEM SET wal_level = 'logical'`);
+  });
+  await source.halt('fast');
+  await source.restart();
+  const native = await LocalPostgres.start({ major: source.major });
+  const appliers: ChildProcess[] = [];
+  const results: Record<string, unknown> = {
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: source.major },
+    parameters: { durationSeconds: DURATION, bulkRows: BULK_ROWS, idleSamples: IDLE_SAMPLES, pgbench: 'TPC-B scale 10, 4 clients, 2 threads' },
+  };
+  try {
+    // Same schema everywhere; data loaded after capture and the subscription start, so every system sees it.
+    for (const url of [pipeline.sourceUrl, ...pipeline.replicas.map((r) => r.url), native.url()]) {
+      await pgbench(url, ['-i', '-I', 'dtp', '-s', '10']);
+      await withClient(url, (c) => c.query(EXTRA_SCHEMA));
+    }
+    await withClient(pipeline.sourceUrl, async (c) => {
+      for (const t of TABLES) await c.query('SELECT pgfanout.add_table($1::regclass)', [t]);
+      await c.query(`CREATE PUBLICATION bench_pub FOR TABLE ${TABLES.join(', ')}`);
+    });
+    await withClient(native.url(), (c) =>
+      c.query(`CREATE SUBSCRIPTION bench_sub CONNECTION '${pipeline.sourceUrl.replace(/'/g, "''")}' PUBLICATION bench_pub WITH (copy_data = false)`),
+    );
+    pipeline.startPublisher();
+    for (const r of pipeline.replicas) {
+      await r.stopRunner();
+      await r.handler.applier.close();
+      const child = spawn(process.execPath, [here('../../local/applier-process.ts')], {
+        env: {
+          ...process.env,
+          [APPLIER_ENV.REPLICA_NAME]: r.name,
+          [APPLIER_ENV.REPLICA_URL]: r.url,
+          PGFANOUT_QUEUE_URL: r.queueUrl,
+          AWS_ENDPOINT_URL: pipeline.endpointUrl,
+          AWS_REGION: 'us-east-1',
+          AWS_ACCESS_KEY_ID: 'test',
+          AWS_SECRET_ACCESS_KEY: 'test',
+          POWERTOOLS_METRICS_DISABLED: 'true',
+          POWERTOOLS_LOG_LEVEL: 'WARN',
+        },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      appliers.push(child);
+    }
+    const targets = [
+      ...pipeline.replicas.map((r) => ({ name: `pgfanout ${r.name}`, url: r.url })),
+      { name: 'native', url: native.url() },
+    ];
+    console.log('loading pgbench data (captured and replicated by both systems)…');
+    await pgbench(pipeline.sourceUrl, ['-i', '-I', 'g', '-s', '10']);
+    await withClient(pipeline.sourceUrl, (c) => c.query(`INSERT INTO bench_heartbeat VALUES (1, clock_timestamp())`));
+    await waitAllSee(targets, `SELECT count(*) = 1000000 AS ok FROM pgbench_accounts`, 900_000);
+    console.log('initial data replicated everywhere');
+
+    results.sustained = await sustained(pipeline.sourceUrl, targets);
+    results.bulk = await bulk(pipeline.sourceUrl, targets);
+    results.idle = await idle(pipeline.sourceUrl, targets);
+    results.memory = {
+      publisherPeakRssMiB: peakRssMiB(pipeline.publisher?.pid),
+      applierPeakRssMiB: appliers.map((a) => peakRssMiB(a.pid)),
+    };
+  } finally {
+    for (const a of appliers) a.kill('SIGTERM');
+    await native.stop();
+    await pipeline.stop();
+  }
+  writeFileSync(here('results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  console.log(JSON.stringify(results, null, 2));
+}
+
+async function waitAllSee(targets: { name: string; url: string }[], sql: string, timeoutMs: number): Promise<Record<string, number>> {
+  const started = Date.now();
+  const seenAt: Record<string, number> = {};
+  const clients = await Promise.all(targets.map(async (t) => { const c = new pg.Client(t.url); await c.connect(); return c; }));
+  try {
+    while (Object.keys(seenAt).length < targets.length) {
+      if (Date.now() - started > timeoutMs) throw new Error(`not everyone saw "${sql}" within ${timeoutMs} ms: ${JSON.stringify(seenAt)}`);
+      await Promise.all(targets.map(async (t, i) => {
+        if (seenAt[t.name] !== undefined) return;
+        const { rows } = await (clients[i] as pg.Client).query<{ ok: boolean }>(sql);
+        if (rows[0]?.ok) seenAt[t.name] = Date.now() - started;
+      }));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    await Promise.all(clients.map((c) => c.end()));
+  }
+  return seenAt;
+}
+
+async function sustained(sourceUrl: string, targets: { name: string; url: string }[]) {
+  console.log(`sustained: pgbench for ${DURATION} s at full speed…`);
+  const stamp = new pg.Client(sourceUrl);
+  await stamp.connect();
+  const readers = await Promise.all(targets.map(async (t) => { const c = new pg.Client(t.url); await c.connect(); return c; }));
+  const samples: Record<string, { t: number; lag: number }[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
+  const t0 = Date.now();
+  let running = true;
+  const stamper = (async () => {
+    while (running) {
+      await stamp.query(`UPDATE bench_heartbeat SET at = clock_timestamp() WHERE id = 1`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const sampler = (async () => {
+    while (running) {
+      await Promise.all(targets.map(async (t, i) => {
+        const { rows } = await (readers[i] as pg.Client).query<{ lag: number }>(`SELECT extract(epoch FROM clock_timestamp() - at)::float8 AS lag FROM bench_heartbeat`);
+        samples[t.name]?.push({ t: (Date.now() - t0) / 1000, lag: rows[0]?.lag ?? Number.NaN });
+      }));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const out = await pgbench(sourceUrl, ['-c', '4', '-j', '2', '-T', String(DURATION), '-n']);
+  const loadEnded = Date.now();
+  const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
+  // Catch-up: the last stamp written after the load ended must reach each replica.
+  running = false;
+  await stamper;
+  await sampler;
+  const { rows } = await stamp.query<{ at: string }>(`UPDATE bench_heartbeat SET at = clock_timestamp() WHERE id = 1 RETURNING at::text`);
+  const last = rows[0]?.at as string;
+  const waitStarted = Date.now();
+  const caughtUp = await waitAllSee(targets, `SELECT at >= '${last}'::timestamptz AS ok FROM bench_heartbeat`, 600_000);
+  await stamp.end();
+  await Promise.all(readers.map((r) => r.end()));
+  const summary = Object.fromEntries(
+    Object.entries(samples).map(([name, s]) => {
+      const lags = s.filter((x) => x.t <= (loadEnded - t0) / 1000).map((x) => x.lag).sort((a, b) => a - b);
+      return [name, { lagP50Seconds: percentile(lags, 50), lagP99Seconds: percentile(lags, 99), lagMaxSeconds: lags.at(-1), catchUpSeconds: ((caughtUp[name] ?? Number.NaN) + (waitStarted - loadEnded)) / 1000 }];
+    }),
+  );
+  writeFileSync(here('lag.svg'), lagPlot(samples, (loadEnded - t0) / 1000));
+  return { tps, systems: summary };
+}
+
+async function bulk(sourceUrl: string, targets: { name: string; url: string }[]) {
+  console.log(`bulk: one transaction of ${BULK_ROWS} inserted rows…`);
+  await withClient(sourceUrl, (c) => c.query(`INSERT INTO bench_bulk SELECT g, md5(g::text) FROM generate_series(1, $1::bigint) g`, [BULK_ROWS]));
+  const seen = await waitAllSee(targets, `SELECT EXISTS (SELECT 1 FROM bench_bulk WHERE id = ${BULK_ROWS}) AS ok`, 1_800_000);
+  const perSystem = Object.fromEntries(Object.entries(seen).map(([name, ms]) => [name, { seconds: ms / 1000, changesPerSecond: Math.round(BULK_ROWS / (ms / 1000)) }]));
+  const nativeRate = perSystem.native?.changesPerSecond ?? Number.NaN;
+  return Object.fromEntries(Object.entries(perSystem).map(([name, v]) => [name, { ...v, ratioToNative: v.changesPerSecond / nativeRate }]));
+}
+
+async function idle(sourceUrl: string, targets: { name: string; url: string }[]) {
+  console.log(`idle: ${IDLE_SAMPLES} single-row commits…`);
+  const latencies: Record<string, number[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
+  for (let i = 1; i <= IDLE_SAMPLES; i++) {
+    await withClient(sourceUrl, (c) => c.query(`INSERT INTO bench_idle VALUES ($1, clock_timestamp())`, [i]));
+    const seen = await waitAllSee(targets, `SELECT EXISTS (SELECT 1 FROM bench_idle WHERE id = ${i}) AS ok`, 60_000);
+    for (const [name, ms] of Object.entries(seen)) latencies[name]?.push(ms);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return Object.fromEntries(Object.entries(latencies).map(([name, l]) => {
+    const s = [...l].sort((a, b) => a - b);
+    return [name, { p50Ms: percentile(s, 50), p99Ms: percentile(s, 99) }];
+  }));
+}
+
+function lagPlot(samples: Record<string, { t: number; lag: number }[]>, loadEnd: number): string {
+  const W = 800, H = 360, L = 60, B = 40, T = 30, R = 150;
+  const all = Object.values(samples).flat();
+  const maxT = Math.max(1, ...all.map((s) => s.t));
+  const maxLag = Math.max(0.1, ...all.map((s) => (Number.isFinite(s.lag) ? s.lag : 0)));
+  const x = (t: number) => L + (t / maxT) * (W - L - R);
+  const y = (v: number) => H - B - (v / maxLag) * (H - B - T);
+  const colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728'];
+  const lines = Object.entries(samples).map(([name, s], i) => {
+    const d = s.filter((p) => Number.isFinite(p.lag)).map((p, j) => `${j === 0 ? 'M' : 'L'}${x(p.t).toFixed(1)},${y(p.lag).toFixed(1)}`).join(' ');
+    return `<path d="${d}" fill="none" stroke="${colors[i % colors.length]}" stroke-width="1.5"/><text x="${W - R + 10}" y="${T + 20 * i + 10}" fill="${colors[i % colors.length]}" font-size="12">${name}</text>`;
+  });
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => `<text x="${L - 8}" y="${y(f * maxLag) + 4}" font-size="11" text-anchor="end">${(f * maxLag).toFixed(2)}</text>`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+<text x="${L}" y="18" font-size="14">Replica lag during pgbench at full speed (s); load ends at the dashed line</text>
+<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>
+<line x1="${x(loadEnd)}" y1="${T}" x2="${x(loadEnd)}" y2="${H - B}" stroke="gray" stroke-dasharray="4"/>
+<text x="${(W - R + L) / 2}" y="${H - 8}" font-size="12" text-anchor="middle">time (s)</text>
+${ticks.join('\n')}
+${lines.join('\n')}
+</svg>
+`;
+}
+
+await main();
