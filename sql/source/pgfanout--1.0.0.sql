@@ -1,0 +1,734 @@
+-- pgfanout source, version 1.0.0: capture triggers, the event log and the batch protocol.
+--
+-- Plain SQL (no custom extension), for PostgreSQL 13 and later. Run it through
+-- installSource() in functions/core/install.ts, which wraps it in a transaction under
+-- an advisory lock and then applies roles.sql. Running it again changes nothing and
+-- loses nothing: every object is created only when missing or replaced by an identical
+-- definition, and state rows are inserted only when missing.
+--
+-- Capture
+--   pgfanout.add_table(regclass)      row trigger (INSERT/UPDATE/DELETE) + statement trigger (TRUNCATE)
+--   pgfanout.remove_table(regclass)   drops them
+--   pgfanout.add_all_tables(name)     adds every table of a schema that is not added yet
+--   pgfanout.show_tables()            what is captured, with its row identity
+--   Each change is written, inside the writer's transaction, to the event log as the
+--   hstore of the row: every column as its type's own text output (hstore(record)).
+--   Row identity is chosen at add_table: the primary key; else the unique, non-partial,
+--   non-expression index over NOT NULL columns with the fewest columns; else none, in
+--   which case the whole old row identifies it.
+--
+-- Batch protocol (the publisher, role pgfanout_publisher)
+--   pgfanout.next_batch()             the open batch if there is one (same id, same events,
+--                                     every time); else a new batch of every event whose
+--                                     transaction committed since the previous batch; else no row
+--   pgfanout.batch_values(batch_id)   the open batch's events, one row per column value, in
+--                                     ev_id, image, col order; read it with
+--                                     COPY (SELECT * FROM pgfanout.batch_values($1)) TO STDOUT
+--   pgfanout.finish_batch(batch_id)   closes the open batch; rotates the log when it can
+--   pgfanout.publisher_waiting(bool)  while true, capture sends NOTIFY pgfanout once per transaction
+--   pgfanout.status()                 positions and backlog
+--
+-- Batches are PgQ-style snapshot batches: a batch is the set of events whose transaction is
+-- visible in the batch's snapshot and was not visible in the previous batch's snapshot.
+-- Visibility of a transaction is all or nothing, so a transaction is never split across
+-- batches, and a transaction that started early and committed late lands in the batch
+-- taken after its commit, whatever its event ids are. Within a batch, events are ordered by
+-- ev_id: writes to the same row are serialised by the row lock, so the later writer's event
+-- always gets the larger id (the sequence has CACHE 1 so that this holds across sessions),
+-- and the replica applies a whole batch atomically.
+
+CREATE SCHEMA IF NOT EXISTS pgfanout;
+COMMENT ON SCHEMA pgfanout IS 'pgfanout: change capture, event log and batch protocol (source); replica_* objects (replica)';
+
+-- hstore is trusted since PostgreSQL 13, so a database owner can create it. It is used
+-- where it already is; every reference below names its real schema.
+CREATE EXTENSION IF NOT EXISTS hstore;
+
+-- One row: who this source is.
+CREATE TABLE IF NOT EXISTS pgfanout.source_info (
+    singleton    boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    source_id    uuid        NOT NULL DEFAULT gen_random_uuid(),
+    installed_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO pgfanout.source_info (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
+
+-- One row, read by the capture trigger once per transaction: which log table to write and
+-- whether a publisher is waiting for a NOTIFY. Also the rotation settings.
+CREATE TABLE IF NOT EXISTS pgfanout.capture_state (
+    singleton         boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    log_table         integer     NOT NULL DEFAULT 0 CHECK (log_table BETWEEN 0 AND 2),
+    log_table_since   timestamptz NOT NULL DEFAULT now(),
+    publisher_waiting boolean     NOT NULL DEFAULT false,
+    waiting_since     timestamptz,
+    -- How long a log table stays current before finish_batch switches to the next one.
+    rotation_interval interval    NOT NULL DEFAULT '1 minute' CHECK (rotation_interval >= '0'::interval),
+    rotations         bigint      NOT NULL DEFAULT 0,
+    truncations       bigint      NOT NULL DEFAULT 0
+);
+INSERT INTO pgfanout.capture_state (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
+
+-- Event ids. CACHE 1 is required: with a per-session cache, a later write to a row could
+-- get a smaller id than the earlier one, and ev_id order would no longer follow row order.
+CREATE SEQUENCE IF NOT EXISTS pgfanout.event_id_seq AS bigint CACHE 1;
+
+-- The event log: a parent for reading and three tables written in turn. A table is
+-- emptied only by TRUNCATE (see pgfanout.rotate_log for when that is safe).
+DO $install$
+DECLARE
+    h text := (SELECT n.nspname FROM pg_catalog.pg_extension x
+               JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
+               WHERE x.extname = 'hstore');
+    nr integer;
+BEGIN
+    EXECUTE format($sql$
+        CREATE TABLE IF NOT EXISTS pgfanout.event_log (
+            ev_id     bigint      NOT NULL DEFAULT nextval('pgfanout.event_id_seq'::regclass),
+            ev_txid   xid8        NOT NULL DEFAULT pg_current_xact_id(),
+            ev_time   timestamptz NOT NULL DEFAULT clock_timestamp(),
+            ev_op     text        NOT NULL,
+            ev_schema text        NOT NULL,
+            ev_table  text        NOT NULL,
+            ev_key    %1$I.hstore,
+            ev_new    %1$I.hstore
+        )$sql$, h);
+    FOR nr IN 0..2 LOOP
+        EXECUTE format('CREATE TABLE IF NOT EXISTS pgfanout.%I () INHERITS (pgfanout.event_log)', 'event_log_' || nr);
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON pgfanout.%I (ev_txid)', 'event_log_' || nr || '_txid', 'event_log_' || nr);
+    END LOOP;
+END
+$install$;
+
+-- The batch cursor, one row: the last batch served, the last batch finished, and the
+-- snapshot up to which every committed event belongs to a batch.
+CREATE TABLE IF NOT EXISTS pgfanout.batch_cursor (
+    singleton         boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    last_batch_id     bigint      NOT NULL DEFAULT 0,
+    finished_batch_id bigint      NOT NULL DEFAULT 0,
+    last_snapshot     pg_snapshot NOT NULL DEFAULT pg_current_snapshot(),
+    CHECK (finished_batch_id BETWEEN last_batch_id - 1 AND last_batch_id)
+);
+INSERT INTO pgfanout.batch_cursor (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
+
+-- Batches served. Only non-empty batches get ids, densely: 1, 2, 3, ...
+CREATE TABLE IF NOT EXISTS pgfanout.batch (
+    batch_id         bigint      PRIMARY KEY,
+    prev_batch_id    bigint      NOT NULL,
+    prev_snapshot    pg_snapshot NOT NULL,
+    snapshot         pg_snapshot NOT NULL,
+    event_count      bigint      NOT NULL,
+    first_event_time timestamptz,
+    last_event_time  timestamptz,
+    max_ev_id        bigint,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    finished_at      timestamptz,
+    CHECK (prev_batch_id = batch_id - 1)
+);
+
+-- Tables whose changes are captured.
+CREATE TABLE IF NOT EXISTS pgfanout.captured_table (
+    reloid           oid         PRIMARY KEY,
+    identity_kind    text        NOT NULL CHECK (identity_kind IN ('primary key', 'unique index', 'none')),
+    identity_index   oid,
+    identity_columns text[]      NOT NULL,
+    added_at         timestamptz NOT NULL DEFAULT now()
+);
+
+
+-- pgfanout.version(): the installed version of the source objects.
+-- Parameters: none. Returns: text, e.g. '1.0.0'. Tables touched: none.
+CREATE OR REPLACE FUNCTION pgfanout.version() RETURNS text
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT '1.0.0'::text $$;
+
+-- pgfanout.source_id(): the uuid generated at install, identifying this source's event stream.
+-- Parameters: none. Returns: text (uuid). Tables touched: reads source_info.
+CREATE OR REPLACE FUNCTION pgfanout.source_id() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT source_id::text FROM pgfanout.source_info $$;
+
+
+-- pgfanout.capture(): the trigger function add_table installs (row level for INSERT,
+-- UPDATE and DELETE, statement level for TRUNCATE). Writes one event per row change.
+-- Parameters (trigger arguments): identity kind ('primary key' | 'unique index' | 'none');
+--   the oid of the captured table when it is partitioned, else ''; the identity columns.
+-- Returns: NULL (AFTER trigger). Tables touched: reads capture_state once per transaction;
+--   inserts into event_log_0/1/2.
+-- Does nothing when the setting pgfanout.origin is non-empty (the applier's loop guard).
+-- The first event of a transaction reads capture_state, sends NOTIFY pgfanout if a
+-- publisher waits, and remembers the log table in the transaction-local setting
+-- pgfanout.log_table, so later events of the transaction read nothing.
+-- Values are captured with the output settings that make every type's text exact and
+-- re-readable (DateStyle ISO, IntervalStyle postgres, extra_float_digits >= 1); a session
+-- with other settings takes the slower path through pgfanout.row_text.
+DO $install$
+DECLARE
+    h text := (SELECT n.nspname FROM pg_catalog.pg_extension x
+               JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
+               WHERE x.extname = 'hstore');
+BEGIN
+    -- pgfanout.row_text(anyelement): a row as hstore under exact output settings.
+    -- Parameters: a row. Returns: hstore. Tables touched: none.
+    EXECUTE format($sql$
+        CREATE OR REPLACE FUNCTION pgfanout.row_text(r anyelement) RETURNS %1$I.hstore
+        LANGUAGE sql STABLE
+        SET search_path = pg_catalog, pg_temp
+        SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET extra_float_digits = 1
+        AS $fn$ SELECT %1$I.hstore(r) $fn$
+    $sql$, h);
+
+    EXECUTE format($sql$
+        CREATE OR REPLACE FUNCTION pgfanout.capture() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+        AS $body$
+        DECLARE
+            log_nr   text := current_setting('pgfanout.log_table', true);
+            sch      text := TG_TABLE_SCHEMA;
+            tbl      text := TG_TABLE_NAME;
+            old_row  %1$I.hstore;
+            key_row  %1$I.hstore;
+            new_row  %1$I.hstore;
+            waiting  boolean;
+        BEGIN
+            IF current_setting('pgfanout.origin', true) <> '' THEN
+                RETURN NULL;
+            END IF;
+            IF log_nr IS NULL OR log_nr NOT IN ('0', '1', '2') THEN
+                SELECT s.log_table::text, s.publisher_waiting INTO log_nr, waiting FROM pgfanout.capture_state s;
+                IF waiting THEN
+                    PERFORM pg_notify('pgfanout', '');
+                END IF;
+                PERFORM set_config('pgfanout.log_table', log_nr, true);
+            END IF;
+            IF TG_ARGV[1] <> '' THEN
+                -- A partition: events name the partitioned table that was added.
+                SELECT n.nspname, c.relname INTO sch, tbl
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.oid = TG_ARGV[1]::oid;
+            END IF;
+            IF TG_LEVEL = 'ROW' THEN
+                IF left(current_setting('DateStyle'), 3) = 'ISO'
+                   AND current_setting('IntervalStyle') = 'postgres'
+                   AND current_setting('extra_float_digits')::integer >= 1 THEN
+                    IF TG_OP <> 'DELETE' THEN new_row := %1$I.hstore(NEW); END IF;
+                    IF TG_OP <> 'INSERT' THEN old_row := %1$I.hstore(OLD); END IF;
+                ELSE
+                    IF TG_OP <> 'DELETE' THEN new_row := pgfanout.row_text(NEW); END IF;
+                    IF TG_OP <> 'INSERT' THEN old_row := pgfanout.row_text(OLD); END IF;
+                END IF;
+                IF old_row IS NULL THEN
+                    key_row := NULL;
+                ELSIF TG_ARGV[0] <> 'none' AND old_row OPERATOR(%1$I.?&) TG_ARGV[2:] THEN
+                    key_row := %1$I.slice(old_row, TG_ARGV[2:]);
+                ELSE
+                    -- No identity, or an identity column was renamed since add_table:
+                    -- the whole old row identifies the row.
+                    key_row := old_row;
+                END IF;
+            END IF;
+            IF log_nr = '0' THEN
+                INSERT INTO pgfanout.event_log_0 (ev_op, ev_schema, ev_table, ev_key, ev_new)
+                VALUES (left(TG_OP, 1), sch, tbl, key_row, new_row);
+            ELSIF log_nr = '1' THEN
+                INSERT INTO pgfanout.event_log_1 (ev_op, ev_schema, ev_table, ev_key, ev_new)
+                VALUES (left(TG_OP, 1), sch, tbl, key_row, new_row);
+            ELSE
+                INSERT INTO pgfanout.event_log_2 (ev_op, ev_schema, ev_table, ev_key, ev_new)
+                VALUES (left(TG_OP, 1), sch, tbl, key_row, new_row);
+            END IF;
+            RETURN NULL;
+        END
+        $body$
+    $sql$, h);
+END
+$install$;
+
+
+-- pgfanout.identity_of(regclass): the row identity add_table would choose.
+-- Parameters: the table. Returns: kind ('primary key' | 'unique index' | 'none'), the
+--   index oid (or NULL) and the key columns in index order (empty for none).
+-- Tables touched: reads pg_index, pg_attribute.
+CREATE OR REPLACE FUNCTION pgfanout.identity_of(p_table regclass,
+    OUT identity_kind text, OUT identity_index oid, OUT identity_columns text[])
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(best.kind, 'none'), best.indexrelid, coalesce(best.cols, '{}'::text[])
+    FROM (SELECT 1) AS one
+    LEFT JOIN LATERAL (
+        SELECT CASE WHEN i.indisprimary THEN 'primary key' ELSE 'unique index' END AS kind,
+               i.indexrelid,
+               array_agg(a.attname::text ORDER BY k.ord) AS cols
+        FROM pg_index i
+        JOIN pg_class ic ON ic.oid = i.indexrelid
+        CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+        LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = p_table
+          AND i.indisvalid AND i.indislive
+          AND (i.indisprimary OR (i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL))
+          AND k.ord <= i.indnkeyatts
+        GROUP BY i.indexrelid, i.indisprimary, ic.relname
+        -- every key column is a plain NOT NULL column (attnum 0 would be an expression)
+        HAVING bool_and(k.attnum > 0 AND a.attnotnull IS TRUE)
+        ORDER BY i.indisprimary DESC, count(*), ic.relname COLLATE "C", i.indexrelid
+        LIMIT 1
+    ) AS best ON true
+$$;
+
+-- pgfanout.add_table(regclass): starts capturing a table's changes.
+-- Parameters: the table (plain or partitioned; not a partition, view, temporary table or
+--   one of pgfanout's own). Returns: void.
+-- Tables touched: captured_table (insert); creates triggers pgfanout_capture (row) and
+--   pgfanout_capture_truncate (statement) on the table.
+-- Errors when the table is already added, naming it.
+CREATE OR REPLACE FUNCTION pgfanout.add_table(p_table regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel      record;
+    ident    record;
+    qualified text;
+    root_arg text;
+BEGIN
+    IF p_table IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.add_table: the table must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition
+      INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_table;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgfanout.add_table: no relation has oid %', p_table::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    qualified := format('%I.%I', rel.nspname, rel.relname);
+    IF rel.nspname = 'pgfanout' THEN
+        RAISE EXCEPTION 'pgfanout.add_table: % is one of pgfanout''s own tables; they are not captured', qualified
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'pgfanout.add_table: % is a %, not a table; only plain and partitioned tables can be added', qualified,
+            CASE rel.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
+                             WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' WHEN 'I' THEN 'partitioned index'
+                             WHEN 'c' THEN 'composite type' ELSE format('relation of kind %L', rel.relkind) END
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF rel.relpersistence = 't' THEN
+        RAISE EXCEPTION 'pgfanout.add_table: % is a temporary table; only permanent and unlogged tables can be added', qualified
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF rel.relispartition THEN
+        RAISE EXCEPTION 'pgfanout.add_table: % is a partition of %; add the partitioned table instead', qualified,
+            (SELECT format('%I.%I', pn.nspname, pc.relname)
+               FROM pg_inherits inh JOIN pg_class pc ON pc.oid = inh.inhparent
+               JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+              WHERE inh.inhrelid = p_table LIMIT 1)
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p_table AND t.tgname = 'pgfanout_capture') THEN
+        RAISE EXCEPTION 'pgfanout.add_table: table % is already added', qualified
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'pgfanout.show_tables() lists the added tables; pgfanout.remove_table() removes one.';
+    END IF;
+    -- A row left by a table that was dropped while added, whose oid now names this table.
+    DELETE FROM pgfanout.captured_table WHERE reloid = p_table;
+
+    SELECT * INTO ident FROM pgfanout.identity_of(p_table);
+    root_arg := CASE WHEN rel.relkind = 'p' THEN p_table::oid::text ELSE '' END;
+    EXECUTE format('CREATE TRIGGER pgfanout_capture AFTER INSERT OR UPDATE OR DELETE ON %s'
+                   ' FOR EACH ROW EXECUTE FUNCTION pgfanout.capture(%s)',
+                   qualified,
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
+                      FROM unnest(ARRAY[ident.identity_kind, root_arg] || ident.identity_columns)
+                           WITH ORDINALITY AS args(a, o)));
+    EXECUTE format('CREATE TRIGGER pgfanout_capture_truncate AFTER TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION pgfanout.capture(%L, %L)',
+                   qualified, ident.identity_kind, root_arg);
+    INSERT INTO pgfanout.captured_table (reloid, identity_kind, identity_index, identity_columns)
+    VALUES (p_table, ident.identity_kind, ident.identity_index, ident.identity_columns);
+END
+$$;
+
+-- pgfanout.remove_table(regclass): stops capturing a table. Events already logged stay
+-- in the log and are published.
+-- Parameters: the table. Returns: void.
+-- Tables touched: captured_table (delete); drops the table's pgfanout triggers.
+CREATE OR REPLACE FUNCTION pgfanout.remove_table(p_table regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    qualified text;
+BEGIN
+    IF p_table IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.remove_table: the table must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT format('%I.%I', n.nspname, c.relname) INTO qualified
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p_table AND t.tgname = 'pgfanout_capture') THEN
+        RAISE EXCEPTION 'pgfanout.remove_table: table % is not added', coalesce(qualified, p_table::oid::text)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    EXECUTE format('DROP TRIGGER pgfanout_capture ON %s', qualified);
+    EXECUTE format('DROP TRIGGER IF EXISTS pgfanout_capture_truncate ON %s', qualified);
+    DELETE FROM pgfanout.captured_table WHERE reloid = p_table;
+END
+$$;
+
+-- pgfanout.add_all_tables(name): adds every plain or partitioned table of a schema that is
+-- not added yet (partitions, temporary tables and pgfanout's own tables are skipped).
+-- Parameters: the schema name. Returns: the tables added, in name order.
+-- Tables touched: as add_table.
+CREATE OR REPLACE FUNCTION pgfanout.add_all_tables(p_schema name) RETURNS SETOF regclass
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t regclass;
+BEGIN
+    IF p_schema IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.add_all_tables: the schema must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = p_schema) THEN
+        RAISE EXCEPTION 'pgfanout.add_all_tables: schema % does not exist', quote_ident(p_schema)
+            USING ERRCODE = 'invalid_schema_name';
+    END IF;
+    IF p_schema = 'pgfanout' THEN
+        RETURN;
+    END IF;
+    FOR t IN
+        SELECT c.oid::regclass
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = p_schema
+           AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence <> 't'
+           AND NOT EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND tg.tgname = 'pgfanout_capture')
+         ORDER BY c.relname COLLATE "C"
+    LOOP
+        PERFORM pgfanout.add_table(t);
+        RETURN NEXT t;
+    END LOOP;
+END
+$$;
+
+-- pgfanout.show_tables(): the captured tables.
+-- Parameters: none. Returns: one row per table: schema and table name (current names),
+--   identity kind, identity columns (as recorded at add_table), added_at.
+-- Tables touched: reads captured_table.
+CREATE OR REPLACE FUNCTION pgfanout.show_tables()
+RETURNS TABLE (table_schema name, table_name name, identity_kind text, identity_columns text[], added_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname, c.relname, t.identity_kind, t.identity_columns, t.added_at
+      FROM pgfanout.captured_table t
+      JOIN pg_class c ON c.oid = t.reloid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = t.reloid AND tg.tgname = 'pgfanout_capture')
+     ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"
+$$;
+
+
+-- pgfanout.publisher_waiting(boolean): the publisher says it is idle and LISTENing
+-- (true), or busy (false). While true, each capturing transaction sends one NOTIFY
+-- pgfanout (empty payload); while false, none, so sustained load pays no NOTIFY lock.
+-- Parameters: waiting. Returns: void. Tables touched: capture_state (update).
+CREATE OR REPLACE FUNCTION pgfanout.publisher_waiting(p_waiting boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_waiting IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.publisher_waiting: the flag must be true or false, not NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    UPDATE pgfanout.capture_state
+       SET publisher_waiting = p_waiting,
+           waiting_since = CASE WHEN p_waiting THEN coalesce(waiting_since, now()) END
+     WHERE publisher_waiting IS DISTINCT FROM p_waiting;
+END
+$$;
+
+
+-- pgfanout.next_batch(): the batch the publisher should publish now.
+-- Parameters: none.
+-- Returns: the open (served, not finished) batch if there is one, with the same id and
+--   events every time; else a new batch of the events of every transaction that committed
+--   since the previous batch's snapshot, with the next id; else no row (nothing new).
+-- Tables touched: batch_cursor (locked, updated), batch (insert), reads event_log.
+CREATE OR REPLACE FUNCTION pgfanout.next_batch()
+RETURNS TABLE (batch_id bigint, prev_batch_id bigint, event_count bigint,
+               first_event_time timestamptz, last_event_time timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cur     record;
+    snap    pg_snapshot;
+    n       bigint;
+    t_first timestamptz;
+    t_last  timestamptz;
+    max_id  bigint;
+BEGIN
+    SELECT * INTO cur FROM pgfanout.batch_cursor FOR UPDATE;
+    IF cur.last_batch_id > cur.finished_batch_id THEN
+        RETURN QUERY
+            SELECT b.batch_id, b.prev_batch_id, b.event_count, b.first_event_time, b.last_event_time
+              FROM pgfanout.batch b WHERE b.batch_id = cur.last_batch_id;
+        RETURN;
+    END IF;
+    -- Every statement below runs with a snapshot at least as new as snap, so every event
+    -- of a transaction visible in snap is visible to it.
+    snap := pg_current_snapshot();
+    IF pg_snapshot_xmax(cur.last_snapshot) > pg_snapshot_xmax(snap) THEN
+        -- Transaction ids only grow: this log was restored into, or copied to, another cluster.
+        RAISE EXCEPTION 'pgfanout.next_batch: the log position (snapshot %) is ahead of this server''s transaction ids (snapshot %)',
+            cur.last_snapshot, snap
+            USING ERRCODE = 'data_corrupted',
+                  HINT = 'The pgfanout schema was restored from a dump or copied from another server; reinstall it to start a new stream.';
+    END IF;
+    SELECT count(*), min(e.ev_time), max(e.ev_time), max(e.ev_id)
+      INTO n, t_first, t_last, max_id
+      FROM pgfanout.event_log e
+     WHERE (e.ev_txid >= pg_snapshot_xmax(cur.last_snapshot)
+            OR e.ev_txid = ANY (ARRAY(SELECT pg_snapshot_xip(cur.last_snapshot))))
+       AND e.ev_txid < pg_snapshot_xmax(snap)
+       AND pg_visible_in_snapshot(e.ev_txid, snap);
+    IF n = 0 THEN
+        -- Nothing committed in between: move the position on without using an id.
+        UPDATE pgfanout.batch_cursor SET last_snapshot = snap;
+        RETURN;
+    END IF;
+    INSERT INTO pgfanout.batch (batch_id, prev_batch_id, prev_snapshot, snapshot, event_count,
+                                first_event_time, last_event_time, max_ev_id)
+    VALUES (cur.last_batch_id + 1, cur.last_batch_id, cur.last_snapshot, snap, n, t_first, t_last, max_id);
+    UPDATE pgfanout.batch_cursor SET last_batch_id = cur.last_batch_id + 1, last_snapshot = snap;
+    RETURN QUERY SELECT cur.last_batch_id + 1, cur.last_batch_id, n, t_first, t_last;
+END
+$$;
+
+-- pgfanout.batch_values(bigint): the open batch's events, one row per captured column value.
+-- Parameters: the batch id (must be the open batch).
+-- Returns: ev_id, ev_txid (xid8 as decimal text), ev_time, ev_op ('I' | 'U' | 'D' | 'T'),
+--   ev_schema, ev_table, image ('k' old identity, 'n' new row, '-' an event without column
+--   values such as TRUNCATE), col, value (the column's text output, NULL for SQL NULL);
+--   ordered by ev_id, image, col (bytewise).
+-- Tables touched: reads batch, event_log.
+DO $install$
+DECLARE
+    h text := (SELECT n.nspname FROM pg_catalog.pg_extension x
+               JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
+               WHERE x.extname = 'hstore');
+BEGIN
+    EXECUTE format($sql$
+        CREATE OR REPLACE FUNCTION pgfanout.batch_values(p_batch_id bigint)
+        RETURNS TABLE (ev_id bigint, ev_txid text, ev_time timestamptz, ev_op text, ev_schema text,
+                       ev_table text, image text, col text, value text)
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+        AS $body$
+        #variable_conflict use_column
+        DECLARE
+            b   record;
+            cur record;
+        BEGIN
+            IF p_batch_id IS NULL THEN
+                RAISE EXCEPTION 'pgfanout.batch_values: the batch id must not be NULL'
+                    USING ERRCODE = 'null_value_not_allowed';
+            END IF;
+            SELECT * INTO cur FROM pgfanout.batch_cursor;
+            SELECT * INTO b FROM pgfanout.batch bt WHERE bt.batch_id = p_batch_id;
+            IF NOT FOUND OR p_batch_id <> cur.last_batch_id THEN
+                RAISE EXCEPTION 'pgfanout.batch_values: batch %% is not the open batch (%%)', p_batch_id,
+                    CASE WHEN cur.last_batch_id > cur.finished_batch_id
+                         THEN format('the open batch is %%s', cur.last_batch_id)
+                         ELSE format('no batch is open; the last finished batch is %%s', cur.finished_batch_id) END
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Only the batch returned by pgfanout.next_batch() can be read; a finished batch''s events may be gone.';
+            END IF;
+            IF b.finished_at IS NOT NULL THEN
+                RAISE EXCEPTION 'pgfanout.batch_values: batch %% is finished; its events may have been rotated out of the log', p_batch_id
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            RETURN QUERY
+                SELECT e.ev_id, e.ev_txid::text, e.ev_time, e.ev_op, e.ev_schema, e.ev_table, v.image, v.col, v.value
+                  FROM (SELECT * FROM pgfanout.event_log l
+                         WHERE (l.ev_txid >= pg_snapshot_xmax(b.prev_snapshot)
+                                OR l.ev_txid = ANY (ARRAY(SELECT pg_snapshot_xip(b.prev_snapshot))))
+                           AND l.ev_txid < pg_snapshot_xmax(b.snapshot)
+                           AND pg_visible_in_snapshot(l.ev_txid, b.snapshot)
+                         ORDER BY l.ev_id) AS e
+                 CROSS JOIN LATERAL (
+                        SELECT 'k'::text AS image, kv.key AS col, kv.value AS value FROM %1$I.each(e.ev_key) AS kv
+                        UNION ALL
+                        SELECT 'n'::text, nv.key, nv.value FROM %1$I.each(e.ev_new) AS nv
+                        UNION ALL
+                        SELECT '-'::text, NULL::text, NULL::text
+                         WHERE coalesce(%1$I.akeys(e.ev_key), '{}') = '{}'
+                           AND coalesce(%1$I.akeys(e.ev_new), '{}') = '{}'
+                       ) AS v
+                 ORDER BY e.ev_id, v.image COLLATE "C", v.col COLLATE "C";
+        END
+        $body$
+    $sql$, h);
+END
+$install$;
+
+
+-- pgfanout.rotate_log(): empties log tables whose events are all published, and moves
+-- capture to the next table when the current one is old enough. Called by finish_batch.
+-- Parameters: none. Returns: void.
+-- Tables touched: capture_state (locked, updated), event_log_0/1/2 (TRUNCATE).
+--
+-- Why a TRUNCATE here loses nothing. A log table T is truncated only while this
+-- transaction holds ACCESS EXCLUSIVE on T, taken with NOWAIT (so writers never queue
+-- behind it; if any transaction holds a lock on T we simply try again at a later
+-- finish_batch). Holding it means no transaction that has written to T is still running:
+-- a writer keeps its ROW EXCLUSIVE lock on T until it commits or aborts. So every row in
+-- T belongs to a finished transaction, and the check below, which runs after the lock
+-- with a fresh READ COMMITTED snapshot, sees all of the committed ones. The check is
+-- that each of them is visible in batch_cursor.last_snapshot, with no batch open: every
+-- event of a transaction visible in that snapshot is in a finished batch (the batches
+-- 1..N cover exactly the transactions visible in snapshot N and not in the install
+-- snapshot, and no capture trigger existed before install). So every row in T is
+-- published, and T is provably fully consumed. Writers that read a stale current table
+-- (a REPEATABLE READ snapshot taken before a switch) may write to T after it was
+-- truncated; that is safe too, because the same check is applied before T is truncated
+-- again, and batches read all three tables. Under REPEATABLE READ or SERIALIZABLE the
+-- check could miss a commit that happened after this transaction's snapshot, so rotation
+-- only runs in READ COMMITTED. The table switch itself is only a hint to writers.
+CREATE OR REPLACE FUNCTION pgfanout.rotate_log() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st        record;
+    cur       record;
+    nr        integer;
+    tbl       text;
+    leftover  boolean;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN;
+    END IF;
+    SELECT * INTO st FROM pgfanout.capture_state FOR UPDATE;
+    SELECT * INTO cur FROM pgfanout.batch_cursor FOR UPDATE;
+    IF cur.last_batch_id <> cur.finished_batch_id THEN
+        RETURN;
+    END IF;
+    FOR nr IN 0..2 LOOP
+        CONTINUE WHEN nr = st.log_table;
+        tbl := 'event_log_' || nr;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM pgfanout.%I)', tbl) INTO leftover;
+        CONTINUE WHEN NOT leftover;
+        BEGIN
+            EXECUTE format('LOCK TABLE pgfanout.%I IN ACCESS EXCLUSIVE MODE NOWAIT', tbl);
+        EXCEPTION WHEN lock_not_available THEN
+            CONTINUE;
+        END;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM pgfanout.%I l WHERE l.ev_txid >= pg_snapshot_xmin($1)'
+                       ' AND NOT pg_visible_in_snapshot(l.ev_txid, $1))', tbl)
+           INTO leftover USING cur.last_snapshot;
+        CONTINUE WHEN leftover;
+        EXECUTE format('TRUNCATE pgfanout.%I', tbl);
+        UPDATE pgfanout.capture_state SET truncations = truncations + 1;
+    END LOOP;
+    nr := (st.log_table + 1) % 3;
+    IF now() - st.log_table_since >= st.rotation_interval THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM pgfanout.%I)', 'event_log_' || nr) INTO leftover;
+        IF NOT leftover THEN
+            UPDATE pgfanout.capture_state
+               SET log_table = nr, log_table_since = now(), rotations = rotations + 1;
+        END IF;
+    END IF;
+END
+$$;
+
+-- pgfanout.finish_batch(bigint): the publisher has published the batch.
+-- Parameters: the batch id. Returns: void. Finishing an already finished batch does
+--   nothing; any id other than the open batch's is an error naming both ids.
+-- Tables touched: batch_cursor, batch (update, old rows pruned), then as rotate_log.
+CREATE OR REPLACE FUNCTION pgfanout.finish_batch(p_batch_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur record;
+BEGIN
+    IF p_batch_id IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.finish_batch: the batch id must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO cur FROM pgfanout.batch_cursor FOR UPDATE;
+    IF p_batch_id >= 1 AND p_batch_id <= cur.finished_batch_id THEN
+        RETURN;
+    END IF;
+    IF p_batch_id <> cur.last_batch_id OR cur.last_batch_id = cur.finished_batch_id THEN
+        IF cur.last_batch_id > cur.finished_batch_id THEN
+            RAISE EXCEPTION 'pgfanout.finish_batch: cannot finish batch %: the open batch is %', p_batch_id, cur.last_batch_id
+                USING ERRCODE = 'invalid_parameter_value';
+        ELSE
+            RAISE EXCEPTION 'pgfanout.finish_batch: cannot finish batch %: no batch is open and the last finished batch is %',
+                p_batch_id, cur.finished_batch_id
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    UPDATE pgfanout.batch SET finished_at = now() WHERE batch_id = p_batch_id;
+    UPDATE pgfanout.batch_cursor SET finished_batch_id = p_batch_id;
+    -- Keep the last thousand batches for inspection.
+    DELETE FROM pgfanout.batch WHERE batch_id < p_batch_id - 1000;
+    PERFORM pgfanout.rotate_log();
+END
+$$;
+
+-- pgfanout.status(): positions and backlog, cheap enough to call often.
+-- Parameters: none.
+-- Returns: last_batch_id (last served), finished_batch_id, open_batch_id (or NULL),
+--   pending_events (events of the open batch plus an estimate of those not yet in a
+--   batch, from the event id sequence), oldest_pending_event_time (estimate),
+--   publisher_waiting, log_table, rotations, truncations.
+-- Tables touched: reads batch_cursor, batch, capture_state, event_log.
+CREATE OR REPLACE FUNCTION pgfanout.status()
+RETURNS TABLE (last_batch_id bigint, finished_batch_id bigint, open_batch_id bigint, pending_events bigint,
+               oldest_pending_event_time timestamptz, publisher_waiting boolean, log_table integer,
+               rotations bigint, truncations bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cur      record;
+    st       record;
+    open_b   record;
+    seen_id  bigint;
+    unbatched bigint;
+    oldest   timestamptz;
+BEGIN
+    SELECT * INTO cur FROM pgfanout.batch_cursor;
+    SELECT * INTO st FROM pgfanout.capture_state;
+    SELECT * INTO open_b FROM pgfanout.batch b
+     WHERE b.batch_id = cur.last_batch_id AND cur.last_batch_id > cur.finished_batch_id;
+    seen_id := coalesce((SELECT max(b.max_ev_id) FROM pgfanout.batch b), 0);
+    unbatched := greatest(coalesce(pg_sequence_last_value('pgfanout.event_id_seq'::regclass), 0) - seen_id, 0);
+    -- The oldest event not in a batch is found through the ev_txid index: the lowest
+    -- txids that were running at, or started after, the last snapshot.
+    SELECT min(e.ev_time) INTO oldest FROM (
+        (SELECT l.ev_time FROM pgfanout.event_log l
+          WHERE l.ev_txid = ANY (ARRAY(SELECT pg_snapshot_xip(cur.last_snapshot)))
+          ORDER BY l.ev_txid LIMIT 1)
+        UNION ALL
+        (SELECT l.ev_time FROM pgfanout.event_log l
+          WHERE l.ev_txid >= pg_snapshot_xmax(cur.last_snapshot)
+          ORDER BY l.ev_txid LIMIT 1)
+    ) AS e;
+    RETURN QUERY SELECT cur.last_batch_id, cur.finished_batch_id, open_b.batch_id,
+        coalesce(open_b.event_count, 0) + CASE WHEN oldest IS NULL THEN 0 ELSE greatest(unbatched, 1) END,
+        CASE WHEN open_b.batch_id IS NULL THEN oldest ELSE least(open_b.first_event_time, oldest) END,
+        st.publisher_waiting, st.log_table, st.rotations, st.truncations;
+END
+$$;
+
+
+-- Nothing here is for everyone: SECURITY DEFINER functions must not be callable by
+-- PUBLIC (PostgreSQL grants EXECUTE to PUBLIC on every new function). pgfanout's tables
+-- and sequence grant nothing to PUBLIC from the start. roles.sql grants the batch
+-- protocol to pgfanout_publisher.
+REVOKE ALL ON FUNCTION
+    pgfanout.version(), pgfanout.source_id(), pgfanout.row_text(anyelement), pgfanout.capture(),
+    pgfanout.identity_of(regclass), pgfanout.add_table(regclass), pgfanout.remove_table(regclass),
+    pgfanout.add_all_tables(name), pgfanout.show_tables(), pgfanout.publisher_waiting(boolean),
+    pgfanout.next_batch(), pgfanout.batch_values(bigint), pgfanout.rotate_log(),
+    pgfanout.finish_batch(bigint), pgfanout.status()
+FROM PUBLIC;
