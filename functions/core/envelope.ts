@@ -1,0 +1,366 @@
+/**
+ * The pgfanout message envelope, version 1: the one definition of what travels from the
+ * publisher through SNS and SQS to every applier.
+ *
+ * A message body is a JSON object (UTF-8, at most 262,144 bytes by default):
+ *
+ * ```json
+ * {"pgfanout":1,"source":"3f2c…","batch":"412","prev":"411","part":0,"time":"2024-05-01T12:00:00.123Z",
+ *  "changes":[
+ *    {"op":"I","schema":"public","table":"orders","txid":"7301","new":{"id":"1","note":"hi","total":"12.50"}},
+ *    {"op":"U","schema":"public","table":"orders","txid":"7302","old":{"id":"1"},"new":{"id":"1","note":null,"total":"13.00"}},
+ *    {"op":"D","schema":"public","table":"orders","txid":"7303","old":{"id":"1"}},
+ *    {"op":"T","schema":"public","table":"orders","txid":"7304"}
+ *  ],
+ *  "final":true,"count":4}
+ * ```
+ *
+ * - `pgfanout`: envelope version (a number). An applier rejects a version it does not know, by name.
+ * - `source`: the source's id (`pgfanout.source_id()`); one stream, one SQS message group, per source.
+ * - `batch`, `prev`: the batch's position and its predecessor's, as decimal strings (`prev` "0" =
+ *   stream start). A replica applies batch N only right after `prev`; anything at or below its
+ *   recorded position is a duplicate, anything else a gap.
+ * - `part`: 0, 1, 2, … when one batch is too large for one message. Parts are staged on the
+ *   replica and the whole batch is applied in one transaction when the part with `final: true`
+ *   arrives. `after` (parts ≥ 1): the first 32 hex digits of the SHA-256 of the previous part's
+ *   body, so parts of two different encodings of one batch can never be mixed.
+ * - `time`: the source time of the batch's last event (optional, as the publisher gave it).
+ * - `final`: true on the batch's last part, which also carries `count`, the number of changes in the
+ *   whole batch, checked by the replica before it commits.
+ * - `changes`: one whole batch is one or more whole source transactions, in commit order. Each change:
+ *   `op` `I` insert, `U` update, `D` delete, `T` truncate; `schema`, `table` (the partitioned root for
+ *   partitions); `txid` (the source transaction id, decimal text); `old`: the old identity (key
+ *   columns, or the whole old row when the table has no identity; U and D); `new`: the whole new row
+ *   (I and U). Images map column name → PostgreSQL's own text output of the value, or null for SQL
+ *   NULL. Every value, bigints and timestamps included, is a string; the replica server converts it
+ *   with the column type's input function.
+ * - A change too large for one message is split into consecutive items: the first has
+ *   `"more":true`, each following item is `{"op":"+", "old"?:{…}, "new"?:{…}}` and keeps
+ *   `"more":true` until the last. A column that appears again in a following item continues its
+ *   value: the strings concatenate. Items may continue into the next part; the replica reassembles
+ *   values inside its database, so no process holds a whole value.
+ *
+ * Unknown fields are rejected, so a newer format can never be half understood.
+ */
+import { describeValue, MalformedMessageError, UnsupportedVersionError } from './errors.ts';
+
+/** The envelope version this code writes. */
+export const ENVELOPE_VERSION = 1;
+/** The envelope versions this code reads. */
+export const SUPPORTED_VERSIONS: readonly number[] = [ENVELOPE_VERSION];
+
+/** Field names of the message object. */
+export const FIELDS = {
+  version: 'pgfanout',
+  source: 'source',
+  batch: 'batch',
+  prev: 'prev',
+  part: 'part',
+  time: 'time',
+  after: 'after',
+  changes: 'changes',
+  final: 'final',
+  count: 'count',
+} as const;
+
+/** Field names of one change item. */
+export const CHANGE_FIELDS = {
+  op: 'op',
+  schema: 'schema',
+  table: 'table',
+  txid: 'txid',
+  old: 'old',
+  new: 'new',
+  more: 'more',
+} as const;
+
+/** Operation codes. */
+export const OPS = {
+  insert: 'I',
+  update: 'U',
+  delete: 'D',
+  truncate: 'T',
+  /** Continues the previous item's change (see the format above). */
+  continuation: '+',
+} as const;
+
+/** A change's operation. */
+export type ChangeOp = 'I' | 'U' | 'D' | 'T';
+/** A row image: column name → text value or null. */
+export type RowImage = Readonly<Record<string, string | null>>;
+/** The image names of a change. */
+export type ImageName = 'old' | 'new';
+
+/** The first (or only) item of a change. */
+export interface ChangeHead {
+  readonly op: ChangeOp;
+  readonly schema: string;
+  readonly table: string;
+  readonly txid: string;
+  readonly old?: RowImage;
+  readonly new?: RowImage;
+  /** The change continues in the next item. */
+  readonly more?: true;
+}
+
+/** A following item of a change split across items. */
+export interface ChangeContinuation {
+  readonly op: '+';
+  readonly old?: RowImage;
+  readonly new?: RowImage;
+  readonly more?: true;
+}
+
+/** One element of `changes`. */
+export type ChangeItem = ChangeHead | ChangeContinuation;
+
+/** A validated message. */
+export interface Envelope {
+  readonly pgfanout: number;
+  readonly source: string;
+  readonly batch: string;
+  readonly prev: string;
+  readonly part: number;
+  readonly time?: string;
+  readonly after?: string;
+  readonly changes: readonly ChangeItem[];
+  readonly final: boolean;
+  readonly count?: number;
+}
+
+/** A whole change, as reassembled from its items. */
+export interface Change {
+  readonly op: ChangeOp;
+  readonly schema: string;
+  readonly table: string;
+  readonly txid: string;
+  readonly old?: RowImage;
+  readonly new?: RowImage;
+}
+
+/** Largest bigint, the range of batch ids. */
+export const MAX_BIGINT = 9223372036854775807n;
+/** Length of the `after` digest in hex digits. */
+export const DIGEST_HEX_LENGTH = 32;
+/** Longest source id accepted. */
+export const MAX_SOURCE_ID_LENGTH = 256;
+/** Longest schema, table or column name accepted (PostgreSQL's own limit is 63 bytes). */
+export const MAX_NAME_LENGTH = 1024;
+/** Largest part index. */
+export const MAX_PART = 2_147_483_647;
+
+const DECIMAL = /^(0|[1-9][0-9]*)$/;
+const HEX_DIGEST = new RegExp(`^[0-9a-f]{${DIGEST_HEX_LENGTH}}$`);
+
+/** True when `text` is a decimal bigint in 0..2^63-1 without sign or leading zeros. */
+export function isBigintText(text: unknown): text is string {
+  return typeof text === 'string' && text.length <= 19 && DECIMAL.test(text) && BigInt(text) <= MAX_BIGINT;
+}
+
+const ENVELOPE_KEYS = new Set<string>(Object.values(FIELDS));
+const HEAD_KEYS = new Set<string>(Object.values(CHANGE_FIELDS));
+const CONTINUATION_KEYS = new Set<string>([CHANGE_FIELDS.op, CHANGE_FIELDS.old, CHANGE_FIELDS.new, CHANGE_FIELDS.more]);
+
+/**
+ * Parses and validates a message body. Throws {@link UnsupportedVersionError} for a version it
+ * does not know and {@link MalformedMessageError} naming the field, the value and what is allowed
+ * for anything else that is wrong.
+ */
+export function parseEnvelope(body: unknown): Envelope {
+  if (typeof body !== 'string') throw new MalformedMessageError('body', describeValue(body), 'a JSON text');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch (cause) {
+    throw new MalformedMessageError('body', `not JSON (${(cause as Error).message})`, 'a JSON object', cause);
+  }
+  return validateEnvelope(parsed);
+}
+
+/** Validates an already parsed message object; see {@link parseEnvelope}. */
+export function validateEnvelope(value: unknown): Envelope {
+  if (!isPlainObject(value)) throw new MalformedMessageError('body', describeValue(value), 'a JSON object');
+  const version = value[FIELDS.version];
+  if (version === undefined) throw new MalformedMessageError(FIELDS.version, 'missing', `the envelope version, one of ${SUPPORTED_VERSIONS.join(', ')}`);
+  if (typeof version !== 'number' || !SUPPORTED_VERSIONS.includes(version)) throw new UnsupportedVersionError(version, SUPPORTED_VERSIONS);
+  for (const key of Object.keys(value)) {
+    if (!ENVELOPE_KEYS.has(key)) throw new MalformedMessageError(JSON.stringify(key), 'present', `only the fields ${[...ENVELOPE_KEYS].join(', ')}`);
+  }
+  const source = value[FIELDS.source];
+  if (typeof source !== 'string' || source.length === 0 || source.length > MAX_SOURCE_ID_LENGTH) {
+    throw new MalformedMessageError(FIELDS.source, describeValue(source), `a non-empty string of at most ${MAX_SOURCE_ID_LENGTH} characters`);
+  }
+  const batch = value[FIELDS.batch];
+  if (!isBigintText(batch) || batch === '0') {
+    throw new MalformedMessageError(FIELDS.batch, describeValue(batch), 'a decimal string from "1" to "9223372036854775807"');
+  }
+  const prev = value[FIELDS.prev];
+  if (!isBigintText(prev) || BigInt(prev) >= BigInt(batch)) {
+    throw new MalformedMessageError(FIELDS.prev, describeValue(prev), `a decimal string from "0" to "${BigInt(batch) - 1n}" (below batch ${batch})`);
+  }
+  const part = value[FIELDS.part];
+  if (typeof part !== 'number' || !Number.isInteger(part) || part < 0 || part > MAX_PART) {
+    throw new MalformedMessageError(FIELDS.part, describeValue(part), `an integer from 0 to ${MAX_PART}`);
+  }
+  const time = value[FIELDS.time];
+  if (time !== undefined && (typeof time !== 'string' || time.length === 0 || time.length > 64)) {
+    throw new MalformedMessageError(FIELDS.time, describeValue(time), 'absent, or a timestamp string of at most 64 characters');
+  }
+  const after = value[FIELDS.after];
+  if (part === 0 ? after !== undefined : typeof after !== 'string' || !HEX_DIGEST.test(after)) {
+    throw new MalformedMessageError(
+      FIELDS.after,
+      describeValue(after),
+      part === 0 ? 'absent on part 0' : `${DIGEST_HEX_LENGTH} lowercase hex digits on parts after the first`,
+    );
+  }
+  const final = value[FIELDS.final];
+  if (typeof final !== 'boolean') throw new MalformedMessageError(FIELDS.final, describeValue(final), 'true or false');
+  const count = value[FIELDS.count];
+  if (final ? typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0 : count !== undefined) {
+    throw new MalformedMessageError(FIELDS.count, describeValue(count), final ? 'a non-negative integer on the final part' : 'absent on parts that are not final');
+  }
+  const changes = value[FIELDS.changes];
+  if (!Array.isArray(changes)) throw new MalformedMessageError(FIELDS.changes, describeValue(changes), 'an array of changes');
+  const items: ChangeItem[] = [];
+  for (let i = 0; i < changes.length; i++) {
+    const item = validateItem(changes[i], i);
+    const previous = items[i - 1];
+    if (item.op === OPS.continuation ? (previous ? !previous.more : part === 0) : previous?.more) {
+      throw new MalformedMessageError(
+        `${FIELDS.changes}[${i}].${CHANGE_FIELDS.op}`,
+        describeValue(item.op),
+        previous?.more ? '"+" after an item with "more": true' : 'a "+" continuation only after an item with "more": true, or first in a part after part 0',
+      );
+    }
+    items.push(item);
+  }
+  if (final && items[items.length - 1]?.more) {
+    throw new MalformedMessageError(`${FIELDS.changes}[${items.length - 1}].${CHANGE_FIELDS.more}`, 'true', 'absent on the last item of the final part');
+  }
+  const envelope: Envelope = {
+    pgfanout: version,
+    source,
+    batch,
+    prev,
+    part,
+    ...(time === undefined ? {} : { time: time as string }),
+    ...(after === undefined ? {} : { after: after as string }),
+    changes: items,
+    final,
+    ...(count === undefined ? {} : { count: count as number }),
+  };
+  return envelope;
+}
+
+function validateItem(value: unknown, index: number): ChangeItem {
+  const path = `${FIELDS.changes}[${index}]`;
+  if (!isPlainObject(value)) throw new MalformedMessageError(path, describeValue(value), 'a change object');
+  const op = value[CHANGE_FIELDS.op];
+  if (op !== 'I' && op !== 'U' && op !== 'D' && op !== 'T' && op !== '+') {
+    throw new MalformedMessageError(`${path}.${CHANGE_FIELDS.op}`, describeValue(op), '"I", "U", "D", "T" or "+"');
+  }
+  const allowedKeys = op === OPS.continuation ? CONTINUATION_KEYS : HEAD_KEYS;
+  for (const key of Object.keys(value)) {
+    if (!allowedKeys.has(key)) {
+      throw new MalformedMessageError(`${path}.${key}`, 'present', `only the fields ${[...allowedKeys].join(', ')} on a "${op}" item`);
+    }
+  }
+  const more = value[CHANGE_FIELDS.more];
+  if (more !== undefined && more !== true) throw new MalformedMessageError(`${path}.${CHANGE_FIELDS.more}`, describeValue(more), 'absent or true');
+  const old = value[CHANGE_FIELDS.old] === undefined ? undefined : validateImage(value[CHANGE_FIELDS.old], `${path}.${CHANGE_FIELDS.old}`);
+  const neu = value[CHANGE_FIELDS.new] === undefined ? undefined : validateImage(value[CHANGE_FIELDS.new], `${path}.${CHANGE_FIELDS.new}`);
+  const images = { ...(old ? { old } : {}), ...(neu ? { new: neu } : {}), ...(more ? { more: true as const } : {}) };
+  if (op === OPS.continuation) return { op, ...images };
+
+  for (const field of [CHANGE_FIELDS.schema, CHANGE_FIELDS.table] as const) {
+    const name = value[field];
+    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH) {
+      throw new MalformedMessageError(`${path}.${field}`, describeValue(name), `a non-empty name of at most ${MAX_NAME_LENGTH} characters`);
+    }
+  }
+  const txid = value[CHANGE_FIELDS.txid];
+  if (typeof txid !== 'string' || txid.length > 20 || !DECIMAL.test(txid)) {
+    throw new MalformedMessageError(`${path}.${CHANGE_FIELDS.txid}`, describeValue(txid), 'a transaction id as a decimal string');
+  }
+  // A split change may not have reached its images yet; whole changes are checked in full.
+  checkImages(op, old !== undefined, neu !== undefined, path, more === true);
+  return { op, schema: value[CHANGE_FIELDS.schema] as string, table: value[CHANGE_FIELDS.table] as string, txid, ...images };
+}
+
+/**
+ * Checks that a change has the images its operation requires: I new; U old and new; D old; T none.
+ * `partial` relaxes "required" (the change continues in later items) but never "forbidden".
+ */
+export function checkImages(op: ChangeOp, hasOld: boolean, hasNew: boolean, path: string, partial = false): void {
+  const needsOld = op === 'U' || op === 'D';
+  const needsNew = op === 'I' || op === 'U';
+  if ((hasOld && !needsOld) || (!partial && needsOld && !hasOld)) {
+    throw new MalformedMessageError(`${path}.${CHANGE_FIELDS.old}`, hasOld ? 'present' : 'missing', needsOld ? `an old image on a "${op}" change` : `no old image on a "${op}" change`);
+  }
+  if ((hasNew && !needsNew) || (!partial && needsNew && !hasNew)) {
+    throw new MalformedMessageError(`${path}.${CHANGE_FIELDS.new}`, hasNew ? 'present' : 'missing', needsNew ? `a new image on a "${op}" change` : `no new image on a "${op}" change`);
+  }
+}
+
+function validateImage(value: unknown, path: string): RowImage {
+  if (!isPlainObject(value)) throw new MalformedMessageError(path, describeValue(value), 'an object mapping column names to strings or null');
+  for (const [column, text] of Object.entries(value)) {
+    if (column.length === 0 || column.length > MAX_NAME_LENGTH) {
+      throw new MalformedMessageError(`${path}[${JSON.stringify(column)}]`, 'a column name of that length', `a non-empty name of at most ${MAX_NAME_LENGTH} characters`);
+    }
+    if (text !== null && typeof text !== 'string') {
+      throw new MalformedMessageError(`${path}[${JSON.stringify(column)}]`, describeValue(text), 'a string (the value as PostgreSQL text) or null');
+    }
+  }
+  return value as RowImage;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Reassembles whole changes from items in order (across parts), concatenating split values.
+ * Holds every change in memory: meant for tests and tools that read small batches; the applier
+ * reassembles inside the replica database instead.
+ */
+export function mergeChangeItems(items: Iterable<ChangeItem>): Change[] {
+  const changes: Change[] = [];
+  let open: { head: ChangeHead; old?: Map<string, string | null>; new?: Map<string, string | null> } | undefined;
+  const add = (target: Map<string, string | null>, image: RowImage, path: string) => {
+    for (const [column, text] of Object.entries(image)) {
+      const before = target.get(column);
+      if (before === undefined) target.set(column, text);
+      else if (before === null || text === null) throw new MalformedMessageError(path, `a continued NULL in column ${JSON.stringify(column)}`, 'continuations of string values only');
+      else target.set(column, before + text);
+    }
+  };
+  let index = 0;
+  for (const item of items) {
+    const path = `change item ${index++}`;
+    if (item.op === OPS.continuation) {
+      if (!open) throw new MalformedMessageError(path, '"+"', 'a continuation only after an item with "more": true');
+    } else {
+      if (open) throw new MalformedMessageError(path, describeValue(item.op), 'a "+" continuation of the previous change');
+      open = { head: item };
+    }
+    if (item.old) add((open.old ??= new Map()), item.old, path);
+    if (item.new) add((open.new ??= new Map()), item.new, path);
+    if (!item.more) {
+      const { head } = open;
+      checkImages(head.op, open.old !== undefined, open.new !== undefined, path);
+      changes.push({
+        op: head.op,
+        schema: head.schema,
+        table: head.table,
+        txid: head.txid,
+        ...(open.old ? { old: Object.fromEntries(open.old) } : {}),
+        ...(open.new ? { new: Object.fromEntries(open.new) } : {}),
+      });
+      open = undefined;
+    }
+  }
+  if (open) throw new MalformedMessageError('changes', 'an unfinished split change at the end', 'a last item without "more"');
+  return changes;
+}

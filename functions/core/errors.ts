@@ -1,0 +1,211 @@
+/**
+ * pgfanout's error hierarchy.
+ *
+ * Every error carries a stable `code` and says whether it is `permanent` (retrying the same
+ * message cannot help: malformed message, unknown envelope version, gap, schema mismatch) or
+ * transient (connection lost, serialization failure, throttling: retry with backoff). The
+ * original error is kept as `cause`. Messages name what went wrong, the value received and
+ * what is allowed, and for apply errors the table, the position and the source.
+ */
+
+/** Stable error codes, used by the applier handler for metrics and by alarms. */
+export const ERROR_CODES = {
+  malformedMessage: 'MALFORMED_MESSAGE',
+  unsupportedVersion: 'UNSUPPORTED_VERSION',
+  gap: 'GAP',
+  schemaMismatch: 'SCHEMA_MISMATCH',
+  unknownTable: 'UNKNOWN_TABLE',
+  rowNotFound: 'ROW_NOT_FOUND',
+  transientDatabase: 'DB_TRANSIENT',
+  database: 'DB_ERROR',
+  invalidArgument: 'INVALID_ARGUMENT',
+  invalidStream: 'INVALID_STREAM',
+} as const;
+
+/** One of {@link ERROR_CODES}. */
+export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
+
+/** Base class of every error pgfanout raises on purpose. */
+export class PgfanoutError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode;
+  /** True when retrying the same input cannot succeed. */
+  readonly permanent: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { readonly permanent: boolean; readonly cause?: unknown }) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.permanent = options.permanent;
+  }
+}
+
+/** A function was called with an argument outside what it accepts. */
+export class InvalidArgumentError extends PgfanoutError {
+  constructor(message: string, cause?: unknown) {
+    super(ERROR_CODES.invalidArgument, message, { permanent: true, cause });
+  }
+}
+
+/** A message body does not follow the envelope format; `field` is a path such as `changes[3].new`. */
+export class MalformedMessageError extends PgfanoutError {
+  readonly field: string;
+  constructor(field: string, received: string, allowed: string, cause?: unknown) {
+    super(ERROR_CODES.malformedMessage, `malformed message: field ${field} is ${received}; allowed: ${allowed}`, { permanent: true, cause });
+    this.field = field;
+  }
+}
+
+/** A message names an envelope version this code does not know. */
+export class UnsupportedVersionError extends PgfanoutError {
+  readonly received: unknown;
+  constructor(received: unknown, supported: readonly number[]) {
+    super(
+      ERROR_CODES.unsupportedVersion,
+      `unsupported envelope version ${describeValue(received)}; this applier knows version ${supported.join(', ')}`,
+      { permanent: true },
+    );
+    this.received = received;
+  }
+}
+
+/** Where a message sits in a source's stream: a batch, and a part within it (null = whole batch). */
+export interface StreamPosition {
+  readonly batchId: string;
+  readonly part: number | null;
+}
+
+/** A message does not follow what the replica applied last: applying it would skip changes. */
+export class GapError extends PgfanoutError {
+  readonly sourceId: string;
+  readonly expected: string;
+  readonly received: string;
+  constructor(sourceId: string, expected: string, received: string) {
+    super(ERROR_CODES.gap, `gap in the stream of source ${sourceId}: expected ${expected}, received ${received}; nothing applied`, { permanent: true });
+    this.sourceId = sourceId;
+    this.expected = expected;
+    this.received = received;
+  }
+}
+
+/** Context of an apply error: which message of which source. */
+export interface ApplyContext {
+  readonly sourceId: string;
+  readonly batchId: string;
+  readonly part: number;
+}
+
+function where(context: ApplyContext): string {
+  return `batch ${context.batchId}, part ${context.part}, source ${context.sourceId}`;
+}
+
+/** The replica's table does not match the change (missing column, unusable identity, …). */
+export class SchemaMismatchError extends PgfanoutError {
+  readonly table: string;
+  readonly column: string | undefined;
+  readonly reason: string;
+  constructor(table: string, column: string | undefined, reason: string, context: ApplyContext) {
+    super(ERROR_CODES.schemaMismatch, `replica table ${table} ${reason} (${where(context)}); nothing applied`, { permanent: true });
+    this.table = table;
+    this.column = column;
+    this.reason = reason;
+  }
+}
+
+/** The change names a table the replica does not have. */
+export class UnknownTableError extends PgfanoutError {
+  readonly table: string;
+  constructor(table: string, context: ApplyContext) {
+    super(
+      ERROR_CODES.unknownTable,
+      `replica has no table ${table} (${where(context)}); create it or exclude it from this replica; nothing applied`,
+      { permanent: true },
+    );
+    this.table = table;
+  }
+}
+
+/** An UPDATE or DELETE found no replica row with the source's old identity: the replica diverged. */
+export class RowNotFoundError extends PgfanoutError {
+  readonly table: string;
+  constructor(table: string, detail: string, context: ApplyContext) {
+    super(ERROR_CODES.rowNotFound, `replica table ${table}: ${detail} (${where(context)}); the replica differs from the source; nothing applied`, {
+      permanent: true,
+    });
+    this.table = table;
+  }
+}
+
+/** A database error that a later retry may not hit (connection lost, serialization failure, …). */
+export class TransientDatabaseError extends PgfanoutError {
+  readonly sqlState: string | undefined;
+  constructor(message: string, sqlState: string | undefined, cause: unknown) {
+    super(ERROR_CODES.transientDatabase, message, { permanent: false, cause });
+    this.sqlState = sqlState;
+  }
+}
+
+/** A database error that retrying the same message will hit again (data exception, constraint violation, …). */
+export class DatabaseError extends PgfanoutError {
+  readonly sqlState: string | undefined;
+  constructor(message: string, sqlState: string | undefined, cause: unknown) {
+    super(ERROR_CODES.database, message, { permanent: true, cause });
+    this.sqlState = sqlState;
+  }
+}
+
+/** The batch stream read from the source is not what the batch protocol promises. */
+export class InvalidStreamError extends PgfanoutError {
+  constructor(message: string, cause?: unknown) {
+    super(ERROR_CODES.invalidStream, message, { permanent: false, cause });
+  }
+}
+
+/** SQLSTATE classes (first two characters) and codes that a retry can get past. */
+const TRANSIENT_SQLSTATE_CLASSES = new Set(['08', '53', '57', '58', 'XX']);
+const TRANSIENT_SQLSTATES = new Set([
+  '40001', // serialization_failure
+  '40P01', // deadlock_detected
+  '55P03', // lock_not_available
+  '55006', // object_in_use
+  '25006', // read_only_sql_transaction (replica failed over to a standby)
+]);
+/** Errors raised by the client itself rather than by the server. */
+const TRANSIENT_NODE_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** True when an error with this SQLSTATE (or client error code) may succeed on retry. */
+export function isTransientSqlState(code: string | undefined): boolean {
+  if (code === undefined) return false;
+  if (TRANSIENT_NODE_CODES.has(code)) return true;
+  return TRANSIENT_SQLSTATES.has(code) || TRANSIENT_SQLSTATE_CLASSES.has(code.slice(0, 2));
+}
+
+/**
+ * Wraps any error thrown while talking to PostgreSQL into the hierarchy: a {@link PgfanoutError}
+ * passes through; a server error becomes {@link TransientDatabaseError} or {@link DatabaseError}
+ * by SQLSTATE; a client-side connection failure becomes transient.
+ */
+export function classifyDatabaseError(err: unknown, what: string): PgfanoutError {
+  if (err instanceof PgfanoutError) return err;
+  const e = (err ?? {}) as { code?: unknown; message?: unknown; detail?: unknown; where?: unknown };
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  const message = typeof e.message === 'string' ? e.message : String(err);
+  const detail = typeof e.detail === 'string' && e.detail !== '' ? ` (${e.detail})` : '';
+  const text = `${what}: ${message}${detail}${code ? ` [SQLSTATE ${code}]` : ''}`;
+  const connectionLost =
+    code === undefined && /Connection terminated|connection timeout|Client has encountered a connection error|not queryable|socket hang up/i.test(message);
+  if (connectionLost || isTransientSqlState(code)) return new TransientDatabaseError(text, code, err);
+  return new DatabaseError(text, code, err);
+}
+
+/** A short, printable description of a received value for error messages (never the whole value). */
+export function describeValue(value: unknown, max = 80): string {
+  let text: string;
+  if (value === undefined) return 'missing';
+  if (typeof value === 'string') text = JSON.stringify(value);
+  else if (typeof value === 'number' || typeof value === 'boolean' || value === null) text = String(value);
+  else if (Array.isArray(value)) text = `an array of ${value.length}`;
+  else if (typeof value === 'object') text = 'an object';
+  else text = typeof value;
+  return text.length > max ? `${text.slice(0, max)}… (${text.length} characters)` : text;
+}
