@@ -1,0 +1,25 @@
+/**
+ * The ready-made pgfanout CDK app: `npx cdk deploy -c source='…' -c replicas='[…]'`, or
+ * the same settings in cdk.json's context. Runs the cdk-nag AwsSolutions checks on
+ * every synth; an unacknowledged finding stops it.
+ */
+import { App, Validations } from 'aws-cdk-lib';
+import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import nag from 'cdk-nag';
+import { readAppSettings } from './context.ts';
+import { PgfanoutStack } from './stack.ts';
+
+const app = new App();
+const settings = readAppSettings((key) => app.node.tryGetContext(key));
+new PgfanoutStack(app, settings.stackName, {
+  description: 'pgfanout: PostgreSQL changes fanned out to replica databases through SNS FIFO and SQS FIFO',
+  source: settings.source,
+  replicas: settings.replicas,
+  ...(settings.network ? { network: settings.network } : {}),
+  ...(settings.alarmEmail ? { alarmEmail: settings.alarmEmail } : {}),
+  ...(settings.namePrefix ? { namePrefix: settings.namePrefix } : {}),
+  ...(settings.publisher ? { publisher: settings.publisher } : {}),
+  ...(settings.logRetentionDays ? { logRetention: settings.logRetentionDays as RetentionDays } : {}),
+});
+Validations.of(app).addPlugins(new nag.AwsSolutionsChecks(app));
+app.synth();

@@ -1,0 +1,342 @@
+/**
+ * The shape of a pgfanout deployment (source, replicas, publisher options) and its
+ * validation. Pure: no constructs are created here, so every rule can be tested
+ * directly, and the constructs call `validatePgfanoutConfig` before building anything.
+ */
+import { Token } from 'aws-cdk-lib';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { REPLICA_NAME_PATTERN, resourceNames } from '#core/config.ts';
+import { PgfanoutConfigError } from './errors.ts';
+
+/** A Secrets Manager secret holding RDS-style credentials JSON (`{"host","port","username","password","dbname"}`). */
+export interface SecretReference {
+  /** The secret as a construct. Give exactly one of `secret`, `secretArn`, `secretName`. */
+  readonly secret?: ISecret;
+  /**
+   * ARN of the secret: the complete ARN (ending in `-` and six random characters)
+   * or a partial ARN without that suffix.
+   */
+  readonly secretArn?: string;
+  /** Name of the secret, in this stack's account and region. */
+  readonly secretName?: string;
+  /**
+   * ARN of the customer-managed KMS key that encrypts the secret.
+   * @default the secret uses the AWS-managed key `aws/secretsmanager`, which needs no grant
+   */
+  readonly secretKeyArn?: string;
+}
+
+/** The source database: where the capture triggers and the event log live. */
+export type SourceConfig = SecretReference;
+
+/** One replica database: one queue, one dead-letter queue, one applier function. */
+export interface ReplicaConfig extends SecretReference {
+  /**
+   * Replica name: a lowercase letter, then up to 39 lowercase letters, digits and `-`.
+   * It names the replica's queues (`<prefix>-<name>.fifo`), metrics, alarms and outputs.
+   */
+  readonly name: string;
+  /** `schema.table` names to apply; the others are skipped. @default every table */
+  readonly include?: readonly string[];
+  /** `schema.table` names never to apply. @default none */
+  readonly exclude?: readonly string[];
+  /** Alarm when the replica is this many seconds behind the source. @default 300 */
+  readonly lagAlarmSeconds?: number;
+  /** Applier function timeout in seconds (1-900); the queue's visibility timeout is six times this. @default 300 */
+  readonly timeoutSeconds?: number;
+  /** Applier function memory in MiB (128-10240). @default 512 */
+  readonly memoryMiB?: number;
+  /** Receives of a message before it is moved to the dead-letter queue (1-1000). @default 10 */
+  readonly maxReceiveCount?: number;
+  /** Most concurrent applier invocations for this queue (2-1000). @default no limit beyond the FIFO message groups */
+  readonly maxConcurrency?: number;
+}
+
+/** Log levels the publisher understands. */
+export const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
+/** A publisher log level. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Settings of the publisher's Fargate task. */
+export interface PublisherOptions {
+  /** Task CPU units (256, 512, 1024, 2048, 4096). @default 256 (0.25 vCPU) */
+  readonly cpu?: number;
+  /** Task memory in MiB, a size Fargate allows for `cpu`. @default 512 */
+  readonly memoryMiB?: number;
+  /** Log level. @default 'INFO' */
+  readonly logLevel?: LogLevel;
+  /** Milliseconds between ticks when no NOTIFY arrives (100-600000). @default the publisher's own default */
+  readonly tickMs?: number;
+  /** Alarm when the oldest unpublished event is this many seconds old. @default 300 */
+  readonly stalledAlarmSeconds?: number;
+  /** Port of the publisher's health endpoint (1024-65535). @default 8080 */
+  readonly healthPort?: number;
+}
+
+/** Limits and defaults, each from AWS documentation or pgfanout's design. */
+export const LIMITS = {
+  /** An SNS FIFO topic accepts at most 100 subscriptions; each replica is one. */
+  maxReplicas: 100,
+  /** SQS queue names: at most 80 characters, `.fifo` included. */
+  maxQueueNameLength: 80,
+  /** Lambda: the whole environment (names and values) must fit in 4 KB. */
+  maxEnvironmentBytes: 4096,
+  /** Lambda timeout range in seconds. */
+  minTimeoutSeconds: 1,
+  maxTimeoutSeconds: 900,
+  /**
+   * AWS: "set the source queue's visibility timeout to at least six times the timeout
+   * that you configure on your function" (Lambda developer guide, SQS event sources).
+   */
+  visibilityTimeoutFactor: 6,
+  /** SQS visibility timeout maximum: 12 hours. */
+  maxVisibilityTimeoutSeconds: 43_200,
+  minMemoryMiB: 128,
+  maxMemoryMiB: 10_240,
+  minMaxReceiveCount: 1,
+  maxMaxReceiveCount: 1000,
+  /** Lambda's SQS event source: maximum concurrency is 2-1000. */
+  minMaxConcurrency: 2,
+  maxMaxConcurrency: 1000,
+} as const;
+
+/** Defaults applied when a setting is not given. */
+export const DEFAULTS = {
+  lagAlarmSeconds: 300,
+  timeoutSeconds: 300,
+  memoryMiB: 512,
+  maxReceiveCount: 10,
+  publisherCpu: 256,
+  publisherMemoryMiB: 512,
+  publisherLogLevel: 'INFO' as LogLevel,
+  stalledAlarmSeconds: 300,
+  healthPort: 8080,
+} as const;
+
+/** Memory sizes (MiB) Fargate allows for each CPU value. */
+const FARGATE_MEMORY: Readonly<Record<number, readonly number[]>> = {
+  256: [512, 1024, 2048],
+  512: range(1024, 4096, 1024),
+  1024: range(2048, 8192, 1024),
+  2048: range(4096, 16_384, 1024),
+  4096: range(8192, 30_720, 1024),
+};
+
+function range(from: number, to: number, step: number): number[] {
+  const out: number[] = [];
+  for (let v = from; v <= to; v += step) out.push(v);
+  return out;
+}
+
+/** Queue and topic names allow letters, digits, `-` and `_`. */
+const NAME_PREFIX = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/;
+const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
+/** `schema.table`: two non-empty parts, no commas (lists travel comma-separated), no quotes, no spaces. */
+const TABLE_NAME = /^[^\s.,"]+\.[^\s.,"]+$/;
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+
+/** Name of a replica's queue (the names `pgfanout local` and `pgfanout status` use too). */
+export function queueName(prefix: string, replica: string): string {
+  return resourceNames(prefix, replica).queue;
+}
+
+/** Name of a replica's dead-letter queue. */
+export function deadLetterQueueName(prefix: string, replica: string): string {
+  return resourceNames(prefix, replica).deadLetterQueue;
+}
+
+/** Name of the topic. */
+export function topicName(prefix: string): string {
+  return resourceNames(prefix).topic;
+}
+
+/** The longest name derived from `prefix` and `replica`, without the length check. */
+function longestQueueName(prefix: string, replica: string): string {
+  return `${prefix}-${replica}-dlq.fifo`;
+}
+
+/** What `validatePgfanoutConfig` checks. */
+export interface PgfanoutConfig {
+  readonly source: SourceConfig;
+  readonly replicas: readonly ReplicaConfig[];
+  readonly publisher?: PublisherOptions;
+  readonly alarmEmail?: string;
+  /** Prefix of the queue names. */
+  readonly namePrefix: string;
+}
+
+/**
+ * Every problem with `config`, one line each, naming the setting, the value received
+ * and what is allowed. Empty when the configuration is valid. Values that are CDK
+ * tokens (resolved only at deploy time) are not format-checked.
+ */
+export function configProblems(config: PgfanoutConfig): string[] {
+  const problems: string[] = [];
+  const prefix = config.namePrefix;
+  if (!Token.isUnresolved(prefix) && !NAME_PREFIX.test(prefix)) {
+    problems.push(`namePrefix ${show(prefix)} must start with a letter or digit and contain only letters, digits, "-" and "_"`);
+  }
+
+  problems.push(...secretProblems('source', config.source));
+
+  if (!Array.isArray(config.replicas)) {
+    problems.push(`replicas must be a list, got ${show(config.replicas)}`);
+    return problems;
+  }
+  if (config.replicas.length > LIMITS.maxReplicas) {
+    problems.push(
+      `replicas: ${config.replicas.length} given, but an SNS FIFO topic takes at most ${LIMITS.maxReplicas} subscriptions (one per replica); deploy a second pgfanout stack for the rest`,
+    );
+  }
+  const seen = new Map<string, number>();
+  config.replicas.forEach((replica, index) => {
+    problems.push(...replicaProblems(replica, index, prefix));
+    if (typeof replica?.name === 'string') {
+      const key = replica.name.toLowerCase();
+      const first = seen.get(key);
+      if (first === undefined) seen.set(key, index);
+      else {
+        const firstName = config.replicas[first]?.name ?? '';
+        problems.push(`replicas[${index}]: name ${show(replica.name)} is already used by replicas[${first}] (${show(firstName)}); each replica needs its own name`);
+      }
+    }
+  });
+
+  problems.push(...publisherProblems(config.publisher ?? {}));
+
+  if (config.alarmEmail !== undefined && !Token.isUnresolved(config.alarmEmail) && config.alarmEmail !== '' && !EMAIL.test(config.alarmEmail)) {
+    problems.push(`alarmEmail ${show(config.alarmEmail)} is not an email address (expected name@example.com, or empty for no subscription)`);
+  }
+  return problems;
+}
+
+/** Throws a {@link PgfanoutConfigError} listing every problem with `config`, if there is any. */
+export function validatePgfanoutConfig(config: PgfanoutConfig): void {
+  const problems = configProblems(config);
+  if (problems.length > 0) throw new PgfanoutConfigError(problems);
+}
+
+function replicaProblems(replica: ReplicaConfig, index: number, prefix: string): string[] {
+  if (typeof replica !== 'object' || replica === null || Array.isArray(replica)) {
+    return [`replicas[${index}] must be an object like {"name":"eu","secretArn":"arn:aws:secretsmanager:…"}, got ${show(replica)}`];
+  }
+  const problems: string[] = [];
+  const where = typeof replica.name === 'string' && replica.name !== '' ? `replicas[${index}] (${show(replica.name)})` : `replicas[${index}]`;
+  const name: unknown = replica.name;
+  if (typeof name !== 'string' || name === '') {
+    problems.push(`${where}: name is required (a lowercase letter, then lowercase letters, digits or "-"), got ${show(name)}`);
+  } else if (!REPLICA_NAME_PATTERN.test(name)) {
+    problems.push(`${where}: name ${show(name)} must be a lowercase letter followed by up to 39 lowercase letters, digits or "-" (it names SQS queues and metrics)`);
+  } else if (!Token.isUnresolved(prefix)) {
+    const longest = longestQueueName(prefix, name);
+    if (longest.length > LIMITS.maxQueueNameLength) {
+      const room = LIMITS.maxQueueNameLength - longestQueueName(prefix, '').length;
+      problems.push(
+        `${where}: queue name ${show(longest)} is ${longest.length} characters, SQS allows ${LIMITS.maxQueueNameLength}; with prefix ${show(prefix)} a replica name may have at most ${Math.max(room, 0)} characters`,
+      );
+    }
+  }
+  problems.push(...secretProblems(where, replica));
+
+  const include = tableListProblems(where, 'include', replica.include);
+  const exclude = tableListProblems(where, 'exclude', replica.exclude);
+  problems.push(...include.problems, ...exclude.problems);
+  const both = include.tables.filter((t) => exclude.tables.includes(t));
+  if (both.length > 0) problems.push(`${where}: ${both.map(show).join(', ')} is in both include and exclude; list each table in one of them`);
+  const envBytes = Buffer.byteLength(include.tables.join(',')) + Buffer.byteLength(exclude.tables.join(','));
+  // The rest of the applier's environment (names, ARNs, settings) takes well under 1 KB.
+  if (envBytes > LIMITS.maxEnvironmentBytes - 1024) {
+    problems.push(
+      `${where}: include and exclude together take ${envBytes} bytes, more than the ${LIMITS.maxEnvironmentBytes - 1024} that fit in the applier's Lambda environment (4 KB in all); list fewer tables`,
+    );
+  }
+
+  problems.push(...integerProblems(where, 'lagAlarmSeconds', replica.lagAlarmSeconds, 1, 86_400));
+  problems.push(...integerProblems(where, 'timeoutSeconds', replica.timeoutSeconds, LIMITS.minTimeoutSeconds, LIMITS.maxTimeoutSeconds));
+  problems.push(...integerProblems(where, 'memoryMiB', replica.memoryMiB, LIMITS.minMemoryMiB, LIMITS.maxMemoryMiB));
+  problems.push(...integerProblems(where, 'maxReceiveCount', replica.maxReceiveCount, LIMITS.minMaxReceiveCount, LIMITS.maxMaxReceiveCount));
+  problems.push(...integerProblems(where, 'maxConcurrency', replica.maxConcurrency, LIMITS.minMaxConcurrency, LIMITS.maxMaxConcurrency));
+  return problems;
+}
+
+function secretProblems(where: string, ref: SecretReference | undefined): string[] {
+  if (typeof ref !== 'object' || ref === null) {
+    return [`${where} must be an object with secretArn or secretName, got ${show(ref)}`];
+  }
+  const problems: string[] = [];
+  const given = (['secret', 'secretArn', 'secretName'] as const).filter((k) => ref[k] !== undefined);
+  if (given.length !== 1) {
+    problems.push(
+      given.length === 0
+        ? `${where}: secretArn or secretName is required (the Secrets Manager secret with the database credentials)`
+        : `${where}: give exactly one of secret, secretArn, secretName; got ${given.join(' and ')}`,
+    );
+  }
+  const { secretArn, secretName, secretKeyArn } = ref;
+  if (secretArn !== undefined && !Token.isUnresolved(secretArn) && (typeof secretArn !== 'string' || !SECRET_ARN.test(secretArn))) {
+    problems.push(`${where}: secretArn ${show(secretArn)} is not a Secrets Manager secret ARN (expected arn:aws:secretsmanager:<region>:<account>:secret:<name>)`);
+  }
+  if (secretName !== undefined && !Token.isUnresolved(secretName) && (typeof secretName !== 'string' || !SECRET_NAME.test(secretName))) {
+    problems.push(`${where}: secretName ${show(secretName)} is not a secret name (1-512 of letters, digits and /_+=.@-)`);
+  }
+  if (secretKeyArn !== undefined && !Token.isUnresolved(secretKeyArn) && (typeof secretKeyArn !== 'string' || !KMS_KEY_ARN.test(secretKeyArn))) {
+    problems.push(`${where}: secretKeyArn ${show(secretKeyArn)} is not a KMS key ARN (expected arn:aws:kms:<region>:<account>:key/<key-id>)`);
+  }
+  return problems;
+}
+
+function tableListProblems(where: string, field: string, value: unknown): { problems: string[]; tables: string[] } {
+  if (value === undefined) return { problems: [], tables: [] };
+  if (!Array.isArray(value)) return { problems: [`${where}: ${field} must be a list of "schema.table" names, got ${show(value)}`], tables: [] };
+  const problems: string[] = [];
+  const tables: string[] = [];
+  value.forEach((item: unknown, i) => {
+    if (typeof item !== 'string' || !TABLE_NAME.test(item)) {
+      problems.push(`${where}: ${field}[${i}] ${show(item)} is not a "schema.table" name (two parts separated by one dot; no spaces, commas or quotes)`);
+    } else tables.push(item);
+  });
+  return { problems, tables };
+}
+
+function publisherProblems(publisher: PublisherOptions): string[] {
+  const where = 'publisher';
+  if (typeof publisher !== 'object' || publisher === null) return [`publisher must be an object, got ${show(publisher)}`];
+  const problems: string[] = [];
+  const cpu = publisher.cpu ?? DEFAULTS.publisherCpu;
+  const memory = publisher.memoryMiB ?? DEFAULTS.publisherMemoryMiB;
+  const allowed = FARGATE_MEMORY[cpu];
+  if (allowed === undefined) {
+    problems.push(`${where}: cpu ${show(publisher.cpu)} is not a Fargate CPU size (allowed: ${Object.keys(FARGATE_MEMORY).join(', ')})`);
+  } else if (!allowed.includes(memory)) {
+    problems.push(`${where}: memoryMiB ${show(memory)} is not allowed with cpu ${cpu} (Fargate allows ${allowed[0]}-${allowed.at(-1)} MiB: ${allowed.join(', ')})`);
+  }
+  if (publisher.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(publisher.logLevel)) {
+    problems.push(`${where}: logLevel ${show(publisher.logLevel)} must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  problems.push(...integerProblems(where, 'tickMs', publisher.tickMs, 100, 600_000));
+  problems.push(...integerProblems(where, 'stalledAlarmSeconds', publisher.stalledAlarmSeconds, 60, 86_400));
+  problems.push(...integerProblems(where, 'healthPort', publisher.healthPort, 1024, 65_535));
+  return problems;
+}
+
+function integerProblems(where: string, field: string, value: unknown, min: number, max: number): string[] {
+  if (value === undefined) return [];
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    return [`${where}: ${field} must be an integer from ${min} to ${max}, got ${show(value)}`];
+  }
+  return [];
+}
+
+/** A value as it appears in a message: strings quoted, everything else as JSON. */
+function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === undefined) return 'nothing';
+  try {
+    const text = JSON.stringify(value);
+    return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+  } catch {
+    return String(value);
+  }
+}

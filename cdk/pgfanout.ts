@@ -1,0 +1,287 @@
+/**
+ * `Pgfanout`: the whole deployment as one L3 construct, usable from any CDK app.
+ *
+ * A customer-managed KMS key; the SNS FIFO topic only the publisher may publish to; the
+ * publisher's Fargate service; per replica a nested stack with its queue, dead-letter
+ * queue, applier function, event source and alarms (a nested stack each, so that a
+ * stack of 100 replicas stays under CloudFormation's 500 resources per template); an
+ * alarm topic with an optional email subscription; one dashboard.
+ */
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Aws, CfnCondition, Duration, Fn, IgnoreMode, NestedStack, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Dashboard, TextWidget, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
+import { FlowLogDestination, FlowLogTrafficType, IpAddresses, SecurityGroup, SubnetType, Vpc, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
+import { AnyPrincipal, Effect, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { Key } from 'aws-cdk-lib/aws-kms';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { CfnSubscription, Subscription, SubscriptionProtocol, Topic } from 'aws-cdk-lib/aws-sns';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { ENTRY_POINTS } from '#core/config.ts';
+import { topicName, validatePgfanoutConfig, type PublisherOptions, type ReplicaConfig, type SourceConfig } from './config.ts';
+import { PgfanoutPublisher } from './publisher.ts';
+import { PgfanoutReplica } from './replica.ts';
+import { resolveSecret } from './secrets.ts';
+
+/** The repository root: package.json, package-lock.json and the deployables live under it. */
+export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+
+/** Path of the publisher's Dockerfile, relative to the project root. */
+export const PUBLISHER_DOCKERFILE = 'functions/publisher/Dockerfile';
+
+/** Properties of {@link Pgfanout}. */
+export interface PgfanoutProps {
+  /** The source database. */
+  readonly source: SourceConfig;
+  /** The replicas, at most 100 (one SNS FIFO subscription each). */
+  readonly replicas: readonly ReplicaConfig[];
+  /**
+   * VPC the publisher and the appliers run in; they need to reach the databases and,
+   * through NAT or VPC endpoints, SNS, SQS, Secrets Manager, ECR and CloudWatch Logs.
+   * @default a new VPC over two availability zones with one NAT gateway
+   */
+  readonly vpc?: IVpc;
+  /** Subnets for the publisher and the appliers. @default the VPC's private subnets */
+  readonly vpcSubnets?: SubnetSelection;
+  /**
+   * Security groups of the publisher and the appliers.
+   * @default one new group for the publisher and one for the appliers, outbound only: allow them in on the databases' groups
+   */
+  readonly securityGroups?: readonly ISecurityGroup[];
+  /**
+   * Email address the alarm topic notifies; empty for none. May be a token (a stack
+   * parameter), in which case the subscription exists only when the value is not empty.
+   * @default no email subscription
+   */
+  readonly alarmEmail?: string;
+  /** Prefix of the topic, queue, alarm and dashboard names. @default the stack name */
+  readonly namePrefix?: string;
+  /** Publisher task and alarm settings. @default 0.25 vCPU, 512 MiB */
+  readonly publisher?: PublisherOptions;
+  /** The publisher's image. @default built from functions/publisher/Dockerfile for linux/arm64 */
+  readonly publisherImage?: ContainerImage;
+  /** The applier's handler module. @default functions/applier/handler.ts under the project root */
+  readonly applierEntry?: string;
+  /** Folder with package.json and package-lock.json. @default this repository's root */
+  readonly projectRoot?: string;
+  /** Retention of every log group. @default one month */
+  readonly logRetention?: RetentionDays;
+}
+
+/** The pgfanout deployment: topic, publisher, replicas, alarms and dashboard. */
+export class Pgfanout extends Construct {
+  /** Prefix of the resource names. */
+  readonly namePrefix: string;
+  /** Customer-managed key of the topic, the queues and the alarm topic. */
+  readonly encryptionKey: Key;
+  /** The SNS FIFO topic. */
+  readonly topic: Topic;
+  /** Topic the alarms notify. */
+  readonly alarmTopic: Topic;
+  /** The VPC everything runs in. */
+  readonly vpc: IVpc;
+  /** Security groups of the publisher. */
+  readonly publisherSecurityGroups: readonly ISecurityGroup[];
+  /** Security groups of the appliers. */
+  readonly applierSecurityGroups: readonly ISecurityGroup[];
+  /** The source database's secret. */
+  readonly sourceSecret: ISecret;
+  /** The publisher service. */
+  readonly publisher: PgfanoutPublisher;
+  /** The replicas by name, in the order given. */
+  readonly replicas: ReadonlyMap<string, PgfanoutReplica>;
+  /** The nested stack of each replica, by name. */
+  readonly replicaStacks: ReadonlyMap<string, NestedStack>;
+  /** The CloudWatch dashboard. */
+  readonly dashboard: Dashboard;
+
+  constructor(scope: Construct, id: string, props: PgfanoutProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    this.namePrefix = props.namePrefix ?? stack.stackName;
+    validatePgfanoutConfig({
+      source: props.source,
+      replicas: props.replicas,
+      namePrefix: this.namePrefix,
+      ...(props.publisher !== undefined ? { publisher: props.publisher } : {}),
+      ...(props.alarmEmail !== undefined ? { alarmEmail: props.alarmEmail } : {}),
+    });
+    const projectRoot = props.projectRoot ?? PROJECT_ROOT;
+    const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
+
+    this.encryptionKey = new Key(this, 'Key', {
+      description: `pgfanout ${this.namePrefix}: the topic, the replica queues and the alarm topic`,
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.DESTROY,
+      pendingWindow: Duration.days(30),
+    });
+    // CloudWatch publishes alarm notifications to the encrypted alarm topic.
+    this.encryptionKey.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'CloudWatchAlarmsPublishToTheAlarmTopic',
+        principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+      }),
+    );
+
+    this.topic = new Topic(this, 'Topic', {
+      topicName: topicName(this.namePrefix),
+      displayName: `pgfanout ${this.namePrefix}`,
+      fifo: true,
+      // The publisher sets each message's deduplication id, so a re-publish after a crash is dropped.
+      contentBasedDeduplication: false,
+      masterKey: this.encryptionKey,
+      enforceSSL: true,
+    });
+    // SNS encrypts what it delivers into the replica queues with this key. The topic's ARN
+    // is spelled out from its name: a reference would make key and topic depend on each other.
+    const topicArn = stack.formatArn({ service: 'sns', resource: topicName(this.namePrefix) });
+    this.encryptionKey.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'TheTopicDeliversToEncryptedQueues',
+        principals: [new ServicePrincipal('sns.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: ['*'],
+        conditions: { ArnEquals: { 'aws:SourceArn': topicArn } },
+      }),
+    );
+    this.alarmTopic = new Topic(this, 'AlarmTopic', {
+      displayName: `pgfanout ${this.namePrefix} alarms`,
+      masterKey: this.encryptionKey,
+      enforceSSL: true,
+    });
+    this.#subscribeEmail(props.alarmEmail);
+
+    this.vpc = props.vpc ?? this.#newVpc(logRetention);
+    if (props.securityGroups && props.securityGroups.length > 0) {
+      this.publisherSecurityGroups = props.securityGroups;
+      this.applierSecurityGroups = props.securityGroups;
+    } else {
+      this.publisherSecurityGroups = [
+        new SecurityGroup(this, 'PublisherSecurityGroup', {
+          vpc: this.vpc,
+          description: `pgfanout ${this.namePrefix} publisher: outbound to the source database and AWS APIs`,
+          allowAllOutbound: true,
+        }),
+      ];
+      this.applierSecurityGroups = [
+        new SecurityGroup(this, 'ApplierSecurityGroup', {
+          vpc: this.vpc,
+          description: `pgfanout ${this.namePrefix} appliers: outbound to the replica databases and AWS APIs`,
+          allowAllOutbound: true,
+        }),
+      ];
+    }
+
+    this.sourceSecret = resolveSecret(this, 'SourceSecret', props.source);
+    this.publisher = new PgfanoutPublisher(this, 'Publisher', {
+      vpc: this.vpc,
+      ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
+      securityGroups: this.publisherSecurityGroups,
+      topic: this.topic,
+      sourceSecret: this.sourceSecret,
+      image:
+        props.publisherImage ??
+        ContainerImage.fromAsset(projectRoot, {
+          file: PUBLISHER_DOCKERFILE,
+          platform: Platform.LINUX_ARM64,
+          ignoreMode: IgnoreMode.DOCKER,
+        }),
+      options: props.publisher ?? {},
+      logRetention,
+      alarmTopic: this.alarmTopic,
+      namePrefix: this.namePrefix,
+    });
+    this.topic.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'OnlyThePublisherPublishes',
+        effect: Effect.DENY,
+        principals: [new AnyPrincipal()],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': this.publisher.taskDefinition.taskRole.roleArn } },
+      }),
+    );
+
+    const replicas = new Map<string, PgfanoutReplica>();
+    const replicaStacks = new Map<string, NestedStack>();
+    const applierEntry = props.applierEntry ?? join(projectRoot, ENTRY_POINTS.applierHandler);
+    for (const config of props.replicas) {
+      const nested = new NestedStack(this, `Replica-${config.name}`, {
+        description: `pgfanout ${this.namePrefix}: replica ${config.name}`,
+      });
+      const replica = new PgfanoutReplica(nested, 'Replica', {
+        config,
+        topic: this.topic,
+        encryptionKey: this.encryptionKey,
+        vpc: this.vpc,
+        ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
+        securityGroups: this.applierSecurityGroups,
+        alarmTopic: this.alarmTopic,
+        namePrefix: this.namePrefix,
+        applierEntry,
+        projectRoot,
+        logRetention,
+      });
+      replicas.set(config.name, replica);
+      replicaStacks.set(config.name, nested);
+    }
+    this.replicas = replicas;
+    this.replicaStacks = replicaStacks;
+
+    this.dashboard = new Dashboard(this, 'Dashboard', {
+      dashboardName: this.namePrefix,
+      defaultInterval: Duration.hours(3),
+      widgets: this.#dashboardRows(),
+    });
+  }
+
+  /** The dashboard's console address. */
+  get dashboardUrl(): string {
+    return `https://${Aws.REGION}.console.${Aws.URL_SUFFIX}/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${this.dashboard.dashboardName}`;
+  }
+
+  #dashboardRows(): IWidget[][] {
+    const rows: IWidget[][] = [
+      [
+        new TextWidget({
+          markdown: `# pgfanout ${this.namePrefix}\nPublisher first, then one row per replica: lag, applied changes, queue, applier. Alarms notify the alarm topic.`,
+          width: 24,
+          height: 2,
+        }),
+      ],
+      this.publisher.widgets(),
+    ];
+    for (const replica of this.replicas.values()) rows.push(replica.widgets());
+    return rows;
+  }
+
+  #newVpc(logRetention: RetentionDays): Vpc {
+    const vpc = new Vpc(this, 'Vpc', {
+      ipAddresses: IpAddresses.cidr('10.80.0.0/16'),
+      maxAzs: 2,
+      natGateways: 1,
+      subnetConfiguration: [
+        { name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: 24 },
+        { name: 'private', subnetType: SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 22 },
+      ],
+    });
+    const flowLogs = new LogGroup(this, 'VpcFlowLogs', { retention: logRetention, removalPolicy: RemovalPolicy.DESTROY });
+    vpc.addFlowLog('FlowLog', { destination: FlowLogDestination.toCloudWatchLogs(flowLogs), trafficType: FlowLogTrafficType.REJECT });
+    return vpc;
+  }
+
+  #subscribeEmail(email: string | undefined): void {
+    if (email === undefined || email === '') return;
+    const subscription = new Subscription(this, 'AlarmEmail', { topic: this.alarmTopic, protocol: SubscriptionProtocol.EMAIL, endpoint: email });
+    if (Token.isUnresolved(email)) {
+      const given = new CfnCondition(this, 'AlarmEmailGiven', { expression: Fn.conditionNot(Fn.conditionEquals(email, '')) });
+      (subscription.node.defaultChild as CfnSubscription).cfnOptions.condition = given;
+    }
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * The publisher: one always-on ECS Fargate task that reads the source's event log in
+ * commit order and publishes it to the SNS FIFO topic.
+ */
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Alarm, ComparisonOperator, GraphWidget, Metric, TreatMissingData, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import {
+  Cluster,
+  ContainerInsights,
+  CpuArchitecture,
+  FargatePlatformVersion,
+  FargateService,
+  FargateTaskDefinition,
+  LogDrivers,
+  OperatingSystemFamily,
+  Secret as EcsSecret,
+  type ContainerDefinition,
+  type ContainerImage,
+} from 'aws-cdk-lib/aws-ecs';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { ITopic } from 'aws-cdk-lib/aws-sns';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { METRICS, PUBLISHER_ENV } from '#core/config.ts';
+import { DEFAULTS, type PublisherOptions } from './config.ts';
+import { publisherQuery, publisherRate } from './metrics.ts';
+
+/** Properties of {@link PgfanoutPublisher}. */
+export interface PgfanoutPublisherProps {
+  /** VPC the task runs in. */
+  readonly vpc: IVpc;
+  /** Subnets of `vpc` for the task. @default the VPC's private subnets */
+  readonly vpcSubnets?: SubnetSelection;
+  /** Security groups of the task. */
+  readonly securityGroups: readonly ISecurityGroup[];
+  /** The SNS FIFO topic to publish to. */
+  readonly topic: ITopic;
+  /** The source database's secret, injected into the container by ECS. */
+  readonly sourceSecret: ISecret;
+  /** The publisher's container image. */
+  readonly image: ContainerImage;
+  /** Task and alarm settings (validated by the caller). */
+  readonly options: PublisherOptions;
+  /** Retention of the publisher's logs. */
+  readonly logRetention: RetentionDays;
+  /** Topic the alarms notify. @default alarms notify no one */
+  readonly alarmTopic?: ITopic;
+  /** Prefix of the alarm names. */
+  readonly namePrefix: string;
+}
+
+/** The alarms of the publisher. */
+export interface PublisherAlarms {
+  /** No publisher task is running. */
+  readonly notRunning: Alarm;
+  /** Events wait in the source's log and are not being published. */
+  readonly stalled: Alarm;
+}
+
+/** The publisher's ECS cluster, task definition, Fargate service, logs and alarms. */
+export class PgfanoutPublisher extends Construct {
+  /** The ECS cluster (Container Insights on, for the task-count metrics). */
+  readonly cluster: Cluster;
+  /** The task definition (ARM64, Linux). */
+  readonly taskDefinition: FargateTaskDefinition;
+  /** The publisher container. */
+  readonly container: ContainerDefinition;
+  /** The Fargate service: one task, never two on purpose. */
+  readonly service: FargateService;
+  /** The container's log group. */
+  readonly logGroup: LogGroup;
+  /** The publisher's alarms. */
+  readonly alarms: PublisherAlarms;
+  /** Seconds the oldest unpublished event may wait before the stalled alarm fires. */
+  readonly stalledAlarmSeconds: number;
+
+  constructor(scope: Construct, id: string, props: PgfanoutPublisherProps) {
+    super(scope, id);
+    const options = props.options;
+    const healthPort = options.healthPort ?? DEFAULTS.healthPort;
+    this.stalledAlarmSeconds = options.stalledAlarmSeconds ?? DEFAULTS.stalledAlarmSeconds;
+
+    this.cluster = new Cluster(this, 'Cluster', { vpc: props.vpc, containerInsightsV2: ContainerInsights.ENABLED });
+    this.logGroup = new LogGroup(this, 'Logs', { retention: props.logRetention, removalPolicy: RemovalPolicy.DESTROY });
+
+    this.taskDefinition = new FargateTaskDefinition(this, 'Task', {
+      cpu: options.cpu ?? DEFAULTS.publisherCpu,
+      memoryLimitMiB: options.memoryMiB ?? DEFAULTS.publisherMemoryMiB,
+      runtimePlatform: { cpuArchitecture: CpuArchitecture.ARM64, operatingSystemFamily: OperatingSystemFamily.LINUX },
+    });
+    this.container = this.taskDefinition.addContainer('Publisher', {
+      image: props.image,
+      essential: true,
+      logging: LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'publisher' }),
+      // Credentials come only from Secrets Manager; the environment holds plain settings.
+      secrets: { [PUBLISHER_ENV.SOURCE_SECRET]: EcsSecret.fromSecretsManager(props.sourceSecret) },
+      environment: {
+        [PUBLISHER_ENV.TOPIC_ARN]: props.topic.topicArn,
+        [PUBLISHER_ENV.HEALTH_PORT]: String(healthPort),
+        [PUBLISHER_ENV.LOG_LEVEL]: options.logLevel ?? DEFAULTS.publisherLogLevel,
+        ...(options.tickMs !== undefined ? { [PUBLISHER_ENV.TICK_MS]: String(options.tickMs) } : {}),
+      },
+      healthCheck: {
+        // The image has Node and no curl: ask the health endpoint with Node's fetch.
+        command: [
+          'CMD',
+          'node',
+          '-e',
+          `fetch('http://127.0.0.1:${healthPort}/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`,
+        ],
+        interval: Duration.seconds(30),
+        timeout: Duration.seconds(5),
+        retries: 3,
+        startPeriod: Duration.seconds(60),
+      },
+      // The publisher stops within 20 s of SIGTERM; an unfinished batch is served again to the next one.
+      stopTimeout: Duration.seconds(30),
+    });
+    Validations.of(this.taskDefinition).acknowledge({
+      id: 'AwsSolutions-ECS2',
+      reason:
+        'The environment holds only non-secret settings (topic ARN, health port, log level, tick); the source credentials are injected from Secrets Manager through the container secrets.',
+    });
+    // What topic.grantPublish would grant, without its kms:GenerateDataKey* wildcard.
+    this.taskDefinition.addToTaskRolePolicy(new PolicyStatement({ actions: ['sns:Publish'], resources: [props.topic.topicArn] }));
+    if (props.topic.masterKey) {
+      this.taskDefinition.addToTaskRolePolicy(new PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.topic.masterKey.keyArn] }));
+    }
+
+    this.service = new FargateService(this, 'Service', {
+      cluster: this.cluster,
+      taskDefinition: this.taskDefinition,
+      desiredCount: 1,
+      // Stop the old task before starting the new one (a replacement leaves a short gap);
+      // the advisory lock on the source keeps a second task from publishing if ECS runs two anyway.
+      minHealthyPercent: 0,
+      maxHealthyPercent: 100,
+      circuitBreaker: { enable: true, rollback: true },
+      platformVersion: FargatePlatformVersion.LATEST,
+      vpcSubnets: props.vpcSubnets ?? {},
+      securityGroups: [...props.securityGroups],
+      assignPublicIp: false,
+      enableExecuteCommand: false,
+    });
+
+    const execution = this.taskDefinition.obtainExecutionRole();
+    Validations.of(execution).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'ECS pulls the image from ECR with ecr:GetAuthorizationToken, an action that supports no resource scoping.',
+    });
+
+    this.alarms = this.#alarms(props.namePrefix, props.alarmTopic);
+  }
+
+  /** Running tasks, from Container Insights. */
+  runningTasks(statistic = 'Minimum'): Metric {
+    return this.#insightsMetric('RunningTaskCount', statistic);
+  }
+
+  /** Dashboard widgets of the publisher: one row of four. */
+  widgets(): IWidget[] {
+    return [
+      new GraphWidget({
+        title: 'publisher: events per second',
+        width: 6,
+        left: [publisherRate(METRICS.publisher.eventsPublished, 'events/s'), publisherRate(METRICS.publisher.messagesPublished, 'messages/s')],
+      }),
+      new GraphWidget({
+        title: 'publisher: lag (s)',
+        width: 6,
+        left: [publisherQuery(METRICS.publisher.publishLagSeconds, 'MAX', 'commit to publish')],
+      }),
+      new GraphWidget({
+        title: 'publisher: oldest unpublished event (s)',
+        width: 6,
+        left: [publisherQuery(METRICS.publisher.oldestUnpublishedSeconds, 'MAX', 'oldest unpublished')],
+        leftAnnotations: [{ value: this.stalledAlarmSeconds, label: 'stalled alarm' }],
+      }),
+      new GraphWidget({
+        title: 'publisher: task health',
+        width: 6,
+        left: [this.runningTasks('Minimum'), this.#insightsMetric('PendingTaskCount', 'Maximum'), publisherQuery(METRICS.publisher.publishErrors, 'SUM', 'publish errors')],
+        right: [this.service.metricCpuUtilization({ period: Duration.minutes(1), label: 'CPU %' }), this.service.metricMemoryUtilization({ period: Duration.minutes(1), label: 'memory %' })],
+      }),
+    ];
+  }
+
+  #insightsMetric(name: string, statistic: string): Metric {
+    return new Metric({
+      namespace: 'ECS/ContainerInsights',
+      metricName: name,
+      dimensionsMap: { ClusterName: this.cluster.clusterName, ServiceName: this.service.serviceName },
+      statistic,
+      period: Duration.minutes(1),
+      label: name,
+    });
+  }
+
+  #alarms(prefix: string, alarmTopic: ITopic | undefined): PublisherAlarms {
+    const notRunning = new Alarm(this, 'NotRunningAlarm', {
+      alarmName: `${prefix}-publisher-not-running`,
+      alarmDescription:
+        'pgfanout publisher: no task has been running for 3 minutes, so nothing is published (changes keep accumulating safely in the source event log). Check the ECS service events (failed deployment, image pull, secret access) and the publisher logs.',
+      metric: this.runningTasks('Minimum'),
+      threshold: 1,
+      comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      // No data means no task reported: that is the condition this alarm exists for.
+      treatMissingData: TreatMissingData.BREACHING,
+    });
+    const stalled = new Alarm(this, 'StalledAlarm', {
+      alarmName: `${prefix}-publisher-stalled`,
+      alarmDescription: `pgfanout publisher: events have waited in the source's log for more than ${this.stalledAlarmSeconds} s without being published. Check the publisher logs (database connection, advisory lock held elsewhere, SNS errors) and the publish errors on the dashboard.`,
+      metric: publisherQuery(METRICS.publisher.oldestUnpublishedSeconds, 'MAX', 'oldest unpublished (s)'),
+      threshold: this.stalledAlarmSeconds,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      // A publisher that is down emits nothing: the not-running alarm covers that case.
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
+    if (alarmTopic) {
+      for (const alarm of [notRunning, stalled]) {
+        alarm.addAlarmAction(new SnsAction(alarmTopic));
+        alarm.addOkAction(new SnsAction(alarmTopic));
+      }
+    }
+    return { notRunning, stalled };
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * `PgfanoutStack`: one pgfanout deployment as a stack, with the alarm email as a stack
+ * parameter and the topic ARN, queue URLs and dashboard URL as outputs. It composes
+ * the {@link Pgfanout} construct and adds nothing else but the network it is given.
+ */
+import { CfnOutput, CfnParameter, Fn, Stack, type StackProps } from 'aws-cdk-lib';
+import { SecurityGroup, Subnet, Vpc, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import type { ContainerImage } from 'aws-cdk-lib/aws-ecs';
+import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import type { PublisherOptions, ReplicaConfig, SourceConfig } from './config.ts';
+import type { ExistingNetwork } from './context.ts';
+import { Pgfanout } from './pgfanout.ts';
+
+/** Properties of {@link PgfanoutStack}. */
+export interface PgfanoutStackProps extends StackProps {
+  /** The source database. */
+  readonly source: SourceConfig;
+  /** The replicas. */
+  readonly replicas: readonly ReplicaConfig[];
+  /** An existing VPC, subnets and optionally security groups. @default a new VPC */
+  readonly network?: ExistingNetwork;
+  /** Default value of the `AlarmEmail` stack parameter. @default empty: no email subscription */
+  readonly alarmEmail?: string;
+  /** Prefix of the resource names. @default the stack name */
+  readonly namePrefix?: string;
+  /** Publisher settings. */
+  readonly publisher?: PublisherOptions;
+  /** The publisher's image. @default built from functions/publisher/Dockerfile */
+  readonly publisherImage?: ContainerImage;
+  /** The applier's handler module. @default functions/applier/handler.ts */
+  readonly applierEntry?: string;
+  /** Retention of every log group. @default one month */
+  readonly logRetention?: RetentionDays;
+}
+
+/** One pgfanout deployment. */
+export class PgfanoutStack extends Stack {
+  /** The deployment. */
+  readonly pgfanout: Pgfanout;
+  /** The `AlarmEmail` parameter. */
+  readonly alarmEmailParameter: CfnParameter;
+
+  constructor(scope: Construct, id: string, props: PgfanoutStackProps) {
+    super(scope, id, props);
+    this.alarmEmailParameter = new CfnParameter(this, 'AlarmEmail', {
+      type: 'String',
+      default: props.alarmEmail ?? '',
+      allowedPattern: '^$|^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$',
+      constraintDescription: 'an email address, or empty for no email subscription',
+      description: 'Email address notified of pgfanout alarms (confirm the subscription email AWS sends); empty for none.',
+    });
+
+    const network = props.network ? this.#existingNetwork(props.network) : undefined;
+    this.pgfanout = new Pgfanout(this, 'Pgfanout', {
+      source: props.source,
+      replicas: props.replicas,
+      alarmEmail: this.alarmEmailParameter.valueAsString,
+      ...(network ?? {}),
+      ...(props.namePrefix !== undefined ? { namePrefix: props.namePrefix } : {}),
+      ...(props.publisher !== undefined ? { publisher: props.publisher } : {}),
+      ...(props.publisherImage !== undefined ? { publisherImage: props.publisherImage } : {}),
+      ...(props.applierEntry !== undefined ? { applierEntry: props.applierEntry } : {}),
+      ...(props.logRetention !== undefined ? { logRetention: props.logRetention } : {}),
+    });
+
+    new CfnOutput(this, 'TopicArn', { value: this.pgfanout.topic.topicArn, description: 'The SNS FIFO topic the publisher publishes to' });
+    new CfnOutput(this, 'DashboardUrl', { value: this.pgfanout.dashboardUrl, description: 'The CloudWatch dashboard' });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.pgfanout.alarmTopic.topicArn, description: 'The topic pgfanout alarms notify' });
+    if (!props.network?.securityGroupIds?.length) {
+      new CfnOutput(this, 'PublisherSecurityGroupId', {
+        value: (this.pgfanout.publisherSecurityGroups[0] as ISecurityGroup).securityGroupId,
+        description: "Allow this group in on the source database's security group (PostgreSQL port)",
+      });
+      new CfnOutput(this, 'ApplierSecurityGroupId', {
+        value: (this.pgfanout.applierSecurityGroups[0] as ISecurityGroup).securityGroupId,
+        description: "Allow this group in on the replica databases' security groups (PostgreSQL port)",
+      });
+    }
+    // One scope per replica, so that output ids stay unique whatever the names (logical ids drop "-").
+    const outputs = new Construct(this, 'ReplicaOutputs');
+    for (const [name, replica] of this.pgfanout.replicas) {
+      new CfnOutput(new Construct(outputs, name), 'QueueUrl', { value: replica.queue.queueUrl, description: `Queue of replica ${name}` });
+    }
+  }
+
+  #existingNetwork(network: ExistingNetwork): { vpc: IVpc; vpcSubnets: SubnetSelection; securityGroups?: ISecurityGroup[] } {
+    // No lookup: the VPC and subnets are referenced by id, so synth needs no AWS credentials.
+    const vpc = Vpc.fromVpcAttributes(this, 'Vpc', { vpcId: network.vpcId, availabilityZones: Fn.getAzs() });
+    const subnets = network.subnetIds.map((id) => Subnet.fromSubnetId(this, `Subnet-${id}`, id));
+    const securityGroups = network.securityGroupIds?.map((id) => SecurityGroup.fromSecurityGroupId(this, `SecurityGroup-${id}`, id, { mutable: false }));
+    return { vpc, vpcSubnets: { subnets }, ...(securityGroups && securityGroups.length > 0 ? { securityGroups } : {}) };
+  }
+}
