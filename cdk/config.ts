@@ -175,8 +175,12 @@ export interface PgfanoutConfig {
 export function configProblems(config: PgfanoutConfig): string[] {
   const problems: string[] = [];
   const prefix = config.namePrefix;
+  const prefixFits = Token.isUnresolved(prefix) || longestQueueName(prefix, 'a').length <= LIMITS.maxQueueNameLength;
   if (!Token.isUnresolved(prefix) && !NAME_PREFIX.test(prefix)) {
     problems.push(`namePrefix ${show(prefix)} must start with a letter or digit and contain only letters, digits, "-" and "_"`);
+  } else if (!prefixFits) {
+    const most = LIMITS.maxQueueNameLength - longestQueueName('', 'a').length;
+    problems.push(`namePrefix ${show(prefix)} (the stack name unless given) has ${prefix.length} characters; queue names "<prefix>-<replica>-dlq.fifo" must fit in ${LIMITS.maxQueueNameLength}, so it may have at most ${most}`);
   }
 
   problems.push(...secretProblems('source', config.source));
@@ -192,7 +196,7 @@ export function configProblems(config: PgfanoutConfig): string[] {
   }
   const seen = new Map<string, number>();
   config.replicas.forEach((replica, index) => {
-    problems.push(...replicaProblems(replica, index, prefix));
+    problems.push(...replicaProblems(replica, index, prefixFits ? prefix : undefined));
     if (typeof replica?.name === 'string') {
       const key = replica.name.toLowerCase();
       const first = seen.get(key);
@@ -218,7 +222,7 @@ export function validatePgfanoutConfig(config: PgfanoutConfig): void {
   if (problems.length > 0) throw new PgfanoutConfigError(problems);
 }
 
-function replicaProblems(replica: ReplicaConfig, index: number, prefix: string): string[] {
+function replicaProblems(replica: ReplicaConfig, index: number, prefix: string | undefined): string[] {
   if (typeof replica !== 'object' || replica === null || Array.isArray(replica)) {
     return [`replicas[${index}] must be an object like {"name":"eu","secretArn":"arn:aws:secretsmanager:…"}, got ${show(replica)}`];
   }
@@ -229,12 +233,12 @@ function replicaProblems(replica: ReplicaConfig, index: number, prefix: string):
     problems.push(`${where}: name is required (a lowercase letter, then lowercase letters, digits or "-"), got ${show(name)}`);
   } else if (!REPLICA_NAME_PATTERN.test(name)) {
     problems.push(`${where}: name ${show(name)} must be a lowercase letter followed by up to 39 lowercase letters, digits or "-" (it names SQS queues and metrics)`);
-  } else if (!Token.isUnresolved(prefix)) {
+  } else if (prefix !== undefined && !Token.isUnresolved(prefix)) {
     const longest = longestQueueName(prefix, name);
     if (longest.length > LIMITS.maxQueueNameLength) {
       const room = LIMITS.maxQueueNameLength - longestQueueName(prefix, '').length;
       problems.push(
-        `${where}: queue name ${show(longest)} is ${longest.length} characters, SQS allows ${LIMITS.maxQueueNameLength}; with prefix ${show(prefix)} a replica name may have at most ${Math.max(room, 0)} characters`,
+        `${where}: queue name ${show(longest)} is ${longest.length} characters, SQS allows ${LIMITS.maxQueueNameLength}; with prefix ${show(prefix)} a replica name may have at most ${room} characters`,
       );
     }
   }

@@ -84,14 +84,14 @@ export function readAppSettings(context: (key: string) => unknown): AppSettings 
     const raw = context(key);
     if (raw === undefined || raw === null || raw === '') return undefined;
     let items: unknown = raw;
-    if (typeof raw === 'string') items = raw.trim().startsWith('[') ? json<unknown>(key, `a JSON list of ${what}`) : raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    if (typeof raw === 'string') items = raw.trim().startsWith('[') ? json<unknown>(key, `a JSON list, each a ${what}`) : raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
     if (items === undefined) return undefined;
     if (!Array.isArray(items)) {
-      problems.push(`context ${key} must be a list of ${what} (JSON list or comma-separated), got ${JSON.stringify(raw)}`);
+      problems.push(`context ${key} must be a list, each a ${what} (JSON list or comma-separated), got ${JSON.stringify(raw)}`);
       return undefined;
     }
     const bad = items.filter((i) => typeof i !== 'string' || !pattern.test(i));
-    if (bad.length > 0) problems.push(`context ${key}: ${bad.map((b) => JSON.stringify(b)).join(', ')} ${bad.length === 1 ? 'is not a' : 'are not'} ${what}`);
+    if (bad.length > 0) problems.push(`context ${key}: ${bad.map((b) => JSON.stringify(b)).join(', ')} rejected; each must be a ${what}`);
     return items.filter((i): i is string => typeof i === 'string');
   };
 
@@ -108,8 +108,8 @@ export function readAppSettings(context: (key: string) => unknown): AppSettings 
   const publisher = json<PublisherOptions>(CONTEXT_KEYS.publisher, '{"cpu":256,"memoryMiB":512}');
 
   const vpcId = text(CONTEXT_KEYS.vpcId);
-  const subnetIds = list(CONTEXT_KEYS.subnetIds, SUBNET_ID, 'subnet ids (subnet-…)');
-  const securityGroupIds = list(CONTEXT_KEYS.securityGroupIds, SECURITY_GROUP_ID, 'security group ids (sg-…)');
+  const subnetIds = list(CONTEXT_KEYS.subnetIds, SUBNET_ID, 'subnet id (subnet- and 8 or 17 hex digits)');
+  const securityGroupIds = list(CONTEXT_KEYS.securityGroupIds, SECURITY_GROUP_ID, 'security group id (sg- and 8 or 17 hex digits)');
   let network: ExistingNetwork | undefined;
   if (vpcId) {
     if (!VPC_ID.test(vpcId)) problems.push(`context ${CONTEXT_KEYS.vpcId} ${JSON.stringify(vpcId)} is not a VPC id (vpc- and 8 or 17 hex digits)`);

@@ -185,6 +185,7 @@ export class Pgfanout extends Construct {
       securityGroups: this.publisherSecurityGroups,
       topic: this.topic,
       sourceSecret: this.sourceSecret,
+      ...(props.source.secretKeyArn ? { sourceSecretKeyArn: props.source.secretKeyArn } : {}),
       image:
         props.publisherImage ??
         ContainerImage.fromAsset(projectRoot, {

@@ -27,6 +27,7 @@ import { Construct } from 'constructs';
 import { METRICS, PUBLISHER_ENV } from '#core/config.ts';
 import { DEFAULTS, type PublisherOptions } from './config.ts';
 import { publisherQuery, publisherRate } from './metrics.ts';
+import { grantSecretKeyDecrypt } from './secrets.ts';
 
 /** Properties of {@link PgfanoutPublisher}. */
 export interface PgfanoutPublisherProps {
@@ -40,6 +41,8 @@ export interface PgfanoutPublisherProps {
   readonly topic: ITopic;
   /** The source database's secret, injected into the container by ECS. */
   readonly sourceSecret: ISecret;
+  /** ARN of the customer-managed KMS key of the source secret. @default the AWS-managed key */
+  readonly sourceSecretKeyArn?: string;
   /** The publisher's container image. */
   readonly image: ContainerImage;
   /** Task and alarm settings (validated by the caller). */
@@ -147,6 +150,8 @@ export class PgfanoutPublisher extends Construct {
     });
 
     const execution = this.taskDefinition.obtainExecutionRole();
+    // ECS grants the execution role the secret itself when it injects it.
+    grantSecretKeyDecrypt(props.sourceSecret, { ...(props.sourceSecretKeyArn ? { secretKeyArn: props.sourceSecretKeyArn } : {}) }, execution);
     Validations.of(execution).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason: 'ECS pulls the image from ECR with ecr:GetAuthorizationToken, an action that supports no resource scoping.',

@@ -20,7 +20,7 @@ import { Construct } from 'constructs';
 import { APPLIER_ENV, METRIC_NAMESPACE, METRICS } from '#core/config.ts';
 import { DEFAULTS, LIMITS, deadLetterQueueName, queueName, type ReplicaConfig } from './config.ts';
 import { APPLIER_SERVICE_NAME, applierMetric } from './metrics.ts';
-import { resolveSecret, secretIdForRuntime } from './secrets.ts';
+import { grantSecretRead, resolveSecret, secretIdForRuntime } from './secrets.ts';
 
 /** Properties of {@link PgfanoutReplica}. */
 export interface PgfanoutReplicaProps {
@@ -197,7 +197,7 @@ export class PgfanoutReplica extends Construct {
       },
       bundling: applierBundling(),
     });
-    this.secret.grantRead(this.role);
+    grantSecretRead(this.secret, config, this.role);
 
     this.eventSource = new SqsEventSource(this.queue, {
       batchSize: 10,

@@ -1,0 +1,274 @@
+/**
+ * Validation of the deployment's configuration and of the app's CDK context: each rule
+ * fails with a message naming the setting, the value received and what is allowed, and
+ * every problem is reported in one error.
+ */
+import { Token } from 'aws-cdk-lib';
+import { describe, expect, it } from 'vitest';
+import { configProblems, validatePgfanoutConfig, type PgfanoutConfig, type ReplicaConfig } from '../cdk/config.ts';
+import { readAppSettings } from '../cdk/context.ts';
+import { CDK_ERROR_CODES, PgfanoutConfigError } from '../cdk/errors.ts';
+import { buildStack, replica, secretArn } from './fixtures/cdk-apps.ts';
+
+function config(overrides: Partial<PgfanoutConfig> = {}): PgfanoutConfig {
+  return { source: { secretArn: secretArn('pgfanout/source') }, replicas: [replica('eu'), replica('us')], namePrefix: 'pgfanout', ...overrides };
+}
+
+function withReplica(entry: Partial<ReplicaConfig> & Record<string, unknown>): PgfanoutConfig {
+  return config({ replicas: [entry as ReplicaConfig] });
+}
+
+function thrown(fn: () => unknown): PgfanoutConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof PgfanoutConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a PgfanoutConfigError, nothing was thrown');
+}
+
+describe('configuration validation', () => {
+  it('accepts a valid configuration', () => {
+    expect(configProblems(config())).toEqual([]);
+    expect(() => validatePgfanoutConfig(config())).not.toThrow();
+  });
+
+  it('rejects duplicate replica names', () => {
+    expect(() => validatePgfanoutConfig(config({ replicas: [replica('eu'), replica('us'), replica('eu')] }))).toThrow(
+      'replicas[2]: name "eu" is already used by replicas[0] ("eu"); each replica needs its own name',
+    );
+  });
+
+  it.each([
+    ['EU', 'uppercase'],
+    ['eu_1', 'underscore'],
+    ['1eu', 'leading digit'],
+    ['eu west', 'space'],
+    ['a'.repeat(41), 'longer than 40'],
+  ])('rejects the replica name %j (%s)', (name) => {
+    expect(() => validatePgfanoutConfig(config({ replicas: [replica(name)] }))).toThrow(
+      `name ${JSON.stringify(name)} must be a lowercase letter followed by up to 39 lowercase letters, digits or "-"`,
+    );
+  });
+
+  it('rejects a missing replica name', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ secretArn: secretArn('x') }))).toThrow('replicas[0]: name is required');
+  });
+
+  it('rejects a name that makes a queue name longer than 80 characters, saying how long it may be', () => {
+    const prefix = 'p'.repeat(40);
+    // "<prefix>-<name>-dlq.fifo": 40 + 1 + name + 9 must fit in 80.
+    expect(configProblems(config({ namePrefix: prefix, replicas: [replica('a'.repeat(30))] }))).toEqual([]);
+    expect(() => validatePgfanoutConfig(config({ namePrefix: prefix, replicas: [replica('a'.repeat(31))] }))).toThrow(
+      `queue name "${prefix}-${'a'.repeat(31)}-dlq.fifo" is 81 characters, SQS allows 80; with prefix "${prefix}" a replica name may have at most 30 characters`,
+    );
+  });
+
+  it('rejects more than 100 replicas for one FIFO topic', () => {
+    const replicas = Array.from({ length: 101 }, (_, i) => replica(`r${i}`));
+    expect(() => validatePgfanoutConfig(config({ replicas }))).toThrow(
+      'replicas: 101 given, but an SNS FIFO topic takes at most 100 subscriptions (one per replica)',
+    );
+    expect(configProblems(config({ replicas: replicas.slice(0, 100) }))).toEqual([]);
+  });
+
+  it('rejects a replica without a secret', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu' }))).toThrow('replicas[0] ("eu"): secretArn or secretName is required');
+  });
+
+  it('rejects a replica with both a secret ARN and a secret name', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), secretName: 'eu' }))).toThrow(
+      'replicas[0] ("eu"): give exactly one of secret, secretArn, secretName; got secretArn and secretName',
+    );
+  });
+
+  it('rejects a malformed secret ARN', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: 'arn:aws:s3:::bucket' }))).toThrow(
+      'replicas[0] ("eu"): secretArn "arn:aws:s3:::bucket" is not a Secrets Manager secret ARN',
+    );
+  });
+
+  it('rejects a malformed secret name', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretName: 'has space' }))).toThrow('secretName "has space" is not a secret name');
+  });
+
+  it('rejects a malformed KMS key ARN for the secret', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), secretKeyArn: 'alias/mine' }))).toThrow(
+      'secretKeyArn "alias/mine" is not a KMS key ARN',
+    );
+  });
+
+  it('rejects a source without a secret', () => {
+    expect(() => validatePgfanoutConfig(config({ source: {} }))).toThrow('source: secretArn or secretName is required');
+  });
+
+  it('rejects include entries that are not schema.table', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ ...replica('eu'), include: ['public.orders', 'orders', 'a.b.c', 'x,y.z'] }))).toThrow(
+      /include\[1\] "orders" is not a "schema.table" name[\s\S]*include\[2\] "a.b.c"[\s\S]*include\[3\] "x,y.z"/,
+    );
+  });
+
+  it('rejects an include that is not a list', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ ...replica('eu'), include: 'public.orders' as unknown as string[] }))).toThrow(
+      'replicas[0] ("eu"): include must be a list of "schema.table" names, got "public.orders"',
+    );
+  });
+
+  it('rejects a table both included and excluded', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ ...replica('eu'), include: ['public.orders'], exclude: ['public.orders'] }))).toThrow(
+      '"public.orders" is in both include and exclude',
+    );
+  });
+
+  it('rejects table lists too long for the Lambda environment', () => {
+    const include = Array.from({ length: 200 }, (_, i) => `public.table_with_a_long_name_${i}`);
+    expect(() => validatePgfanoutConfig(withReplica({ ...replica('eu'), include }))).toThrow(/include and exclude together take \d+ bytes, more than the 3072/);
+  });
+
+  it.each([
+    ['lagAlarmSeconds', 0, 'from 1 to 86400'],
+    ['lagAlarmSeconds', 1.5, 'from 1 to 86400'],
+    ['timeoutSeconds', 901, 'from 1 to 900'],
+    ['memoryMiB', 64, 'from 128 to 10240'],
+    ['maxReceiveCount', 0, 'from 1 to 1000'],
+    ['maxConcurrency', 1, 'from 2 to 1000'],
+  ])('rejects %s = %j', (field, value, allowed) => {
+    expect(() => validatePgfanoutConfig(withReplica({ ...replica('eu'), [field]: value }))).toThrow(
+      `replicas[0] ("eu"): ${field} must be an integer ${allowed}, got ${JSON.stringify(value)}`,
+    );
+  });
+
+  it('rejects a replica entry that is not an object', () => {
+    expect(() => validatePgfanoutConfig(config({ replicas: ['eu' as unknown as ReplicaConfig] }))).toThrow('replicas[0] must be an object like');
+  });
+
+  it('rejects a replica list that is not a list', () => {
+    expect(() => validatePgfanoutConfig(config({ replicas: { name: 'eu' } as unknown as ReplicaConfig[] }))).toThrow('replicas must be a list, got {"name":"eu"}');
+  });
+
+  it('rejects a Fargate CPU size that does not exist', () => {
+    expect(() => validatePgfanoutConfig(config({ publisher: { cpu: 300 } }))).toThrow('publisher: cpu 300 is not a Fargate CPU size (allowed: 256, 512, 1024, 2048, 4096)');
+  });
+
+  it('rejects a memory size Fargate does not pair with the CPU size', () => {
+    expect(() => validatePgfanoutConfig(config({ publisher: { cpu: 256, memoryMiB: 4096 } }))).toThrow(
+      'publisher: memoryMiB 4096 is not allowed with cpu 256 (Fargate allows 512-2048 MiB: 512, 1024, 2048)',
+    );
+    expect(configProblems(config({ publisher: { cpu: 512, memoryMiB: 4096 } }))).toEqual([]);
+  });
+
+  it.each([
+    ['logLevel', 'TRACE', 'must be one of DEBUG, INFO, WARN, ERROR'],
+    ['tickMs', 50, 'must be an integer from 100 to 600000'],
+    ['stalledAlarmSeconds', 10, 'must be an integer from 60 to 86400'],
+    ['healthPort', 80, 'must be an integer from 1024 to 65535'],
+  ])('rejects publisher %s = %j', (field, value, allowed) => {
+    expect(() => validatePgfanoutConfig(config({ publisher: { [field]: value } }))).toThrow(`publisher: ${field} ${field === 'logLevel' ? `"${String(value)}" ` : ''}${allowed}`);
+  });
+
+  it('rejects an alarm email that is not an address, and accepts an empty one', () => {
+    expect(() => validatePgfanoutConfig(config({ alarmEmail: 'ops' }))).toThrow('alarmEmail "ops" is not an email address');
+    expect(configProblems(config({ alarmEmail: '' }))).toEqual([]);
+  });
+
+  it('rejects a name prefix that cannot name queues', () => {
+    expect(() => validatePgfanoutConfig(config({ namePrefix: 'my stack' }))).toThrow('namePrefix "my stack" must start with a letter or digit');
+  });
+
+  it('does not format-check values known only at deploy time', () => {
+    const arn = Token.asString({ Ref: 'ReplicaSecretArn' });
+    expect(configProblems(config({ replicas: [{ name: 'eu', secretArn: arn }], alarmEmail: Token.asString({ Ref: 'AlarmEmail' }) }))).toEqual([]);
+  });
+
+  it('reports every problem in one error, with a code', () => {
+    const err = thrown(() =>
+      validatePgfanoutConfig(
+        config({
+          source: {},
+          replicas: [replica('eu'), replica('eu'), { name: 'Bad' } as ReplicaConfig],
+          publisher: { cpu: 3 },
+          alarmEmail: 'nope',
+        }),
+      ),
+    );
+    expect(err.code).toBe(CDK_ERROR_CODES.invalidConfig);
+    expect(err.problems).toHaveLength(6);
+    expect(err.message).toMatch(/^pgfanout configuration has 6 problems:\n {2}- source: secretArn or secretName is required/);
+  });
+});
+
+describe('the construct validates before building anything', () => {
+  it('throws for duplicate replicas', () => {
+    expect(() => buildStack({ replicas: [replica('eu'), replica('eu')] })).toThrow(PgfanoutConfigError);
+  });
+
+  it('throws for a stack name too long for queue names', () => {
+    expect(() => buildStack({ replicas: [replica('eu')] }, `s${'x'.repeat(69)}`)).toThrow(
+      'namePrefix "sxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" (the stack name unless given) has 70 characters; queue names "<prefix>-<replica>-dlq.fifo" must fit in 80, so it may have at most 69',
+    );
+  });
+});
+
+describe('CDK context', () => {
+  const source = JSON.stringify({ secretArn: secretArn('pgfanout/source') });
+  const replicas = JSON.stringify([replica('eu')]);
+  const from = (values: Record<string, unknown>) => (key: string) => values[key];
+
+  it('reads JSON given on the command line', () => {
+    const settings = readAppSettings(from({ source, replicas, subnetIds: 'subnet-0123456789abcdef0, subnet-0123456789abcdef1', vpcId: 'vpc-0123456789abcdef0' }));
+    expect(settings.stackName).toBe('pgfanout');
+    expect(settings.replicas).toEqual([replica('eu')]);
+    expect(settings.network).toEqual({ vpcId: 'vpc-0123456789abcdef0', subnetIds: ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'] });
+  });
+
+  it('reads objects and lists given in cdk.json', () => {
+    const settings = readAppSettings(
+      from({ source: JSON.parse(source), replicas: [replica('eu')], vpcId: 'vpc-0123456789abcdef0', subnetIds: ['subnet-0123456789abcdef0'], securityGroupIds: '["sg-0123456789abcdef0"]', logRetentionDays: 90 }),
+    );
+    expect(settings.network?.securityGroupIds).toEqual(['sg-0123456789abcdef0']);
+    expect(settings.logRetentionDays).toBe(90);
+  });
+
+  it('requires the source', () => {
+    expect(() => readAppSettings(from({ replicas }))).toThrow('context source is required');
+  });
+
+  it('names the key holding invalid JSON', () => {
+    expect(() => readAppSettings(from({ source, replicas: '[{"name":"eu",}]' }))).toThrow(/context replicas: not valid JSON .*expected \[\{"name":"eu"/);
+  });
+
+  it('requires subnets with a VPC id', () => {
+    expect(() => readAppSettings(from({ source, vpcId: 'vpc-0123456789abcdef0' }))).toThrow('context subnetIds is required with vpcId');
+  });
+
+  it('rejects subnets without a VPC id', () => {
+    expect(() => readAppSettings(from({ source, subnetIds: 'subnet-0123456789abcdef0' }))).toThrow('context subnetIds needs vpcId');
+  });
+
+  it('rejects malformed ids', () => {
+    const err = thrown(() => readAppSettings(from({ source, vpcId: 'vpc-xyz', subnetIds: 'subnet-1,net-2', securityGroupIds: 'sg-zz' })));
+    expect(err.code).toBe(CDK_ERROR_CODES.invalidContext);
+    expect(err.problems).toEqual([
+      'context subnetIds: "subnet-1", "net-2" rejected; each must be a subnet id (subnet- and 8 or 17 hex digits)',
+      'context securityGroupIds: "sg-zz" rejected; each must be a security group id (sg- and 8 or 17 hex digits)',
+      'context vpcId "vpc-xyz" is not a VPC id (vpc- and 8 or 17 hex digits)',
+    ]);
+  });
+
+  it('rejects a log retention CloudWatch does not offer', () => {
+    expect(() => readAppSettings(from({ source, logRetentionDays: 10 }))).toThrow('context logRetentionDays 10 is not a CloudWatch Logs retention');
+  });
+
+  it('rejects a stack name CloudFormation does not accept', () => {
+    expect(() => readAppSettings(from({ source, stackName: 'my_stack' }))).toThrow('context stackName "my_stack" is not a CloudFormation stack name');
+  });
+
+  it('reports context problems and configuration problems together', () => {
+    const err = thrown(() => readAppSettings(from({ source, replicas: JSON.stringify([replica('eu'), replica('eu')]), vpcId: 'vpc-0123456789abcdef0' })));
+    expect(err.problems).toEqual([
+      'context subnetIds is required with vpcId: the private subnets the publisher and the appliers run in',
+      'replicas[1]: name "eu" is already used by replicas[0] ("eu"); each replica needs its own name',
+    ]);
+  });
+});
