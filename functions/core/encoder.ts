@@ -13,7 +13,7 @@
  * Memory: one message being filled plus at most one message's worth of the current change.
  */
 import { createHash } from 'node:crypto';
-import { CHANGE_FIELDS, DIGEST_HEX_LENGTH, ENVELOPE_VERSION, FIELDS, isBigintText, MAX_SOURCE_ID_LENGTH, OPS, type ChangeOp, type ImageName } from './envelope.ts';
+import { CHANGE_FIELDS, DIGEST_HEX_LENGTH, ENVELOPE_VERSION, FIELDS, isBigintText, isTimestampText, MAX_SOURCE_ID_LENGTH, OPS, type ChangeOp, type ImageName } from './envelope.ts';
 import { describeValue, InvalidArgumentError, InvalidStreamError } from './errors.ts';
 import { messageDeduplicationId, messageGroupId } from './ids.ts';
 import type { BatchToken } from './reader.ts';
@@ -139,8 +139,8 @@ function validateMeta(batch: BatchMeta, maxBytes: number): void {
     problems.push(`prevBatchId is ${describeValue(batch.prevBatchId)}; allowed: a decimal bigint below batchId ${batch.batchId}`);
   }
   if (batch.eventCount !== undefined && !isBigintText(batch.eventCount)) problems.push(`eventCount is ${describeValue(batch.eventCount)}; allowed: a decimal count`);
-  if (batch.lastEventTime !== undefined && (typeof batch.lastEventTime !== 'string' || batch.lastEventTime.length === 0 || batch.lastEventTime.length > 64)) {
-    problems.push(`lastEventTime is ${describeValue(batch.lastEventTime)}; allowed: a timestamp string of at most 64 characters`);
+  if (batch.lastEventTime !== undefined && !isTimestampText(batch.lastEventTime)) {
+    problems.push(`lastEventTime is ${describeValue(batch.lastEventTime)}; allowed: a timestamp with time zone such as "2024-05-01T12:00:00.123Z"`);
   }
   if (!Number.isInteger(maxBytes) || maxBytes < MIN_MAX_MESSAGE_BYTES || maxBytes > MAX_MAX_MESSAGE_BYTES) {
     problems.push(`maxMessageBytes is ${describeValue(maxBytes)}; allowed: an integer from ${MIN_MAX_MESSAGE_BYTES} to ${MAX_MAX_MESSAGE_BYTES}`);

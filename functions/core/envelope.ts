@@ -150,6 +150,12 @@ export const MAX_NAME_LENGTH = 1024;
 export const MAX_PART = 2_147_483_647;
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
+/** ISO 8601 or PostgreSQL ISO output of a timestamp with a time zone offset. */
+const TIMESTAMP = /^[0-9]{4,}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?(Z|[+-][0-9]{2}(:?[0-9]{2}(:?[0-9]{2})?)?)( BC)?$/;
+/** True when `text` is a timestamp the envelope's `time` field accepts. */
+export function isTimestampText(text: unknown): text is string {
+  return typeof text === 'string' && text.length <= 64 && TIMESTAMP.test(text);
+}
 const HEX_DIGEST = new RegExp(`^[0-9a-f]{${DIGEST_HEX_LENGTH}}$`);
 
 /** True when `text` is a decimal bigint in 0..2^63-1 without sign or leading zeros. */
@@ -203,8 +209,8 @@ export function validateEnvelope(value: unknown): Envelope {
     throw new MalformedMessageError(FIELDS.part, describeValue(part), `an integer from 0 to ${MAX_PART}`);
   }
   const time = value[FIELDS.time];
-  if (time !== undefined && (typeof time !== 'string' || time.length === 0 || time.length > 64)) {
-    throw new MalformedMessageError(FIELDS.time, describeValue(time), 'absent, or a timestamp string of at most 64 characters');
+  if (time !== undefined && !isTimestampText(time)) {
+    throw new MalformedMessageError(FIELDS.time, describeValue(time), 'absent, or a timestamp with time zone such as "2024-05-01T12:00:00.123Z" or "2024-05-01 12:00:00.123+00"');
   }
   const after = value[FIELDS.after];
   if (part === 0 ? after !== undefined : typeof after !== 'string' || !HEX_DIGEST.test(after)) {

@@ -1,0 +1,95 @@
+-- pgfanout replica 1.0.0: where each source's stream stands on this replica, and staging for
+-- batches that arrive in several parts. Run by installReplica(); safe to run again.
+--
+-- A database can be a source and a replica at once, so every object here is named replica_*.
+--
+-- How the applier uses it (functions/core/apply.ts), always inside the transaction that applies
+-- the changes, so the position and the data can never disagree:
+--   1. lock the source's row of replica_position (FOR UPDATE);
+--   2. a message at or below the position is a duplicate: nothing happens;
+--   3. a message that does not follow the position is a gap: refused, nothing happens;
+--   4. a part that is not final is stored in replica_staged_part and the position records it;
+--   5. the final part applies the staged parts (read back one at a time) and itself, then
+--      deletes the staged parts and records the batch as applied.
+-- replica_staged_value holds, only during that transaction, the pieces of values of changes
+-- too large for one message; the replica concatenates them itself (string_agg).
+
+CREATE SCHEMA IF NOT EXISTS pgfanout;
+
+-- pgfanout.replica_version(): the installed replica version.
+-- Parameters: none. Returns: text. Tables touched: none.
+CREATE OR REPLACE FUNCTION pgfanout.replica_version() RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT '1.0.0'::text $$;
+
+-- One row per source this replica follows.
+--   batch_id:         the batch applied last (state 'applied') or being staged (state 'staging')
+--   part:             last staged part of batch_id; NULL when batch_id is applied whole
+--   applied_batch_id: the batch applied whole last (batch_id - 1 while staging)
+--   part_digest:      digest of the last staged part (the next part's "after" must equal it)
+--   source_time:      source time of the last applied batch, as the publisher sent it
+CREATE TABLE IF NOT EXISTS pgfanout.replica_position (
+    source_id        text        PRIMARY KEY,
+    batch_id         bigint      NOT NULL CHECK (batch_id >= 0),
+    part             integer     CHECK (part >= 0),
+    state            text        NOT NULL CHECK (state IN ('applied', 'staging')),
+    applied_batch_id bigint      NOT NULL CHECK (applied_batch_id >= 0),
+    part_digest      text,
+    applied_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    source_time      timestamptz,
+    CONSTRAINT replica_position_state_part CHECK ((state = 'applied') = (part IS NULL)),
+    CONSTRAINT replica_position_state_batch CHECK (
+        (state = 'applied' AND applied_batch_id = batch_id) OR
+        (state = 'staging' AND applied_batch_id < batch_id AND part_digest IS NOT NULL))
+);
+
+-- Parts of a batch staged until its final part arrives (deleted in that final transaction).
+CREATE TABLE IF NOT EXISTS pgfanout.replica_staged_part (
+    source_id text        NOT NULL,
+    batch_id  bigint      NOT NULL,
+    part      integer     NOT NULL CHECK (part >= 0),
+    digest    text        NOT NULL,
+    body      text        NOT NULL,
+    staged_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (source_id, batch_id, part)
+);
+
+-- Pieces of the values of one split change, written and deleted inside one apply transaction
+-- (so nothing here outlives a commit: it needs no WAL).
+CREATE UNLOGGED TABLE IF NOT EXISTS pgfanout.replica_staged_value (
+    source_id text    NOT NULL,
+    batch_id  bigint  NOT NULL,
+    slot      integer NOT NULL,
+    seq       integer NOT NULL,
+    value     text,
+    PRIMARY KEY (source_id, batch_id, slot, seq)
+);
+
+-- pgfanout.replica_start(p_source_id, p_batch_id): records that this replica already holds the
+-- source's state up to and including batch p_batch_id (a replica seeded from a snapshot whose
+-- stream position is known), so the applier starts after it. Idempotent for the same position.
+-- Parameters: source id, batch id. Returns: void. Tables touched: replica_position.
+CREATE OR REPLACE FUNCTION pgfanout.replica_start(p_source_id text, p_batch_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_batch bigint;
+    current_state text;
+BEGIN
+    IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 0 THEN
+        RAISE EXCEPTION 'pgfanout.replica_start: source id % and batch id % are not allowed; expected a source id and a batch id >= 0',
+            quote_nullable(p_source_id), coalesce(p_batch_id::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO pgfanout.replica_position (source_id, batch_id, part, state, applied_batch_id)
+    VALUES (p_source_id, p_batch_id, NULL, 'applied', p_batch_id)
+    ON CONFLICT (source_id) DO NOTHING;
+    SELECT p.batch_id, p.state INTO current_batch, current_state
+      FROM pgfanout.replica_position p WHERE p.source_id = p_source_id FOR UPDATE;
+    IF current_batch <> p_batch_id OR current_state <> 'applied' THEN
+        RAISE EXCEPTION 'pgfanout.replica_start: source % is already at batch % (%); refusing to move it to %',
+            p_source_id, current_batch, current_state, p_batch_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END
+$$;

@@ -1,0 +1,38 @@
+-- pgfanout replica: roles and grants. installReplica() runs this after the install or upgrade
+-- scripts, every time; it is idempotent and always describes the newest version.
+--
+-- pgfanout_applier (NOLOGIN): the applier's login role is made a member of it. It may read and
+-- write the replica_* tables (positions and staging). Writing the replicated tables themselves
+-- is granted table by table by the replica's owner, as for any application role; setting
+-- session_replication_role needs superuser (rds_superuser on RDS, or GRANT SET ON PARAMETER on
+-- PostgreSQL 15+), otherwise the applier uses its documented fallback, pgfanout.origin.
+--
+-- Creating the role needs CREATEROLE (on Amazon RDS the master user has it). Where the
+-- installing role lacks it, a role with it creates the role first:
+--   CREATE ROLE pgfanout_applier NOLOGIN;
+
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgfanout_applier') THEN
+        BEGIN
+            CREATE ROLE pgfanout_applier NOLOGIN;
+        EXCEPTION
+            WHEN duplicate_object THEN
+                NULL; -- created a moment ago by an installer in another database of this cluster
+            WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'pgfanout: role pgfanout_applier does not exist and role % may not create it', current_user
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = 'Run CREATE ROLE pgfanout_applier NOLOGIN as a role with CREATEROLE, then install again.';
+        END;
+    END IF;
+END
+$roles$;
+
+GRANT USAGE ON SCHEMA pgfanout TO pgfanout_applier;
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+    pgfanout.replica_position,
+    pgfanout.replica_staged_part,
+    pgfanout.replica_staged_value
+TO pgfanout_applier;
+REVOKE ALL ON FUNCTION pgfanout.replica_start(text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgfanout.replica_version() TO pgfanout_applier;
