@@ -74,7 +74,7 @@ async function receive(url: string, max = 10, visibility?: number): Promise<Rece
       ...(visibility !== undefined ? { VisibilityTimeout: visibility } : {}),
     }),
   );
-  return (out.Messages ?? []) as unknown;
+  return (out.Messages ?? []) as unknown as Received[];
 }
 
 interface Received {
