@@ -42,7 +42,7 @@ async function expectConverged(p: Pipeline): Promise<void> {
 }
 
 async function appliedBatch(p: Pipeline, replica: number): Promise<number> {
-  const report = await statusReport(p.sourceUrl, [{ name: p.replicas[replica]!.name, url: p.replicas[replica]!.url }], 'pgfanout-local');
+  const report = await statusReport(p.sourceUrl, [{ name: p.replicas[replica]!.name, url: p.replicas[replica]!.url }], { prefix: 'pgfanout-local', endpoint: p.endpointUrl });
   return Number(report.replicas[0]?.appliedBatchId ?? 0);
 }
 
@@ -104,7 +104,7 @@ describe('pipeline end to end', () => {
     await withClient(pipeline.sourceUrl, (c) => c.query(`INSERT INTO demo.customers (name) VALUES ('after the poison')`));
     const a = pipeline.replicas[0]!;
     await waitFor('both messages to be parked in replica a\'s dead-letter queue', async () => {
-      const report = await statusReport(pipeline!.sourceUrl, [{ name: a.name, url: a.url }], 'pgfanout-local');
+      const report = await statusReport(pipeline!.sourceUrl, [{ name: a.name, url: a.url }], { prefix: 'pgfanout-local', endpoint: pipeline!.endpointUrl });
       return (report.replicas[0]?.queue?.deadLetter ?? 0) >= 2;
     }, 60_000);
     // The later change was not applied past the gap.

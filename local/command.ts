@@ -92,7 +92,7 @@ export async function localCommand(args: readonly string[]): Promise<number> {
     const names = pipeline.replicas.map((r) => ({ name: r.name, url: r.url }));
     const interactive = process.stdout.isTTY === true;
     while (!stop.signal.aborted) {
-      const report = await statusReport(pipeline.sourceUrl, names, 'pgfanout-local').catch(() => undefined);
+      const report = await statusReport(pipeline.sourceUrl, names, { prefix: 'pgfanout-local', endpoint: pipeline.endpointUrl }).catch(() => undefined);
       if (report) {
         const line = report.replicas
           .map((r) => `${r.name}: batch ${r.appliedBatchId ?? '-'}/${report.source.lastBatchId ?? '-'} q ${r.queue?.visible ?? '?'} dlq ${r.queue?.deadLetter ?? '?'}`)
@@ -127,7 +127,7 @@ export async function waitForCatchUp(pipeline: Pipeline, timeoutMs: number): Pro
   const deadline = Date.now() + timeoutMs;
   const names = pipeline.replicas.map((r) => ({ name: r.name, url: r.url }));
   for (;;) {
-    const report = await statusReport(pipeline.sourceUrl, names, 'pgfanout-local');
+    const report = await statusReport(pipeline.sourceUrl, names, { prefix: 'pgfanout-local', endpoint: pipeline.endpointUrl });
     const pending = Number(report.source.pendingEvents ?? 0);
     const last = report.source.lastBatchId;
     const caughtUp = report.replicas.every((r) => (last === null || r.appliedBatchId === last) && r.queue?.visible === 0 && r.queue.inFlight === 0);

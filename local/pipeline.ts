@@ -178,7 +178,10 @@ export class Pipeline {
               queueUrl: queues.queueUrl,
               handler,
               batchSize: 10,
+              // Lambda requires the queue's visibility timeout to be at least the function timeout.
+              functionTimeoutMs: (options.visibilityTimeoutSeconds ?? 30) * 1000,
               functionName: `pgfanout-applier-${spec.name}`,
+              onError: (error) => log(`[applier ${spec.name}] ${error.message}`),
             });
           },
           async stopRunner() {

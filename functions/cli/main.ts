@@ -101,7 +101,7 @@ for queues named P-NAME.fifo and P-NAME-dlq.fifo (default prefix: pgfanout-local
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       });
-      const report = await statusReport(requireOption(values.source, '--source URL'), (values.replica ?? []).map(parseReplicaArg), values.prefix ?? 'pgfanout-local');
+      const report = await statusReport(requireOption(values.source, '--source URL'), (values.replica ?? []).map(parseReplicaArg), { prefix: values.prefix ?? 'pgfanout-local' });
       if (values.json) console.log(JSON.stringify(report, null, 2));
       else console.log(formatStatus(report));
       return 0;
@@ -219,7 +219,15 @@ export interface StatusReport {
   }[];
 }
 
-export async function statusReport(sourceUrl: string, replicas: readonly { name: string; url: string }[], prefix: string): Promise<StatusReport> {
+export interface StatusWhere {
+  /** Prefix of the queue names. */
+  readonly prefix: string;
+  /** SNS/SQS endpoint; default AWS_ENDPOINT_URL, else AWS. */
+  readonly endpoint?: string;
+}
+
+export async function statusReport(sourceUrl: string, replicas: readonly { name: string; url: string }[], where: StatusWhere): Promise<StatusReport> {
+  const prefix = where.prefix;
   const source = await connect(sourceUrl, 'source');
   let sourceStatus: StatusReport['source'];
   try {
@@ -238,7 +246,7 @@ export async function statusReport(sourceUrl: string, replicas: readonly { name:
   } finally {
     await source.end();
   }
-  const endpoint = process.env.AWS_ENDPOINT_URL;
+  const endpoint = where.endpoint ?? process.env.AWS_ENDPOINT_URL;
   const { sqs } = awsClients(endpoint ? { endpoint } : {});
   const out: StatusReport['replicas'][number][] = [];
   try {

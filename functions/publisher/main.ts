@@ -20,6 +20,7 @@ async function main(): Promise<void> {
   const logger = new Logger({ serviceName: 'pgfanout-publisher', logLevel: config.logLevel });
   const metrics = new Metrics({ namespace: METRIC_NAMESPACE, serviceName: 'pgfanout-publisher' });
   const sns = new SNSClient({ maxAttempts: 5 });
+  let dimensionSet: string | undefined;
   const publisher = new Publisher({
     connectSource: async () => {
       const client = new pg.Client({ ...config.source, application_name: 'pgfanout-publisher' });
@@ -33,7 +34,10 @@ async function main(): Promise<void> {
       addMetric: (name, unit, value) => metrics.addMetric(name, unit, value),
       publishStoredMetrics: () => {
         const id = publisher.health().sourceId;
-        if (id) metrics.setDefaultDimensions({ [DIMENSIONS.source]: id });
+        if (id && id !== dimensionSet) {
+          metrics.setDefaultDimensions({ [DIMENSIONS.source]: id });
+          dimensionSet = id;
+        }
         metrics.publishStoredMetrics();
       },
     },

@@ -27,10 +27,10 @@ export type PublisherState = 'starting' | 'standby' | 'active' | 'reconnecting' 
 
 /** The subset of a structured logger the publisher needs (Powertools Logger fits). */
 export interface PublisherLogger {
-  debug(message: string, extra?: Record<string, unknown>): void;
-  info(message: string, extra?: Record<string, unknown>): void;
-  warn(message: string, extra?: Record<string, unknown>): void;
-  error(message: string, extra?: Record<string, unknown>): void;
+  debug(message: string, extra: Record<string, unknown>): void;
+  info(message: string, extra: Record<string, unknown>): void;
+  warn(message: string, extra: Record<string, unknown>): void;
+  error(message: string, extra: Record<string, unknown>): void;
 }
 
 /** The subset of Powertools Metrics the publisher needs. */
@@ -154,7 +154,7 @@ export class Publisher {
         PUBLISHER_LOCK.objectId,
       ]);
       if (rows[0]?.locked) break;
-      if (!announced) this.#o.logger.info('another publisher is active on this source; standing by');
+      if (!announced) this.#o.logger.info('another publisher is active on this source; standing by', {});
       this.#state = 'standby';
       await sleep(this.#o.standbyPollMs, signal);
     }
