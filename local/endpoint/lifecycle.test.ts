@@ -72,6 +72,25 @@ describe('start and stop', () => {
   });
 });
 
+describe('queue URLs', () => {
+  it('follow the origin the client used, so that a client that sends to the queue URL reaches the endpoint', async () => {
+    const endpoint = await startEndpoint({ port: 0 });
+    const byIp = sdkClients(`http://127.0.0.1:${endpoint.port}`);
+    const byName = sdkClients(`http://localhost:${endpoint.port}`);
+    try {
+      const created = (await byIp.sqs.send(new CreateQueueCommand({ QueueName: 'where' }))).QueueUrl;
+      expect(created).toBe(`http://127.0.0.1:${endpoint.port}/000000000000/where`);
+      const found = (await byName.sqs.send(new GetQueueUrlCommand({ QueueName: 'where' }))).QueueUrl;
+      expect(found).toBe(`http://localhost:${endpoint.port}/000000000000/where`);
+      expect(endpoint.url).toBe(`http://127.0.0.1:${endpoint.port}`);
+    } finally {
+      byIp.destroy();
+      byName.destroy();
+      await endpoint.close();
+    }
+  });
+});
+
 describe('persistence', () => {
   it('a restarted endpoint keeps topics, subscriptions, queues, messages in flight and deduplication ids', async () => {
     const file = join(dir, 'state.json');

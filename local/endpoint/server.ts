@@ -8,6 +8,7 @@
  * (queue depths with the age of the oldest message, which SQS exposes only as the
  * CloudWatch metric ApproximateAgeOfOldestMessage, and per-subscription delivery counts).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -114,15 +115,23 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
   const clock = options.clock ?? systemClock;
   const onError = options.onError ?? ((error: Error) => console.error(`pgfanout local endpoint: ${error.stack ?? error.message}`));
   let baseUrl = '';
+  /**
+   * Queue URLs use the origin the client reached the endpoint at (its Host header), as
+   * LocalStack's path strategy does: the SQS SDK sends requests to a queue URL's origin
+   * when its endpoint comes from AWS_ENDPOINT_URL, so the URL must be reachable from
+   * wherever the client runs (another container, another host name).
+   */
+  const requestOrigin = new AsyncLocalStorage<string>();
+  const origin = (): string => requestOrigin.getStore() ?? baseUrl;
   let store: StateFile | undefined;
   const onChange = (): void => store?.changed();
 
-  const sqs = new SqsService({ clock, region, accountId, baseUrl: () => baseUrl, onChange });
+  const sqs = new SqsService({ clock, region, accountId, baseUrl: origin, onChange });
   const sns = new SnsService({
     clock,
     region,
     accountId,
-    baseUrl: () => baseUrl,
+    baseUrl: origin,
     sqs,
     onChange,
     ...(options.onDeliveryFailure ? { onDeliveryFailure: options.onDeliveryFailure } : {}),
@@ -190,7 +199,10 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
 
   const server: Server = createServer((req, res) => {
     const requestId = randomUUID();
-    route(req, res, requestId)
+    const host = req.headers.host;
+    const from = host && /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host) ? `http://${host}` : baseUrl;
+    requestOrigin
+      .run(from, () => route(req, res, requestId))
       .then((reply) => send(res, reply, requestId))
       .catch((error: unknown) => {
         const err = error instanceof Error ? error : new Error(String(error));

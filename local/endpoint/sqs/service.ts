@@ -168,6 +168,9 @@ export class SqsService {
   readonly #deletedAt = new Map<string, number>();
   readonly #tasks: MoveTask[] = [];
   #closed = false;
+  /** Receipt nonces: unique per receive, a random prefix per service instance plus a counter. */
+  readonly #noncePrefix = randomBytes(6).toString('base64url');
+  #nonceCounter = 0;
 
   constructor(options: SqsServiceOptions) {
     this.#options = options;
@@ -175,6 +178,11 @@ export class SqsService {
 
   #now(): number {
     return this.#options.clock.now();
+  }
+
+  #nonce(): string {
+    this.#nonceCounter += 1;
+    return `${this.#noncePrefix}${this.#nonceCounter.toString(36)}`;
   }
 
   #arn(name: string): string {
@@ -883,7 +891,7 @@ export class SqsService {
         visibility * 1000,
         now,
         1000 * Number(queue.settings.get('MessageRetentionPeriod')),
-        () => randomBytes(9).toString('base64url'),
+        () => this.#nonce(),
         queue.redrive ? { maxReceiveCount: queue.redrive.maxReceiveCount, deadLetter: this.#deadLetter(queue) as (m: StoredMessage) => boolean } : undefined,
       );
       if (messages.length > 0) {
