@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { CHANGE_FIELDS, DIGEST_HEX_LENGTH, ENVELOPE_VERSION, FIELDS, isBigintText, isTimestampText, MAX_SOURCE_ID_LENGTH, OPS, type ChangeOp, type ImageName } from './envelope.ts';
 import { describeValue, InvalidArgumentError, InvalidStreamError } from './errors.ts';
 import { messageDeduplicationId, messageGroupId } from './ids.ts';
-import type { BatchToken } from './reader.ts';
+import { TOKEN_BATCHES, type BatchToken, type TokenBatches } from './reader.ts';
 
 /** SNS's largest message body. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 262_144;
@@ -106,12 +106,17 @@ interface Encoded {
 }
 
 function encode(text: string): Encoded {
+  if (text.length < 256 && PLAIN_ASCII.test(text)) return { text: `"${text}"`, bytes: text.length + 2 };
   const json = JSON.stringify(text);
   return { text: json, bytes: Buffer.byteLength(json) };
 }
 
 /** JSON-escaped content of a string (without quotes) and its size. */
+/** Text that JSON leaves as it is, one byte per character. */
+const PLAIN_ASCII = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 function escapeContent(text: string): Encoded {
+  if (text.length < 256 && PLAIN_ASCII.test(text)) return { text, bytes: text.length };
   const json = JSON.stringify(text);
   const inner = json.slice(1, -1);
   return { text: inner, bytes: Buffer.byteLength(json) - 2 };
@@ -156,12 +161,20 @@ export async function* encodeBatch(batch: BatchMeta, tokens: AsyncIterable<Batch
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   validateMeta(batch, maxBytes);
   const encoder = new BatchEncoder(batch, maxBytes);
-  for await (const token of tokens) {
-    encoder.push(token);
-    const ready = encoder.take();
-    for (const message of ready) yield message;
+  const batched = (tokens as Partial<TokenBatches>)[TOKEN_BATCHES];
+  if (typeof batched === 'function') {
+    // readBatch's streams also hand tokens over a chunk at a time, which saves an await per token.
+    for await (const group of batched.call(tokens)) {
+      for (const token of group) encoder.push(token);
+      if (encoder.ready > 0) yield* encoder.take();
+    }
+  } else {
+    for await (const token of tokens) {
+      encoder.push(token);
+      if (encoder.ready > 0) yield* encoder.take();
+    }
   }
-  for (const message of encoder.finish()) yield message;
+  yield* encoder.finish();
 }
 
 /** The synchronous engine behind {@link encodeBatch}: push tokens, take finished messages. */
@@ -177,6 +190,7 @@ export class BatchEncoder {
   #after: string | undefined;
   #header = '';
   #budget = 0;
+  #nextBudget = 0;
   #pieces: string[] = [];
   #used = 0;
   #items = 0;
@@ -214,6 +228,11 @@ export class BatchEncoder {
     this.#maxBytes = maxBytes;
     this.#groupId = messageGroupId(batch.sourceId);
     this.#startMessage();
+  }
+
+  /** Number of completed messages waiting to be taken. */
+  get ready(): number {
+    return this.#ready.length;
   }
 
   /** Messages completed so far (and forgets them). */
@@ -302,6 +321,7 @@ export class BatchEncoder {
     header += `,"${FIELDS.changes}":[`;
     this.#header = header;
     this.#budget = this.#maxBytes - Buffer.byteLength(header) - TRAILER_RESERVE;
+    this.#nextBudget = this.#budgetOf(this.#part + 1);
     this.#pieces = [];
     this.#used = 0;
     this.#items = 0;
@@ -310,11 +330,16 @@ export class BatchEncoder {
 
   /** Budget of the message a change would move to: this one if empty, else the next part's. */
   #freshBudget(): number {
-    if (this.#items === 0) return this.#budget;
+    return this.#items === 0 ? this.#budget : this.#nextBudget;
+  }
+
+  /** Budget of part `part` (whose header carries an `after` digest when part > 0). */
+  #budgetOf(part: number): number {
     const b = this.#batch;
-    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${JSON.stringify(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${this.#part + 1}`;
+    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${JSON.stringify(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${part}`;
     if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${JSON.stringify(b.lastEventTime)}`;
-    header += `,"${FIELDS.after}":"${'0'.repeat(DIGEST_HEX_LENGTH)}","${FIELDS.changes}":[`;
+    if (part > 0) header += `,"${FIELDS.after}":"${'0'.repeat(DIGEST_HEX_LENGTH)}"`;
+    header += `,"${FIELDS.changes}":[`;
     return this.#maxBytes - Buffer.byteLength(header) - TRAILER_RESERVE;
   }
 
@@ -349,8 +374,11 @@ export class BatchEncoder {
   // ---- changes ----
 
   #beginChange(op: ChangeOp, schema: string, table: string, txid: string): void {
-    const head = `{"${CHANGE_FIELDS.op}":"${op}","${CHANGE_FIELDS.schema}":${this.#name(schema).text},"${CHANGE_FIELDS.table}":${this.#name(table).text},"${CHANGE_FIELDS.txid}":${JSON.stringify(txid)}`;
-    this.#head = { text: head, bytes: Buffer.byteLength(head) };
+    const schemaName = this.#name(schema);
+    const tableName = this.#name(table);
+    const txidText = this.#name(txid);
+    const head = `{"${CHANGE_FIELDS.op}":"${op}","${CHANGE_FIELDS.schema}":${schemaName.text},"${CHANGE_FIELDS.table}":${tableName.text},"${CHANGE_FIELDS.txid}":${txidText.text}`;
+    this.#head = { text: head, bytes: head.length - schemaName.text.length - tableName.text.length - txidText.text.length + schemaName.bytes + tableName.bytes + txidText.bytes };
     this.#op = op;
     this.#image = undefined;
     this.#imagesSeen.clear();
@@ -403,9 +431,10 @@ export class BatchEncoder {
           text += IMAGE_OPEN[atom.image];
         } else text += ',';
         this.#firstInImage = false;
+        const asciiBytes = text.length + 1 + (atom.isNull ? 4 : 1);
         text += `${atom.column.text}:${atom.isNull ? 'null' : '"'}`;
         this.#buffered.push(text);
-        this.#bufferedBytes += Buffer.byteLength(text);
+        this.#bufferedBytes += asciiBytes + atom.column.bytes;
         break;
       }
       case 'text': {

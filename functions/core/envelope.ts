@@ -160,7 +160,9 @@ const HEX_DIGEST = new RegExp(`^[0-9a-f]{${DIGEST_HEX_LENGTH}}$`);
 
 /** True when `text` is a decimal bigint in 0..2^63-1 without sign or leading zeros. */
 export function isBigintText(text: unknown): text is string {
-  return typeof text === 'string' && text.length <= 19 && DECIMAL.test(text) && BigInt(text) <= MAX_BIGINT;
+  if (typeof text !== 'string' || text.length > 19 || !DECIMAL.test(text)) return false;
+  // Equal-length digit strings compare like their numbers.
+  return text.length < 19 || text <= '9223372036854775807';
 }
 
 const ENVELOPE_KEYS = new Set<string>(Object.values(FIELDS));

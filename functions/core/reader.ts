@@ -54,6 +54,11 @@ export interface CopySink {
   rowEnd(fields: number): void;
 }
 
+/** Latin-1 (here: ASCII) text of bytes `start`…`end` of a Buffer, by Node's fast path. */
+function latin1(buffer: Buffer, start: number, end: number): string {
+  return (buffer as unknown as { latin1Slice(start: number, end: number): string }).latin1Slice(start, end);
+}
+
 const TAB = 0x09;
 const LF = 0x0a;
 const BACKSLASH = 0x5c;
@@ -102,6 +107,10 @@ export class CopyTextParser {
   #hasData = false;
   /** True while bytes of the current field go through the streaming decoder. */
   #decoding = false;
+  /** Decoded bytes of the current field not yet turned into text, and the OR of them. */
+  #out: Buffer = Buffer.allocUnsafe(4096);
+  #outLength = 0;
+  #outHigh = 0;
   #state: EscapeState = enum_.none;
   #escapeValue = 0;
   #escapeDigits = 0;
@@ -117,7 +126,8 @@ export class CopyTextParser {
   }
 
   /** Feeds the next chunk of COPY data. */
-  push(chunk: Uint8Array): void {
+  push(data: Uint8Array): void {
+    const chunk = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const n = chunk.length;
     let i = 0;
     while (i < n) {
@@ -133,13 +143,24 @@ export class CopyTextParser {
         high |= b;
         j++;
       }
-      if (j > i) this.#appendBytes(chunk, i, j, high < 0x80);
-      if (j === n) break;
+      if (j === n) {
+        if (j > i) this.#appendBytes(chunk, i, j, high);
+        break;
+      }
       const b = chunk[j] as number;
+      if (b === BACKSLASH) {
+        if (j > i) this.#appendBytes(chunk, i, j, high);
+        this.#state = enum_.backslash;
+      } else if (this.#outLength === 0 && this.#text === '' && !this.#decoding) {
+        // The common case: a whole field inside this chunk, without escapes.
+        this.#completeField(high < 0x80 ? latin1(chunk, i, j) : this.#decode(chunk.subarray(i, j), false), b === LF);
+      } else {
+        if (j > i) this.#appendBytes(chunk, i, j, high);
+        this.#endField(b === LF);
+      }
       i = j + 1;
-      if (b === BACKSLASH) this.#state = enum_.backslash;
-      else this.#endField(b === LF);
     }
+    this.#drain(false);
     if (this.#text.length > 0) {
       this.#sink.field(this.#fieldIndex, this.#text, false);
       this.#text = '';
@@ -222,24 +243,44 @@ export class CopyTextParser {
     }
   }
 
-  #appendBytes(chunk: Uint8Array, start: number, end: number, ascii: boolean): void {
+  #appendBytes(chunk: Uint8Array, start: number, end: number, high: number): void {
     this.#hasData = true;
-    if (ascii && !this.#decoding) {
-      this.#text += Buffer.prototype.latin1Slice.call(chunk, start, end) as string;
-      return;
-    }
-    this.#decoding = true;
-    this.#text += this.#decode(chunk.subarray(start, end), true);
+    const n = end - start;
+    if (this.#outLength + n > this.#out.length) this.#grow(n);
+    this.#out.set(chunk.subarray(start, end), this.#outLength);
+    this.#outLength += n;
+    this.#outHigh |= high;
   }
 
   #appendByte(byte: number): void {
     this.#hasData = true;
-    if (byte < 0x80 && !this.#decoding) {
-      this.#text += String.fromCharCode(byte);
-      return;
+    if (this.#outLength + 1 > this.#out.length) this.#grow(1);
+    this.#out[this.#outLength++] = byte;
+    this.#outHigh |= byte;
+  }
+
+  #grow(extra: number): void {
+    const bigger = Buffer.allocUnsafe(Math.max(this.#out.length * 2, this.#outLength + extra));
+    this.#out.copy(bigger, 0, 0, this.#outLength);
+    this.#out = bigger;
+  }
+
+  /** Decodes the bytes collected for the current field into `#text`; `final` ends the field. */
+  #drain(final: boolean): void {
+    if (this.#outLength > 0) {
+      if (!this.#decoding && this.#outHigh < 0x80) {
+        this.#text += latin1(this.#out, 0, this.#outLength);
+      } else {
+        this.#decoding = true;
+        this.#text += this.#decode(this.#out.subarray(0, this.#outLength), true);
+      }
+      this.#outLength = 0;
+      this.#outHigh = 0;
     }
-    this.#decoding = true;
-    this.#text += this.#decode(Uint8Array.of(byte), true);
+    if (final && this.#decoding) {
+      this.#text += this.#decode(undefined, false);
+      this.#decoding = false;
+    }
   }
 
   #decode(bytes: Uint8Array | undefined, stream: boolean): string {
@@ -251,13 +292,15 @@ export class CopyTextParser {
   }
 
   #endField(rowEnd: boolean, isNull = false): void {
-    if (this.#decoding) {
-      this.#text += this.#decode(undefined, false);
-      this.#decoding = false;
-    }
-    this.#sink.field(this.#fieldIndex, isNull ? null : this.#text, true);
+    this.#drain(true);
+    const text = this.#text;
     this.#text = '';
+    this.#completeField(isNull ? null : text, rowEnd);
+  }
+
+  #completeField(text: string | null, rowEnd: boolean): void {
     this.#hasData = false;
+    this.#sink.field(this.#fieldIndex, text, true);
     if (rowEnd) {
       this.#sink.rowEnd(this.#fieldIndex + 1);
       this.#fieldIndex = 0;
@@ -304,6 +347,10 @@ export class BatchTokenAssembler implements CopySink {
 
   field(index: number, text: string | null, complete: boolean): void {
     if (index < VALUE_FIELD) {
+      if (complete && this.#partial === '') {
+        this.#header[index] = text;
+        return;
+      }
       if (text !== null) {
         this.#partial += text;
         if (this.#partial.length > MAX_HEADER_FIELD) this.#fail(`column ${BATCH_VALUES_COLUMNS[index]} is longer than ${MAX_HEADER_FIELD} characters`);
@@ -386,13 +433,30 @@ export const READ_BATCH_SETTING = 'pgfanout.read_batch_id';
 /** The COPY statement `readBatch` runs. */
 export const READ_BATCH_SQL = `COPY (SELECT * FROM pgfanout.batch_values(pg_catalog.current_setting('${READ_BATCH_SETTING}')::pg_catalog.int8)) TO STDOUT`;
 
+/** Key of the method through which a token stream also hands over whole chunks of tokens. */
+export const TOKEN_BATCHES = Symbol.for('pgfanout.tokenBatches');
+
+/** A token stream that can also be read a chunk of tokens at a time (same tokens, fewer awaits). */
+export interface TokenBatches {
+  [TOKEN_BATCHES](): AsyncIterable<readonly BatchToken[]>;
+}
+
 /**
  * Streams the values of batch `batchId` as tokens. The client must not be used for anything else
  * until the iteration ends; if the consumer stops early, the rest of the COPY is read and
- * discarded so the connection stays usable.
+ * discarded so the connection stays usable. Iterate it once.
  */
-export async function* readBatch(client: pg.ClientBase, batchId: bigint | string): AsyncIterable<BatchToken> {
+export function readBatch(client: pg.ClientBase, batchId: bigint | string): AsyncIterable<BatchToken> & TokenBatches {
   const id = batchIdText(batchId);
+  return {
+    [TOKEN_BATCHES]: () => readTokenChunks(client, id),
+    async *[Symbol.asyncIterator]() {
+      for await (const tokens of readTokenChunks(client, id)) yield* tokens;
+    },
+  };
+}
+
+async function* readTokenChunks(client: pg.ClientBase, id: string): AsyncIterable<readonly BatchToken[]> {
   try {
     await client.query('SELECT pg_catalog.set_config($1, $2, false)', [READ_BATCH_SETTING, id]);
   } catch (err) {
@@ -407,7 +471,8 @@ export async function* readBatch(client: pg.ClientBase, batchId: bigint | string
   try {
     for await (const chunk of chunks()) {
       parser.push(chunk);
-      for (const token of assembler.take()) yield token;
+      const tokens = assembler.take();
+      if (tokens.length > 0) yield tokens;
     }
     drained = true;
     parser.end();
