@@ -244,6 +244,25 @@ describe('event source runner', () => {
     expect(error.message).toContain('Queue visibility timeout: 1 seconds is less than Function timeout: 5 seconds');
   });
 
+  it('without a function timeout, the queue visibility timeout is used as one', async () => {
+    const q = await queue({ VisibilityTimeout: '2' });
+    let remaining = 0;
+    const runner = startEventSourceRunner({
+      sqs,
+      queueUrl: q.url,
+      handler: async (_event, context) => {
+        remaining = context.getRemainingTimeInMillis();
+      },
+      waitTimeSeconds: 1,
+    });
+    running.push(runner);
+    await runner.ready();
+    await send(q.url, ['t']);
+    await waitFor('the invocation', () => remaining > 0);
+    expect(remaining).toBeGreaterThan(1000);
+    expect(remaining).toBeLessThanOrEqual(2000);
+  });
+
   it('options out of range are refused with the value received and what is allowed', () => {
     expect(() => startEventSourceRunner({ sqs, queueUrl: 'x', handler: async () => undefined, batchSize: 11 })).toThrow(
       'batchSize must be an integer from 1 to 10, got 11',

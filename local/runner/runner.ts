@@ -30,9 +30,10 @@ export interface EventSourceRunnerOptions {
   /** Messages per invocation, 1 to 10 (the FIFO maximum). @default 10 */
   readonly batchSize?: number;
   /**
-   * Function timeout in milliseconds. @default 30000 — the default queue visibility
-   * timeout, so that a slow local database does not turn into redeliveries (Lambda's own
-   * default is 3 s; pass the stack's value to mirror a deployment).
+   * Function timeout in milliseconds; must not exceed the queue's visibility timeout.
+   * @default the queue's visibility timeout (at most 900 s), so that a slow local database
+   * does not turn into redeliveries (Lambda's own default is 3 s; pass the stack's value to
+   * mirror a deployment)
    */
   readonly functionTimeoutMs?: number;
   /** @default 'pgfanout-local-function' */
@@ -129,7 +130,7 @@ export function startEventSourceRunner(options: EventSourceRunnerOptions): Event
   if (problems.length > 0) throw new RunnerConfigError(`invalid event source runner options: ${problems.join('; ')}`);
 
   const batchSize = options.batchSize ?? 10;
-  const functionTimeoutMs = options.functionTimeoutMs ?? 30_000;
+  let functionTimeoutMs = options.functionTimeoutMs ?? 0;
   const concurrency = options.maxConcurrency ?? 2;
   const waitTimeSeconds = options.waitTimeSeconds ?? 20;
   const reportFailures = options.reportBatchItemFailures ?? true;
@@ -279,6 +280,14 @@ export function startEventSourceRunner(options: EventSourceRunnerOptions): Event
     const arn = attributes.QueueArn ?? '';
     const [, , , region = options.region ?? 'us-east-1', accountId = '000000000000'] = arn.split(':');
     const visibility = Number(attributes.VisibilityTimeout ?? 30);
+    if (options.functionTimeoutMs === undefined) {
+      if (visibility === 0) {
+        throw new RunnerConfigError(
+          `Queue visibility timeout: 0 seconds is less than the shortest function timeout (1 second) (queue ${options.queueUrl}); raise the queue's VisibilityTimeout`,
+        );
+      }
+      functionTimeoutMs = Math.min(visibility, 900) * 1000;
+    }
     if (functionTimeoutMs > visibility * 1000) {
       throw new RunnerConfigError(
         `Queue visibility timeout: ${visibility} seconds is less than Function timeout: ${functionTimeoutMs / 1000} seconds (queue ${options.queueUrl}); raise the queue's VisibilityTimeout or lower functionTimeoutMs`,
