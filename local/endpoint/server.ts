@@ -205,6 +205,8 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
       .run(from, () => route(req, res, requestId))
       .then((reply) => send(res, reply, requestId))
       .catch((error: unknown) => {
+        // A client that went away mid-request is not an endpoint problem.
+        if (req.destroyed || res.destroyed) return;
         const err = error instanceof Error ? error : new Error(String(error));
         onError(err);
         const message = `The local endpoint failed while handling the request: ${err.message}`;

@@ -397,6 +397,18 @@ describe('receiving', () => {
     expect(out.Messages?.map((m) => m.Body)).toEqual(['arrived']);
   });
 
+  it('DelaySeconds: "Messages with a positive DelaySeconds value become available for processing after the delay period is finished"', async () => {
+    const url = (await sqs.send(new CreateQueueCommand({ QueueName: unique('delay') }))).QueueUrl as string;
+    await sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'later', DelaySeconds: 1 }));
+    const counts = await sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesDelayed'] }),
+    );
+    expect(counts.Attributes).toEqual({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesDelayed: '1' });
+    // A long poll that starts while the message is delayed returns it once the delay has passed.
+    const out = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, WaitTimeSeconds: 10 }));
+    expect(out.Messages?.map((m) => m.Body)).toEqual(['later']);
+  });
+
   it('long polling: with no message the call ends after WaitTimeSeconds with no messages', async () => {
     const { url } = await fifoQueue();
     const out = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, WaitTimeSeconds: 1 }));

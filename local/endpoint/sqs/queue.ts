@@ -179,6 +179,8 @@ export class QueueState {
       this.#nextDelayedAt = Math.min(this.#nextDelayedAt, message.availableAt);
       return;
     }
+    // A FIFO message waits in its group; remember when, so that long polls wake then.
+    if (message.availableAt > now) this.#nextDelayedAt = Math.min(this.#nextDelayedAt, message.availableAt);
     const group = this.#group(this.#groupKey(message));
     group.list.push(message);
     this.#release(group);
