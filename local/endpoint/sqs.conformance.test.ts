@@ -375,6 +375,16 @@ describe('receiving', () => {
     await sqs.send(new DeleteMessageCommand({ QueueUrl: url, ReceiptHandle: current?.ReceiptHandle }));
   });
 
+  it('FIFO: "subsequent calls with the same ReceiveRequestAttemptId return the same messages and receipt handles"', async () => {
+    const { url } = await fifoQueue();
+    await sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'once', MessageGroupId: 'g', MessageDeduplicationId: 'd' }));
+    const first = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, ReceiveRequestAttemptId: 'attempt-1' }));
+    const retry = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, ReceiveRequestAttemptId: 'attempt-1' }));
+    expect(retry.Messages?.map((m) => m.ReceiptHandle)).toEqual(first.Messages?.map((m) => m.ReceiptHandle));
+    const other = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, ReceiveRequestAttemptId: 'attempt-2' }));
+    expect(other.Messages ?? []).toEqual([]);
+  });
+
   it('a receipt handle that is not one is ReceiptHandleIsInvalid', async () => {
     const { url } = await fifoQueue();
     expect(await rejection(sqs.send(new DeleteMessageCommand({ QueueUrl: url, ReceiptHandle: 'not-a-handle' })))).toBeInstanceOf(ReceiptHandleIsInvalid);
