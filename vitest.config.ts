@@ -6,6 +6,8 @@ export default defineConfig({
     // Tests start real PostgreSQL servers; give them room and keep files in separate processes.
     testTimeout: 120_000,
     hookTimeout: 180_000,
+    // Appliers run in the test process: keep Powertools' metric output out of the test log.
+    env: { POWERTOOLS_METRICS_DISABLED: 'true', POWERTOOLS_LOG_LEVEL: 'ERROR' },
     pool: 'forks',
     maxWorkers: 2,
     coverage: {

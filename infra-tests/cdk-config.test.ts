@@ -103,6 +103,11 @@ describe('configuration validation', () => {
     expect(() => validatePgfanoutConfig(config({ source: {} }))).toThrow('source: secretArn or secretName is required');
   });
 
+  it('requires the source when the stack deploys the publisher service, and not otherwise', () => {
+    expect(() => validatePgfanoutConfig(config({ source: undefined }))).toThrow('source is required: the Secrets Manager secret of the source database');
+    expect(configProblems(config({ source: undefined, publisherService: false }))).toEqual([]);
+  });
+
   it('rejects include entries that are not schema.table', () => {
     expect(() => validatePgfanoutConfig(withReplica({ ...replica('eu'), include: ['public.orders', 'orders', 'a.b.c', 'x,y.z'] }))).toThrow(
       /include\[1\] "orders" is not a "schema.table" name[\s\S]*include\[2\] "a.b.c"[\s\S]*include\[3\] "x,y.z"/,
@@ -258,6 +263,16 @@ describe('CDK context', () => {
 
   it('rejects a log retention CloudWatch does not offer', () => {
     expect(() => readAppSettings(from({ source, logRetentionDays: 10 }))).toThrow('context logRetentionDays 10 is not a CloudWatch Logs retention');
+  });
+
+  it('needs no source when the publisher runs outside the stack', () => {
+    const settings = readAppSettings(from({ replicas, publisherService: 'false' }));
+    expect(settings.publisherService).toBe(false);
+    expect(settings.source).toBeUndefined();
+  });
+
+  it('rejects a publisherService that is not true or false', () => {
+    expect(() => readAppSettings(from({ source, publisherService: 'no' }))).toThrow('context publisherService must be true or false, got "no"');
   });
 
   it('rejects a stack name CloudFormation does not accept', () => {

@@ -46,6 +46,7 @@ const variants: Record<string, () => App> = {
       ],
       alarmEmail: 'ops@example.com',
     }).app,
+  'the publisher run outside the stack': () => buildStack({ publisherService: false, source: undefined, replicas: [replica('eu')] }).app,
   'an existing network': () =>
     buildStack({
       replicas: [replica('eu')],

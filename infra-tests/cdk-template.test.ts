@@ -12,6 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { APPLIER_ENV, DIMENSIONS, METRIC_NAMESPACE, METRICS, PUBLISHER_ENV } from '#core/config.ts';
 import { applierDimensions, PUBLISHER_SERVICE_NAME } from '../cdk/metrics.ts';
 import { Pgfanout } from '../cdk/pgfanout.ts';
+import type { PgfanoutPublisher } from '../cdk/publisher.ts';
 import type { PgfanoutStack } from '../cdk/stack.ts';
 import { buildStack, FIXTURE_APPLIER, replica, secretArn, testApp } from './fixtures/cdk-apps.ts';
 
@@ -73,7 +74,7 @@ describe('topic and key', () => {
 
   it('refuses publishing without TLS and by anyone but the publisher task role', () => {
     const topicId = logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: true } });
-    const taskRole = stack.getLogicalId(stack.pgfanout.publisher.taskDefinition.taskRole.node.defaultChild as never);
+    const taskRole = stack.getLogicalId((stack.pgfanout.publisher as PgfanoutPublisher).taskDefinition.taskRole.node.defaultChild as never);
     parent.hasResourceProperties('AWS::SNS::TopicPolicy', {
       Topics: [{ Ref: topicId }],
       PolicyDocument: {
@@ -295,7 +296,7 @@ describe('the publisher', () => {
   });
 
   it('may publish to the topic and use its key, nothing more', () => {
-    const role = stack.getLogicalId(stack.pgfanout.publisher.taskDefinition.taskRole.node.defaultChild as never);
+    const role = stack.getLogicalId((stack.pgfanout.publisher as PgfanoutPublisher).taskDefinition.taskRole.node.defaultChild as never);
     const policy = Object.values(parent.findResources('AWS::IAM::Policy')).find((p) => JSON.stringify((p as Json).Properties.Roles) === JSON.stringify([{ Ref: role }])) as Json;
     expect(policy.Properties.PolicyDocument.Statement).toEqual([
       { Action: 'sns:Publish', Effect: 'Allow', Resource: { Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: true } }) } },
@@ -410,6 +411,20 @@ describe('alarm topic, network and outputs', () => {
       Resource: key,
       Condition: { StringEquals: { 'kms:ViaService': { 'Fn::Join': ['', ['secretsmanager.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } } },
     });
+  });
+
+  it('without the publisher service, deploys no ECS resources, lets IAM decide who publishes, and still alarms on a stalled publisher', () => {
+    const { stack: local } = buildStack({ publisherService: false, source: undefined, replicas: [replica('eu')] });
+    const t = Template.fromStack(local);
+    for (const type of ['AWS::ECS::Cluster', 'AWS::ECS::Service', 'AWS::ECS::TaskDefinition']) t.resourceCountIs(type, 0);
+    t.resourceCountIs('AWS::EC2::SecurityGroup', 1);
+    const topic = logicalId(t, 'AWS::SNS::Topic', { Properties: { FifoTopic: true } });
+    const statements = resource(t, 'AWS::SNS::TopicPolicy', { Properties: { Topics: [{ Ref: topic }] } }).Properties.PolicyDocument.Statement as Json[];
+    expect(statements.map((st) => st.Condition)).toEqual([{ Bool: { 'aws:SecureTransport': 'false' } }]);
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'pgfanout-publisher-stalled' });
+    expect(Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => (a as Json).Properties.AlarmName)).not.toContain('pgfanout-publisher-not-running');
+    expect(JSON.stringify(resource(t, 'AWS::CloudWatch::Dashboard').Properties.DashboardBody)).toContain('publisher: publish errors');
+    expect(Object.keys(t.toJSON().Outputs as Json)).not.toContain('PublisherSecurityGroupId');
   });
 
   it('used as a construct, subscribes a literal alarm email unconditionally, and none when absent', () => {

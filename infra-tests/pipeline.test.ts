@@ -21,7 +21,7 @@ afterEach(async () => {
 });
 
 async function startDemo(options: Parameters<typeof Pipeline.start>[0] = {}): Promise<Pipeline> {
-  const p = await Pipeline.start({ startPublisher: false, tickMs: 200, visibilityTimeoutSeconds: 2, maxRetryDelaySeconds: 2, ...options });
+  const p = await Pipeline.start({ startPublisher: false, tickMs: 200, visibilityTimeoutSeconds: 10, maxRetryDelaySeconds: 2, ...options });
   for (const url of [p.sourceUrl, ...p.replicas.map((r) => r.url)]) await withClient(url, (c) => c.query(DEMO_SCHEMA_SQL));
   await withClient(p.sourceUrl, async (c) => {
     for (const t of DEMO_TABLES) await c.query('SELECT pgfanout.add_table($1::regclass)', [t]);
@@ -95,7 +95,7 @@ describe('pipeline end to end', () => {
   });
 
   it('parks a poison message in the dead-letter queue, stops at the gap, and converges after the fix and a redrive', async () => {
-    pipeline = await startDemo({ maxReceiveCount: 2, visibilityTimeoutSeconds: 1 });
+    pipeline = await startDemo({ maxReceiveCount: 2, visibilityTimeoutSeconds: 2 });
     // Replica a lacks a column the source has: changes to that table cannot apply there.
     await withClient(pipeline.sourceUrl, (c) => c.query('ALTER TABLE demo.audit ADD COLUMN severity int'));
     await withClient(pipeline.replicas[1]!.url, (c) => c.query('ALTER TABLE demo.audit ADD COLUMN severity int'));

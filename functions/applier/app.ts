@@ -51,6 +51,8 @@ export class RecordApplier {
   readonly #deps: ApplierDependencies;
   #client: Client | undefined;
   #connecting: Promise<Client> | undefined;
+  /** Applies run one at a time on the one connection (a timed-out invocation may still be running). */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(deps: ApplierDependencies) {
     this.#deps = deps;
@@ -77,7 +79,13 @@ export class RecordApplier {
   }
 
   /** Applies one record; throws (after logging why) when it must be retried or parked. */
-  async apply(record: SQSRecord): Promise<ApplyResult> {
+  apply(record: SQSRecord): Promise<ApplyResult> {
+    const next = this.#queue.then(() => this.#apply(record));
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async #apply(record: SQSRecord): Promise<ApplyResult> {
     const { logger, metrics } = this.#deps;
     const client = await this.#connection();
     try {

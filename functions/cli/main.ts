@@ -199,11 +199,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 /** The tables the source captures, from pgfanout.show_tables(). */
 export async function replicatedTables(source: pg.ClientBase): Promise<TableRef[]> {
   const { rows } = await source.query<{ schema: string; table: string }>(
-    `SELECT n.nspname AS schema, c.relname AS table
-       FROM pgfanout.show_tables() t
-       JOIN pg_catalog.pg_class c ON c.oid = t.table_name::regclass
-       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      ORDER BY 1, 2`,
+    'SELECT table_schema AS schema, table_name AS table FROM pgfanout.show_tables() ORDER BY 1, 2',
   );
   return rows;
 }
