@@ -27,7 +27,7 @@ import {
 import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, type Message, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Endpoint, startEndpoint } from './index.ts';
-import { rejection, sdkClients } from './testing.ts';
+import { ManualClock, rejection, sdkClients } from './testing.ts';
 
 let endpoint: Endpoint;
 let clients: ReturnType<typeof sdkClients>;
@@ -194,6 +194,33 @@ describe('publishing and delivery', () => {
     );
     expect(batch.Successful?.map((s) => s.MessageId)[0]).toBe(a.MessageId);
     expect((await drain(q.url)).map((m) => m.Body)).toEqual(['once', 'new']);
+  });
+
+  it('the topic\'s deduplication interval is 5 minutes: the same MessageDeduplicationId is delivered again after it', async () => {
+    const clock = new ManualClock();
+    const local = await startEndpoint({ port: 0, clock });
+    const c = sdkClients(local.url);
+    try {
+      const topic = (await c.sns.send(new CreateTopicCommand({ Name: 'window.fifo', Attributes: { FifoTopic: 'true' } }))).TopicArn as string;
+      const url = (await c.sqs.send(new CreateQueueCommand({ QueueName: 'window.fifo', Attributes: { FifoQueue: 'true', DeduplicationScope: 'messageGroup' } })))
+        .QueueUrl as string;
+      const arn = (await c.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
+      await c.sns.send(new SubscribeCommand({ TopicArn: topic, Protocol: 'sqs', Endpoint: arn, Attributes: { RawMessageDelivery: 'true' } }));
+      const publish = (body: string) =>
+        c.sns.send(new PublishCommand({ TopicArn: topic, Message: body, MessageGroupId: 'g', MessageDeduplicationId: 'same' }));
+      const first = await publish('first');
+      clock.advance(5 * 60 * 1000 - 1);
+      expect((await publish('inside the interval')).MessageId).toBe(first.MessageId);
+      clock.advance(1);
+      const third = await publish('after the interval');
+      expect(third.MessageId).not.toBe(first.MessageId);
+      const bodies = ((await c.sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10 }))).Messages ?? []).map((m) => m.Body);
+      // The queue applies its own 5-minute interval too; both ran out at the same time here.
+      expect(bodies).toEqual(['first', 'after the interval']);
+    } finally {
+      c.destroy();
+      await local.close();
+    }
   });
 
   it('FIFO topics: "The MessageGroupId parameter is required"; without ContentBasedDeduplication a MessageDeduplicationId is required', async () => {
