@@ -83,6 +83,8 @@ beforeAll(async () => {
     AWS_LAMBDA_FUNCTION_NAME: 'pgfanout-applier-eu',
   });
   delete process.env[APPLIER_ENV.REPLICA_SECRET_ARN];
+  // The test runner quiets Powertools metrics for every test; the deployed function emits them.
+  process.env.POWERTOOLS_METRICS_DISABLED = 'false';
   process.stdout.write = ((chunk: string | Uint8Array, ...args: unknown[]) => {
     stdout.push(String(chunk));
     return (originalWrite as (...a: unknown[]) => boolean)(chunk, ...args);

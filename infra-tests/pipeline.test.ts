@@ -101,6 +101,11 @@ describe('pipeline end to end', () => {
     await withClient(pipeline.replicas[1]!.url, (c) => c.query('ALTER TABLE demo.audit ADD COLUMN severity int'));
     pipeline.startPublisher();
     await withClient(pipeline.sourceUrl, (c) => c.query(`INSERT INTO demo.audit (kind, note, severity) VALUES ('poison', 'x', 3)`));
+    // The next change goes in a later batch (its own message), after the poison one was published.
+    await waitFor('the poison batch to be published', async () => {
+      const report = await statusReport(pipeline!.sourceUrl, [], { prefix: 'pgfanout-local', endpoint: pipeline!.endpointUrl });
+      return Number(report.source.finishedBatchId ?? 0) >= 1;
+    });
     await withClient(pipeline.sourceUrl, (c) => c.query(`INSERT INTO demo.customers (name) VALUES ('after the poison')`));
     const a = pipeline.replicas[0]!;
     await waitFor('both messages to be parked in replica a\'s dead-letter queue', async () => {

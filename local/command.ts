@@ -95,7 +95,11 @@ export async function localCommand(args: readonly string[]): Promise<number> {
       const report = await statusReport(pipeline.sourceUrl, names, { prefix: 'pgfanout-local', endpoint: pipeline.endpointUrl }).catch(() => undefined);
       if (report) {
         const line = report.replicas
-          .map((r) => `${r.name}: batch ${r.appliedBatchId ?? '-'}/${report.source.lastBatchId ?? '-'} q ${r.queue?.visible ?? '?'} dlq ${r.queue?.deadLetter ?? '?'}`)
+          .map(
+            (r) =>
+              `${r.name}: batch ${r.appliedBatchId ?? '-'}/${report.source.lastBatchId ?? '-'} lag ${r.lagSeconds === null ? '?' : `${r.lagSeconds.toFixed(1)}s`}` +
+              ` queue ${r.queue ? r.queue.visible + r.queue.inFlight : '?'} dlq ${r.queue?.deadLetter ?? '?'}`,
+          )
           .join(' | ');
         if (interactive) process.stdout.write(`\r\u001b[2K${line}`);
         else console.log(line);

@@ -4,7 +4,7 @@
  */
 import { GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
-import { installReplica, installSource, replicaPosition } from '#core';
+import { installReplica, installSource } from '#core';
 import { resourceNames } from '#core/config.ts';
 import { awsClients, queueDepths } from '../../local/aws.ts';
 import { parse, parseReplicaArg, requireOption, UsageError } from './args.ts';
@@ -209,6 +209,10 @@ export interface StatusReport {
   readonly replicas: readonly {
     readonly name: string;
     readonly appliedBatchId: string | null;
+    /** The batch and part being staged (a batch too large for one message), if any. */
+    readonly staging: string | null;
+    /** Seconds since the source time of the last applied batch; 0 when nothing is pending. */
+    readonly lagSeconds: number | null;
     readonly behindBatches: number | null;
     readonly queue: { readonly visible: number; readonly inFlight: number; readonly deadLetter: number } | null;
     readonly error?: string;
@@ -248,11 +252,22 @@ export async function statusReport(sourceUrl: string, replicas: readonly { name:
   try {
     for (const r of replicas) {
       let appliedBatchId: string | null = null;
+      let lagSeconds: number | null = null;
+      let staging: string | null = null;
       let error: string | undefined;
       try {
         const client = await connect(r.url, `replica ${r.name}`);
         try {
-          appliedBatchId = (await replicaPosition(client, sourceStatus.sourceId))?.batchId ?? null;
+          const { rows } = await client.query<{ applied: string; staging: string | null; lag: number | null }>(
+            `SELECT applied_batch_id::text AS applied,
+                    CASE WHEN state = 'staging' THEN batch_id || ' part ' || part END AS staging,
+                    extract(epoch FROM clock_timestamp() - source_time)::float8 AS lag
+               FROM pgfanout.replica_position WHERE source_id = $1`,
+            [sourceStatus.sourceId],
+          );
+          appliedBatchId = rows[0]?.applied ?? null;
+          staging = rows[0]?.staging ?? null;
+          lagSeconds = rows[0]?.lag ?? null;
         } finally {
           await client.end();
         }
@@ -274,6 +289,8 @@ export async function statusReport(sourceUrl: string, replicas: readonly { name:
       out.push({
         name: r.name,
         appliedBatchId,
+        staging,
+        lagSeconds: appliedBatchId !== null && appliedBatchId === (sourceStatus.finishedBatchId ?? sourceStatus.lastBatchId) && sourceStatus.pendingEvents === '0' ? 0 : lagSeconds,
         behindBatches: finished !== null ? Number(finished) - Number(appliedBatchId ?? 0) : null,
         queue,
         ...(error ? { error } : {}),
@@ -293,7 +310,9 @@ export function formatStatus(report: StatusReport): string {
   ];
   for (const r of report.replicas) {
     const q = r.queue ? `queue ${r.queue.visible} (+${r.queue.inFlight} in flight), dead-letter ${r.queue.deadLetter}` : 'queue unknown';
-    lines.push(`replica ${r.name}: applied batch ${r.appliedBatchId ?? '-'}, behind ${r.behindBatches ?? '?'} batch(es), ${q}${r.error ? `, error: ${r.error}` : ''}`);
+    const lag = r.lagSeconds === null ? 'lag ?' : `lag ${r.lagSeconds.toFixed(1)} s`;
+    const staging = r.staging ? `, staging batch ${r.staging}` : '';
+    lines.push(`replica ${r.name}: applied batch ${r.appliedBatchId ?? '-'}${staging}, ${lag}, behind ${r.behindBatches ?? '?'} batch(es), ${q}${r.error ? `, error: ${r.error}` : ''}`);
   }
   return lines.join('\n');
 }

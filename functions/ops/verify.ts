@@ -81,7 +81,7 @@ async function compareTable(source: ClientBase, replica: ClientBase, ref: TableR
   if (absent.length > 0) {
     return { table: name, sourceRows: -1, replicaRows: -1, missing: 1, extra: 0, examples: [{ kind: 'missing', row: `(replica lacks column(s) ${absent.map((c) => JSON.stringify(c)).join(', ')})` }] };
   }
-  const select = `SELECT ROW(${columns.map(quoteIdent).join(', ')})::text AS r FROM ${qualified(ref.schema, ref.table)} ORDER BY 1 COLLATE "C"`;
+  const select = `SELECT r FROM (SELECT ROW(${columns.map(quoteIdent).join(', ')})::text AS r FROM ${qualified(ref.schema, ref.table)}) AS t ORDER BY r COLLATE "C"`;
   const a = new SortedRows(source, select, fetchRows);
   const b = new SortedRows(replica, select, fetchRows);
   await Promise.all([a.open(), b.open()]);
