@@ -13,7 +13,8 @@ const app = new App();
 const settings = readAppSettings((key) => app.node.tryGetContext(key));
 new PgfanoutStack(app, settings.stackName, {
   description: 'pgfanout: PostgreSQL changes fanned out to replica databases through SNS FIFO and SQS FIFO',
-  source: settings.source,
+  ...(settings.source ? { source: settings.source } : {}),
+  publisherService: settings.publisherService,
   replicas: settings.replicas,
   ...(settings.network ? { network: settings.network } : {}),
   ...(settings.alarmEmail ? { alarmEmail: settings.alarmEmail } : {}),

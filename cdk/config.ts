@@ -159,7 +159,10 @@ function longestQueueName(prefix: string, replica: string): string {
 
 /** What `validatePgfanoutConfig` checks. */
 export interface PgfanoutConfig {
-  readonly source: SourceConfig;
+  /** Required when the publisher service is deployed. */
+  readonly source: SourceConfig | undefined;
+  /** Whether the stack deploys the publisher service. @default true */
+  readonly publisherService?: boolean;
   readonly replicas: readonly ReplicaConfig[];
   readonly publisher?: PublisherOptions;
   readonly alarmEmail?: string;
@@ -183,7 +186,9 @@ export function configProblems(config: PgfanoutConfig): string[] {
     problems.push(`namePrefix ${show(prefix)} (the stack name unless given) has ${prefix.length} characters; queue names "<prefix>-<replica>-dlq.fifo" must fit in ${LIMITS.maxQueueNameLength}, so it may have at most ${most}`);
   }
 
-  problems.push(...secretProblems('source', config.source));
+  if (config.source !== undefined || config.publisherService !== false) {
+    problems.push(...(config.source === undefined ? ['source is required: the Secrets Manager secret of the source database, which the publisher service reads'] : secretProblems('source', config.source)));
+  }
 
   if (!Array.isArray(config.replicas)) {
     problems.push(`replicas must be a list, got ${show(config.replicas)}`);

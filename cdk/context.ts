@@ -20,7 +20,8 @@ export interface ExistingNetwork {
 /** Everything the app reads from context. */
 export interface AppSettings {
   readonly stackName: string;
-  readonly source: SourceConfig;
+  readonly source?: SourceConfig;
+  readonly publisherService: boolean;
   readonly replicas: readonly ReplicaConfig[];
   readonly network?: ExistingNetwork;
   readonly alarmEmail?: string;
@@ -41,6 +42,7 @@ export const CONTEXT_KEYS = {
   namePrefix: 'namePrefix',
   publisher: 'publisher',
   logRetentionDays: 'logRetentionDays',
+  publisherService: 'publisherService',
 } as const;
 
 /** Default stack name. */
@@ -100,9 +102,18 @@ export function readAppSettings(context: (key: string) => unknown): AppSettings 
     problems.push(`context ${CONTEXT_KEYS.stackName} ${JSON.stringify(stackName)} is not a CloudFormation stack name (a letter, then up to 127 letters, digits and "-")`);
   }
 
+  const serviceRaw = context(CONTEXT_KEYS.publisherService);
+  let publisherService = true;
+  if (serviceRaw === false || serviceRaw === 'false') publisherService = false;
+  else if (serviceRaw !== undefined && serviceRaw !== null && serviceRaw !== true && serviceRaw !== 'true') {
+    problems.push(`context ${CONTEXT_KEYS.publisherService} must be true or false, got ${JSON.stringify(serviceRaw)}`);
+  }
+
   const source = json<SourceConfig>(CONTEXT_KEYS.source, '{"secretArn":"arn:aws:secretsmanager:…"}');
-  if (source === undefined && !problems.some((p) => p.startsWith(`context ${CONTEXT_KEYS.source}:`))) {
-    problems.push(`context ${CONTEXT_KEYS.source} is required: -c source='{"secretArn":"arn:aws:secretsmanager:<region>:<account>:secret:<name>"}' (or "secretName")`);
+  if (publisherService && source === undefined && !problems.some((p) => p.startsWith(`context ${CONTEXT_KEYS.source}:`))) {
+    problems.push(
+      `context ${CONTEXT_KEYS.source} is required: -c source='{"secretArn":"arn:aws:secretsmanager:<region>:<account>:secret:<name>"}' (or "secretName"), unless -c ${CONTEXT_KEYS.publisherService}=false`,
+    );
   }
   const replicas = json<ReplicaConfig[]>(CONTEXT_KEYS.replicas, '[{"name":"eu","secretArn":"arn:aws:secretsmanager:…"}]') ?? [];
   const publisher = json<PublisherOptions>(CONTEXT_KEYS.publisher, '{"cpu":256,"memoryMiB":512}');
@@ -132,7 +143,8 @@ export function readAppSettings(context: (key: string) => unknown): AppSettings 
 
   const settings: AppSettings = {
     stackName,
-    source: source ?? {},
+    ...(source !== undefined ? { source } : {}),
+    publisherService,
     replicas,
     ...(network ? { network } : {}),
     ...(alarmEmail ? { alarmEmail } : {}),
@@ -144,11 +156,12 @@ export function readAppSettings(context: (key: string) => unknown): AppSettings 
     problems.push(
       ...configProblems({
         source: settings.source,
+        publisherService,
         replicas: settings.replicas,
         namePrefix: settings.namePrefix ?? stackName,
         ...(settings.publisher !== undefined ? { publisher: settings.publisher } : {}),
         ...(settings.alarmEmail !== undefined ? { alarmEmail: settings.alarmEmail } : {}),
-      }).filter((p) => source !== undefined || !p.startsWith('source')),
+      }).filter((p) => source !== undefined || !p.startsWith('source')), // a missing source is reported above
     );
   }
   if (problems.length > 0) throw new PgfanoutConfigError(problems, CDK_ERROR_CODES.invalidContext);

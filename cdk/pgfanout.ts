@@ -21,8 +21,8 @@ import { CfnSubscription, Subscription, SubscriptionProtocol, Topic } from 'aws-
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ENTRY_POINTS } from '#core/config.ts';
-import { topicName, validatePgfanoutConfig, type PublisherOptions, type ReplicaConfig, type SourceConfig } from './config.ts';
-import { PgfanoutPublisher } from './publisher.ts';
+import { DEFAULTS, topicName, validatePgfanoutConfig, type PublisherOptions, type ReplicaConfig, type SourceConfig } from './config.ts';
+import { PgfanoutPublisher, PublisherMonitoring } from './publisher.ts';
 import { PgfanoutReplica } from './replica.ts';
 import { resolveSecret } from './secrets.ts';
 
@@ -34,8 +34,8 @@ export const PUBLISHER_DOCKERFILE = 'functions/publisher/Dockerfile';
 
 /** Properties of {@link Pgfanout}. */
 export interface PgfanoutProps {
-  /** The source database. */
-  readonly source: SourceConfig;
+  /** The source database. Required unless `publisherService` is false. */
+  readonly source?: SourceConfig;
   /** The replicas, at most 100 (one SNS FIFO subscription each). */
   readonly replicas: readonly ReplicaConfig[];
   /**
@@ -61,6 +61,14 @@ export interface PgfanoutProps {
   readonly namePrefix?: string;
   /** Publisher task and alarm settings. @default 0.25 vCPU, 512 MiB */
   readonly publisher?: PublisherOptions;
+  /**
+   * Deploy the publisher as an ECS Fargate service. Without it, run the publisher yourself
+   * (`pgfanout publisher`, e.g. next to LocalStack, whose free edition has no ECS) with an
+   * identity that may publish to the topic; the topic then takes publishes from any
+   * principal its IAM policies allow, over TLS only.
+   * @default true
+   */
+  readonly publisherService?: boolean;
   /** The publisher's image. @default built from functions/publisher/Dockerfile for linux/arm64 */
   readonly publisherImage?: ContainerImage;
   /** The applier's handler module. @default functions/applier/handler.ts under the project root */
@@ -87,10 +95,12 @@ export class Pgfanout extends Construct {
   readonly publisherSecurityGroups: readonly ISecurityGroup[];
   /** Security groups of the appliers. */
   readonly applierSecurityGroups: readonly ISecurityGroup[];
-  /** The source database's secret. */
-  readonly sourceSecret: ISecret;
-  /** The publisher service. */
-  readonly publisher: PgfanoutPublisher;
+  /** The source database's secret, when a source is given. */
+  readonly sourceSecret: ISecret | undefined;
+  /** The publisher service, unless `publisherService` is false. */
+  readonly publisher: PgfanoutPublisher | undefined;
+  /** The publisher's stalled alarm and metric widgets. */
+  readonly publisherMonitoring: PublisherMonitoring;
   /** The replicas by name, in the order given. */
   readonly replicas: ReadonlyMap<string, PgfanoutReplica>;
   /** The nested stack of each replica, by name. */
@@ -106,6 +116,7 @@ export class Pgfanout extends Construct {
       source: props.source,
       replicas: props.replicas,
       namePrefix: this.namePrefix,
+      ...(props.publisherService !== undefined ? { publisherService: props.publisherService } : {}),
       ...(props.publisher !== undefined ? { publisher: props.publisher } : {}),
       ...(props.alarmEmail !== undefined ? { alarmEmail: props.alarmEmail } : {}),
     });
@@ -162,7 +173,7 @@ export class Pgfanout extends Construct {
       this.publisherSecurityGroups = props.securityGroups;
       this.applierSecurityGroups = props.securityGroups;
     } else {
-      this.publisherSecurityGroups = [
+      this.publisherSecurityGroups = props.publisherService === false ? [] : [
         new SecurityGroup(this, 'PublisherSecurityGroup', {
           vpc: this.vpc,
           description: `pgfanout ${this.namePrefix} publisher: outbound to the source database and AWS APIs`,
@@ -178,36 +189,46 @@ export class Pgfanout extends Construct {
       ];
     }
 
-    this.sourceSecret = resolveSecret(this, 'SourceSecret', props.source);
-    this.publisher = new PgfanoutPublisher(this, 'Publisher', {
-      vpc: this.vpc,
-      ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
-      securityGroups: this.publisherSecurityGroups,
-      topic: this.topic,
-      sourceSecret: this.sourceSecret,
-      ...(props.source.secretKeyArn ? { sourceSecretKeyArn: props.source.secretKeyArn } : {}),
-      image:
-        props.publisherImage ??
-        ContainerImage.fromAsset(projectRoot, {
-          file: PUBLISHER_DOCKERFILE,
-          platform: Platform.LINUX_ARM64,
-          ignoreMode: IgnoreMode.DOCKER,
-        }),
-      options: props.publisher ?? {},
-      logRetention,
+    this.sourceSecret = props.source ? resolveSecret(this, 'SourceSecret', props.source) : undefined;
+    this.publisherMonitoring = new PublisherMonitoring(this, 'PublisherMonitoring', {
+      stalledAlarmSeconds: props.publisher?.stalledAlarmSeconds ?? DEFAULTS.stalledAlarmSeconds,
       alarmTopic: this.alarmTopic,
       namePrefix: this.namePrefix,
     });
-    this.topic.addToResourcePolicy(
-      new PolicyStatement({
-        sid: 'OnlyThePublisherPublishes',
-        effect: Effect.DENY,
-        principals: [new AnyPrincipal()],
-        actions: ['sns:Publish'],
-        resources: [this.topic.topicArn],
-        conditions: { ArnNotEquals: { 'aws:PrincipalArn': this.publisher.taskDefinition.taskRole.roleArn } },
-      }),
-    );
+    this.publisher =
+      props.publisherService === false || !this.sourceSecret || !props.source
+        ? undefined
+        : new PgfanoutPublisher(this, 'Publisher', {
+            vpc: this.vpc,
+            ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
+            securityGroups: this.publisherSecurityGroups,
+            topic: this.topic,
+            sourceSecret: this.sourceSecret,
+            ...(props.source.secretKeyArn ? { sourceSecretKeyArn: props.source.secretKeyArn } : {}),
+            image:
+              props.publisherImage ??
+              ContainerImage.fromAsset(projectRoot, {
+                file: PUBLISHER_DOCKERFILE,
+                platform: Platform.LINUX_ARM64,
+                ignoreMode: IgnoreMode.DOCKER,
+              }),
+            options: props.publisher ?? {},
+            logRetention,
+            alarmTopic: this.alarmTopic,
+            namePrefix: this.namePrefix,
+          });
+    if (this.publisher) {
+      this.topic.addToResourcePolicy(
+        new PolicyStatement({
+          sid: 'OnlyThePublisherPublishes',
+          effect: Effect.DENY,
+          principals: [new AnyPrincipal()],
+          actions: ['sns:Publish'],
+          resources: [this.topic.topicArn],
+          conditions: { ArnNotEquals: { 'aws:PrincipalArn': this.publisher.taskDefinition.taskRole.roleArn } },
+        }),
+      );
+    }
 
     const replicas = new Map<string, PgfanoutReplica>();
     const replicaStacks = new Map<string, NestedStack>();
@@ -256,7 +277,7 @@ export class Pgfanout extends Construct {
           height: 2,
         }),
       ],
-      this.publisher.widgets(),
+      [...this.publisherMonitoring.widgets(), ...(this.publisher ? this.publisher.widgets() : [this.publisherMonitoring.errorsWidget()])],
     ];
     for (const replica of this.replicas.values()) rows.push(replica.widgets());
     return rows;

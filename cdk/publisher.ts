@@ -45,7 +45,7 @@ export interface PgfanoutPublisherProps {
   readonly sourceSecretKeyArn?: string;
   /** The publisher's container image. */
   readonly image: ContainerImage;
-  /** Task and alarm settings (validated by the caller). */
+  /** Task settings (validated by the caller). */
   readonly options: PublisherOptions;
   /** Retention of the publisher's logs. */
   readonly logRetention: RetentionDays;
@@ -55,12 +55,81 @@ export interface PgfanoutPublisherProps {
   readonly namePrefix: string;
 }
 
-/** The alarms of the publisher. */
+/** Properties of {@link PublisherMonitoring}. */
+export interface PublisherMonitoringProps {
+  /** Seconds the oldest unpublished event may wait before the stalled alarm fires. */
+  readonly stalledAlarmSeconds: number;
+  /** Topic the alarm notifies. @default no one */
+  readonly alarmTopic?: ITopic;
+  /** Prefix of the alarm name. */
+  readonly namePrefix: string;
+}
+
+/**
+ * What the publisher reports, wherever it runs (the Fargate service, or a process of
+ * your own): the stalled alarm and the dashboard widgets of its metrics.
+ */
+export class PublisherMonitoring extends Construct {
+  /** Events have waited in the source's log longer than the threshold without being published. */
+  readonly stalled: Alarm;
+  /** The threshold of `stalled`, in seconds. */
+  readonly stalledAlarmSeconds: number;
+
+  constructor(scope: Construct, id: string, props: PublisherMonitoringProps) {
+    super(scope, id);
+    this.stalledAlarmSeconds = props.stalledAlarmSeconds;
+    this.stalled = new Alarm(this, 'StalledAlarm', {
+      alarmName: `${props.namePrefix}-publisher-stalled`,
+      alarmDescription: `pgfanout publisher: events have waited in the source's log for more than ${props.stalledAlarmSeconds} s without being published. Check the publisher logs (database connection, advisory lock held elsewhere, SNS errors) and the publish errors on the dashboard.`,
+      metric: publisherQuery(METRICS.publisher.oldestUnpublishedSeconds, 'MAX', 'oldest unpublished (s)'),
+      threshold: props.stalledAlarmSeconds,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      // A publisher that is down emits nothing: the not-running alarm covers that case.
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
+    if (props.alarmTopic) {
+      this.stalled.addAlarmAction(new SnsAction(props.alarmTopic));
+      this.stalled.addOkAction(new SnsAction(props.alarmTopic));
+    }
+  }
+
+  /** Events per second, lag, and the oldest unpublished event. */
+  widgets(): IWidget[] {
+    return [
+      new GraphWidget({
+        title: 'publisher: events per second',
+        width: 6,
+        left: [publisherRate(METRICS.publisher.eventsPublished, 'events/s'), publisherRate(METRICS.publisher.messagesPublished, 'messages/s')],
+      }),
+      new GraphWidget({
+        title: 'publisher: lag (s)',
+        width: 6,
+        left: [publisherQuery(METRICS.publisher.publishLagSeconds, 'MAX', 'commit to publish')],
+      }),
+      new GraphWidget({
+        title: 'publisher: oldest unpublished event (s)',
+        width: 6,
+        left: [publisherQuery(METRICS.publisher.oldestUnpublishedSeconds, 'MAX', 'oldest unpublished')],
+        leftAnnotations: [{ value: this.stalledAlarmSeconds, label: 'stalled alarm' }],
+      }),
+    ];
+  }
+
+  /** Publish errors, for a dashboard without the service's task metrics. */
+  errorsWidget(): IWidget {
+    return new GraphWidget({ title: 'publisher: publish errors', width: 6, left: [publisherErrors()] });
+  }
+}
+
+function publisherErrors() {
+  return publisherQuery(METRICS.publisher.publishErrors, 'SUM', 'publish errors');
+}
+
+/** The alarms of the publisher service. */
 export interface PublisherAlarms {
   /** No publisher task is running. */
   readonly notRunning: Alarm;
-  /** Events wait in the source's log and are not being published. */
-  readonly stalled: Alarm;
 }
 
 /** The publisher's ECS cluster, task definition, Fargate service, logs and alarms. */
@@ -75,16 +144,13 @@ export class PgfanoutPublisher extends Construct {
   readonly service: FargateService;
   /** The container's log group. */
   readonly logGroup: LogGroup;
-  /** The publisher's alarms. */
+  /** The publisher service's alarms. */
   readonly alarms: PublisherAlarms;
-  /** Seconds the oldest unpublished event may wait before the stalled alarm fires. */
-  readonly stalledAlarmSeconds: number;
 
   constructor(scope: Construct, id: string, props: PgfanoutPublisherProps) {
     super(scope, id);
     const options = props.options;
     const healthPort = options.healthPort ?? DEFAULTS.healthPort;
-    this.stalledAlarmSeconds = options.stalledAlarmSeconds ?? DEFAULTS.stalledAlarmSeconds;
 
     this.cluster = new Cluster(this, 'Cluster', { vpc: props.vpc, containerInsightsV2: ContainerInsights.ENABLED });
     this.logGroup = new LogGroup(this, 'Logs', { retention: props.logRetention, removalPolicy: RemovalPolicy.DESTROY });
@@ -165,29 +231,13 @@ export class PgfanoutPublisher extends Construct {
     return this.#insightsMetric('RunningTaskCount', statistic);
   }
 
-  /** Dashboard widgets of the publisher: one row of four. */
+  /** Task health: running and pending tasks, publish errors, CPU and memory. */
   widgets(): IWidget[] {
     return [
       new GraphWidget({
-        title: 'publisher: events per second',
-        width: 6,
-        left: [publisherRate(METRICS.publisher.eventsPublished, 'events/s'), publisherRate(METRICS.publisher.messagesPublished, 'messages/s')],
-      }),
-      new GraphWidget({
-        title: 'publisher: lag (s)',
-        width: 6,
-        left: [publisherQuery(METRICS.publisher.publishLagSeconds, 'MAX', 'commit to publish')],
-      }),
-      new GraphWidget({
-        title: 'publisher: oldest unpublished event (s)',
-        width: 6,
-        left: [publisherQuery(METRICS.publisher.oldestUnpublishedSeconds, 'MAX', 'oldest unpublished')],
-        leftAnnotations: [{ value: this.stalledAlarmSeconds, label: 'stalled alarm' }],
-      }),
-      new GraphWidget({
         title: 'publisher: task health',
         width: 6,
-        left: [this.runningTasks('Minimum'), this.#insightsMetric('PendingTaskCount', 'Maximum'), publisherQuery(METRICS.publisher.publishErrors, 'SUM', 'publish errors')],
+        left: [this.runningTasks('Minimum'), this.#insightsMetric('PendingTaskCount', 'Maximum'), publisherErrors()],
         right: [this.service.metricCpuUtilization({ period: Duration.minutes(1), label: 'CPU %' }), this.service.metricMemoryUtilization({ period: Duration.minutes(1), label: 'memory %' })],
       }),
     ];
@@ -216,22 +266,10 @@ export class PgfanoutPublisher extends Construct {
       // No data means no task reported: that is the condition this alarm exists for.
       treatMissingData: TreatMissingData.BREACHING,
     });
-    const stalled = new Alarm(this, 'StalledAlarm', {
-      alarmName: `${prefix}-publisher-stalled`,
-      alarmDescription: `pgfanout publisher: events have waited in the source's log for more than ${this.stalledAlarmSeconds} s without being published. Check the publisher logs (database connection, advisory lock held elsewhere, SNS errors) and the publish errors on the dashboard.`,
-      metric: publisherQuery(METRICS.publisher.oldestUnpublishedSeconds, 'MAX', 'oldest unpublished (s)'),
-      threshold: this.stalledAlarmSeconds,
-      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 3,
-      // A publisher that is down emits nothing: the not-running alarm covers that case.
-      treatMissingData: TreatMissingData.NOT_BREACHING,
-    });
     if (alarmTopic) {
-      for (const alarm of [notRunning, stalled]) {
-        alarm.addAlarmAction(new SnsAction(alarmTopic));
-        alarm.addOkAction(new SnsAction(alarmTopic));
-      }
+      notRunning.addAlarmAction(new SnsAction(alarmTopic));
+      notRunning.addOkAction(new SnsAction(alarmTopic));
     }
-    return { notRunning, stalled };
+    return { notRunning };
   }
 }

@@ -14,8 +14,10 @@ import { Pgfanout } from './pgfanout.ts';
 
 /** Properties of {@link PgfanoutStack}. */
 export interface PgfanoutStackProps extends StackProps {
-  /** The source database. */
-  readonly source: SourceConfig;
+  /** The source database. Required unless `publisherService` is false. */
+  readonly source?: SourceConfig;
+  /** Deploy the publisher as a Fargate service; false to run it yourself. @default true */
+  readonly publisherService?: boolean;
   /** The replicas. */
   readonly replicas: readonly ReplicaConfig[];
   /** An existing VPC, subnets and optionally security groups. @default a new VPC */
@@ -53,7 +55,8 @@ export class PgfanoutStack extends Stack {
 
     const network = props.network ? this.#existingNetwork(props.network) : undefined;
     this.pgfanout = new Pgfanout(this, 'Pgfanout', {
-      source: props.source,
+      ...(props.source !== undefined ? { source: props.source } : {}),
+      ...(props.publisherService !== undefined ? { publisherService: props.publisherService } : {}),
       replicas: props.replicas,
       alarmEmail: this.alarmEmailParameter.valueAsString,
       ...(network ?? {}),
@@ -68,10 +71,13 @@ export class PgfanoutStack extends Stack {
     new CfnOutput(this, 'DashboardUrl', { value: this.pgfanout.dashboardUrl, description: 'The CloudWatch dashboard' });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.pgfanout.alarmTopic.topicArn, description: 'The topic pgfanout alarms notify' });
     if (!props.network?.securityGroupIds?.length) {
-      new CfnOutput(this, 'PublisherSecurityGroupId', {
-        value: (this.pgfanout.publisherSecurityGroups[0] as ISecurityGroup).securityGroupId,
-        description: "Allow this group in on the source database's security group (PostgreSQL port)",
-      });
+      const publisherGroup = this.pgfanout.publisherSecurityGroups[0];
+      if (publisherGroup) {
+        new CfnOutput(this, 'PublisherSecurityGroupId', {
+          value: publisherGroup.securityGroupId,
+          description: "Allow this group in on the source database's security group (PostgreSQL port)",
+        });
+      }
       new CfnOutput(this, 'ApplierSecurityGroupId', {
         value: (this.pgfanout.applierSecurityGroups[0] as ISecurityGroup).securityGroupId,
         description: "Allow this group in on the replica databases' security groups (PostgreSQL port)",
