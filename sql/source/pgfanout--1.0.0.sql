@@ -52,8 +52,10 @@ CREATE TABLE IF NOT EXISTS pgfanout.source_info (
 );
 INSERT INTO pgfanout.source_info (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
 
--- One row, read by the capture trigger once per transaction: which log table to write and
--- whether a publisher is waiting for a NOTIFY. Also the rotation settings.
+-- One row: which log table capture writes and since when, whether a publisher is waiting
+-- for a NOTIFY, and the rotation settings and counters. Capture itself reads the same
+-- facts from the capture_hint sequence (below), which the functions changing this row
+-- keep in step.
 CREATE TABLE IF NOT EXISTS pgfanout.capture_state (
     singleton         boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
     log_table         integer     NOT NULL DEFAULT 0 CHECK (log_table BETWEEN 0 AND 2),
@@ -85,7 +87,7 @@ BEGIN
             ev_id     bigint      NOT NULL DEFAULT nextval('pgfanout.event_id_seq'::regclass),
             ev_txid   xid8        NOT NULL DEFAULT pg_current_xact_id(),
             ev_time   timestamptz NOT NULL DEFAULT clock_timestamp(),
-            ev_op     text        NOT NULL,
+            ev_op     text        NOT NULL,  -- TG_OP: INSERT, UPDATE, DELETE, TRUNCATE
             ev_schema text        NOT NULL,
             ev_table  text        NOT NULL,
             ev_key    %1$I.hstore,
@@ -147,24 +149,94 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT source_id::text FROM pgfanout.source_info $$;
 
 
--- pgfanout.capture(): the trigger function add_table installs (row level for INSERT,
--- UPDATE and DELETE, statement level for TRUNCATE). Writes one event per row change.
+-- Capture hint, read by the capture trigger once per transaction with
+-- pg_sequence_last_value (a function call, far cheaper than a query): value =
+-- current log table (0..2) + 3 if a publisher is waiting for a NOTIFY. Sequences are not
+-- transactional, so this is only ever a hint: which log table a writer uses does not
+-- matter for correctness (see rotate_log), and a missed or extra NOTIFY only costs latency
+-- or a wake-up. capture_state holds the same facts transactionally; rotate_log and
+-- publisher_waiting keep the hint in step with it.
+CREATE SEQUENCE IF NOT EXISTS pgfanout.capture_hint AS bigint MINVALUE 0 MAXVALUE 5 START 0 CACHE 1;
+
+
+-- pgfanout.capture() / pgfanout.capture_partition(): the row-level trigger functions
+-- add_table installs (AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW): one event per
+-- row change. capture_partition serves partitions of an added partitioned table (the
+-- trigger is cloned to each partition) and names the partitioned table in the event.
 -- Parameters (trigger arguments): identity kind ('primary key' | 'unique index' | 'none');
---   the oid of the captured table when it is partitioned, else ''; the identity columns.
--- Returns: NULL (AFTER trigger). Tables touched: reads capture_state once per transaction;
---   inserts into event_log_0/1/2.
--- Does nothing when the setting pgfanout.origin is non-empty (the applier's loop guard).
--- The first event of a transaction reads capture_state, sends NOTIFY pgfanout if a
--- publisher waits, and remembers the log table in the transaction-local setting
--- pgfanout.log_table, so later events of the transaction read nothing.
--- Values are captured with the output settings that make every type's text exact and
--- re-readable (DateStyle ISO, IntervalStyle postgres, extra_float_digits >= 1); a session
--- with other settings takes the slower path through pgfanout.row_text.
+--   the oid of the added table when it is partitioned, else ''; the identity columns.
+-- Returns: NULL (AFTER trigger). Tables touched: inserts into event_log_0/1/2; reads the
+--   capture_hint sequence once per transaction (pg_class once per row for partitions).
+--
+-- These run on every write of every application, so they are lean:
+-- * Does nothing when the setting pgfanout.origin is non-empty (the applier's loop guard).
+-- * The first event of a transaction reads the capture hint, sends NOTIFY pgfanout if a
+--   publisher waits, and remembers the log table in the transaction-local setting
+--   pgfanout.log_table; later events of the transaction read nothing. A value there that
+--   is not 0 or 1 means table 2: any table is safe (see rotate_log).
+-- * Values are captured as text under output settings that make every type's text exact
+--   and re-readable (DateStyle ISO, IntervalStyle postgres, extra_float_digits >= 1),
+--   checked per row; a session with other settings takes the slower pgfanout.row_text.
+-- * SECURITY DEFINER (writers need no rights on the log, and cannot forge events) but
+--   without SET search_path: that clause alone costs about 5 us of CPU per row, a third
+--   of the trigger. Instead every name in the body is schema-qualified, operators
+--   included (OPERATOR(pg_catalog.=)), so nothing resolves through the caller's
+--   search_path: types, functions, operators and relations all name their schema, column
+--   defaults are stored resolved, and casts are found by type, not by name.
 DO $install$
 DECLARE
     h text := (SELECT n.nspname FROM pg_catalog.pg_extension x
                JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
                WHERE x.extname = 'hstore');
+    body text := $body$
+        DECLARE
+            log_nr  pg_catalog.text := pg_catalog.current_setting('pgfanout.log_table', true);
+            hint    pg_catalog.int8;
+            old_row %1$I.hstore;
+            key_row %1$I.hstore;
+            new_row %1$I.hstore;
+            %2$s
+        BEGIN
+            IF pg_catalog.current_setting('pgfanout.origin', true) OPERATOR(pg_catalog.<>) '' THEN
+                RETURN NULL;
+            END IF;
+            IF log_nr IS NULL OR log_nr OPERATOR(pg_catalog.=) '' THEN
+                hint := pg_catalog.pg_sequence_last_value('pgfanout.capture_hint'::pg_catalog.regclass);
+                IF hint OPERATOR(pg_catalog.>=) 3 THEN
+                    PERFORM pg_catalog.pg_notify('pgfanout', '');
+                END IF;
+                log_nr := (coalesce(hint, 0) OPERATOR(pg_catalog.%%) 3)::pg_catalog.text;
+                PERFORM pg_catalog.set_config('pgfanout.log_table', log_nr, true);
+            END IF;
+            IF pg_catalog.left(pg_catalog.current_setting('DateStyle'), 3) OPERATOR(pg_catalog.=) 'ISO'
+               AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
+               AND pg_catalog.current_setting('extra_float_digits')::pg_catalog.int4 OPERATOR(pg_catalog.>=) 1 THEN
+                new_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN %1$I.hstore(NEW) END;
+                old_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN %1$I.hstore(OLD) END;
+            ELSE
+                new_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN pgfanout.row_text(NEW) END;
+                old_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN pgfanout.row_text(OLD) END;
+            END IF;
+            -- ev_key: the identity columns of the old row; the whole old row when the table
+            -- has no identity, or when an identity column was renamed since add_table.
+            key_row := CASE WHEN TG_ARGV[0] OPERATOR(pg_catalog.<>) 'none' AND old_row OPERATOR(%1$I.?&) TG_ARGV[2:]
+                            THEN %1$I.slice(old_row, TG_ARGV[2:]) ELSE old_row END;
+            %3$s
+            -- The INSERTs take plain parameters only: expressions inside a statement are set
+            -- up again on every execution, PL/pgSQL's own expressions once per transaction.
+            IF log_nr OPERATOR(pg_catalog.=) '0' THEN
+                INSERT INTO pgfanout.event_log_0 (ev_op, ev_schema, ev_table, ev_key, ev_new)
+                VALUES (TG_OP, %4$s, %5$s, key_row, new_row);
+            ELSIF log_nr OPERATOR(pg_catalog.=) '1' THEN
+                INSERT INTO pgfanout.event_log_1 (ev_op, ev_schema, ev_table, ev_key, ev_new)
+                VALUES (TG_OP, %4$s, %5$s, key_row, new_row);
+            ELSE
+                INSERT INTO pgfanout.event_log_2 (ev_op, ev_schema, ev_table, ev_key, ev_new)
+                VALUES (TG_OP, %4$s, %5$s, key_row, new_row);
+            END IF;
+            RETURN NULL;
+        END
+    $body$;
 BEGIN
     -- pgfanout.row_text(anyelement): a row as hstore under exact output settings.
     -- Parameters: a row. Returns: hstore. Tables touched: none.
@@ -176,71 +248,54 @@ BEGIN
         AS $fn$ SELECT %1$I.hstore(r) $fn$
     $sql$, h);
 
-    EXECUTE format($sql$
-        CREATE OR REPLACE FUNCTION pgfanout.capture() RETURNS trigger
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-        AS $body$
-        DECLARE
-            log_nr   text := current_setting('pgfanout.log_table', true);
-            sch      text := TG_TABLE_SCHEMA;
-            tbl      text := TG_TABLE_NAME;
-            old_row  %1$I.hstore;
-            key_row  %1$I.hstore;
-            new_row  %1$I.hstore;
-            waiting  boolean;
-        BEGIN
-            IF current_setting('pgfanout.origin', true) <> '' THEN
-                RETURN NULL;
-            END IF;
-            IF log_nr IS NULL OR log_nr NOT IN ('0', '1', '2') THEN
-                SELECT s.log_table::text, s.publisher_waiting INTO log_nr, waiting FROM pgfanout.capture_state s;
-                IF waiting THEN
-                    PERFORM pg_notify('pgfanout', '');
-                END IF;
-                PERFORM set_config('pgfanout.log_table', log_nr, true);
-            END IF;
-            IF TG_ARGV[1] <> '' THEN
-                -- A partition: events name the partitioned table that was added.
-                SELECT n.nspname, c.relname INTO sch, tbl
-                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE c.oid = TG_ARGV[1]::oid;
-            END IF;
-            IF TG_LEVEL = 'ROW' THEN
-                IF left(current_setting('DateStyle'), 3) = 'ISO'
-                   AND current_setting('IntervalStyle') = 'postgres'
-                   AND current_setting('extra_float_digits')::integer >= 1 THEN
-                    IF TG_OP <> 'DELETE' THEN new_row := %1$I.hstore(NEW); END IF;
-                    IF TG_OP <> 'INSERT' THEN old_row := %1$I.hstore(OLD); END IF;
-                ELSE
-                    IF TG_OP <> 'DELETE' THEN new_row := pgfanout.row_text(NEW); END IF;
-                    IF TG_OP <> 'INSERT' THEN old_row := pgfanout.row_text(OLD); END IF;
-                END IF;
-                IF old_row IS NULL THEN
-                    key_row := NULL;
-                ELSIF TG_ARGV[0] <> 'none' AND old_row OPERATOR(%1$I.?&) TG_ARGV[2:] THEN
-                    key_row := %1$I.slice(old_row, TG_ARGV[2:]);
-                ELSE
-                    -- No identity, or an identity column was renamed since add_table:
-                    -- the whole old row identifies the row.
-                    key_row := old_row;
-                END IF;
-            END IF;
-            IF log_nr = '0' THEN
-                INSERT INTO pgfanout.event_log_0 (ev_op, ev_schema, ev_table, ev_key, ev_new)
-                VALUES (left(TG_OP, 1), sch, tbl, key_row, new_row);
-            ELSIF log_nr = '1' THEN
-                INSERT INTO pgfanout.event_log_1 (ev_op, ev_schema, ev_table, ev_key, ev_new)
-                VALUES (left(TG_OP, 1), sch, tbl, key_row, new_row);
-            ELSE
-                INSERT INTO pgfanout.event_log_2 (ev_op, ev_schema, ev_table, ev_key, ev_new)
-                VALUES (left(TG_OP, 1), sch, tbl, key_row, new_row);
-            END IF;
-            RETURN NULL;
-        END
-        $body$
-    $sql$, h);
+    EXECUTE format('CREATE OR REPLACE FUNCTION pgfanout.capture() RETURNS trigger'
+                   ' LANGUAGE plpgsql SECURITY DEFINER AS %L',
+                   format(body, h, '', '', 'TG_TABLE_SCHEMA', 'TG_TABLE_NAME'));
+    EXECUTE format('CREATE OR REPLACE FUNCTION pgfanout.capture_partition() RETURNS trigger'
+                   ' LANGUAGE plpgsql SECURITY DEFINER AS %L',
+                   format(body, h,
+                          'sch pg_catalog.text; tbl pg_catalog.text;',
+                          'SELECT n.nspname, c.relname INTO sch, tbl
+                             FROM pg_catalog.pg_class c
+                             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                            WHERE c.oid OPERATOR(pg_catalog.=) TG_ARGV[1]::pg_catalog.oid;',
+                          'sch', 'tbl'));
 END
 $install$;
+
+-- pgfanout.capture_truncate(): the statement-level trigger function add_table installs
+-- (AFTER TRUNCATE ... FOR EACH STATEMENT): one 'T' event. Statement triggers are not
+-- cloned to partitions, so it fires on the added table itself.
+-- Parameters (trigger arguments): as capture(). Returns: NULL.
+-- Tables touched: inserts into event_log_0/1/2; reads capture_hint.
+CREATE OR REPLACE FUNCTION pgfanout.capture_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    log_nr text := current_setting('pgfanout.log_table', true);
+    hint   bigint;
+BEGIN
+    IF current_setting('pgfanout.origin', true) <> '' THEN
+        RETURN NULL;
+    END IF;
+    IF log_nr IS NULL OR log_nr = '' THEN
+        hint := pg_sequence_last_value('pgfanout.capture_hint'::regclass);
+        IF hint >= 3 THEN
+            PERFORM pg_notify('pgfanout', '');
+        END IF;
+        log_nr := (coalesce(hint, 0) % 3)::text;
+        PERFORM set_config('pgfanout.log_table', log_nr, true);
+    END IF;
+    IF log_nr = '0' THEN
+        INSERT INTO pgfanout.event_log_0 (ev_op, ev_schema, ev_table) VALUES (TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    ELSIF log_nr = '1' THEN
+        INSERT INTO pgfanout.event_log_1 (ev_op, ev_schema, ev_table) VALUES (TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    ELSE
+        INSERT INTO pgfanout.event_log_2 (ev_op, ev_schema, ev_table) VALUES (TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    END IF;
+    RETURN NULL;
+END
+$$;
 
 
 -- pgfanout.identity_of(regclass): the row identity add_table would choose.
@@ -335,13 +390,13 @@ BEGIN
     SELECT * INTO ident FROM pgfanout.identity_of(p_table);
     root_arg := CASE WHEN rel.relkind = 'p' THEN p_table::oid::text ELSE '' END;
     EXECUTE format('CREATE TRIGGER pgfanout_capture AFTER INSERT OR UPDATE OR DELETE ON %s'
-                   ' FOR EACH ROW EXECUTE FUNCTION pgfanout.capture(%s)',
-                   qualified,
+                   ' FOR EACH ROW EXECUTE FUNCTION pgfanout.%I(%s)',
+                   qualified, CASE WHEN rel.relkind = 'p' THEN 'capture_partition' ELSE 'capture' END,
                    (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
                       FROM unnest(ARRAY[ident.identity_kind, root_arg] || ident.identity_columns)
                            WITH ORDINALITY AS args(a, o)));
     EXECUTE format('CREATE TRIGGER pgfanout_capture_truncate AFTER TRUNCATE ON %s'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION pgfanout.capture(%L, %L)',
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION pgfanout.capture_truncate(%L, %L)',
                    qualified, ident.identity_kind, root_arg);
     INSERT INTO pgfanout.captured_table (reloid, identity_kind, identity_index, identity_columns)
     VALUES (p_table, ident.identity_kind, ident.identity_index, ident.identity_columns);
@@ -429,7 +484,8 @@ $$;
 -- pgfanout.publisher_waiting(boolean): the publisher says it is idle and LISTENing
 -- (true), or busy (false). While true, each capturing transaction sends one NOTIFY
 -- pgfanout (empty payload); while false, none, so sustained load pays no NOTIFY lock.
--- Parameters: waiting. Returns: void. Tables touched: capture_state (update).
+-- Parameters: waiting. Returns: void.
+-- Tables touched: capture_state (update), capture_hint (setval).
 CREATE OR REPLACE FUNCTION pgfanout.publisher_waiting(p_waiting boolean) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -442,6 +498,8 @@ BEGIN
        SET publisher_waiting = p_waiting,
            waiting_since = CASE WHEN p_waiting THEN coalesce(waiting_since, now()) END
      WHERE publisher_waiting IS DISTINCT FROM p_waiting;
+    PERFORM setval('pgfanout.capture_hint', s.log_table + CASE WHEN s.publisher_waiting THEN 3 ELSE 0 END, true)
+       FROM pgfanout.capture_state s;
 END
 $$;
 
@@ -546,7 +604,7 @@ BEGIN
                     USING ERRCODE = 'invalid_parameter_value';
             END IF;
             RETURN QUERY
-                SELECT e.ev_id, e.ev_txid::text, e.ev_time, e.ev_op, e.ev_schema, e.ev_table, v.image, v.col, v.value
+                SELECT e.ev_id, e.ev_txid::text, e.ev_time, left(e.ev_op, 1), e.ev_schema, e.ev_table, v.image, v.col, v.value
                   FROM (SELECT * FROM pgfanout.event_log l
                          WHERE (l.ev_txid >= pg_snapshot_xmax(b.prev_snapshot)
                                 OR l.ev_txid = ANY (ARRAY(SELECT pg_snapshot_xip(b.prev_snapshot))))
@@ -573,7 +631,8 @@ $install$;
 -- pgfanout.rotate_log(): empties log tables whose events are all published, and moves
 -- capture to the next table when the current one is old enough. Called by finish_batch.
 -- Parameters: none. Returns: void.
--- Tables touched: capture_state (locked, updated), event_log_0/1/2 (TRUNCATE).
+-- Tables touched: capture_state (locked, updated), event_log_0/1/2 (TRUNCATE),
+--   capture_hint (setval).
 --
 -- Why a TRUNCATE here loses nothing. A log table T is truncated only while this
 -- transaction holds ACCESS EXCLUSIVE on T, taken with NOWAIT (so writers never queue
@@ -591,7 +650,9 @@ $install$;
 -- truncated; that is safe too, because the same check is applied before T is truncated
 -- again, and batches read all three tables. Under REPEATABLE READ or SERIALIZABLE the
 -- check could miss a commit that happened after this transaction's snapshot, so rotation
--- only runs in READ COMMITTED. The table switch itself is only a hint to writers.
+-- only runs in READ COMMITTED. The table switch itself is only a hint to writers (the
+-- capture_hint sequence, which is not transactional): whichever table a writer picks,
+-- the argument above holds.
 CREATE OR REPLACE FUNCTION pgfanout.rotate_log() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -635,6 +696,8 @@ BEGIN
                SET log_table = nr, log_table_since = now(), rotations = rotations + 1;
         END IF;
     END IF;
+    PERFORM setval('pgfanout.capture_hint', s.log_table + CASE WHEN s.publisher_waiting THEN 3 ELSE 0 END, true)
+       FROM pgfanout.capture_state s;
 END
 $$;
 
@@ -727,6 +790,7 @@ $$;
 -- protocol to pgfanout_publisher.
 REVOKE ALL ON FUNCTION
     pgfanout.version(), pgfanout.source_id(), pgfanout.row_text(anyelement), pgfanout.capture(),
+    pgfanout.capture_partition(), pgfanout.capture_truncate(),
     pgfanout.identity_of(regclass), pgfanout.add_table(regclass), pgfanout.remove_table(regclass),
     pgfanout.add_all_tables(name), pgfanout.show_tables(), pgfanout.publisher_waiting(boolean),
     pgfanout.next_batch(), pgfanout.batch_values(bigint), pgfanout.rotate_log(),
