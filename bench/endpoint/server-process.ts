@@ -3,7 +3,7 @@
  * a thread with the SDK clients that load it: `endpoint` starts the local endpoint,
  * `canned` a stateless server that answers PublishBatch, ReceiveMessage and
  * DeleteMessageBatch with minimal valid replies. Prints `{"url": …}` on one line, then
- * runs until its standard input closes.
+ * runs until its standard input closes, and prints `{"cpuMs": …}`, the CPU time it used since it started listening.
  *
  *   node_modules/.bin/node bench/endpoint/server-process.ts endpoint|canned
  */
@@ -59,8 +59,12 @@ if (kind !== 'endpoint' && kind !== 'canned') {
   process.exit(2);
 }
 const server = kind === 'endpoint' ? await startEndpoint({ port: 0 }) : await canned();
+const startCpu = process.cpuUsage();
 console.log(JSON.stringify({ url: server.url }));
 process.stdin.resume();
 process.stdin.on('end', () => {
+  // CPU time this process used, so the benchmark can compare it with its clients'.
+  const cpu = process.cpuUsage(startCpu);
+  console.log(JSON.stringify({ cpuMs: (cpu.user + cpu.system) / 1000 }));
   void server.close().then(() => process.exit(0));
 });

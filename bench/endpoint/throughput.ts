@@ -16,7 +16,7 @@
  * Writes bench/endpoint/results.json and bench/endpoint/RESULTS.md.
  */
 import { spawn } from 'node:child_process';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -74,54 +74,77 @@ async function pipeline(sns: SNSClient, sqs: SQSClient, topicArn: string, queueU
   return MESSAGES / ((performance.now() - started) / 1000);
 }
 
-/** Starts `server-process.ts <kind>` and returns its URL and a way to stop it. */
-async function serverProcess(kind: 'endpoint' | 'canned'): Promise<{ url: string; stop(): Promise<void> }> {
+/** Starts `server-process.ts <kind>`; `stop` returns the CPU time the server used. */
+async function serverProcess(kind: 'endpoint' | 'canned'): Promise<{ url: string; stop(): Promise<number> }> {
   const child = spawn(process.execPath, [join(here, 'server-process.ts'), kind], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout });
-  const url = await new Promise<string>((resolve, reject) => {
-    lines.once('line', (line) => resolve((JSON.parse(line) as { url: string }).url));
-    child.once('exit', (code) => reject(new Error(`server process ${kind} exited with ${code} before printing its URL`)));
+  const queue: string[] = [];
+  let waiting: ((line: string) => void) | undefined;
+  lines.on('line', (line) => {
+    if (waiting) {
+      const w = waiting;
+      waiting = undefined;
+      w(line);
+    } else queue.push(line);
   });
+  const next = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const line = queue.shift();
+      if (line !== undefined) return resolve(line);
+      waiting = resolve;
+      child.once('exit', (code) => reject(new Error(`server process ${kind} exited with ${code}`)));
+    });
+  const url = (JSON.parse(await next()) as { url: string }).url;
   return {
     url,
     stop: async () => {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.stdin.end();
+      const cpuMs = (JSON.parse(await next()) as { cpuMs: number }).cpuMs;
       await exited;
       lines.close();
+      return cpuMs;
     },
   };
 }
 
-async function endpointRun(run: number): Promise<number> {
-  const server = await serverProcess('endpoint');
-  const { sns, sqs, destroy } = clients(server.url);
-  try {
-    const topicArn = (await sns.send(new CreateTopicCommand({ Name: 'bench.fifo', Attributes: { FifoTopic: 'true' } }))).TopicArn as string;
-    const queueUrls: string[] = [];
-    for (let q = 0; q < QUEUES; q++) {
-      const url = (await sqs.send(new CreateQueueCommand({ QueueName: `bench-${q}.fifo`, Attributes: { FifoQueue: 'true' } }))).QueueUrl as string;
-      const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
-      await sns.send(new SubscribeCommand({ TopicArn: topicArn, Protocol: 'sqs', Endpoint: arn, Attributes: { RawMessageDelivery: 'true' } }));
-      queueUrls.push(url);
-    }
-    return await pipeline(sns, sqs, topicArn, queueUrls, run);
-  } finally {
-    destroy();
-    await server.stop();
-  }
+/** One measured run: rate, and CPU milliseconds per message in the server and in the clients. */
+interface Measured {
+  readonly rate: number;
+  readonly serverCpuMsPerMessage: number;
+  readonly clientCpuMsPerMessage: number;
 }
 
-async function baselineRun(run: number): Promise<number> {
-  const server = await serverProcess('canned');
+async function measure(kind: 'endpoint' | 'canned', run: number): Promise<Measured> {
+  const server = await serverProcess(kind);
   const { sns, sqs, destroy } = clients(server.url);
+  let rate: number;
+  let clientCpu: NodeJS.CpuUsage;
   try {
-    const queueUrls = Array.from({ length: QUEUES }, (_, q) => `${server.url}/000000000000/bench-${q}.fifo`);
-    return await pipeline(sns, sqs, 'arn:aws:sns:us-east-1:000000000000:bench.fifo', queueUrls, run);
+    let topicArn = 'arn:aws:sns:us-east-1:000000000000:bench.fifo';
+    let queueUrls = Array.from({ length: QUEUES }, (_, q) => `${server.url}/000000000000/bench-${q}.fifo`);
+    if (kind === 'endpoint') {
+      topicArn = (await sns.send(new CreateTopicCommand({ Name: 'bench.fifo', Attributes: { FifoTopic: 'true' } }))).TopicArn as string;
+      queueUrls = [];
+      for (let q = 0; q < QUEUES; q++) {
+        const url = (await sqs.send(new CreateQueueCommand({ QueueName: `bench-${q}.fifo`, Attributes: { FifoQueue: 'true' } }))).QueueUrl as string;
+        const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
+        await sns.send(new SubscribeCommand({ TopicArn: topicArn, Protocol: 'sqs', Endpoint: arn, Attributes: { RawMessageDelivery: 'true' } }));
+        queueUrls.push(url);
+      }
+    }
+    const before = process.cpuUsage();
+    rate = await pipeline(sns, sqs, topicArn, queueUrls, run);
+    clientCpu = process.cpuUsage(before);
   } finally {
     destroy();
-    await server.stop();
   }
+  const serverCpuMs = await server.stop();
+  return {
+    rate,
+    serverCpuMsPerMessage: serverCpuMs / MESSAGES,
+    clientCpuMsPerMessage: (clientCpu.user + clientCpu.system) / 1000 / MESSAGES,
+  };
 }
 
 /** The endpoint's own work for the same flow, without HTTP: services called directly. */
@@ -168,25 +191,40 @@ function median(values: readonly number[]): number {
   return sorted[Math.floor(sorted.length / 2)] as number;
 }
 
-const endpointRates: number[] = [];
-const baselineRates: number[] = [];
+const loadBefore = loadavg()[0] as number;
+const endpointRuns: Measured[] = [];
+const baselineRuns: Measured[] = [];
 const coreRates: number[] = [];
 // One unrecorded round first: JIT warm-up of the SDK, the servers and the services.
-await baselineRun(-1);
-await endpointRun(-1);
+await measure('canned', -1);
+await measure('endpoint', -1);
 await coreRun(-1);
 for (let run = 0; run < RUNS; run++) {
-  baselineRates.push(await baselineRun(run));
-  endpointRates.push(await endpointRun(run));
+  baselineRuns.push(await measure('canned', run));
+  endpointRuns.push(await measure('endpoint', run));
   coreRates.push(await coreRun(run));
+  const e = endpointRuns.at(-1) as Measured;
+  const b = baselineRuns.at(-1) as Measured;
   console.log(
-    `run ${run + 1}/${RUNS}: endpoint ${endpointRates.at(-1)?.toFixed(0)} msg/s, baseline ${baselineRates.at(-1)?.toFixed(0)} msg/s, core ${coreRates.at(-1)?.toFixed(0)} msg/s`,
+    `run ${run + 1}/${RUNS}: endpoint ${e.rate.toFixed(0)} msg/s (server CPU ${e.serverCpuMsPerMessage.toFixed(3)} ms/msg, clients ${e.clientCpuMsPerMessage.toFixed(3)}), ` +
+      `baseline ${b.rate.toFixed(0)} msg/s (server CPU ${b.serverCpuMsPerMessage.toFixed(3)} ms/msg, clients ${b.clientCpuMsPerMessage.toFixed(3)}), core ${coreRates.at(-1)?.toFixed(0)} msg/s`,
   );
 }
+const endpointRates = endpointRuns.map((r) => r.rate);
+const baselineRates = baselineRuns.map((r) => r.rate);
+const endpointCpu = median(endpointRuns.map((r) => r.serverCpuMsPerMessage));
+const clientCpu = median(endpointRuns.map((r) => r.clientCpuMsPerMessage));
 
 const result = {
   date: new Date().toISOString(),
-  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+  machine: {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    /** One-minute load average before and after the runs: other work on the machine. */
+    loadAverage: [Number(loadBefore.toFixed(1)), Number((loadavg()[0] as number).toFixed(1))],
+  },
   workload: { messagesPerRun: MESSAGES, runs: RUNS, queues: QUEUES, messageGroups: GROUPS, bodyBytes: Buffer.byteLength(BODY), publishBatch: 10, receiveBatch: 10 },
   messagesPerSecond: {
     endpoint: Math.round(median(endpointRates)),
@@ -196,7 +234,14 @@ const result = {
   /** Median of the per-run ratios (each run measures baseline and endpoint back to back). */
   ratioEndpointToBaseline: Number(median(endpointRates.map((e, i) => e / (baselineRates[i] as number))).toFixed(2)),
   ratioCoreToBaseline: Number(median(coreRates.map((c, i) => c / (baselineRates[i] as number))).toFixed(1)),
-  runs: { endpoint: endpointRates.map(Math.round), baseline: baselineRates.map(Math.round), coreWithoutHttp: coreRates.map(Math.round) },
+  /** CPU milliseconds per message: the endpoint process, and the SDK clients that drive it. */
+  cpuMsPerMessage: {
+    endpointServer: Number(endpointCpu.toFixed(3)),
+    sdkClients: Number(clientCpu.toFixed(3)),
+    cannedServer: Number(median(baselineRuns.map((r) => r.serverCpuMsPerMessage)).toFixed(3)),
+  },
+  ratioEndpointCpuToClientCpu: Number((endpointCpu / clientCpu).toFixed(2)),
+  runs: { endpoint: endpointRuns, baseline: baselineRuns, coreWithoutHttp: coreRates.map(Math.round) },
 };
 
 await writeFile(join(here, 'results.json'), `${JSON.stringify(result, null, 2)}\n`);
@@ -205,7 +250,8 @@ await writeFile(
   `# Local endpoint throughput
 
 Measured ${result.date} with \`node_modules/.bin/node bench/endpoint/throughput.ts ${MESSAGES} ${RUNS}\`
-on ${result.machine.cpus} CPUs (${result.machine.cpuModel}), ${result.machine.memoryGiB} GiB, Node ${result.machine.node}.
+on ${result.machine.cpus} CPUs (${result.machine.cpuModel}), ${result.machine.memoryGiB} GiB, Node ${result.machine.node};
+one-minute load average ${result.machine.loadAverage[0]} before and ${result.machine.loadAverage[1]} after (other work on the machine).
 
 Flow: SNS FIFO topic → ${QUEUES} SQS FIFO queues (raw delivery) → ReceiveMessage (10) → DeleteMessageBatch,
 ${MESSAGES} messages of ${result.workload.bodyBytes} bytes in ${GROUPS} message groups, published in PublishBatch calls of 10
@@ -220,9 +266,14 @@ per-round ratios.
 | local endpoint, real SDK clients over HTTP | ${result.messagesPerSecond.endpoint} | ${result.ratioEndpointToBaseline} |
 | endpoint services without HTTP (same work, called in-process) | ${result.messagesPerSecond.coreWithoutHttp} | ${result.ratioCoreToBaseline} |
 
+CPU time per message, from the same endpoint runs: the endpoint process used
+${result.cpuMsPerMessage.endpointServer} ms, the SDK clients driving it ${result.cpuMsPerMessage.sdkClients} ms
+(ratio ${result.ratioEndpointCpuToClientCpu}); the canned server used ${result.cpuMsPerMessage.cannedServer} ms. This
+does not depend on what else the machine runs, unlike the rates.
+
 The baseline is the ceiling that the SDK, HTTP and this machine allow for this call pattern; the
 endpoint reaches the given fraction of it. Without HTTP, the endpoint's own work is the last row.
-The machine is shared, so single runs vary; see \`results.json\` for every run.
+The machine is shared with other work, so rates vary between runs; see \`results.json\` for every run.
 `,
 );
-console.log(JSON.stringify(result.messagesPerSecond), 'ratio', result.ratioEndpointToBaseline);
+console.log(JSON.stringify(result.messagesPerSecond), 'ratio', result.ratioEndpointToBaseline, 'cpu', JSON.stringify(result.cpuMsPerMessage));
