@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { applyMessage, decide, replicaPosition, TableFilter, type ApplyOptions } from './apply.ts';
@@ -140,6 +140,21 @@ describe.each(TEST_MAJORS)('applyMessage on PostgreSQL %i', (major) => {
     expect(again[0]).toMatchObject({ outcome: 'duplicate', changes: 0 });
     expect(third[0]?.outcome).toBe('duplicate');
     expect(await rows(client, 'public.nokey')).toEqual(['(1,x)']);
+  });
+
+  it('applies a message delivered to two appliers at once exactly once', async () => {
+    const source = newSource();
+    await client.query('TRUNCATE public.nokey');
+    const second = new pg.Client(server.url('replica'));
+    await second.connect();
+    try {
+      const list = await messages(source, 1, [ins('nokey', { a: '5', b: 'concurrent' })]);
+      const results = await Promise.all([applyMessage(client, list[0]?.body as string), applyMessage(second, list[0]?.body as string)]);
+      expect(results.map((r) => r.outcome).sort()).toEqual(['applied', 'duplicate']);
+      expect(await rows(client, 'public.nokey')).toEqual(['(5,concurrent)']);
+    } finally {
+      await second.end();
+    }
   });
 
   it('refuses a gap, naming expected and received positions, and applies nothing', async () => {
@@ -332,6 +347,20 @@ describe.each(TEST_MAJORS)('applyMessage on PostgreSQL %i', (major) => {
     ]);
     const leftovers = await client.query('SELECT count(*)::int AS n FROM pgfanout.replica_staged_value');
     expect(leftovers.rows[0]).toEqual({ n: 0 });
+  });
+
+  it('names the privilege problem when session_replication_role = replica is demanded but not allowed', async () => {
+    const source = newSource();
+    const list = await messages(source, 1, [ins('audited', { id: '4', v: 'w' })]);
+    await client.query('SET ROLE plain_applier');
+    try {
+      const error = await applyMessage(client, list[0]?.body as string, { replicationRole: 'replica' }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DatabaseError);
+      expect((error as Error).message).toMatch(/permission denied to set parameter "session_replication_role" \[SQLSTATE 42501\]/);
+    } finally {
+      await client.query('RESET ROLE');
+    }
+    expect(await replicaPosition(client, source)).toBeNull();
   });
 
   it('rejects malformed and unknown-version messages before touching the database', async () => {
