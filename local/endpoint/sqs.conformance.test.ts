@@ -160,6 +160,24 @@ describe('queues', () => {
     }
   });
 
+  it('MessageRetentionPeriod: messages older than the retention period (from their original send) are deleted', async () => {
+    const clock = new ManualClock();
+    const local = await startEndpoint({ port: 0, clock });
+    const c = sdkClients(local.url);
+    try {
+      const url = (await c.sqs.send(new CreateQueueCommand({ QueueName: unique('ret'), Attributes: { MessageRetentionPeriod: '60' } }))).QueueUrl as string;
+      await c.sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'old' }));
+      clock.advance(30_000);
+      await c.sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'young' }));
+      clock.advance(31_000);
+      const out = await c.sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10 }));
+      expect(out.Messages?.map((m) => m.Body)).toEqual(['young']);
+    } finally {
+      c.destroy();
+      await local.close();
+    }
+  });
+
   it('PurgeQueue deletes every message; a second purge within 60 seconds is PurgeQueueInProgress', async () => {
     const { url } = await fifoQueue();
     await sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'x', MessageGroupId: 'g', MessageDeduplicationId: 'd' }));

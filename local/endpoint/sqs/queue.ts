@@ -228,9 +228,12 @@ export class QueueState {
     this.#release(group);
   }
 
-  /** Deletes messages older than the retention period, at most once a second. */
+  /**
+   * Deletes messages older than the retention period, at most once a minute (a scan of the
+   * whole queue; SQS itself deletes expired messages lazily too).
+   */
   #sweepRetention(now: number, retentionMs: number): void {
-    if (now - this.#lastRetentionSweep < 1000) return;
+    if (now - this.#lastRetentionSweep < 60_000) return;
     this.#lastRetentionSweep = now;
     for (const message of [...this.#byId.values()]) {
       if (message.sentTimestamp + retentionMs <= now) this.remove(message);
