@@ -269,7 +269,7 @@ per-round ratios.
 CPU time per message, from the same endpoint runs: the endpoint process used
 ${result.cpuMsPerMessage.endpointServer} ms, the SDK clients driving it ${result.cpuMsPerMessage.sdkClients} ms
 (ratio ${result.ratioEndpointCpuToClientCpu}); the canned server used ${result.cpuMsPerMessage.cannedServer} ms. This
-does not depend on what else the machine runs, unlike the rates.
+depends much less than the rates on what else the machine runs.
 
 The baseline is the ceiling that the SDK, HTTP and this machine allow for this call pattern; the
 endpoint reaches the given fraction of it. Without HTTP, the endpoint's own work is the last row.
