@@ -4,7 +4,7 @@ import { LocalPostgres } from '#local/postgres.ts';
 import { applyMessage, decide, replicaPosition, TableFilter, type ApplyOptions } from './apply.ts';
 import { encodeBatch, type OutgoingMessage } from './encoder.ts';
 import type { Change } from './envelope.ts';
-import { GapError, InvalidArgumentError, MalformedMessageError, RowNotFoundError, SchemaMismatchError, UnknownTableError, UnsupportedVersionError, DatabaseError } from './errors.ts';
+import { GapError, InvalidArgumentError, TransientDatabaseError, MalformedMessageError, RowNotFoundError, SchemaMismatchError, UnknownTableError, UnsupportedVersionError, DatabaseError } from './errors.ts';
 import { installReplica } from './install.ts';
 import { collect, tokensOf } from './testing/batches.ts';
 import { createDatabase, TEST_MAJORS } from './testing/servers.ts';
@@ -361,6 +361,21 @@ describe.each(TEST_MAJORS)('applyMessage on PostgreSQL %i', (major) => {
       await client.query('RESET ROLE');
     }
     expect(await replicaPosition(client, source)).toBeNull();
+  });
+
+  it('reports a lost connection as transient and applies nothing', async () => {
+    const source = newSource();
+    const doomed = new pg.Client(server.url('replica'));
+    await doomed.connect();
+    doomed.on('error', () => undefined);
+    const pid = (await doomed.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+    await client.query('SELECT pg_terminate_backend($1)', [pid]);
+    const list = await messages(source, 1, [ins('nokey', { a: '9', b: 'lost' })]);
+    const error = await applyMessage(doomed, list[0]?.body as string).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransientDatabaseError);
+    expect(error).toMatchObject({ permanent: false, code: 'DB_TRANSIENT' });
+    expect(await replicaPosition(client, source)).toBeNull();
+    await doomed.end().catch(() => undefined);
   });
 
   it('rejects malformed and unknown-version messages before touching the database', async () => {
