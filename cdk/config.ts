@@ -5,7 +5,7 @@
  */
 import { Token } from 'aws-cdk-lib';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
-import { REPLICA_NAME_PATTERN, resourceNames } from '#core/config.ts';
+import { DB_TLS_MODES, REPLICA_NAME_PATTERN, resourceNames } from '#core/config.ts';
 import { PgfanoutConfigError } from './errors.ts';
 
 /** A Secrets Manager secret holding RDS-style credentials JSON (`{"host","port","username","password","dbname"}`). */
@@ -71,6 +71,12 @@ export interface PublisherOptions {
   readonly stalledAlarmSeconds?: number;
   /** Port of the publisher's health endpoint (1024-65535). @default 8080 */
   readonly healthPort?: number;
+  /**
+   * TLS to the source database. `verify-full` also checks the server certificate, which needs
+   * the database's certificate authority in the image (see functions/publisher/Dockerfile).
+   * @default 'require' (encrypted; the image carries no RDS certificate authority)
+   */
+  readonly databaseTls?: (typeof DB_TLS_MODES)[number];
 }
 
 /** Limits and defaults, each from AWS documentation or pgfanout's design. */
@@ -323,6 +329,9 @@ function publisherProblems(publisher: PublisherOptions): string[] {
   }
   if (publisher.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(publisher.logLevel)) {
     problems.push(`${where}: logLevel ${show(publisher.logLevel)} must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  if (publisher.databaseTls !== undefined && !(DB_TLS_MODES as readonly string[]).includes(publisher.databaseTls)) {
+    problems.push(`${where}: databaseTls ${show(publisher.databaseTls)} must be one of ${DB_TLS_MODES.join(', ')}`);
   }
   problems.push(...integerProblems(where, 'tickMs', publisher.tickMs, 100, 600_000));
   problems.push(...integerProblems(where, 'stalledAlarmSeconds', publisher.stalledAlarmSeconds, 60, 86_400));

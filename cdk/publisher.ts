@@ -170,6 +170,7 @@ export class PgfanoutPublisher extends Construct {
         [PUBLISHER_ENV.TOPIC_ARN]: props.topic.topicArn,
         [PUBLISHER_ENV.HEALTH_PORT]: String(healthPort),
         [PUBLISHER_ENV.LOG_LEVEL]: options.logLevel ?? DEFAULTS.publisherLogLevel,
+        [PUBLISHER_ENV.DB_TLS]: options.databaseTls ?? 'require',
         ...(options.tickMs !== undefined ? { [PUBLISHER_ENV.TICK_MS]: String(options.tickMs) } : {}),
       },
       healthCheck: {

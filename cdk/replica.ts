@@ -194,6 +194,9 @@ export class PgfanoutReplica extends Construct {
         POWERTOOLS_SERVICE_NAME: APPLIER_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
+        // Node.js 20+ Lambda runtimes ship the Amazon RDS certificate authorities in this file but
+        // do not load it by default; with it, TLS to RDS verifies the server (PGFANOUT_DB_TLS=verify-full).
+        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
       },
       bundling: applierBundling(),
     });

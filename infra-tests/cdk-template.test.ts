@@ -172,6 +172,12 @@ describe('a replica', () => {
     expect(usEnv).not.toHaveProperty(APPLIER_ENV.REPLICA_URL);
   });
 
+  it('lets the applier verify RDS certificates with the CA file the Lambda runtime ships', () => {
+    const env = resource(eu, 'AWS::Lambda::Function').Properties.Environment.Variables;
+    expect(env.NODE_EXTRA_CA_CERTS).toBe('/var/runtime/ca-cert.pem');
+    expect(env).not.toHaveProperty(APPLIER_ENV.DB_TLS);
+  });
+
   it('feeds the applier batches of 10 with partial batch responses', () => {
     const queue = logicalId(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu.fifo' } });
     eu.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
@@ -276,7 +282,8 @@ describe('the publisher', () => {
   it('gets the source credentials from Secrets Manager, never as a plain environment value', () => {
     expect(container().Secrets).toEqual([{ Name: PUBLISHER_ENV.SOURCE_SECRET, ValueFrom: secretArn('pgfanout/source') }]);
     const env = Object.fromEntries((container().Environment as Json[]).map((e) => [e.Name, e.Value]));
-    expect(Object.keys(env).sort()).toEqual([PUBLISHER_ENV.HEALTH_PORT, PUBLISHER_ENV.LOG_LEVEL, PUBLISHER_ENV.TICK_MS, PUBLISHER_ENV.TOPIC_ARN].sort());
+    expect(Object.keys(env).sort()).toEqual([PUBLISHER_ENV.DB_TLS, PUBLISHER_ENV.HEALTH_PORT, PUBLISHER_ENV.LOG_LEVEL, PUBLISHER_ENV.TICK_MS, PUBLISHER_ENV.TOPIC_ARN].sort());
+    expect(env[PUBLISHER_ENV.DB_TLS]).toBe('require');
     expect(env[PUBLISHER_ENV.TOPIC_ARN]).toEqual({ Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: true } }) });
     expect(env[PUBLISHER_ENV.TICK_MS]).toBe('500');
   });

@@ -1,5 +1,5 @@
 /** The applier's configuration, read once from the environment. */
-import { APPLIER_ENV } from '#core/config.ts';
+import { APPLIER_ENV, DB_TLS_MODES } from '#core/config.ts';
 import { EnvReader, type Env } from '#core/env.ts';
 
 export interface ApplierConfig {
@@ -9,6 +9,7 @@ export interface ApplierConfig {
   readonly secretArn?: string;
   readonly include: readonly string[];
   readonly exclude: readonly string[];
+  readonly tls: (typeof DB_TLS_MODES)[number];
 }
 
 export function readApplierConfig(env: Env): ApplierConfig {
@@ -18,6 +19,7 @@ export function readApplierConfig(env: Env): ApplierConfig {
   const secretArn = r.optional(APPLIER_ENV.REPLICA_SECRET_ARN);
   if (url && secretArn) r.problem(`set only one of ${APPLIER_ENV.REPLICA_URL} and ${APPLIER_ENV.REPLICA_SECRET_ARN}`);
   if (!url && !secretArn) r.problem(`environment variable ${APPLIER_ENV.REPLICA_SECRET_ARN} or ${APPLIER_ENV.REPLICA_URL} is required`);
+  const tls = r.oneOf(APPLIER_ENV.DB_TLS, DB_TLS_MODES, 'verify-full');
   const include = r.list(APPLIER_ENV.INCLUDE_TABLES);
   const exclude = r.list(APPLIER_ENV.EXCLUDE_TABLES);
   for (const [name, list] of [[APPLIER_ENV.INCLUDE_TABLES, include], [APPLIER_ENV.EXCLUDE_TABLES, exclude]] as const) {
@@ -26,5 +28,5 @@ export function readApplierConfig(env: Env): ApplierConfig {
     }
   }
   r.done();
-  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude };
+  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls };
 }

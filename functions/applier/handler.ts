@@ -29,6 +29,7 @@ async function connect(): Promise<pg.Client> {
     : clientConfigFromSecret(
         JSON.stringify(await getSecret(config.secretArn as string, { transform: 'json', maxAge: 300 })),
         `replica secret ${config.secretArn as string}`,
+        config.tls,
       );
   const client = new pg.Client({ ...settings, application_name: `pgfanout-applier-${config.replicaName}` });
   await client.connect();

@@ -25,6 +25,8 @@ export const PUBLISHER_ENV = {
   MAX_MESSAGE_BYTES: 'PGFANOUT_MAX_MESSAGE_BYTES',
   /** Log level: DEBUG, INFO, WARN, ERROR. */
   LOG_LEVEL: 'PGFANOUT_LOG_LEVEL',
+  /** TLS to a source given by secret: verify-full (default), require (encrypted, certificate not checked) or disable. */
+  DB_TLS: 'PGFANOUT_DB_TLS',
 } as const;
 
 /** Environment variables of the applier (Lambda function, or a local runner). */
@@ -39,7 +41,12 @@ export const APPLIER_ENV = {
   INCLUDE_TABLES: 'PGFANOUT_INCLUDE_TABLES',
   /** Comma-separated `schema.table` names never to apply. */
   EXCLUDE_TABLES: 'PGFANOUT_EXCLUDE_TABLES',
+  /** TLS to a replica given by secret: verify-full (default), require or disable. */
+  DB_TLS: 'PGFANOUT_DB_TLS',
 } as const;
+
+/** TLS modes accepted by PUBLISHER_ENV.DB_TLS and APPLIER_ENV.DB_TLS. */
+export const DB_TLS_MODES = ['verify-full', 'require', 'disable'] as const;
 
 /** Metric namespace for CloudWatch Embedded Metric Format, shared by the code and the dashboard. */
 export const METRIC_NAMESPACE = 'pgfanout';

@@ -1,6 +1,6 @@
 /** The publisher's configuration, read once from the environment. */
 import type { ClientConfig } from 'pg';
-import { PUBLISHER_ENV } from '#core/config.ts';
+import { DB_TLS_MODES, PUBLISHER_ENV } from '#core/config.ts';
 import { clientConfigFromSecret, clientConfigFromUrl } from '#core/db.ts';
 import { EnvReader, type Env } from '#core/env.ts';
 
@@ -17,12 +17,13 @@ export function readPublisherConfig(env: Env): PublisherConfig {
   const r = new EnvReader(env);
   const url = r.optional(PUBLISHER_ENV.SOURCE_URL);
   const secret = r.optional(PUBLISHER_ENV.SOURCE_SECRET);
+  const tls = r.oneOf(PUBLISHER_ENV.DB_TLS, DB_TLS_MODES, 'verify-full');
   let source: ClientConfig = {};
   if (url && secret) r.problem(`set only one of ${PUBLISHER_ENV.SOURCE_URL} and ${PUBLISHER_ENV.SOURCE_SECRET}`);
   else if (!url && !secret) r.problem(`environment variable ${PUBLISHER_ENV.SOURCE_URL} or ${PUBLISHER_ENV.SOURCE_SECRET} is required`);
   else {
     try {
-      source = url ? clientConfigFromUrl(url, PUBLISHER_ENV.SOURCE_URL) : clientConfigFromSecret(secret as string, PUBLISHER_ENV.SOURCE_SECRET);
+      source = url ? clientConfigFromUrl(url, PUBLISHER_ENV.SOURCE_URL) : clientConfigFromSecret(secret as string, PUBLISHER_ENV.SOURCE_SECRET, tls);
     } catch (err) {
       r.problem((err as Error).message);
     }
