@@ -91,6 +91,8 @@ export class RecordApplier {
     try {
       const result = await applyMessage(client, record.body, this.#deps.apply);
       logger.debug('message handled', { ...result, messageId: record.messageId });
+      // Every handled message counts, so an invocation of only staged parts or duplicates still emits a metric.
+      metrics.addMetric(METRICS.applier.messagesHandled, MetricUnit.Count, 1);
       if (result.outcome === 'applied') {
         metrics.addMetric(METRICS.applier.changesApplied, MetricUnit.Count, result.changes);
         metrics.addMetric(METRICS.applier.appliedPosition, MetricUnit.Count, Number(result.batchId));

@@ -62,6 +62,7 @@ export const METRICS = {
     publishErrors: 'PublishErrors',
   },
   applier: {
+    messagesHandled: 'MessagesHandled',
     changesApplied: 'ChangesApplied',
     appliedPosition: 'AppliedPosition',
     applyLagSeconds: 'ApplyLagSeconds',
