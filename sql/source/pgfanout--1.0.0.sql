@@ -159,71 +159,82 @@ AS $$ SELECT source_id::text FROM pgfanout.source_info $$;
 CREATE SEQUENCE IF NOT EXISTS pgfanout.capture_hint AS bigint MINVALUE 0 MAXVALUE 5 START 0 CACHE 1;
 
 
--- pgfanout.capture() / pgfanout.capture_partition(): the row-level trigger functions
--- add_table installs (AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW): one event per
--- row change. capture_partition serves partitions of an added partitioned table (the
--- trigger is cloned to each partition) and names the partitioned table in the event.
+-- The row-level capture trigger functions add_table installs (AFTER INSERT OR UPDATE OR
+-- DELETE ... FOR EACH ROW), one event per row change:
+--   pgfanout.capture_key()            tables with an identity: ev_key holds its columns
+--   pgfanout.capture_full()           tables without one: ev_key holds the whole old row
+--   pgfanout.capture_key_partition(), pgfanout.capture_full_partition()
+--                                     the same for partitioned tables (the trigger is cloned
+--                                     to every partition); events name the partitioned table
 -- Parameters (trigger arguments): identity kind ('primary key' | 'unique index' | 'none');
 --   the oid of the added table when it is partitioned, else ''; the identity columns.
 -- Returns: NULL (AFTER trigger). Tables touched: inserts into event_log_0/1/2; reads the
---   capture_hint sequence once per transaction (pg_class once per row for partitions).
+--   capture_hint sequence once per transaction (and pg_class per row for partitions).
 --
--- These run on every write of every application, so they are lean:
+-- These run on every write of every application, so they are built for cost:
 -- * Does nothing when the setting pgfanout.origin is non-empty (the applier's loop guard).
--- * The first event of a transaction reads the capture hint, sends NOTIFY pgfanout if a
---   publisher waits, and remembers the log table in the transaction-local setting
---   pgfanout.log_table; later events of the transaction read nothing. A value there that
---   is not 0 or 1 means table 2: any table is safe (see rotate_log).
--- * Values are captured as text under output settings that make every type's text exact
---   and re-readable (DateStyle ISO, IntervalStyle postgres, extra_float_digits >= 1),
---   checked per row; a session with other settings takes the slower pgfanout.row_text.
+-- * The first change of a transaction reads the capture hint, sends NOTIFY pgfanout if a
+--   publisher waits, and keeps the log table in the transaction-local setting
+--   pgfanout.log_table; later changes read only that setting. (Any other value found
+--   there is treated as unset: any table would be safe, see rotate_log.)
+-- * Values are captured as text under the output settings that make every type's text
+--   exact and re-readable (DateStyle ISO, IntervalStyle postgres, extra_float_digits >= 1),
+--   checked on every row; rows written under other settings go through pgfanout.row_text.
 -- * SECURITY DEFINER (writers need no rights on the log, and cannot forge events) but
---   without SET search_path: that clause alone costs about 5 us of CPU per row, a third
---   of the trigger. Instead every name in the body is schema-qualified, operators
---   included (OPERATOR(pg_catalog.=)), so nothing resolves through the caller's
---   search_path: types, functions, operators and relations all name their schema, column
---   defaults are stored resolved, and casts are found by type, not by name.
+--   without SET search_path: that clause alone costs about 5 us of CPU per row. Instead
+--   every name in the body is schema-qualified, operators included, so nothing resolves
+--   through the caller's search_path: types, functions, operators and relations all name
+--   their schema, column defaults are stored resolved, casts are found by type.
+-- * Few PL/pgSQL expressions, and INSERTs that take plain parameters: each expression is
+--   set up once per transaction and table, each statement's expressions on every
+--   execution, and with one or two rows per statement that setup is most of the cost.
+-- * The identity image is sliced by the column names recorded at add_table; if one of
+--   them is missing (renamed since), the whole old row is logged instead, so the event
+--   still identifies the row. remove_table + add_table records the new names
+--   (show_tables reports identity_ok = false until then).
 DO $install$
 DECLARE
     h text := (SELECT n.nspname FROM pg_catalog.pg_extension x
                JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
                WHERE x.extname = 'hstore');
+    -- %1$I hstore's schema, %2$s extra declarations, %3$s statements naming the table,
+    -- %4$s / %5$s the schema / table name, %6$s / %7$s the old-row image as hstore /
+    -- under exact output settings, %8$s the exact-output test.
     body text := $body$
         DECLARE
-            log_nr  pg_catalog.text := pg_catalog.current_setting('pgfanout.log_table', true);
+            log_nr  pg_catalog.text := CASE
+                WHEN pg_catalog.current_setting('pgfanout.origin', true) OPERATOR(pg_catalog.<>) '' THEN 'origin'
+                ELSE pg_catalog.current_setting('pgfanout.log_table', true) END;
             hint    pg_catalog.int8;
-            old_row %1$I.hstore;
             key_row %1$I.hstore;
             new_row %1$I.hstore;
             %2$s
         BEGIN
-            IF pg_catalog.current_setting('pgfanout.origin', true) OPERATOR(pg_catalog.<>) '' THEN
-                RETURN NULL;
-            END IF;
-            IF log_nr IS NULL OR log_nr OPERATOR(pg_catalog.=) '' THEN
-                hint := pg_catalog.pg_sequence_last_value('pgfanout.capture_hint'::pg_catalog.regclass);
-                IF hint OPERATOR(pg_catalog.>=) 3 THEN
-                    PERFORM pg_catalog.pg_notify('pgfanout', '');
-                END IF;
-                log_nr := (coalesce(hint, 0) OPERATOR(pg_catalog.%%) 3)::pg_catalog.text;
-                PERFORM pg_catalog.set_config('pgfanout.log_table', log_nr, true);
-            END IF;
-            IF pg_catalog.left(pg_catalog.current_setting('DateStyle'), 3) OPERATOR(pg_catalog.=) 'ISO'
-               AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
-               AND pg_catalog.current_setting('extra_float_digits')::pg_catalog.int4 OPERATOR(pg_catalog.>=) 1 THEN
+            IF log_nr OPERATOR(pg_catalog.=) ANY ('{0,1,2}'::pg_catalog.text[]) AND %8$s THEN
                 new_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN %1$I.hstore(NEW) END;
-                old_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN %1$I.hstore(OLD) END;
+                key_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN %6$s END;
             ELSE
-                new_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN pgfanout.row_text(NEW) END;
-                old_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN pgfanout.row_text(OLD) END;
+                IF log_nr OPERATOR(pg_catalog.=) 'origin' THEN
+                    RETURN NULL;
+                END IF;
+                IF log_nr IS NULL OR log_nr OPERATOR(pg_catalog.<>) ALL ('{0,1,2}'::pg_catalog.text[]) THEN
+                    -- The transaction's first change.
+                    hint := pg_catalog.pg_sequence_last_value('pgfanout.capture_hint'::pg_catalog.regclass);
+                    IF hint OPERATOR(pg_catalog.>=) 3 THEN
+                        PERFORM pg_catalog.pg_notify('pgfanout', '');
+                    END IF;
+                    log_nr := pg_catalog.set_config('pgfanout.log_table',
+                        (coalesce(hint, 0) OPERATOR(pg_catalog.%%) 3)::pg_catalog.text, true);
+                END IF;
+                IF %8$s THEN
+                    new_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN %1$I.hstore(NEW) END;
+                    key_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN %6$s END;
+                ELSE
+                    new_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN pgfanout.row_text(NEW) END;
+                    key_row := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN %7$s END;
+                END IF;
             END IF;
-            -- ev_key: the identity columns of the old row; the whole old row when the table
-            -- has no identity, or when an identity column was renamed since add_table.
-            key_row := CASE WHEN TG_ARGV[0] OPERATOR(pg_catalog.<>) 'none' AND old_row OPERATOR(%1$I.?&) TG_ARGV[2:]
-                            THEN %1$I.slice(old_row, TG_ARGV[2:]) ELSE old_row END;
             %3$s
-            -- The INSERTs take plain parameters only: expressions inside a statement are set
-            -- up again on every execution, PL/pgSQL's own expressions once per transaction.
             IF log_nr OPERATOR(pg_catalog.=) '0' THEN
                 INSERT INTO pgfanout.event_log_0 (ev_op, ev_schema, ev_table, ev_key, ev_new)
                 VALUES (TG_OP, %4$s, %5$s, key_row, new_row);
@@ -237,6 +248,23 @@ DECLARE
             RETURN NULL;
         END
     $body$;
+    exact text := $exact$(pg_catalog.left(pg_catalog.current_setting('DateStyle'), 3) OPERATOR(pg_catalog.=) 'ISO'
+                 AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
+                 AND pg_catalog.current_setting('extra_float_digits')::pg_catalog.int4 OPERATOR(pg_catalog.>=) 1)$exact$;
+    root_decl text := 'sch pg_catalog.text; tbl pg_catalog.text;';
+    root_lookup text := 'SELECT n.nspname, c.relname INTO sch, tbl
+                           FROM pg_catalog.pg_class c
+                           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                          WHERE c.oid OPERATOR(pg_catalog.=) TG_ARGV[1]::pg_catalog.oid;';
+    -- The identity columns of the old row; the whole old row if one of them is missing
+    -- (renamed since add_table). For an UPDATE the new row shows which columns exist.
+    key_image text := format('CASE WHEN coalesce(new_row, %1$I.hstore(OLD)) OPERATOR(%1$I.?&) TG_ARGV[2:]'
+                             ' THEN %1$I.slice(%1$I.hstore(OLD), TG_ARGV[2:]) ELSE %1$I.hstore(OLD) END', h);
+    key_image_exact text := format('CASE WHEN coalesce(new_row, pgfanout.row_text(OLD)) OPERATOR(%1$I.?&) TG_ARGV[2:]'
+                                   ' THEN %1$I.slice(pgfanout.row_text(OLD), TG_ARGV[2:]) ELSE pgfanout.row_text(OLD) END', h);
+    full_image text := format('%1$I.hstore(OLD)', h);
+    full_image_exact text := 'pgfanout.row_text(OLD)';
+    fn record;
 BEGIN
     -- pgfanout.row_text(anyelement): a row as hstore under exact output settings.
     -- Parameters: a row. Returns: hstore. Tables touched: none.
@@ -248,25 +276,24 @@ BEGIN
         AS $fn$ SELECT %1$I.hstore(r) $fn$
     $sql$, h);
 
-    EXECUTE format('CREATE OR REPLACE FUNCTION pgfanout.capture() RETURNS trigger'
-                   ' LANGUAGE plpgsql SECURITY DEFINER AS %L',
-                   format(body, h, '', '', 'TG_TABLE_SCHEMA', 'TG_TABLE_NAME'));
-    EXECUTE format('CREATE OR REPLACE FUNCTION pgfanout.capture_partition() RETURNS trigger'
-                   ' LANGUAGE plpgsql SECURITY DEFINER AS %L',
-                   format(body, h,
-                          'sch pg_catalog.text; tbl pg_catalog.text;',
-                          'SELECT n.nspname, c.relname INTO sch, tbl
-                             FROM pg_catalog.pg_class c
-                             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                            WHERE c.oid OPERATOR(pg_catalog.=) TG_ARGV[1]::pg_catalog.oid;',
-                          'sch', 'tbl'));
+    FOR fn IN
+        SELECT * FROM (VALUES
+            ('capture_key', '', '', 'TG_TABLE_SCHEMA', 'TG_TABLE_NAME', key_image, key_image_exact),
+            ('capture_full', '', '', 'TG_TABLE_SCHEMA', 'TG_TABLE_NAME', full_image, full_image_exact),
+            ('capture_key_partition', root_decl, root_lookup, 'sch', 'tbl', key_image, key_image_exact),
+            ('capture_full_partition', root_decl, root_lookup, 'sch', 'tbl', full_image, full_image_exact)
+        ) AS f(name, decl, lookup, sch, tbl, image, image_exact)
+    LOOP
+        EXECUTE format('CREATE OR REPLACE FUNCTION pgfanout.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS %L',
+                       fn.name, format(body, h, fn.decl, fn.lookup, fn.sch, fn.tbl, fn.image, fn.image_exact, exact));
+    END LOOP;
 END
 $install$;
 
 -- pgfanout.capture_truncate(): the statement-level trigger function add_table installs
 -- (AFTER TRUNCATE ... FOR EACH STATEMENT): one 'T' event. Statement triggers are not
 -- cloned to partitions, so it fires on the added table itself.
--- Parameters (trigger arguments): as capture(). Returns: NULL.
+-- Parameters (trigger arguments): as the row-level functions. Returns: NULL.
 -- Tables touched: inserts into event_log_0/1/2; reads capture_hint.
 CREATE OR REPLACE FUNCTION pgfanout.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -391,7 +418,9 @@ BEGIN
     root_arg := CASE WHEN rel.relkind = 'p' THEN p_table::oid::text ELSE '' END;
     EXECUTE format('CREATE TRIGGER pgfanout_capture AFTER INSERT OR UPDATE OR DELETE ON %s'
                    ' FOR EACH ROW EXECUTE FUNCTION pgfanout.%I(%s)',
-                   qualified, CASE WHEN rel.relkind = 'p' THEN 'capture_partition' ELSE 'capture' END,
+                   qualified,
+                   CASE WHEN ident.identity_kind = 'none' THEN 'capture_full' ELSE 'capture_key' END
+                   || CASE WHEN rel.relkind = 'p' THEN '_partition' ELSE '' END,
                    (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
                       FROM unnest(ARRAY[ident.identity_kind, root_arg] || ident.identity_columns)
                            WITH ORDINALITY AS args(a, o)));
@@ -789,8 +818,9 @@ $$;
 -- and sequence grant nothing to PUBLIC from the start. roles.sql grants the batch
 -- protocol to pgfanout_publisher.
 REVOKE ALL ON FUNCTION
-    pgfanout.version(), pgfanout.source_id(), pgfanout.row_text(anyelement), pgfanout.capture(),
-    pgfanout.capture_partition(), pgfanout.capture_truncate(),
+    pgfanout.version(), pgfanout.source_id(), pgfanout.row_text(anyelement),
+    pgfanout.capture_key(), pgfanout.capture_full(), pgfanout.capture_key_partition(),
+    pgfanout.capture_full_partition(), pgfanout.capture_truncate(),
     pgfanout.identity_of(regclass), pgfanout.add_table(regclass), pgfanout.remove_table(regclass),
     pgfanout.add_all_tables(name), pgfanout.show_tables(), pgfanout.publisher_waiting(boolean),
     pgfanout.next_batch(), pgfanout.batch_values(bigint), pgfanout.rotate_log(),
