@@ -28,6 +28,8 @@ const rows = Number(process.argv[2] ?? 1_000_000);
 const BIG_VALUE_MB = 100;
 /** Every phase runs with a V8 heap this small: a phase that held a batch or a value whole would die. */
 const HEAP_LIMIT_MB = 64;
+/** In the 100 MB value phases, held memory is also measured after a full GC this often. */
+const LIVE_SAMPLE_MS = 100;
 
 const TABLE_DDL = `
 CREATE TABLE public.orders (id bigint PRIMARY KEY, customer int NOT NULL, note text, total numeric(12,2), created timestamptz NOT NULL);
@@ -35,8 +37,13 @@ CREATE TABLE public.blobs (id int PRIMARY KEY, body text);`;
 const ORDERS = quoteTable('public', 'orders');
 const BLOBS = quoteTable('public', 'blobs');
 
-async function phase(args: string[]): Promise<Record<string, unknown>> {
-  const { stdout } = await run(process.execPath, ['--expose-gc', `--max-old-space-size=${HEAP_LIMIT_MB}`, join(here, 'phase.ts'), ...args], { maxBuffer: 16 * 1024 * 1024, cwd: join(here, '..', '..') });
+async function phase(args: string[], liveEveryMs?: number): Promise<Record<string, unknown>> {
+  const env = { ...process.env, ...(liveEveryMs ? { PGFANOUT_BENCH_LIVE_MS: String(liveEveryMs) } : {}) };
+  const { stdout } = await run(process.execPath, ['--expose-gc', `--max-old-space-size=${HEAP_LIMIT_MB}`, join(here, 'phase.ts'), ...args], {
+    maxBuffer: 16 * 1024 * 1024,
+    cwd: join(here, '..', '..'),
+    env,
+  });
   return JSON.parse(stdout.trim().split('\n').at(-1) as string) as Record<string, unknown>;
 }
 
@@ -83,8 +90,8 @@ try {
   console.log(`one ${BIG_VALUE_MB} MB value…`);
   await src.query(`INSERT INTO ${BLOBS} VALUES (1, repeat('pgfanout é "\\ 😀' || chr(10), $1::int))`, [Math.floor((BIG_VALUE_MB * 1024 * 1024) / 21)]);
   const bigFile = join(work, 'big');
-  const bigEncode = await phase(['encode', source.url(), sourceId, bigFile]);
-  const bigApply = await phase(['apply', replica.url(), bigFile]);
+  const bigEncode = await phase(['encode', source.url(), sourceId, bigFile], LIVE_SAMPLE_MS);
+  const bigApply = await phase(['apply', replica.url(), bigFile], LIVE_SAMPLE_MS);
   const bigCheck = await Promise.all([src, rep].map((c) => c.query<{ h: string }>(`SELECT md5(body) AS h, octet_length(body) AS n FROM ${BLOBS} WHERE id = 1`)));
   if (bigCheck[0]?.rows[0]?.h !== bigCheck[1]?.rows[0]?.h) throw new Error('the 100 MB value differs on the replica');
   const bigValueBytes = Number((bigCheck[0]?.rows[0] as unknown as { n: number }).n);
@@ -137,7 +144,7 @@ try {
 | encode | ${Number(bigEncode.seconds).toFixed(1)} | ${rate(bigEncode.messages)} | ${mb(bigEncode.maxRssBytes)} | ${mb(bigEncode.heapGrowthBytes)} | ${mb(bigEncode.liveGrowthBytes)} |
 | apply | ${Number(bigApply.seconds).toFixed(1)} | ${rate(bigApply.messages)} | ${mb(bigApply.maxRssBytes)} | ${mb(bigApply.heapGrowthBytes)} | ${mb(bigApply.liveGrowthBytes)} |
 
-Every phase ran in its own Node process started with \`--max-old-space-size=${HEAP_LIMIT_MB}\`: a phase that held the batch or the value whole could not have finished. Peak heap growth is heap + external + array buffers (garbage included) above the level at the start of the phase, sampled every 5 ms; peak live growth is the same measured right after a full garbage collection at every message, i.e. what the phase actually holds; peak RSS is the phase process's maximum resident set (it includes Node itself, about 50–60 MB).
+Every phase ran in its own Node process started with \`--max-old-space-size=${HEAP_LIMIT_MB}\`: a phase that held the batch or the value whole could not have finished. Peak heap growth is heap + external + array buffers (garbage included) above the level at the start of the phase, sampled every 5 ms; peak live growth is the same measured right after a full garbage collection at every message (and, in the 100 MB value phases, also every ${LIVE_SAMPLE_MS} ms, including inside the final part's apply), i.e. what the phase actually holds; peak RSS is the phase process's maximum resident set (it includes Node itself, about 50–60 MB).
 `;
   await writeFile(join(here, 'results.md'), md);
   console.log(md);

@@ -363,6 +363,16 @@ describe.each(TEST_MAJORS)('applyMessage on PostgreSQL %i', (major) => {
     expect(await replicaPosition(client, source)).toBeNull();
   });
 
+  it('says so when the replica tables were never installed', async () => {
+    const bare = await createDatabase(server, 'bare');
+    try {
+      const list = await messages(newSource(), 1, [ins('nokey', { a: '1', b: 'x' })]);
+      await expect(applyMessage(bare.client, list[0]?.body as string)).rejects.toThrow(/no pgfanout replica tables; install them first \(installReplica\)/);
+    } finally {
+      await bare.client.end();
+    }
+  });
+
   it('reports a lost connection as transient and applies nothing', async () => {
     const source = newSource();
     const doomed = new pg.Client(server.url('replica'));

@@ -746,6 +746,10 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
     } catch {
       // The connection is gone; the server rolls the transaction back itself. The original error says why.
     }
+    const e = err as { code?: string; message?: string };
+    if (e.code === '42P01' && /pgfanout\.replica_/.test(e.message ?? '')) {
+      throw classifyDatabaseError(err, `applying ${where}: this database has no pgfanout replica tables; install them first (installReplica)`);
+    }
     throw classifyDatabaseError(err, `applying ${where}`);
   }
 }
