@@ -166,6 +166,9 @@ async function sustained(sourceUrl: string, targets: { name: string; url: string
   console.log(`sustained: pgbench for ${DURATION} s at full speed…`);
   const stamp = new pg.Client(sourceUrl);
   await stamp.connect();
+  // A fresh stamp everyone has seen, so the first samples measure replication, not the idle time before.
+  const fresh = await stamp.query<{ at: string }>(`UPDATE bench_heartbeat SET at = clock_timestamp() WHERE id = 1 RETURNING at::text`);
+  await waitAllSee(targets, `SELECT at >= '${fresh.rows[0]?.at}'::timestamptz AS ok FROM bench_heartbeat`, 600_000);
   const readers = await Promise.all(targets.map(async (t) => { const c = new pg.Client(t.url); await c.connect(); return c; }));
   const samples: Record<string, { t: number; lag: number }[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
   const t0 = Date.now();
