@@ -272,9 +272,18 @@ async function listScripts(component: SqlComponent, dir: string): Promise<{ scri
 
 /** The version the database has, or null when the component's version function does not exist. */
 async function installedVersion(client: pg.ClientBase, component: SqlComponent, what: string): Promise<string | null> {
+  // (to_regprocedure raises rather than returning NULL when the schema is missing before
+  // PostgreSQL 16.) Text results only: the caller's client may parse types its own way.
+  const { rows } = await run<{ present: string }>(
+    client,
+    what,
+    `SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                               WHERE n.nspname = 'pgfanout' AND p.proname = $1 AND p.pronargs = 0)
+                 THEN 'yes' ELSE 'no' END AS present`,
+    [component.versionFunction],
+  );
+  if (rows[0]?.present !== 'yes') return null;
   const fn = `pgfanout.${quoteIdent(component.versionFunction)}`;
-  const { rows } = await run<{ present: boolean }>(client, what, 'SELECT pg_catalog.to_regprocedure($1) IS NOT NULL AS present', [`${fn}()`]);
-  if (!rows[0]?.present) return null;
   const version = await run<{ v: string | null }>(client, what, `SELECT ${fn}() AS v`);
   return version.rows[0]?.v ?? null;
 }
