@@ -495,13 +495,22 @@ $$;
 
 -- pgfanout.show_tables(): the captured tables.
 -- Parameters: none. Returns: one row per table: schema and table name (current names),
---   identity kind, identity columns (as recorded at add_table), added_at.
+--   identity kind, identity columns (as recorded at add_table), identity_ok (false when
+--   one of those columns no longer exists under that name: remove_table + add_table
+--   records the current ones; until then updates and deletes log the whole old row),
+--   added_at.
 -- Tables touched: reads captured_table.
 CREATE OR REPLACE FUNCTION pgfanout.show_tables()
-RETURNS TABLE (table_schema name, table_name name, identity_kind text, identity_columns text[], added_at timestamptz)
+RETURNS TABLE (table_schema name, table_name name, identity_kind text, identity_columns text[],
+               identity_ok boolean, added_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT n.nspname, c.relname, t.identity_kind, t.identity_columns, t.added_at
+    SELECT n.nspname, c.relname, t.identity_kind, t.identity_columns,
+           NOT EXISTS (SELECT 1 FROM unnest(t.identity_columns) AS k(name)
+                        WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                           WHERE a.attrelid = t.reloid AND a.attname = k.name
+                                             AND a.attnum > 0 AND NOT a.attisdropped)),
+           t.added_at
       FROM pgfanout.captured_table t
       JOIN pg_class c ON c.oid = t.reloid
       JOIN pg_namespace n ON n.oid = c.relnamespace
