@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { applyMessage, replicaPosition, type ApplyResult } from './apply.ts';
 import { encodeBatch, type OutgoingMessage } from './encoder.ts';
-import { GapError, SchemaMismatchError } from './errors.ts';
+import { DatabaseError, GapError, SchemaMismatchError } from './errors.ts';
 import { installReplica, installSource } from './install.ts';
 import { readBatch } from './reader.ts';
 import { collect } from './testing/batches.ts';
@@ -261,6 +261,40 @@ describe.each(TEST_MAJORS)('source → replica round trip on PostgreSQL %i', (ma
     expect(after.rows[0]?.n).toBe('1000');
     await sync();
     await expectSameData();
+  });
+
+  it('reports a batch the source refuses to read with its reason, and the connection stays usable', async () => {
+    const error = await collect(readBatch(publisher, '999999')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DatabaseError);
+    expect((error as Error).message).toMatch(/reading batch 999999: pgfanout.batch_values: batch 999999 is not the open batch/);
+    expect((await publisher.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('does not capture what the applier writes into a database that is also a source', async () => {
+    // The source database becomes a replica of another stream too (multi-master).
+    await installReplica(source.client);
+    await sync();
+    const other = 'another-source';
+    for (const [batch, role] of [[1, 'replica'], [2, 'origin-guard']] as const) {
+      const messages = await collect(
+        encodeBatch(
+          { sourceId: other, batchId: String(batch), prevBatchId: String(batch - 1) },
+          [
+            { kind: 'change', eventId: '1', txid: '1', time: '2024-01-01 00:00:00+00', op: 'I', schema: 'public', table: 'docs' },
+            { kind: 'value', image: 'new', column: 'id', text: String(20_000 + batch), last: true },
+            { kind: 'value', image: 'new', column: 'body', text: `from another source via ${role}`, last: true },
+          ],
+        ),
+      );
+      const [result] = await Promise.all(messages.map((m) => applyMessage(writer, m.body, { replicationRole: role })));
+      expect(result).toMatchObject({ outcome: 'applied', replicationRole: role });
+    }
+    const { rows } = await writer.query<{ n: string }>('SELECT count(*)::text AS n FROM public.docs WHERE id > 20000');
+    expect(rows[0]?.n).toBe('2');
+    expect(await publish()).toBeUndefined();
+    // Those rows belong to the other stream: remove them the same uncaptured way.
+    await writer.query('BEGIN; SET LOCAL session_replication_role = replica; DELETE FROM public.docs WHERE id > 20000; COMMIT');
+    expect(await publish()).toBeUndefined();
   });
 
   it('applies an unfinished batch that is served again exactly once', async () => {
