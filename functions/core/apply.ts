@@ -323,6 +323,9 @@ interface Run {
   bytes: number;
   /** Identity values touched by the run (old and new keys), to keep a row to one change per run. */
   readonly touched: Set<string>;
+  /** Where the run's first and last changes are in the batch, for error messages. */
+  readonly first: string;
+  last: string;
 }
 
 interface Pending {
@@ -489,7 +492,7 @@ class BatchApplier {
       }
     }
     if (run === undefined) {
-      run = { shape, signature, columns: [...oldColumns, ...newColumns].map(() => []), rows: 0, bytes: 0, touched: new Set() };
+      run = { shape, signature, columns: [...oldColumns, ...newColumns].map(() => []), rows: 0, bytes: 0, touched: new Set(), first: where, last: where };
       this.#run = run;
     }
     let i = 0;
@@ -505,6 +508,7 @@ class BatchApplier {
     }
     for (const k of keys) run.touched.add(k);
     run.rows++;
+    run.last = where;
     this.applied++;
     if (run.rows >= RUN_MAX_ROWS || run.bytes >= RUN_MAX_BYTES) await this.#flushRun();
   }
@@ -526,7 +530,7 @@ class BatchApplier {
     const run = this.#run;
     if (run === undefined) return;
     this.#run = undefined;
-    await this.#execute(run.shape, unnestSource(run.columns, run.rows), `a run ending before the next change`);
+    await this.#execute(run.shape, unnestSource(run.columns, run.rows), run.rows === 1 ? run.first : `one of the changes ${run.first} … ${run.last}`);
   }
 
   /** Runs one statement for `source` and checks it touched exactly one row per change. */
