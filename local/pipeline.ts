@@ -21,7 +21,7 @@ import { createApplierHandler, type ApplierHandler } from '../functions/applier/
 import { startEndpoint } from './endpoint/index.ts';
 import { startEventSourceRunner } from './runner/index.ts';
 import { awsClients, createFanout, type ReplicaQueues } from './aws.ts';
-import { LocalPostgres, type Major } from './postgres.ts';
+import { freePort, LocalPostgres, type Major } from './postgres.ts';
 
 const PUBLISHER_MAIN = fileURLToPath(new URL('../functions/publisher/main.ts', import.meta.url));
 const NODE = process.execPath;
@@ -80,6 +80,7 @@ export class Pipeline {
   readonly #options: PipelineOptions;
   readonly #closeEndpoint: (() => Promise<void>) | undefined;
   #publisher: ChildProcess | undefined;
+  #healthPort = 0;
 
   private constructor(init: {
     sourceUrl: string;
@@ -205,6 +206,7 @@ export class Pipeline {
         options: { ...options, log },
         ...(closeEndpoint ? { closeEndpoint } : {}),
       });
+      pipeline.#healthPort = await freePort();
       if (options.startPublisher ?? true) pipeline.startPublisher();
       return pipeline;
     } catch (err) {
@@ -219,7 +221,7 @@ export class Pipeline {
       PATH: process.env.PATH,
       [PUBLISHER_ENV.SOURCE_URL]: this.sourceUrl,
       [PUBLISHER_ENV.TOPIC_ARN]: this.topicArn,
-      [PUBLISHER_ENV.HEALTH_PORT]: '0',
+      [PUBLISHER_ENV.HEALTH_PORT]: String(this.#healthPort),
       [PUBLISHER_ENV.TICK_MS]: String(this.#options.tickMs ?? 1000),
       [PUBLISHER_ENV.MAX_MESSAGE_BYTES]: String(this.#options.maxMessageBytes ?? 262_144),
       [PUBLISHER_ENV.LOG_LEVEL]: 'WARN',
@@ -229,6 +231,17 @@ export class Pipeline {
       AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY ?? 'test',
       POWERTOOLS_METRICS_DISABLED: 'true',
     };
+  }
+
+  /** The running publisher's health report (GET /health), or undefined when none answers. */
+  async publisherHealth(): Promise<Record<string, unknown> | undefined> {
+    if (!this.#healthPort) return undefined;
+    try {
+      const res = await fetch(`http://127.0.0.1:${this.#healthPort}/health`);
+      return (await res.json()) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Starts a publisher process (a second one stands by behind the first's lock). */

@@ -126,8 +126,15 @@ async function main(): Promise<void> {
     await waitAllSee(targets, `SELECT count(*) = 1000000 AS ok FROM pgbench_accounts`, 900_000);
     console.log('initial data replicated everywhere');
 
+    const h0 = await pipeline.publisherHealth();
     results.sustained = await sustained(pipeline.sourceUrl, targets);
+    const h1 = await pipeline.publisherHealth();
     results.bulk = await bulk(pipeline.sourceUrl, targets);
+    const h2 = await pipeline.publisherHealth();
+    results.volume = {
+      sustained: volume(h0, h1),
+      bulk: volume(h1, h2),
+    };
     results.idle = await idle(pipeline.sourceUrl, targets);
     results.memory = {
       publisherPeakRssMiB: peakRssMiB(pipeline.publisher?.pid),
@@ -139,7 +146,96 @@ async function main(): Promise<void> {
     await pipeline.stop();
   }
   writeFileSync(here('results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(here('results.md'), markdown(results));
   console.log(JSON.stringify(results, null, 2));
+}
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function markdown(r: Json): string {
+  const f = (n: unknown, d = 2) => (typeof n === 'number' && Number.isFinite(n) ? n.toFixed(d) : String(n));
+  const sys = Object.keys(r.sustained?.systems ?? {});
+  const lines = [
+    '# Pipeline benchmark: pgfanout next to native logical replication',
+    '',
+    `\`node bench/pipeline/run.ts --duration ${r.parameters.durationSeconds} --bulk-rows ${r.parameters.bulkRows} --idle-samples ${r.parameters.idleSamples}\`, ` +
+      `${new Date().toISOString()}, ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}, PostgreSQL ${r.machine.postgres}. ` +
+      'One source server carries both a publication (to a native subscriber server) and pgfanout capture (to two replica servers through the local SNS/SQS endpoint, publisher and appliers as their own processes), so both systems replicate the same write stream at the same time. Lag is read from a heartbeat row stamped every 100 ms. Shared machine: compare pgfanout with native in the same run.',
+    '',
+    `## Sustained: pgbench TPC-B scale 10, 4 clients, ${r.parameters.durationSeconds} s at full speed (${f(r.sustained?.tps, 0)} TPS with capture on)`,
+    '',
+    '| system | lag p50 (s) | lag p99 (s) | lag max (s) | catch-up after load (s) |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...sys.map((n) => { const x = r.sustained.systems[n]; return `| ${n} | ${f(x.lagP50Seconds)} | ${f(x.lagP99Seconds)} | ${f(x.lagMaxSeconds)} | ${f(x.catchUpSeconds)} |`; }),
+    '',
+    '![lag over time](lag.svg)',
+    '',
+    `## Bulk: one transaction of ${r.parameters.bulkRows} inserted rows, commit → last row visible`,
+    '',
+    '| system | seconds | changes/s | ratio to native |',
+    '| --- | ---: | ---: | ---: |',
+    ...Object.entries(r.bulk ?? {}).map(([n, x]) => { const v = x as Json; return `| ${n} | ${f(v.seconds)} | ${f(v.changesPerSecond, 0)} | ${f(v.ratioToNative)} |`; }),
+    '',
+    `## Idle: ${r.parameters.idleSamples} single-row commits, commit → visible`,
+    '',
+    '| system | p50 (ms) | p99 (ms) |',
+    '| --- | ---: | ---: |',
+    ...Object.entries(r.idle ?? {}).map(([n, x]) => { const v = x as Json; return `| ${n} | ${f(v.p50Ms, 0)} | ${f(v.p99Ms, 0)} |`; }),
+    '',
+    '## Memory (peak RSS, whole process)',
+    '',
+    `publisher ${f(r.memory?.publisherPeakRssMiB, 0)} MiB; appliers ${(r.memory?.applierPeakRssMiB ?? []).map((m: number) => `${f(m, 0)} MiB`).join(', ')}`,
+    '',
+    '## Volume and AWS cost per million changes (3 replicas)',
+    '',
+    '| workload | messages | MB | cost (USD) |',
+    '| --- | ---: | ---: | ---: |',
+    ...Object.entries(r.volume ?? {}).map(([n, x]) => { const v = x as Json; return `| ${n} | ${f(v.perMillionChanges.messages, 0)} | ${f(v.perMillionChanges.bytes / 1e6, 1)} | ${f(v.costPerMillionChangesUsd3Replicas.total, 4)} |`; }),
+    '',
+    'Cost uses the list prices in `bench/pipeline/run.ts` (PRICES) and a worst case of one SQS receive, one delete and one 100 ms, 1 GB Lambda invocation per message and replica.',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** Messages and bytes the publisher sent per million changes between two health reports, and what that costs. */
+function volume(before: Record<string, unknown> | undefined, after: Record<string, unknown> | undefined) {
+  const d = (k: string) => Number(after?.[k] ?? Number.NaN) - Number(before?.[k] ?? Number.NaN);
+  const events = d('eventsPublished');
+  const messages = d('messagesPublished');
+  const bytes = d('bytesPublished');
+  const perMillion = { messages: (messages / events) * 1e6, bytes: (bytes / events) * 1e6 };
+  return { events, messages, bytes, perMillionChanges: perMillion, costPerMillionChangesUsd3Replicas: awsCost(perMillion.messages, perMillion.bytes, 3) };
+}
+
+/**
+ * AWS list prices (us-east-1) used for the cost estimate; check the pricing pages before relying on them.
+ * SNS FIFO: publish $0.30 per million requests + $0.017 per GB published; delivery to SQS FIFO $0.01 per
+ * million + $0.001 per GB. SQS FIFO: $0.50 per million requests; every 64 KiB of a request's payload is
+ * billed as one request. Lambda (arm64): $0.20 per million requests + $0.0000133334 per GB-second.
+ */
+const PRICES = {
+  snsPublishPerMillion: 0.3,
+  snsPublishPerGb: 0.017,
+  snsDeliveryPerMillion: 0.01,
+  snsDeliveryPerGb: 0.001,
+  sqsPerMillion: 0.5,
+  lambdaPerMillion: 0.2,
+  lambdaPerGbSecond: 0.0000133334,
+};
+
+function awsCost(messages: number, bytes: number, replicas: number) {
+  const chunks = (b: number) => Math.ceil(b / 65_536);
+  const avgBytes = bytes / messages;
+  const requestsPerMessage = chunks(avgBytes);
+  const gb = bytes / 1e9;
+  const publish = (messages * requestsPerMessage * PRICES.snsPublishPerMillion) / 1e6 + gb * PRICES.snsPublishPerGb;
+  const delivery = replicas * ((messages * PRICES.snsDeliveryPerMillion) / 1e6 + gb * PRICES.snsDeliveryPerGb);
+  // Per replica: one SQS send (by SNS), one receive and one delete per message in the worst case (batches of 1).
+  const sqs = replicas * ((messages * requestsPerMessage * 3 * PRICES.sqsPerMillion) / 1e6);
+  // Per replica: one invocation per message (worst case) of 100 ms at 1 GB.
+  const lambda = replicas * ((messages * PRICES.lambdaPerMillion) / 1e6 + messages * 0.1 * 1 * PRICES.lambdaPerGbSecond);
+  return { publish, delivery, sqs, lambda, total: publish + delivery + sqs + lambda, assumptions: 'worst case: one SQS receive/delete and one 100 ms Lambda invocation at 1 GB per message and replica' };
 }
 
 async function waitAllSee(targets: { name: string; url: string }[], sql: string, timeoutMs: number): Promise<Record<string, number>> {

@@ -68,6 +68,8 @@ export interface PublisherHealth {
   readonly batchesPublished: number;
   readonly messagesPublished: number;
   readonly eventsPublished: number;
+  /** Message body bytes published (what SNS bills as payload). */
+  readonly bytesPublished: number;
 }
 
 interface BatchRow {
@@ -91,6 +93,7 @@ export class Publisher {
   #batches = 0;
   #messages = 0;
   #events = 0;
+  #bytes = 0;
   #woken = false;
   #wake: (() => void) | null = null;
 
@@ -115,6 +118,7 @@ export class Publisher {
       batchesPublished: this.#batches,
       messagesPublished: this.#messages,
       eventsPublished: this.#events,
+      bytesPublished: this.#bytes,
     };
   }
 
@@ -241,6 +245,7 @@ export class Publisher {
     let pending: OutgoingMessage[] = [];
     let pendingBytes = 0;
     let count = 0;
+    let bytes = 0;
     for await (const message of messages) {
       if (signal.aborted) throw new Stopped();
       if (pending.length === PUBLISH_BATCH_MAX_ENTRIES || pendingBytes + message.bytes > PUBLISH_BATCH_MAX_BYTES) {
@@ -250,6 +255,7 @@ export class Publisher {
       }
       pending.push(message);
       pendingBytes += message.bytes;
+      bytes += message.bytes;
       count += 1;
     }
     if (pending.length > 0) await this.#send(pending, signal);
@@ -259,6 +265,7 @@ export class Publisher {
     this.#batches += 1;
     this.#messages += count;
     this.#events += events;
+    this.#bytes += bytes;
     this.#lastBatchId = batch.batch_id;
     this.#lastProgressAt = new Date();
     const lagSeconds = batch.last_event_time ? Math.max(0, (Date.now() - batch.last_event_time.getTime()) / 1000) : 0;
