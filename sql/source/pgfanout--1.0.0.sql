@@ -166,8 +166,9 @@ CREATE SEQUENCE IF NOT EXISTS pgfanout.capture_hint AS bigint MINVALUE 0 MAXVALU
 --   pgfanout.capture_key_partition(), pgfanout.capture_full_partition()
 --                                     the same for partitioned tables (the trigger is cloned
 --                                     to every partition); events name the partitioned table
--- Parameters (trigger arguments): identity kind ('primary key' | 'unique index' | 'none');
---   the oid of the added table when it is partitioned, else ''; the identity columns.
+-- Parameters (trigger arguments): the identity columns (capture_key), nothing
+--   (capture_full); the partition variants take the added table's oid first.
+--   (TG_ARGV is used whole where it can be: slicing it on every row costs.)
 -- Returns: NULL (AFTER trigger). Tables touched: inserts into event_log_0/1/2; reads the
 --   capture_hint sequence once per transaction (and pg_class per row for partitions).
 --
@@ -255,13 +256,13 @@ DECLARE
     root_lookup text := 'SELECT n.nspname, c.relname INTO sch, tbl
                            FROM pg_catalog.pg_class c
                            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                          WHERE c.oid OPERATOR(pg_catalog.=) TG_ARGV[1]::pg_catalog.oid;';
+                          WHERE c.oid OPERATOR(pg_catalog.=) TG_ARGV[0]::pg_catalog.oid;';
     -- The identity columns of the old row; the whole old row if one of them is missing
     -- (renamed since add_table). For an UPDATE the new row shows which columns exist.
-    key_image text := format('CASE WHEN coalesce(new_row, %1$I.hstore(OLD)) OPERATOR(%1$I.?&) TG_ARGV[2:]'
-                             ' THEN %1$I.slice(%1$I.hstore(OLD), TG_ARGV[2:]) ELSE %1$I.hstore(OLD) END', h);
-    key_image_exact text := format('CASE WHEN coalesce(new_row, pgfanout.row_text(OLD)) OPERATOR(%1$I.?&) TG_ARGV[2:]'
-                                   ' THEN %1$I.slice(pgfanout.row_text(OLD), TG_ARGV[2:]) ELSE pgfanout.row_text(OLD) END', h);
+    key_image text := 'CASE WHEN coalesce(new_row, %1$I.hstore(OLD)) OPERATOR(%1$I.?&) %2$s'
+                      ' THEN %1$I.slice(%1$I.hstore(OLD), %2$s) ELSE %1$I.hstore(OLD) END';
+    key_image_exact text := 'CASE WHEN coalesce(new_row, pgfanout.row_text(OLD)) OPERATOR(%1$I.?&) %2$s'
+                            ' THEN %1$I.slice(pgfanout.row_text(OLD), %2$s) ELSE pgfanout.row_text(OLD) END';
     full_image text := format('%1$I.hstore(OLD)', h);
     full_image_exact text := 'pgfanout.row_text(OLD)';
     fn record;
@@ -278,9 +279,11 @@ BEGIN
 
     FOR fn IN
         SELECT * FROM (VALUES
-            ('capture_key', '', '', 'TG_TABLE_SCHEMA', 'TG_TABLE_NAME', key_image, key_image_exact),
+            ('capture_key', '', '', 'TG_TABLE_SCHEMA', 'TG_TABLE_NAME',
+             format(key_image, h, 'TG_ARGV'), format(key_image_exact, h, 'TG_ARGV')),
             ('capture_full', '', '', 'TG_TABLE_SCHEMA', 'TG_TABLE_NAME', full_image, full_image_exact),
-            ('capture_key_partition', root_decl, root_lookup, 'sch', 'tbl', key_image, key_image_exact),
+            ('capture_key_partition', root_decl, root_lookup, 'sch', 'tbl',
+             format(key_image, h, 'TG_ARGV[1:]'), format(key_image_exact, h, 'TG_ARGV[1:]')),
             ('capture_full_partition', root_decl, root_lookup, 'sch', 'tbl', full_image, full_image_exact)
         ) AS f(name, decl, lookup, sch, tbl, image, image_exact)
     LOOP
@@ -293,7 +296,7 @@ $install$;
 -- pgfanout.capture_truncate(): the statement-level trigger function add_table installs
 -- (AFTER TRUNCATE ... FOR EACH STATEMENT): one 'T' event. Statement triggers are not
 -- cloned to partitions, so it fires on the added table itself.
--- Parameters (trigger arguments): as the row-level functions. Returns: NULL.
+-- Parameters: none. Returns: NULL.
 -- Tables touched: inserts into event_log_0/1/2; reads capture_hint.
 CREATE OR REPLACE FUNCTION pgfanout.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -368,7 +371,7 @@ DECLARE
     rel      record;
     ident    record;
     qualified text;
-    root_arg text;
+    trigger_args text[];
 BEGIN
     IF p_table IS NULL THEN
         RAISE EXCEPTION 'pgfanout.add_table: the table must not be NULL'
@@ -415,18 +418,19 @@ BEGIN
     DELETE FROM pgfanout.captured_table WHERE reloid = p_table;
 
     SELECT * INTO ident FROM pgfanout.identity_of(p_table);
-    root_arg := CASE WHEN rel.relkind = 'p' THEN p_table::oid::text ELSE '' END;
+    -- Trigger arguments: [the partitioned table's oid,] the identity columns.
+    trigger_args := CASE WHEN rel.relkind = 'p' THEN ARRAY[p_table::oid::text] ELSE '{}'::text[] END
+                    || ident.identity_columns;
     EXECUTE format('CREATE TRIGGER pgfanout_capture AFTER INSERT OR UPDATE OR DELETE ON %s'
                    ' FOR EACH ROW EXECUTE FUNCTION pgfanout.%I(%s)',
                    qualified,
                    CASE WHEN ident.identity_kind = 'none' THEN 'capture_full' ELSE 'capture_key' END
                    || CASE WHEN rel.relkind = 'p' THEN '_partition' ELSE '' END,
-                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
-                      FROM unnest(ARRAY[ident.identity_kind, root_arg] || ident.identity_columns)
-                           WITH ORDINALITY AS args(a, o)));
+                   coalesce((SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
+                               FROM unnest(trigger_args) WITH ORDINALITY AS args(a, o)), ''));
     EXECUTE format('CREATE TRIGGER pgfanout_capture_truncate AFTER TRUNCATE ON %s'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION pgfanout.capture_truncate(%L, %L)',
-                   qualified, ident.identity_kind, root_arg);
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION pgfanout.capture_truncate()',
+                   qualified);
     INSERT INTO pgfanout.captured_table (reloid, identity_kind, identity_index, identity_columns)
     VALUES (p_table, ident.identity_kind, ident.identity_index, ident.identity_columns);
 END
