@@ -16,7 +16,16 @@
  * Each capture run is checked: the event log must hold exactly 4 events per transaction,
  * and (c)/(d) must have delivered their notifications.
  *
+ * A second phase profiles the trigger where TPS cannot: the server backend's CPU time
+ * (/proc/<pid>/schedstat) per TPC-B transaction, run as a server-side loop of --profile-txns
+ * committed transactions, interleaved over --profile-rounds rounds, for: no trigger; an
+ * empty PL/pgSQL row trigger (the floor of any PL/pgSQL trigger); a plain PL/pgSQL trigger
+ * inserting hstore(OLD)/hstore(NEW) into a log table (the usual hand-written audit trigger);
+ * pgfanout's capture. CPU time counts only work done, so other load on the machine
+ * disturbs it far less than it disturbs throughput.
+ *
  * Usage: node bench/capture/run.ts [--duration 25] [--pairs 5] [--scale 10] [--clients 4]
+ *                                  [--profile-rounds 9] [--profile-txns 1000]
  * Writes bench/capture/results.json and bench/capture/results.md.
  */
 import { execFile } from 'node:child_process';
@@ -37,6 +46,8 @@ const { values } = parseArgs({
     pairs: { type: 'string', default: '5' },
     scale: { type: 'string', default: '10' },
     clients: { type: 'string', default: '4' },
+    'profile-rounds': { type: 'string', default: '9' },
+    'profile-txns': { type: 'string', default: '1000' },
     out: { type: 'string', default: here('.') },
   },
 });
@@ -44,6 +55,8 @@ const DURATION = positive('duration', values.duration);
 const PAIRS = positive('pairs', values.pairs);
 const SCALE = positive('scale', values.scale);
 const CLIENTS = positive('clients', values.clients);
+const PROFILE_ROUNDS = positive('profile-rounds', values['profile-rounds']);
+const PROFILE_TXNS = positive('profile-txns', values['profile-txns']);
 const THREADS = Math.min(2, CLIENTS);
 const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'] as const;
 /** TPC-B: three UPDATEs and one INSERT per transaction, each one captured event. */
@@ -59,6 +72,50 @@ const LABELS: Record<Config, string> = {
   d: 'ancestors: row trigger pg_notify(row_to_json(NEW))',
 };
 const CHANNEL: Partial<Record<Config, string>> = { c: 'pgfanout', d: 'x' };
+
+type Variant = 'none' | 'noop' | 'plain' | 'pgfanout';
+const VARIANTS: readonly Variant[] = ['none', 'noop', 'plain', 'pgfanout'];
+const VARIANT_LABELS: Record<Variant, string> = {
+  none: 'no trigger',
+  noop: 'empty PL/pgSQL row trigger',
+  plain: 'plain PL/pgSQL trigger inserting hstore(OLD), hstore(NEW) into a log table',
+  pgfanout: 'pgfanout capture',
+};
+/** The comparison triggers of the profile phase (pgfanout's own come from add_table). */
+const PROFILE_SQL = `
+CREATE SCHEMA bench;
+CREATE TABLE bench.log (id bigserial, txid xid8 DEFAULT pg_current_xact_id(), at timestamptz DEFAULT clock_timestamp(),
+                        op text, tbl text, old_row hstore, new_row hstore);
+CREATE INDEX ON bench.log (txid);
+CREATE FUNCTION bench.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE FUNCTION bench.plain() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO bench.log (op, tbl, old_row, new_row)
+  VALUES (TG_OP, TG_TABLE_NAME, CASE WHEN TG_OP <> 'INSERT' THEN hstore(OLD) END, CASE WHEN TG_OP <> 'DELETE' THEN hstore(NEW) END);
+  RETURN NULL;
+END $$;`;
+/** One TPC-B transaction per iteration, committed, as pgbench's built-in script does it. */
+const TPCB_LOOP = (n: number, scale: number) => `
+DO $$
+DECLARE a int; b int; t int; d int; bal int;
+BEGIN
+  FOR i IN 1..${n} LOOP
+    a := 1 + (random() * ${scale * 100000 - 1})::int; b := 1 + (random() * ${scale - 1})::int;
+    t := 1 + (random() * ${scale * 10 - 1})::int; d := (random() * 10000)::int - 5000;
+    UPDATE pgbench_accounts SET abalance = abalance + d WHERE aid = a;
+    SELECT abalance INTO bal FROM pgbench_accounts WHERE aid = a;
+    UPDATE pgbench_tellers SET tbalance = tbalance + d WHERE tid = t;
+    UPDATE pgbench_branches SET bbalance = bbalance + d WHERE bid = b;
+    INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (t, b, a, d, current_timestamp);
+    COMMIT;
+  END LOOP;
+END $$`;
+
+interface ProfileRun {
+  readonly round: number;
+  readonly variant: Variant;
+  readonly cpuMicrosPerTransaction: number;
+}
 
 interface Run {
   readonly round: number;
@@ -104,6 +161,7 @@ async function pgbench(args: readonly string[]): Promise<string> {
 const admin = new pg.Client({ connectionString: url });
 const listener = new pg.Client({ connectionString: url });
 const runs: Run[] = [];
+const profile: ProfileRun[] = [];
 try {
   await withClient(adminUrl, (c) => c.query('CREATE DATABASE bench'));
   await pgbench(['-i', '-q', '-s', String(SCALE)]);
@@ -171,6 +229,34 @@ try {
       console.log(`round ${round + 1}/${PAIRS} ${config}: ${tps.toFixed(1)} tps (${transactions} transactions)`);
     }
   }
+
+  // Profile: CPU time of one backend per TPC-B transaction, per trigger variant.
+  await configure('a');
+  await admin.query(PROFILE_SQL);
+  await admin.query('SET synchronous_commit = off');
+  const pid = (await admin.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number;
+  const cpuNanos = () => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+  const setVariant = async (variant: Variant) => {
+    await configure('a');
+    for (const t of TABLES) await admin.query(`DROP TRIGGER IF EXISTS bench_trigger ON ${t}`);
+    if (variant === 'pgfanout') for (const t of TABLES) await admin.query('SELECT pgfanout.add_table($1::regclass)', [t]);
+    if (variant === 'noop' || variant === 'plain') {
+      for (const t of TABLES) await admin.query(`CREATE TRIGGER bench_trigger AFTER INSERT OR UPDATE OR DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION bench.${variant}()`);
+    }
+    await admin.query('TRUNCATE bench.log');
+  };
+  for (let round = 0; round < PROFILE_ROUNDS; round++) {
+    for (let i = 0; i < VARIANTS.length; i++) {
+      const variant = VARIANTS[(i + round) % VARIANTS.length] as Variant;
+      await setVariant(variant);
+      const before = cpuNanos();
+      await admin.query(TPCB_LOOP(PROFILE_TXNS, SCALE));
+      const cpuMicrosPerTransaction = (cpuNanos() - before) / 1000 / PROFILE_TXNS;
+      profile.push({ round, variant, cpuMicrosPerTransaction });
+    }
+    console.log(`profile round ${round + 1}/${PROFILE_ROUNDS} done`);
+  }
+  await setVariant('none');
 } finally {
   await listener.end().catch(() => undefined);
   await admin.end().catch(() => undefined);
@@ -192,6 +278,9 @@ const pairedRatios = Object.fromEntries(
   ]),
 ) as Record<Config, number>;
 const ratioOfMedians = Object.fromEntries(CONFIGS.map((c) => [c, medians[c] / medians.a])) as Record<Config, number>;
+const cpuOf = (v: Variant) => profile.filter((r) => r.variant === v).map((r) => r.cpuMicrosPerTransaction);
+const cpuMedian = Object.fromEntries(VARIANTS.map((v) => [v, median(cpuOf(v))])) as Record<Variant, number>;
+const cpuMin = Object.fromEntries(VARIANTS.map((v) => [v, Math.min(...cpuOf(v))])) as Record<Variant, number>;
 const target = 0.85;
 const cpu = cpus();
 const command = `node bench/capture/run.ts --duration ${DURATION} --pairs ${PAIRS} --scale ${SCALE} --clients ${CLIENTS}`;
@@ -218,6 +307,13 @@ const result = {
   medianTps: medians,
   ratioOfMedians,
   medianPairedRatio: pairedRatios,
+  profile: {
+    method: `server backend CPU time (/proc/<pid>/schedstat) per TPC-B transaction, ${PROFILE_TXNS} committed transactions per run in a server-side loop, synchronous_commit off, ${PROFILE_ROUNDS} interleaved rounds`,
+    variants: VARIANT_LABELS,
+    runs: profile,
+    medianCpuMicrosPerTransaction: cpuMedian,
+    minCpuMicrosPerTransaction: cpuMin,
+  },
   target: { config: 'b', minimumRatio: target, met: ratioOfMedians.b >= target && pairedRatios.b >= target },
 };
 writeFileSync(`${values.out}/results.json`, `${JSON.stringify(result, null, 2)}\n`);
@@ -238,6 +334,15 @@ Produced by \`${command}\` (started ${result.startedAt}, finished ${result.finis
 ${CONFIGS.map((c) => `| (${c}) ${LABELS[c]} | ${medians[c].toFixed(1)} | ${pct(ratioOfMedians[c])} | ${pct(pairedRatios[c])} | ${tpsOf(c).map((t) => t.toFixed(0)).join(', ')} |`).join('\n')}
 
 Target: (b) keeps at least ${pct(target)} of (a): **${result.target.met ? 'met' : 'missed'}** (${pct(ratioOfMedians.b)} by medians, ${pct(pairedRatios.b)} by paired ratios).
+
+## Where the cost is: server CPU per transaction
+
+${result.profile.method}. The extra CPU is what each trigger adds to one TPC-B transaction
+(three UPDATEs and one INSERT, so four trigger calls).
+
+| variant | median CPU µs / transaction | min | extra over no trigger (median) |
+| --- | ---: | ---: | ---: |
+${VARIANTS.map((v) => `| ${VARIANT_LABELS[v]} | ${cpuMedian[v].toFixed(1)} | ${cpuMin[v].toFixed(1)} | ${(cpuMedian[v] - cpuMedian.none).toFixed(1)} |`).join('\n')}
 `;
 writeFileSync(`${values.out}/results.md`, md);
 console.log(md);

@@ -138,7 +138,9 @@ describe.each(testedMajors())('batch protocol on PostgreSQL %i', (major) => {
     expect(await failure(p, 'SELECT pgfanout.finish_batch(5)')).toBe('pgfanout.finish_batch: cannot finish batch 5: no batch is open and the last finished batch is 1');
     expect(await failure(p, 'SELECT pgfanout.finish_batch(0)')).toBe('pgfanout.finish_batch: cannot finish batch 0: no batch is open and the last finished batch is 1');
     expect(await failure(p, 'SELECT pgfanout.finish_batch(NULL)')).toBe('pgfanout.finish_batch: the batch id must not be NULL');
-    expect(await failure(p, 'SELECT * FROM pgfanout.batch_values(1)')).toBe('pgfanout.batch_values: batch 1 is finished; its events may have been rotated out of the log');
+    expect(await failure(p, 'SELECT * FROM pgfanout.batch_values(1)')).toMatch(
+      /^pgfanout\.batch_values: batch 1 is (finished; its events may have been rotated out of the log|not the open batch \(no batch is open; the last finished batch is 1\))$/,
+    );
     expect(await failure(p, 'SELECT * FROM pgfanout.batch_values(NULL)')).toBe('pgfanout.batch_values: the batch id must not be NULL');
     expect(await failure(p, 'SELECT pgfanout.publisher_waiting(NULL)')).toBe('pgfanout.publisher_waiting: the flag must be true or false, not NULL');
     expect((await p.query('SELECT last_batch_id, finished_batch_id FROM pgfanout.status()')).rows[0]).toEqual({ last_batch_id: '1', finished_batch_id: '1' });
