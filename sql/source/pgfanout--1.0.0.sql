@@ -28,6 +28,14 @@
 --   pgfanout.publisher_waiting(bool)  while true, capture sends NOTIFY pgfanout once per transaction
 --   pgfanout.status()                 positions and backlog
 --
+-- Bootstrap (the operator seeding a new replica; not the publisher)
+--   pgfanout.mark_snapshot_batch(pg_snapshot)
+--                                     closes a batch boundary exactly at a snapshot S taken
+--                                     by the caller: returns the batch id B such that batches
+--                                     1..B hold exactly the transactions visible in S. A copy
+--                                     of the tables made under S plus batches B+1, ... is the
+--                                     source's state; see functions/ops/bootstrap.ts.
+--
 -- Batches are PgQ-style snapshot batches: a batch is the set of events whose transaction is
 -- visible in the batch's snapshot and was not visible in the previous batch's snapshot.
 -- Visibility of a transaction is all or nothing, so a transaction is never split across
@@ -100,16 +108,29 @@ BEGIN
 END
 $install$;
 
--- The batch cursor, one row: the last batch served, the last batch finished, and the
--- snapshot up to which every committed event belongs to a batch.
+-- The batch cursor, one row: the last batch created, the last batch finished, and the
+-- snapshot up to which every committed event belongs to a batch. Batches after
+-- finished_batch_id are open; next_batch serves the lowest of them. Usually at most one is
+-- open; mark_snapshot_batch can add another behind it.
 CREATE TABLE IF NOT EXISTS pgfanout.batch_cursor (
     singleton         boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
     last_batch_id     bigint      NOT NULL DEFAULT 0,
     finished_batch_id bigint      NOT NULL DEFAULT 0,
     last_snapshot     pg_snapshot NOT NULL DEFAULT pg_current_snapshot(),
-    CHECK (finished_batch_id BETWEEN last_batch_id - 1 AND last_batch_id)
+    CONSTRAINT batch_cursor_order CHECK (finished_batch_id BETWEEN 0 AND last_batch_id)
 );
 INSERT INTO pgfanout.batch_cursor (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
+-- Databases installed before mark_snapshot_batch existed allowed only one open batch.
+DO $install$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                    WHERE conrelid = 'pgfanout.batch_cursor'::regclass AND conname = 'batch_cursor_order') THEN
+        ALTER TABLE pgfanout.batch_cursor DROP CONSTRAINT IF EXISTS batch_cursor_check;
+        ALTER TABLE pgfanout.batch_cursor
+            ADD CONSTRAINT batch_cursor_order CHECK (finished_batch_id BETWEEN 0 AND last_batch_id);
+    END IF;
+END
+$install$;
 
 -- Batches served. Only non-empty batches get ids, densely: 1, 2, 3, ...
 CREATE TABLE IF NOT EXISTS pgfanout.batch (
@@ -549,7 +570,8 @@ $$;
 -- pgfanout.next_batch(): the batch the publisher should publish now.
 -- Parameters: none.
 -- Returns: the open (served, not finished) batch if there is one, with the same id and
---   events every time; else a new batch of the events of every transaction that committed
+--   events every time (the lowest one, finished_batch_id + 1, when mark_snapshot_batch
+--   added another); else a new batch of the events of every transaction that committed
 --   since the previous batch's snapshot, with the next id; else no row (nothing new).
 -- Tables touched: batch_cursor (locked, updated), batch (insert), reads event_log.
 CREATE OR REPLACE FUNCTION pgfanout.next_batch()
@@ -570,7 +592,7 @@ BEGIN
     IF cur.last_batch_id > cur.finished_batch_id THEN
         RETURN QUERY
             SELECT b.batch_id, b.prev_batch_id, b.event_count, b.first_event_time, b.last_event_time
-              FROM pgfanout.batch b WHERE b.batch_id = cur.last_batch_id;
+              FROM pgfanout.batch b WHERE b.batch_id = cur.finished_batch_id + 1;
         RETURN;
     END IF;
     -- Every statement below runs with a snapshot at least as new as snap, so every event
@@ -633,10 +655,10 @@ BEGIN
             END IF;
             SELECT * INTO cur FROM pgfanout.batch_cursor;
             SELECT * INTO b FROM pgfanout.batch bt WHERE bt.batch_id = p_batch_id;
-            IF NOT FOUND OR p_batch_id <> cur.last_batch_id THEN
+            IF NOT FOUND OR (b.finished_at IS NULL AND (p_batch_id <> cur.finished_batch_id + 1 OR cur.last_batch_id = cur.finished_batch_id)) THEN
                 RAISE EXCEPTION 'pgfanout.batch_values: batch %% is not the open batch (%%)', p_batch_id,
                     CASE WHEN cur.last_batch_id > cur.finished_batch_id
-                         THEN format('the open batch is %%s', cur.last_batch_id)
+                         THEN format('the open batch is %%s', cur.finished_batch_id + 1)
                          ELSE format('no batch is open; the last finished batch is %%s', cur.finished_batch_id) END
                     USING ERRCODE = 'invalid_parameter_value',
                           HINT = 'Only the batch returned by pgfanout.next_batch() can be read; a finished batch''s events may be gone.';
@@ -761,9 +783,9 @@ BEGIN
     IF p_batch_id >= 1 AND p_batch_id <= cur.finished_batch_id THEN
         RETURN;
     END IF;
-    IF p_batch_id <> cur.last_batch_id OR cur.last_batch_id = cur.finished_batch_id THEN
+    IF p_batch_id <> cur.finished_batch_id + 1 OR cur.last_batch_id = cur.finished_batch_id THEN
         IF cur.last_batch_id > cur.finished_batch_id THEN
-            RAISE EXCEPTION 'pgfanout.finish_batch: cannot finish batch %: the open batch is %', p_batch_id, cur.last_batch_id
+            RAISE EXCEPTION 'pgfanout.finish_batch: cannot finish batch %: the open batch is %', p_batch_id, cur.finished_batch_id + 1
                 USING ERRCODE = 'invalid_parameter_value';
         ELSE
             RAISE EXCEPTION 'pgfanout.finish_batch: cannot finish batch %: no batch is open and the last finished batch is %',
@@ -781,9 +803,10 @@ $$;
 
 -- pgfanout.status(): positions and backlog, cheap enough to call often.
 -- Parameters: none.
--- Returns: last_batch_id (last served), finished_batch_id, open_batch_id (or NULL),
---   pending_events (events of the open batch plus an estimate of those not yet in a
---   batch, from the event id sequence), oldest_pending_event_time (estimate),
+-- Returns: last_batch_id (last served), finished_batch_id, open_batch_id (the open batch
+--   next_batch serves, or NULL), pending_events (events of the open batches plus an
+--   estimate of those not yet in a batch, from the event id sequence),
+--   oldest_pending_event_time (estimate),
 --   publisher_waiting, log_table, rotations, truncations.
 -- Tables touched: reads batch_cursor, batch, capture_state, event_log.
 CREATE OR REPLACE FUNCTION pgfanout.status()
@@ -803,8 +826,10 @@ DECLARE
 BEGIN
     SELECT * INTO cur FROM pgfanout.batch_cursor;
     SELECT * INTO st FROM pgfanout.capture_state;
-    SELECT * INTO open_b FROM pgfanout.batch b
-     WHERE b.batch_id = cur.last_batch_id AND cur.last_batch_id > cur.finished_batch_id;
+    SELECT min(b.batch_id) AS batch_id, sum(b.event_count)::bigint AS event_count,
+           min(b.first_event_time) AS first_event_time
+      INTO open_b FROM pgfanout.batch b
+     WHERE b.batch_id > cur.finished_batch_id AND b.batch_id <= cur.last_batch_id;
     seen_id := coalesce((SELECT max(b.max_ev_id) FROM pgfanout.batch b), 0);
     unbatched := greatest(coalesce(pg_sequence_last_value('pgfanout.event_id_seq'::regclass), 0) - seen_id, 0);
     -- The oldest event not in a batch is found through the ev_txid index: the lowest
@@ -826,6 +851,75 @@ END
 $$;
 
 
+-- pgfanout.mark_snapshot_batch(pg_snapshot): closes a batch boundary exactly at the
+-- caller's snapshot S, so that a copy of the tables made under S (exported with
+-- pg_export_snapshot() and imported by the copying sessions) plus the batches after the
+-- returned id is exactly the source's history: nothing missing, nothing twice.
+-- Parameters: S, from pg_current_snapshot() in a transaction that is still open (call this
+--   from another session, in READ COMMITTED, right after taking S).
+-- Returns: bigint B: batches 1..B hold exactly the events of the transactions visible in S.
+--   B is a new batch (last + 1) of the events of every transaction visible in S and not in
+--   the newest boundary; when there is no such event, B is the last batch (no new id).
+--   An open batch stays as it is and is served first (next_batch serves open batches in id
+--   order): it is neither split nor skipped, and it is re-served byte for byte.
+-- Errors: S older than the newest boundary (a batch or position taken after S): SQLSTATE
+--   40001, the caller takes a new snapshot and calls again; S not visible to the calling
+--   transaction (a snapshot from the future or another server): 22023.
+-- Tables touched: batch_cursor (locked, updated), batch (insert), reads event_log.
+-- Not granted to pgfanout_publisher; the owner runs it (GRANT EXECUTE to an operator role).
+CREATE OR REPLACE FUNCTION pgfanout.mark_snapshot_batch(p_snapshot pg_snapshot) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mine    pg_snapshot := pg_current_snapshot();
+    cur     record;
+    n       bigint;
+    t_first timestamptz;
+    t_last  timestamptz;
+    max_id  bigint;
+BEGIN
+    IF p_snapshot IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.mark_snapshot_batch: the snapshot must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- "a covers b": every transaction visible in b is visible in a.
+    -- This call's queries must see every event of every transaction visible in S.
+    IF NOT (pg_snapshot_xmax(mine) >= pg_snapshot_xmax(p_snapshot)
+            AND NOT EXISTS (SELECT 1 FROM pg_snapshot_xip(mine) x WHERE pg_visible_in_snapshot(x, p_snapshot))) THEN
+        RAISE EXCEPTION 'pgfanout.mark_snapshot_batch: snapshot % is not visible to this transaction (snapshot %)', p_snapshot, mine
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass pg_current_snapshot() of a transaction of this server that is still open, and call this function in READ COMMITTED.';
+    END IF;
+    SELECT * INTO cur FROM pgfanout.batch_cursor FOR UPDATE;
+    IF NOT (pg_snapshot_xmax(p_snapshot) >= pg_snapshot_xmax(cur.last_snapshot)
+            AND NOT EXISTS (SELECT 1 FROM pg_snapshot_xip(p_snapshot) x WHERE pg_visible_in_snapshot(x, cur.last_snapshot))) THEN
+        RAISE EXCEPTION 'pgfanout.mark_snapshot_batch: snapshot % is older than the newest batch boundary (snapshot %, after batch %)',
+            p_snapshot, cur.last_snapshot, cur.last_batch_id
+            USING ERRCODE = 'serialization_failure',
+                  HINT = 'The publisher moved on after the snapshot was taken: take a new snapshot and call again.';
+    END IF;
+    -- As in next_batch: the events of transactions visible in S and not in the boundary.
+    -- This statement's snapshot is newer than S (checked above), so it sees all of them.
+    SELECT count(*), min(e.ev_time), max(e.ev_time), max(e.ev_id)
+      INTO n, t_first, t_last, max_id
+      FROM pgfanout.event_log e
+     WHERE (e.ev_txid >= pg_snapshot_xmax(cur.last_snapshot)
+            OR e.ev_txid = ANY (ARRAY(SELECT pg_snapshot_xip(cur.last_snapshot))))
+       AND e.ev_txid < pg_snapshot_xmax(p_snapshot)
+       AND pg_visible_in_snapshot(e.ev_txid, p_snapshot);
+    UPDATE pgfanout.batch_cursor SET last_snapshot = p_snapshot;
+    IF n = 0 THEN
+        RETURN cur.last_batch_id;
+    END IF;
+    INSERT INTO pgfanout.batch (batch_id, prev_batch_id, prev_snapshot, snapshot, event_count,
+                                first_event_time, last_event_time, max_ev_id)
+    VALUES (cur.last_batch_id + 1, cur.last_batch_id, cur.last_snapshot, p_snapshot, n, t_first, t_last, max_id);
+    UPDATE pgfanout.batch_cursor SET last_batch_id = cur.last_batch_id + 1;
+    RETURN cur.last_batch_id + 1;
+END
+$$;
+
+
 -- Nothing here is for everyone: SECURITY DEFINER functions must not be callable by
 -- PUBLIC (PostgreSQL grants EXECUTE to PUBLIC on every new function). pgfanout's tables
 -- and sequence grant nothing to PUBLIC from the start. roles.sql grants the batch
@@ -837,5 +931,5 @@ REVOKE ALL ON FUNCTION
     pgfanout.identity_of(regclass), pgfanout.add_table(regclass), pgfanout.remove_table(regclass),
     pgfanout.add_all_tables(name), pgfanout.show_tables(), pgfanout.publisher_waiting(boolean),
     pgfanout.next_batch(), pgfanout.batch_values(bigint), pgfanout.rotate_log(),
-    pgfanout.finish_batch(bigint), pgfanout.status()
+    pgfanout.finish_batch(bigint), pgfanout.status(), pgfanout.mark_snapshot_batch(pg_snapshot)
 FROM PUBLIC;
