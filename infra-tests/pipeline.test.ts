@@ -12,6 +12,7 @@ import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '../local/workload
 import { replicatedTables, statusReport } from '../functions/cli/main.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
 import { pause, waitFor } from './support.ts';
+import { freePort } from '../local/postgres.ts';
 
 let pipeline: Pipeline | undefined;
 
@@ -68,6 +69,25 @@ describe('pipeline end to end', () => {
     stopLoad.abort();
     expect(await load).toBeGreaterThan(0);
     await expectConverged(pipeline);
+  });
+
+  it('keeps one publisher active; a standby takes over when the active one dies', async () => {
+    pipeline = await startDemo();
+    pipeline.startPublisher();
+    await waitFor('the first publisher to be active', async () => (await pipeline!.publisherHealth())?.state === 'active');
+    const standbyPort = await freePort();
+    const standby = pipeline.startPublisher({ healthPort: standbyPort });
+    await waitFor('the second publisher to stand by', async () => (await pipeline!.publisherHealth(standbyPort))?.state === 'standby');
+    const stopLoad = new AbortController();
+    const load = runDemoWorkload(pipeline.sourceUrl, { clients: 2, signal: stopLoad.signal });
+    await pause(500);
+    await pipeline.stopPublisher('SIGKILL');
+    await waitFor('the standby to take over', async () => (await pipeline!.publisherHealth(standbyPort))?.state === 'active', 30_000);
+    await pause(500);
+    stopLoad.abort();
+    await load;
+    await expectConverged(pipeline);
+    expect(standby.exitCode).toBeNull();
   });
 
   it('delivers changes committed while no publisher runs (no NOTIFY reaches anyone) once one starts', async () => {

@@ -15,7 +15,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { ChangeMessageVisibilityCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
-import { installReplica, installSource } from '#core';
+import { installReplica, installSource, type ConflictMode } from '#core';
 import { DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
 import { createApplierHandler, type ApplierHandler } from '../functions/applier/app.ts';
 import { startEndpoint } from './endpoint/index.ts';
@@ -32,6 +32,8 @@ export interface ReplicaSpec {
   readonly url?: string;
   readonly include?: readonly string[];
   readonly exclude?: readonly string[];
+  /** How this replica's applier treats conflicts (multi-master). @default 'error' */
+  readonly conflicts?: ConflictMode;
 }
 
 export interface PipelineOptions {
@@ -81,6 +83,7 @@ export class Pipeline {
   readonly #closeEndpoint: (() => Promise<void>) | undefined;
   #publisher: ChildProcess | undefined;
   #healthPort = 0;
+  readonly #extras: ChildProcess[] = [];
 
   private constructor(init: {
     sourceUrl: string;
@@ -153,7 +156,7 @@ export class Pipeline {
             await client.connect();
             return client;
           },
-          apply: { include: spec.include ?? [], exclude: spec.exclude ?? [], replicationRole: 'auto' },
+          apply: { include: spec.include ?? [], exclude: spec.exclude ?? [], replicationRole: 'auto', ...(spec.conflicts ? { conflicts: spec.conflicts } : {}) },
           logger,
           metrics,
           deferRetry: async (record, delaySeconds) => {
@@ -216,12 +219,12 @@ export class Pipeline {
   }
 
   /** The environment the publisher process gets: exactly what the ECS task definition sets. */
-  publisherEnv(): NodeJS.ProcessEnv {
+  publisherEnv(healthPort = this.#healthPort): NodeJS.ProcessEnv {
     return {
       PATH: process.env.PATH,
       [PUBLISHER_ENV.SOURCE_URL]: this.sourceUrl,
       [PUBLISHER_ENV.TOPIC_ARN]: this.topicArn,
-      [PUBLISHER_ENV.HEALTH_PORT]: String(this.#healthPort),
+      [PUBLISHER_ENV.HEALTH_PORT]: String(healthPort),
       [PUBLISHER_ENV.TICK_MS]: String(this.#options.tickMs ?? 1000),
       [PUBLISHER_ENV.MAX_MESSAGE_BYTES]: String(this.#options.maxMessageBytes ?? 262_144),
       [PUBLISHER_ENV.LOG_LEVEL]: 'WARN',
@@ -233,24 +236,28 @@ export class Pipeline {
     };
   }
 
-  /** The running publisher's health report (GET /health), or undefined when none answers. */
-  async publisherHealth(): Promise<Record<string, unknown> | undefined> {
-    if (!this.#healthPort) return undefined;
+  /** A publisher's health report (GET /health; default: the main publisher's port), or undefined when none answers. */
+  async publisherHealth(port = this.#healthPort): Promise<Record<string, unknown> | undefined> {
+    if (!port) return undefined;
     try {
-      const res = await fetch(`http://127.0.0.1:${this.#healthPort}/health`);
+      const res = await fetch(`http://127.0.0.1:${port}/health`);
       return (await res.json()) as Record<string, unknown>;
     } catch {
       return undefined;
     }
   }
 
-  /** Starts a publisher process (a second one stands by behind the first's lock). */
-  startPublisher(): ChildProcess {
-    const child = spawn(NODE, [PUBLISHER_MAIN], { env: this.publisherEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  /**
+   * Starts a publisher process, tracked as the pipeline's publisher. `extra` starts another
+   * one, untracked, with its own health port: it stands by behind the active one's lock.
+   */
+  startPublisher(extra?: { healthPort: number }): ChildProcess {
+    const child = spawn(NODE, [PUBLISHER_MAIN], { env: this.publisherEnv(extra?.healthPort), stdio: ['ignore', 'pipe', 'pipe'] });
     const log = this.#options.log ?? (() => {});
     child.stdout?.on('data', (d: Buffer) => log(`[publisher] ${d.toString().trimEnd()}`));
     child.stderr?.on('data', (d: Buffer) => log(`[publisher] ${d.toString().trimEnd()}`));
-    this.#publisher = child;
+    if (extra) this.#extras.push(child);
+    else this.#publisher = child;
     return child;
   }
 
@@ -270,6 +277,13 @@ export class Pipeline {
 
   async stop(): Promise<void> {
     await this.stopPublisher('SIGTERM');
+    for (const child of this.#extras) {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
+    }
     for (const r of this.replicas) {
       await r.stopRunner();
       await r.handler.applier.close();
