@@ -9,7 +9,7 @@ import { resourceNames } from '#core/config.ts';
 import { awsClients, queueDepths } from '../../local/aws.ts';
 import { parse, parseReplicaArg, requireOption, UsageError } from './args.ts';
 import { connect } from './db.ts';
-import { verifyTables, type TableRef } from '../ops/verify.ts';
+import { verifyTables, waitForReplicaPosition, type TableRef } from '../ops/verify.ts';
 import { parseTableName } from '../ops/sql.ts';
 
 interface Command {
@@ -108,28 +108,71 @@ for queues named P-NAME.fifo and P-NAME-dlq.fifo (default prefix: pgfanout-local
     },
   },
   verify: {
-    summary: 'compare tables on the source and replicas row by row',
-    usage: `pgfanout verify --source URL --replica NAME=URL [--replica …] [--tables T1,T2]
+    summary: 'compare tables on the source and replicas (chunked hashes by key, rows only where they differ)',
+    usage: `pgfanout verify --source URL --replica NAME=URL [--replica …] [options]
 
-Compares every replicated table (or --tables) row by row; prints the differences and
-exits 1 when there are any. Compare while changes flow only after they have settled.`,
+Compares every replicated table (or --tables) on the source and each replica, prints
+the differing rows (missing, extra or changed, by key) and exits 1 when there are any.
+
+Tables with a primary key (or a unique index over NOT NULL columns) are compared in key
+ranges: each server computes a row count and a hash per range, and only ranges that
+differ are narrowed down to rows. Tables without one are compared by a full sorted merge
+of every row. Each side reads one REPEATABLE READ snapshot.
+
+While changes flow, the source and a replica are read at two different moments, and rows
+changed in between show as differences. --at-position first waits until each replica has
+applied every batch the source had published at the start; rows changed after that can
+still differ, so compare a quiet source for an exact answer.
+
+Options:
+  --tables T1,T2        tables to compare (default: every table the source captures)
+  --chunk-rows N        rows per compared range (default 10000)
+  --full                compare every table by the full merge
+  --at-position         wait for each replica to reach the source's published position first
+  --timeout SECONDS     how long --at-position waits (default 300)
+  --examples N          differing rows printed per table (default 10; all are counted)
+  --quiet               no progress lines on stderr`,
     run: async (args) => {
       const { values } = parse(args, {
         source: { type: 'string' },
         replica: { type: 'string', multiple: true },
         tables: { type: 'string' },
+        'chunk-rows': { type: 'string' },
+        full: { type: 'boolean' },
+        'at-position': { type: 'boolean' },
+        timeout: { type: 'string' },
+        examples: { type: 'string' },
+        quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       });
       const replicas = (values.replica ?? []).map(parseReplicaArg);
       if (replicas.length === 0) throw new UsageError('name at least one --replica NAME=URL');
-      const source = await connect(requireOption(values.source, '--source URL'), 'source');
+      const sourceUrl = requireOption(values.source, '--source URL');
+      const chunkRows = integerOption(values['chunk-rows'], '--chunk-rows', 10_000, 1);
+      const timeoutSeconds = integerOption(values.timeout, '--timeout', 300, 0);
+      const maxExamples = integerOption(values.examples, '--examples', 10, 0);
+      const source = await connect(sourceUrl, 'source');
       try {
         const tables = values.tables ? values.tables.split(',').map(parseTableName) : await replicatedTables(source);
         let different = 0;
         for (const r of replicas) {
           const replica = await connect(r.url, `replica ${r.name}`);
           try {
-            const report = await verifyTables(source, replica, tables);
+            if (values['at-position']) {
+              const at = await waitForReplicaPosition(source, replica, {
+                timeoutMs: timeoutSeconds * 1000,
+                onWait: (w) => progressLine(values.quiet, `replica ${r.name}: waiting for batch ${w.targetBatchId} (applied ${w.appliedBatchId})`),
+              });
+              progressLine(values.quiet, `replica ${r.name}: at batch ${at.appliedBatchId} (source had published ${at.targetBatchId})`, true);
+            }
+            const report = await verifyTables(source, replica, tables, {
+              chunkRows,
+              maxExamples,
+              method: values.full ? 'full' : 'auto',
+              onProgress: (p) =>
+                progressLine(values.quiet, `replica ${r.name}: ${p.table}: ${p.rowsDone} rows${p.chunks === undefined ? '' : ` (range ${p.chunksDone} of ${p.chunks})`}`),
+              onTable: () => progressLine(values.quiet, '', true),
+            });
             different += report.differences.length;
             console.log(formatVerify(r.name, report));
           } finally {
@@ -320,9 +363,53 @@ export function formatStatus(report: StatusReport): string {
 export function formatVerify(name: string, report: Awaited<ReturnType<typeof verifyTables>>): string {
   if (report.differences.length === 0) return `replica ${name}: ${report.tables} table(s), ${report.rowsCompared} row(s): identical`;
   const lines = [`replica ${name}: ${report.differences.length} of ${report.tables} table(s) differ`];
+  const cut = (row: string) => (row.length > 200 ? `${row.slice(0, 200)}…` : row);
   for (const d of report.differences) {
-    lines.push(`  ${d.table}: ${d.missing} row(s) missing on the replica, ${d.extra} extra`);
-    for (const e of d.examples) lines.push(`    ${e.kind === 'missing' ? '-' : '+'} ${e.row.length > 200 ? `${e.row.slice(0, 200)}…` : e.row}`);
+    if (d.problem !== undefined) {
+      lines.push(`  ${d.table}: ${d.problem}`);
+      continue;
+    }
+    lines.push(`  ${d.table}: ${d.missing} row(s) missing on the replica, ${d.extra} extra, ${d.changed} changed (${d.method === 'chunked' ? 'compared by key' : 'full merge'})`);
+    for (const e of d.examples) {
+      const key = e.key === undefined ? '' : `${e.key} `;
+      if (e.kind === 'changed') {
+        lines.push(`    ~ ${key}source:  ${cut(e.row)}`);
+        lines.push(`    ~ ${key}replica: ${cut(e.replicaRow ?? '')}`);
+      } else {
+        lines.push(`    ${e.kind === 'missing' ? '-' : '+'} ${key}${cut(e.row)}`);
+      }
+    }
   }
   return lines.join('\n');
+}
+
+/** Parses an integer option, or throws a UsageError naming it, the value and what is allowed. */
+function integerOption(text: string | undefined, flag: string, fallback: number, min: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) throw new UsageError(`${flag} is "${text}"; allowed: an integer >= ${min}`);
+  return value;
+}
+
+let lastProgress = Date.now();
+let progressShown = false;
+
+/**
+ * A progress line on stderr, at most once a second and only for work that has run a second or
+ * more (`done`: end the current line, if any, and start timing again).
+ */
+function progressLine(quiet: boolean | undefined, text: string, done = false): void {
+  if (quiet) return;
+  const now = Date.now();
+  if (done) {
+    if (text !== '') process.stderr.write(`${progressShown && process.stderr.isTTY ? '\r\u001b[2K' : ''}${text}\n`);
+    else if (progressShown && process.stderr.isTTY) process.stderr.write('\n');
+    progressShown = false;
+    lastProgress = now;
+    return;
+  }
+  if (now - lastProgress < 1000) return;
+  lastProgress = now;
+  progressShown = true;
+  process.stderr.write(process.stderr.isTTY ? `\r\u001b[2K${text}` : `${text}\n`);
 }
