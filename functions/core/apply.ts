@@ -57,6 +57,12 @@ export interface ApplyOptions {
    * @default 'auto'
    */
   readonly replicationRole?: ReplicationRole;
+  /**
+   * Run every check and write of the apply, then roll the transaction back instead of committing:
+   * the result (or the error) says what applying the message would do now, and nothing changes.
+   * @default false
+   */
+  readonly dryRun?: boolean;
 }
 
 /** What {@link applyMessage} did. */
@@ -715,7 +721,7 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
           WHERE source_id = $1`,
         [envelope.source, envelope.batch, envelope.part, digest],
       );
-      await client.query('COMMIT');
+      await client.query(options.dryRun === true ? 'ROLLBACK' : 'COMMIT');
       return { outcome: 'staged', ...base, changes: 0, skipped: 0, replicationRole: role };
     }
 
@@ -742,7 +748,7 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
         WHERE source_id = $1`,
       [envelope.source, envelope.batch, envelope.time ?? null],
     );
-    await client.query('COMMIT');
+    await client.query(options.dryRun === true ? 'ROLLBACK' : 'COMMIT');
     return { outcome: 'applied', ...base, changes: applier.applied, skipped: applier.skipped, replicationRole: role };
   } catch (err) {
     try {

@@ -93,3 +93,65 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Batches an operator skipped on this replica (pgfanout redrive --skip): their changes are not
+-- on this replica, which may therefore differ from the source in the tables they touched.
+--   previous_state/previous_part: where replica_position stood (a batch half staged is dropped)
+--   tables:  the tables the batch touched, as far as the operator's tool could read them
+--   reason:  why it was skipped (e.g. the error that parked it in the dead-letter queue)
+CREATE TABLE IF NOT EXISTS pgfanout.replica_skipped (
+    source_id      text        NOT NULL,
+    batch_id       bigint      NOT NULL CHECK (batch_id > 0),
+    previous_state text        NOT NULL,
+    previous_part  integer,
+    tables         text[],
+    reason         text,
+    skipped_by     text        NOT NULL DEFAULT current_user,
+    skipped_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (source_id, batch_id)
+);
+
+-- pgfanout.replica_skip(p_source_id, p_batch_id, p_reason, p_tables): records batch p_batch_id
+-- of the source as applied without applying it, so the applier continues with the batch after
+-- it; staged parts of that batch are dropped. Only the next batch the replica expects may be
+-- skipped (the batch after the applied one, whole or half staged): anything else is refused,
+-- naming the position. Each skip is recorded in replica_skipped.
+-- Parameters: source id, batch id, reason (may be NULL), tables the batch touched (may be NULL).
+-- Returns: the replica_skipped row. Tables touched: replica_position, replica_staged_part,
+-- replica_staged_value, replica_skipped.
+CREATE OR REPLACE FUNCTION pgfanout.replica_skip(p_source_id text, p_batch_id bigint, p_reason text DEFAULT NULL, p_tables text[] DEFAULT NULL)
+RETURNS pgfanout.replica_skipped
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pos pgfanout.replica_position;
+    skipped pgfanout.replica_skipped;
+BEGIN
+    IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 1 THEN
+        RAISE EXCEPTION 'pgfanout.replica_skip: source id % and batch id % are not allowed; expected a source id and a batch id >= 1',
+            quote_nullable(p_source_id), coalesce(p_batch_id::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO pgfanout.replica_position (source_id, batch_id, part, state, applied_batch_id)
+    VALUES (p_source_id, 0, NULL, 'applied', 0)
+    ON CONFLICT (source_id) DO NOTHING;
+    SELECT * INTO pos FROM pgfanout.replica_position p WHERE p.source_id = p_source_id FOR UPDATE;
+    IF p_batch_id <> pos.applied_batch_id + 1 THEN
+        RAISE EXCEPTION 'pgfanout.replica_skip: source % has applied batch % (%); only the next batch, %, may be skipped, not %',
+            p_source_id, pos.applied_batch_id,
+            CASE WHEN pos.state = 'staging' THEN format('batch %s staged up to part %s', pos.batch_id, pos.part) ELSE 'nothing staged' END,
+            pos.applied_batch_id + 1, p_batch_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    DELETE FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id;
+    DELETE FROM pgfanout.replica_staged_value s WHERE s.source_id = p_source_id;
+    UPDATE pgfanout.replica_position p
+       SET batch_id = p_batch_id, part = NULL, state = 'applied', applied_batch_id = p_batch_id,
+           part_digest = NULL, applied_at = pg_catalog.now()
+     WHERE p.source_id = p_source_id;
+    INSERT INTO pgfanout.replica_skipped (source_id, batch_id, previous_state, previous_part, tables, reason)
+    VALUES (p_source_id, p_batch_id, pos.state, pos.part, p_tables, p_reason)
+    RETURNING * INTO skipped;
+    RETURN skipped;
+END
+$$;

@@ -35,4 +35,6 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     pgfanout.replica_staged_value
 TO pgfanout_applier;
 REVOKE ALL ON FUNCTION pgfanout.replica_start(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgfanout.replica_skip(text, bigint, text, text[]) FROM PUBLIC;
+GRANT SELECT ON pgfanout.replica_skipped TO pgfanout_applier;
 GRANT EXECUTE ON FUNCTION pgfanout.replica_version() TO pgfanout_applier;
