@@ -96,6 +96,7 @@ export class RecordApplier {
       if (result.outcome === 'applied') {
         metrics.addMetric(METRICS.applier.changesApplied, MetricUnit.Count, result.changes);
         metrics.addMetric(METRICS.applier.appliedPosition, MetricUnit.Count, Number(result.batchId));
+        if (result.conflicts) metrics.addMetric(METRICS.applier.conflictsDetected, MetricUnit.Count, result.conflicts);
         if (result.sourceTime) {
           const lag = Math.max(0, (Date.now() - Date.parse(result.sourceTime)) / 1000);
           metrics.addMetric(METRICS.applier.applyLagSeconds, MetricUnit.Seconds, lag);

@@ -28,7 +28,9 @@
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { checkImages, parseEnvelope, type ChangeHead, type ChangeItem, type Envelope, type RowImage } from './envelope.ts';
+import { checkImages, checkSchemaChange, parseEnvelope, type ChangeHead, type ChangeItem, type Envelope, type RowImage } from './envelope.ts';
+import { applyChecked, checkConflictMode, type ConflictMode } from './conflicts.ts';
+import { runSchemaChange } from './schema-change.ts';
 import { bodyDigest } from './encoder.ts';
 import {
   classifyDatabaseError,
@@ -63,6 +65,15 @@ export interface ApplyOptions {
    * @default false
    */
   readonly dryRun?: boolean;
+  /**
+   * What a change that does not fit the replica's row does (see conflicts.ts): `error` stops the
+   * apply (an UPDATE or DELETE of a missing row, an INSERT of an existing key), for one-way
+   * replicas that must never differ; `apply-remote` applies the incoming change and
+   * `keep-local` keeps the replica's row, both recording the conflict in
+   * `pgfanout.replica_conflict`, for databases that are each other's replica.
+   * @default 'error'
+   */
+  readonly conflicts?: ConflictMode;
 }
 
 /** What {@link applyMessage} did. */
@@ -80,6 +91,8 @@ export interface ApplyResult {
   readonly sourceTime?: string;
   /** How triggers were kept quiet: `replica` or `origin-guard` (absent for duplicates). */
   readonly replicationRole?: 'replica' | 'origin-guard';
+  /** Conflicts detected and resolved (absent unless `applied` with a conflict mode other than `error`). */
+  readonly conflicts?: number;
 }
 
 /** Where a replica stands for one source. */
@@ -358,10 +371,30 @@ class BatchApplier {
   applied = 0;
   skipped = 0;
 
-  constructor(client: pg.ClientBase, context: ApplyContext, filter: TableFilter) {
+  /** How conflicts are handled, and how many were. */
+  readonly #conflicts: ConflictMode;
+  conflictCount = 0;
+
+  constructor(client: pg.ClientBase, context: ApplyContext, filter: TableFilter, conflicts: ConflictMode = 'error') {
     this.#client = client;
     this.#context = context;
     this.#filter = filter;
+    this.#conflicts = conflicts;
+  }
+
+  /** Runs a schema change at its place in the batch, then forgets what it knew of the replica's tables. */
+  async #schemaChange(head: ChangeHead, neu: RowImage | undefined, where: string): Promise<void> {
+    const { sql, searchPath } = checkSchemaChange(neu, `${where}.new`);
+    await this.#flush();
+    if (head.table !== '' && !this.#filter.applies(head.schema, head.table)) {
+      this.skipped++;
+      return;
+    }
+    await runSchemaChange(this.#client, sql, searchPath, where, this.#context);
+    // Any table may have changed (and statements may name several): forget them all.
+    this.#tables.clear();
+    this.#shapes.clear();
+    this.applied++;
   }
 
   /** Applies the items of one part. */
@@ -456,6 +489,7 @@ class BatchApplier {
   }
 
   async #change(head: ChangeHead, old: RowImage | undefined, neu: RowImage | undefined, where: string): Promise<void> {
+    if (head.op === 'S') return this.#schemaChange(head, neu, where);
     if (!this.#filter.applies(head.schema, head.table)) {
       this.skipped++;
       return;
@@ -480,6 +514,15 @@ class BatchApplier {
       run = undefined;
     }
     const shape = run?.shape ?? (await this.#shape(op, head, oldColumns, newColumns, signature));
+    if (this.#conflicts !== 'error') {
+      // One change at a time, each looking at the row it touches first.
+      await this.#flushRun();
+      const position = { sourceId: this.#context.sourceId, batchId: this.#context.batchId, change: where };
+      const checked = await applyChecked((sql, params, what) => this.#query(sql, params, `${what} (${where})`), shape.table, op, old, neu, this.#conflicts, position);
+      if (checked.conflict !== undefined) this.conflictCount++;
+      this.applied++;
+      return;
+    }
     if (shape.op !== 'I' && shape.key === undefined) {
       // Whole-row matching touches one row per statement.
       await this.#flushRun();
@@ -592,7 +635,17 @@ class BatchApplier {
     const head = pending.head;
     const { old: oldColumns, new: newColumns } = pending.columns;
     checkImages(head.op, oldColumns.length > 0, newColumns.length > 0, pending.index);
-    if (!this.#filter.applies(head.schema, head.table)) this.skipped++;
+    if (head.op === 'S') {
+      // A statement must be whole to run: read it back from its pieces.
+      const { rows } = await this.#query(
+        `SELECT s.slot, pg_catalog.string_agg(s.value, '' ORDER BY s.seq) AS value FROM pgfanout.replica_staged_value s
+          WHERE s.source_id = $1 AND s.batch_id = $2::pg_catalog.int8 GROUP BY s.slot`,
+        [this.#context.sourceId, this.#context.batchId],
+        'reading back the pieces of a split schema change',
+      );
+      const values = new Map((rows as { slot: number; value: string | null }[]).map((r) => [r.slot, r.value]));
+      await this.#schemaChange(head, Object.fromEntries(newColumns.map((c) => [c, values.get(pending.slots.get(`new\u0000${c}`) as number) ?? null])), pending.index);
+    } else if (!this.#filter.applies(head.schema, head.table)) this.skipped++;
     else {
       const op = head.op as 'I' | 'U' | 'D';
       const signature = `${op}\u0000${head.schema}\u0000${head.table}\u0000${oldColumns.join('\u0000')}\u0001${newColumns.join('\u0000')}`;
@@ -671,6 +724,7 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
   if (mode !== 'auto' && mode !== 'replica' && mode !== 'origin-guard') {
     throw new InvalidArgumentError(`replicationRole ${describeValue(mode)} is not allowed; expected 'replica', 'origin-guard' or 'auto'`);
   }
+  const conflicts = checkConflictMode(options.conflicts ?? 'error');
   const context: ApplyContext = { sourceId: envelope.source, batchId: envelope.batch, part: envelope.part };
   const base = {
     sourceId: envelope.source,
@@ -725,7 +779,7 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
       return { outcome: 'staged', ...base, changes: 0, skipped: 0, replicationRole: role };
     }
 
-    const applier = new BatchApplier(client, context, filter);
+    const applier = new BatchApplier(client, context, filter, conflicts);
     for (let part = 0; part < envelope.part; part++) {
       const { rows } = await client.query<{ body: string }>(
         'SELECT body FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = $3',
@@ -749,7 +803,14 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
       [envelope.source, envelope.batch, envelope.time ?? null],
     );
     await client.query(options.dryRun === true ? 'ROLLBACK' : 'COMMIT');
-    return { outcome: 'applied', ...base, changes: applier.applied, skipped: applier.skipped, replicationRole: role };
+    return {
+      outcome: 'applied',
+      ...base,
+      changes: applier.applied,
+      skipped: applier.skipped,
+      replicationRole: role,
+      ...(applier.conflictCount > 0 ? { conflicts: applier.conflictCount } : {}),
+    };
   } catch (err) {
     try {
       await client.query('ROLLBACK');

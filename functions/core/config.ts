@@ -67,6 +67,8 @@ export const METRICS = {
     appliedPosition: 'AppliedPosition',
     applyLagSeconds: 'ApplyLagSeconds',
     gapsDetected: 'GapsDetected',
+    /** Conflicts detected and resolved by appliers of databases that are each other's replica. */
+    conflictsDetected: 'ConflictsDetected',
   },
 } as const;
 

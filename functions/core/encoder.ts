@@ -257,7 +257,7 @@ export class BatchEncoder {
         if (this.#imagesSeen.has(token.image) || (token.image === 'old' && this.#imagesSeen.has('new'))) {
           this.#fail(`image ${token.image} of a ${this.#op} change is out of order (old image first, then new, each column once)`);
         }
-        const allowed = token.image === 'old' ? this.#op === 'U' || this.#op === 'D' : this.#op === 'I' || this.#op === 'U';
+        const allowed = token.image === 'old' ? this.#op === 'U' || this.#op === 'D' : this.#op === 'I' || this.#op === 'U' || this.#op === 'S';
         if (!allowed) this.#fail(`a ${this.#op} change has ${token.image === 'old' ? 'an old' : 'a new'} image`);
         this.#imagesSeen.add(token.image);
         this.#image = token.image;
@@ -394,7 +394,7 @@ export class BatchEncoder {
     const head = this.#head;
     if (head === undefined) return;
     const op = this.#op as ChangeOp;
-    if ((op === 'I' || op === 'U') && !this.#imagesSeen.has('new')) this.#fail(`a ${op} change has no new image`);
+    if ((op === 'I' || op === 'U' || op === 'S') && !this.#imagesSeen.has('new')) this.#fail(`a ${op} change has no new image`);
     if ((op === 'U' || op === 'D') && !this.#imagesSeen.has('old')) this.#fail(`a ${op} change has no old image`);
     if (this.#splitting) {
       // Always fits: every split write kept room for closing with `,"more":true}`.

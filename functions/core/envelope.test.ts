@@ -53,7 +53,13 @@ describe('parseEnvelope', () => {
     ['no count on the final part', body({ count: undefined }), /field count is missing; allowed: a non-negative integer on the final part/],
     ['a count on a non-final part', body({ final: false }), /field count is 4; allowed: absent on parts that are not final/],
     ['changes not an array', body({ changes: {} }), /field changes is an object; allowed: an array of changes/],
-    ['an unknown op', withChange({ op: 'X', schema: 's', table: 't', txid: '1' }), /field changes\[0\]\.op is "X"; allowed: "I", "U", "D", "T" or "\+"/],
+    ['an unknown op', withChange({ op: 'X', schema: 's', table: 't', txid: '1' }), /field changes\[0\]\.op is "X"; allowed: "I", "U", "D", "T", "S" or "\+"/],
+    ['a schema change without new', withChange({ op: 'S', schema: '', table: '', txid: '1' }), /changes\[0\]\.new is missing; allowed: a new image on a "S" change/],
+    ['a schema change with old', withChange({ op: 'S', schema: '', table: '', txid: '1', old: {}, new: { sql: 'x', search_path: '' } }), /changes\[0\]\.old is present/],
+    ['a schema change without sql', withChange({ op: 'S', schema: '', table: '', txid: '1', new: { search_path: 'public' } }), /changes\[0\]\.new\.sql is missing; allowed: the statement text of a schema change/],
+    ['a blank statement', withChange({ op: 'S', schema: '', table: '', txid: '1', new: { sql: ' \n', search_path: '' } }), /changes\[0\]\.new\.sql is " \\n"; allowed: the statement text/],
+    ['a NULL search path', withChange({ op: 'S', schema: '', table: '', txid: '1', new: { sql: 'x', search_path: null } }), /changes\[0\]\.new\.search_path is null; allowed: the search path of a schema change/],
+    ['an extra key in a schema change', withChange({ op: 'S', schema: '', table: '', txid: '1', new: { sql: 'x', search_path: '', role: 'x' } }), /changes\[0\]\.new\["role"\] is present; allowed: only "sql" and "search_path"/],
     ['a numeric value', withChange({ op: 'I', schema: 's', table: 't', txid: '1', new: { id: 1 } }), /field changes\[0\]\.new\["id"\] is 1; allowed: a string/],
     ['an insert without new', withChange({ op: 'I', schema: 's', table: 't', txid: '1' }), /field changes\[0\]\.new is missing; allowed: a new image on a "I" change/],
     ['a delete with new', withChange({ op: 'D', schema: 's', table: 't', txid: '1', old: { a: '1' }, new: { a: '1' } }), /changes\[0\]\.new is present; allowed: no new image/],
@@ -69,6 +75,25 @@ describe('parseEnvelope', () => {
   ])('rejects %s, naming the field, the value and what is allowed', (_name, text, message) => {
     expect(() => parseEnvelope(text)).toThrow(MalformedMessageError);
     expect(() => parseEnvelope(text)).toThrow(message);
+  });
+
+  it('accepts a schema change, with or without the table it is about', () => {
+    const changes = [
+      { op: 'S', schema: '', table: '', txid: '5', new: { search_path: '"My Schema", public', sql: 'ALTER TABLE t ADD c int; CREATE TABLE u ()' } },
+      { op: 'S', schema: 'public', table: 'orders', txid: '6', new: { search_path: '', sql: 'ALTER TABLE public.orders ADD note2 text' } },
+    ];
+    expect(parseEnvelope(body({ changes, count: 2 })).changes).toEqual(changes);
+  });
+
+  it('checks a schema change split across items once it is whole', () => {
+    const items: ChangeItem[] = [
+      { op: 'S', schema: '', table: '', txid: '5', new: { search_path: 'public', sql: 'ALTER TABLE t ' }, more: true },
+      { op: '+', new: { sql: 'ADD c int' } },
+    ];
+    expect(mergeChangeItems(items)).toEqual([{ op: 'S', schema: '', table: '', txid: '5', new: { search_path: 'public', sql: 'ALTER TABLE t ADD c int' } }]);
+    expect(() => mergeChangeItems([{ op: 'S', schema: '', table: '', txid: '5', new: { search_path: 'public' }, more: true }, { op: '+', new: { other: 'x' } }])).toThrow(
+      /change item 1\.new\.sql is missing; allowed: the statement text of a schema change/,
+    );
   });
 
   it('rejects a body that is not a string', () => {

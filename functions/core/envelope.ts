@@ -10,9 +10,10 @@
  *    {"op":"I","schema":"public","table":"orders","txid":"7301","new":{"id":"1","note":"hi","total":"12.50"}},
  *    {"op":"U","schema":"public","table":"orders","txid":"7302","old":{"id":"1"},"new":{"id":"1","note":null,"total":"13.00"}},
  *    {"op":"D","schema":"public","table":"orders","txid":"7303","old":{"id":"1"}},
- *    {"op":"T","schema":"public","table":"orders","txid":"7304"}
+ *    {"op":"T","schema":"public","table":"orders","txid":"7304"},
+ *    {"op":"S","schema":"","table":"","txid":"7305","new":{"search_path":"public","sql":"ALTER TABLE orders ADD note2 text"}}
  *  ],
- *  "final":true,"count":4}
+ *  "final":true,"count":5}
  * ```
  *
  * - `pgfanout`: envelope version (a number). An applier rejects a version it does not know, by name.
@@ -31,7 +32,9 @@
  *   `op` `I` insert, `U` update, `D` delete, `T` truncate; `schema`, `table` (the partitioned root for
  *   partitions); `txid` (the source transaction id, decimal text); `old`: the old identity (key
  *   columns, or the whole old row when the table has no identity; U and D); `new`: the whole new row
- *   (I and U). Images map column name → PostgreSQL's own text output of the value, or null for SQL
+ *   (I and U). `S` is a schema change: its `new` holds `sql`, the statement to run, and
+ *   `search_path`, the schemas its unqualified names resolve in (quoted, comma-separated); its
+ *   `schema` and `table` name the table it is about, or are "" when that is not known. Images map column name → PostgreSQL's own text output of the value, or null for SQL
  *   NULL. Every value, bigints and timestamps included, is a string; the replica server converts it
  *   with the column type's input function.
  * - A change too large for one message is split into consecutive items: the first has
@@ -80,12 +83,14 @@ export const OPS = {
   update: 'U',
   delete: 'D',
   truncate: 'T',
+  /** A schema change: a statement (DDL) the replica runs at this place among the changes. */
+  schema: 'S',
   /** Continues the previous item's change (see the format above). */
   continuation: '+',
 } as const;
 
 /** A change's operation. */
-export type ChangeOp = 'I' | 'U' | 'D' | 'T';
+export type ChangeOp = 'I' | 'U' | 'D' | 'T' | 'S';
 /** A row image: column name → text value or null. */
 export type RowImage = Readonly<Record<string, string | null>>;
 /** The image names of a change. */
@@ -265,8 +270,8 @@ function validateItem(value: unknown, index: number): ChangeItem {
   const path = `${FIELDS.changes}[${index}]`;
   if (!isPlainObject(value)) throw new MalformedMessageError(path, describeValue(value), 'a change object');
   const op = value[CHANGE_FIELDS.op];
-  if (op !== 'I' && op !== 'U' && op !== 'D' && op !== 'T' && op !== '+') {
-    throw new MalformedMessageError(`${path}.${CHANGE_FIELDS.op}`, describeValue(op), '"I", "U", "D", "T" or "+"');
+  if (op !== 'I' && op !== 'U' && op !== 'D' && op !== 'T' && op !== 'S' && op !== '+') {
+    throw new MalformedMessageError(`${path}.${CHANGE_FIELDS.op}`, describeValue(op), '"I", "U", "D", "T", "S" or "+"');
   }
   const allowedKeys = op === OPS.continuation ? CONTINUATION_KEYS : HEAD_KEYS;
   for (const key of Object.keys(value)) {
@@ -283,8 +288,14 @@ function validateItem(value: unknown, index: number): ChangeItem {
 
   for (const field of [CHANGE_FIELDS.schema, CHANGE_FIELDS.table] as const) {
     const name = value[field];
-    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH) {
-      throw new MalformedMessageError(`${path}.${field}`, describeValue(name), `a non-empty name of at most ${MAX_NAME_LENGTH} characters`);
+    // A schema change names its table only when the source knew it.
+    const minLength = op === OPS.schema ? 0 : 1;
+    if (typeof name !== 'string' || name.length < minLength || name.length > MAX_NAME_LENGTH) {
+      throw new MalformedMessageError(
+        `${path}.${field}`,
+        describeValue(name),
+        op === OPS.schema ? `a name of at most ${MAX_NAME_LENGTH} characters, or "" on an "S" change` : `a non-empty name of at most ${MAX_NAME_LENGTH} characters`,
+      );
     }
   }
   const txid = value[CHANGE_FIELDS.txid];
@@ -293,16 +304,41 @@ function validateItem(value: unknown, index: number): ChangeItem {
   }
   // A split change may not have reached its images yet; whole changes are checked in full.
   checkImages(op, old !== undefined, neu !== undefined, path, more === true);
+  if (op === OPS.schema && more !== true) checkSchemaChange(neu, `${path}.${CHANGE_FIELDS.new}`);
   return { op, schema: value[CHANGE_FIELDS.schema] as string, table: value[CHANGE_FIELDS.table] as string, txid, ...images };
 }
 
+/** The keys of an `S` change's `new` image. */
+export const SCHEMA_CHANGE_KEYS = { sql: 'sql', searchPath: 'search_path' } as const;
+
 /**
- * Checks that a change has the images its operation requires: I new; U old and new; D old; T none.
+ * Checks the `new` image of a whole `S` change: `sql` a non-empty string, `search_path` a string,
+ * nothing else. Returns the statement and search path.
+ */
+export function checkSchemaChange(image: RowImage | undefined, path: string): { readonly sql: string; readonly searchPath: string } {
+  const sql = image?.[SCHEMA_CHANGE_KEYS.sql];
+  const searchPath = image?.[SCHEMA_CHANGE_KEYS.searchPath];
+  if (typeof sql !== 'string' || sql.trim() === '') {
+    throw new MalformedMessageError(`${path}.${SCHEMA_CHANGE_KEYS.sql}`, describeValue(sql), 'the statement text of a schema change');
+  }
+  if (typeof searchPath !== 'string') {
+    throw new MalformedMessageError(`${path}.${SCHEMA_CHANGE_KEYS.searchPath}`, describeValue(searchPath), 'the search path of a schema change, as text');
+  }
+  for (const key of Object.keys(image as RowImage)) {
+    if (key !== SCHEMA_CHANGE_KEYS.sql && key !== SCHEMA_CHANGE_KEYS.searchPath) {
+      throw new MalformedMessageError(`${path}[${JSON.stringify(key)}]`, 'present', `only "${SCHEMA_CHANGE_KEYS.sql}" and "${SCHEMA_CHANGE_KEYS.searchPath}" in a schema change`);
+    }
+  }
+  return { sql, searchPath };
+}
+
+/**
+ * Checks that a change has the images its operation requires: I new; U old and new; D old; T none; S new.
  * `partial` relaxes "required" (the change continues in later items) but never "forbidden".
  */
 export function checkImages(op: ChangeOp, hasOld: boolean, hasNew: boolean, path: string, partial = false): void {
   const needsOld = op === 'U' || op === 'D';
-  const needsNew = op === 'I' || op === 'U';
+  const needsNew = op === 'I' || op === 'U' || op === 'S';
   if ((hasOld && !needsOld) || (!partial && needsOld && !hasOld)) {
     throw new MalformedMessageError(`${path}.${CHANGE_FIELDS.old}`, hasOld ? 'present' : 'missing', needsOld ? `an old image on a "${op}" change` : `no old image on a "${op}" change`);
   }
@@ -358,6 +394,7 @@ export function mergeChangeItems(items: Iterable<ChangeItem>): Change[] {
     if (!item.more) {
       const { head } = open;
       checkImages(head.op, open.old !== undefined, open.new !== undefined, path);
+      if (head.op === OPS.schema) checkSchemaChange(open.new && Object.fromEntries(open.new), `${path}.${CHANGE_FIELDS.new}`);
       changes.push({
         op: head.op,
         schema: head.schema,

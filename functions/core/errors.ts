@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   database: 'DB_ERROR',
   invalidArgument: 'INVALID_ARGUMENT',
   invalidStream: 'INVALID_STREAM',
+  schemaChange: 'SCHEMA_CHANGE_FAILED',
 } as const;
 
 /** One of {@link ERROR_CODES}. */
@@ -133,6 +134,21 @@ export class RowNotFoundError extends PgfanoutError {
       permanent: true,
     });
     this.table = table;
+  }
+}
+
+/** A schema change (DDL) from the stream failed on the replica; the statement and its position are named. */
+export class SchemaChangeError extends PgfanoutError {
+  readonly statement: string;
+  readonly sqlState: string | undefined;
+  constructor(statement: string, at: string, reason: string, sqlState: string | undefined, context: ApplyContext, cause: unknown) {
+    super(
+      ERROR_CODES.schemaChange,
+      `replica could not run the schema change ${describeValue(statement, 200)} (${at}, ${where(context)}): ${reason}${sqlState ? ` [SQLSTATE ${sqlState}]` : ''}; nothing applied`,
+      { permanent: true, cause },
+    );
+    this.statement = statement;
+    this.sqlState = sqlState;
   }
 }
 

@@ -21,7 +21,10 @@ export {
   type ChangeOp,
   type RowImage,
   type ImageName,
+  checkSchemaChange,
+  SCHEMA_CHANGE_KEYS,
 } from './envelope.ts';
+export { CONFLICT_MODES, type ConflictMode, type ConflictKind } from './conflicts.ts';
 export { messageGroupId, messageDeduplicationId, isValidFifoId, MAX_ID_LENGTH } from './ids.ts';
 export { readBatch, CopyTextParser, BatchTokenAssembler, type BatchToken, type ChangeToken, type ValueToken, type CopySink } from './reader.ts';
 export {
@@ -50,6 +53,7 @@ export {
   TransientDatabaseError,
   DatabaseError,
   InvalidStreamError,
+  SchemaChangeError,
   classifyDatabaseError,
   isTransientSqlState,
   type ErrorCode,

@@ -387,7 +387,7 @@ export class BatchTokenAssembler implements CopySink {
       if (v === null || v === undefined) this.#fail(`${name(i)} is NULL`);
     });
     if (!isBigintText(id)) this.#fail(`ev_id is ${describeValue(id)}, not a decimal id`);
-    if (op !== 'I' && op !== 'U' && op !== 'D' && op !== 'T') this.#fail(`ev_op is ${describeValue(op)}; allowed: I, U, D, T`);
+    if (op !== 'I' && op !== 'U' && op !== 'D' && op !== 'T' && op !== 'S') this.#fail(`ev_op is ${describeValue(op)}; allowed: I, U, D, T, S`);
     const event = this.#event;
     if (event === undefined || event.id !== id) {
       if (event !== undefined && compareDecimal(id, event.id) < 0) this.#fail(`ev_id ${id} follows ${event.id}; rows must be ordered by ev_id`);
@@ -404,6 +404,7 @@ export class BatchTokenAssembler implements CopySink {
       this.#image = undefined;
     } else if (image === 'k' || image === 'n') {
       if (op === 'T') this.#fail(`a TRUNCATE event has a row image ${describeValue(image)}`);
+      if (op === 'S' && image !== 'n') this.#fail(`a schema change event has an old image (event ${id})`);
       if (current.image === '-' || (current.image === 'n' && image === 'k')) this.#fail(`image ${image} follows image ${current.image} in event ${id}; rows must be ordered by image`);
       if (column === null || column === undefined || column.length === 0) this.#fail(`col is ${describeValue(column)} in event ${id}`);
       this.#image = image === 'k' ? 'old' : 'new';

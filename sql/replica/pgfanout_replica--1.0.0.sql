@@ -155,3 +155,31 @@ BEGIN
     RETURN skipped;
 END
 $$;
+
+-- Conflicts the applier detected and resolved (ApplyOptions.conflicts 'apply-remote' or
+-- 'keep-local', for databases that are each other's replica): one row per conflicting change.
+--   kind:       insert_exists (an INSERT whose key is already here), update_differs /
+--               delete_differs (the row found by identity no longer holds the change's old
+--               image in the columns the old image carries), update_missing / delete_missing
+--               (no row has the change's old identity)
+--   resolution: apply-remote (the incoming change was applied: an UPDATE of a missing row
+--               inserts its new row) or keep-local (the row here was left as it was)
+--   key, local_row, old_row, new_row: the identity, this replica's row before the change
+--               (NULL when missing), the change's old image and new image, as JSON
+--   change:     where the change sits in its batch (part and index)
+CREATE TABLE IF NOT EXISTS pgfanout.replica_conflict (
+    conflict_id  bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source_id    text        NOT NULL,
+    batch_id     bigint      NOT NULL,
+    change       text        NOT NULL,
+    table_schema text        NOT NULL,
+    table_name   text        NOT NULL,
+    op           text        NOT NULL CHECK (op IN ('I', 'U', 'D')),
+    kind         text        NOT NULL CHECK (kind IN ('insert_exists', 'update_differs', 'update_missing', 'delete_differs', 'delete_missing')),
+    resolution   text        NOT NULL CHECK (resolution IN ('apply-remote', 'keep-local')),
+    key          jsonb,
+    local_row    jsonb,
+    old_row      jsonb,
+    new_row      jsonb,
+    detected_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);

@@ -38,3 +38,4 @@ REVOKE ALL ON FUNCTION pgfanout.replica_start(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgfanout.replica_skip(text, bigint, text, text[]) FROM PUBLIC;
 GRANT SELECT ON pgfanout.replica_skipped TO pgfanout_applier;
 GRANT EXECUTE ON FUNCTION pgfanout.replica_version() TO pgfanout_applier;
+GRANT SELECT, INSERT ON pgfanout.replica_conflict TO pgfanout_applier;

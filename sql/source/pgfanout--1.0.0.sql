@@ -95,7 +95,7 @@ BEGIN
             ev_id     bigint      NOT NULL DEFAULT nextval('pgfanout.event_id_seq'::regclass),
             ev_txid   xid8        NOT NULL DEFAULT pg_current_xact_id(),
             ev_time   timestamptz NOT NULL DEFAULT clock_timestamp(),
-            ev_op     text        NOT NULL,  -- TG_OP: INSERT, UPDATE, DELETE, TRUNCATE
+            ev_op     text        NOT NULL,  -- TG_OP: INSERT, UPDATE, DELETE, TRUNCATE; SCHEMA (a schema change)
             ev_schema text        NOT NULL,
             ev_table  text        NOT NULL,
             ev_key    %1$I.hstore,
@@ -627,9 +627,10 @@ $$;
 
 -- pgfanout.batch_values(bigint): the open batch's events, one row per captured column value.
 -- Parameters: the batch id (must be the open batch).
--- Returns: ev_id, ev_txid (xid8 as decimal text), ev_time, ev_op ('I' | 'U' | 'D' | 'T'),
---   ev_schema, ev_table, image ('k' old identity, 'n' new row, '-' an event without column
---   values such as TRUNCATE), col, value (the column's text output, NULL for SQL NULL);
+-- Returns: ev_id, ev_txid (xid8 as decimal text), ev_time, ev_op ('I' | 'U' | 'D' | 'T' | 'S'),
+--   ev_schema, ev_table, image ('k' old identity, 'n' new row (for 'S', a schema change:
+--   'search_path' and 'sql'), '-' an event without column values such as TRUNCATE), col,
+--   value (the column's text output, NULL for SQL NULL);
 --   ordered by ev_id, image, col (bytewise).
 -- Tables touched: reads batch, event_log.
 DO $install$
@@ -932,4 +933,442 @@ REVOKE ALL ON FUNCTION
     pgfanout.add_all_tables(name), pgfanout.show_tables(), pgfanout.publisher_waiting(boolean),
     pgfanout.next_batch(), pgfanout.batch_values(bigint), pgfanout.rotate_log(),
     pgfanout.finish_batch(bigint), pgfanout.status(), pgfanout.mark_snapshot_batch(pg_snapshot)
+FROM PUBLIC;
+
+
+-- Schema changes through the stream
+--
+--   pgfanout.replicate_ddl(text)            runs a DDL statement here and logs it for every
+--                                           replica, in the same transaction
+--   pgfanout.auto_add_schema(name, bool)    tables that replicated DDL creates in this schema
+--                                           are added to capture at once
+--   pgfanout.refresh_table(regclass)        re-reads a captured table's row identity and
+--                                           re-installs its trigger
+--   pgfanout.set_old_image(regclass, text)  what UPDATE and DELETE events carry as the old
+--                                           image: 'identity' (the default) or 'full' (the
+--                                           whole old row, for conflict detection)
+--   pgfanout.enable_ddl_capture(), pgfanout.disable_ddl_capture()
+--                                           event triggers that log CREATE/ALTER/DROP TABLE
+--                                           in schemas with captured tables (superuser only;
+--                                           rds_superuser on Amazon RDS)
+--
+-- A schema change is one event: ev_op 'SCHEMA' ('S' in batch_values), no old image, and as
+-- new image 'sql' (the statement text) and 'search_path' (the schemas its unqualified names
+-- resolved in, quoted, comma-separated); ev_schema and ev_table name the table it is about
+-- when that is known, else ''. Replicas run the statement at its place among the changes.
+-- After every schema change, tables whose row identity changed get their triggers
+-- re-installed (so the events after an ALTER TABLE carry the new identity), and log rows of
+-- dropped tables are removed from captured_table.
+
+-- Schemas in which tables created by replicated DDL are added to capture.
+CREATE TABLE IF NOT EXISTS pgfanout.auto_add_schema (
+    schema_name name        PRIMARY KEY,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- What UPDATE and DELETE events of a captured table carry as the old image.
+ALTER TABLE pgfanout.captured_table
+    ADD COLUMN IF NOT EXISTS old_image text NOT NULL DEFAULT 'identity' CHECK (old_image IN ('identity', 'full'));
+
+-- pgfanout.use_full_old_image(regclass): points a captured table's row trigger at the
+-- capture function that logs the whole old row (capture_full, capture_full_partition),
+-- keeping its arguments except the identity columns. Internal: set_old_image, refresh_table.
+-- Parameters: the table. Returns: void. Tables touched: reads captured_table, pg_trigger.
+CREATE OR REPLACE FUNCTION pgfanout.use_full_old_image(p_table regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trg       record;
+    args      text[] := '{}';
+    arg       bytea := '';
+    keep      integer;
+    i         integer;
+    qualified text;
+BEGIN
+    SELECT t.tgargs, t.tgnargs, p.proname::text AS fn, ct.identity_columns
+      INTO trg
+      FROM pg_trigger t
+      JOIN pg_proc p ON p.oid = t.tgfoid
+      JOIN pgfanout.captured_table ct ON ct.reloid = t.tgrelid
+     WHERE t.tgrelid = p_table AND t.tgname = 'pgfanout_capture';
+    IF NOT FOUND OR trg.fn NOT LIKE 'capture\_key%' THEN
+        RETURN;
+    END IF;
+    -- tgargs: each argument followed by a zero byte.
+    FOR i IN 0 .. length(trg.tgargs) - 1 LOOP
+        IF get_byte(trg.tgargs, i) = 0 THEN
+            args := args || convert_from(arg, 'UTF8');
+            arg := '';
+        ELSE
+            arg := arg || substring(trg.tgargs FROM i + 1 FOR 1);
+        END IF;
+    END LOOP;
+    keep := trg.tgnargs - coalesce(array_length(trg.identity_columns, 1), 0);
+    SELECT format('%I.%I', n.nspname, c.relname) INTO qualified
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table;
+    EXECUTE format('DROP TRIGGER pgfanout_capture ON %s', qualified);
+    EXECUTE format('CREATE TRIGGER pgfanout_capture AFTER INSERT OR UPDATE OR DELETE ON %s'
+                   ' FOR EACH ROW EXECUTE FUNCTION pgfanout.%I(%s)',
+                   qualified, replace(trg.fn, 'capture_key', 'capture_full'),
+                   (SELECT coalesce(string_agg(quote_literal(a), ', ' ORDER BY o), '')
+                      FROM unnest(args[1:keep]) WITH ORDINALITY AS x(a, o)));
+END
+$$;
+
+-- pgfanout.refresh_table(regclass): re-installs a captured table's triggers for its current
+-- row identity and column names (remove_table + add_table), keeping when it was added and
+-- its old image setting. Events already logged are not touched.
+-- Parameters: the table (must be added). Returns: void.
+-- Tables touched: captured_table; the table's pgfanout triggers.
+CREATE OR REPLACE FUNCTION pgfanout.refresh_table(p_table regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ct record;
+BEGIN
+    IF p_table IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.refresh_table: the table must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO ct FROM pgfanout.captured_table WHERE reloid = p_table;
+    PERFORM pgfanout.remove_table(p_table);
+    PERFORM pgfanout.add_table(p_table);
+    IF ct.reloid IS NOT NULL THEN
+        UPDATE pgfanout.captured_table SET added_at = ct.added_at, old_image = ct.old_image WHERE reloid = p_table;
+        IF ct.old_image = 'full' THEN
+            PERFORM pgfanout.use_full_old_image(p_table);
+        END IF;
+    END IF;
+END
+$$;
+
+-- pgfanout.set_old_image(regclass, text): what the table's UPDATE and DELETE events carry as
+-- the old image: 'identity' (its row identity columns; the default) or 'full' (the whole old
+-- row, so that a replica can tell whether its row still holds what the source's row held:
+-- conflict detection for multi-master). Tables without a row identity always log the whole
+-- old row.
+-- Parameters: the table (must be added), 'identity' or 'full'. Returns: void.
+-- Tables touched: captured_table; the table's pgfanout triggers.
+CREATE OR REPLACE FUNCTION pgfanout.set_old_image(p_table regclass, p_image text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_table IS NULL OR p_image IS NULL OR p_image NOT IN ('identity', 'full') THEN
+        RAISE EXCEPTION 'pgfanout.set_old_image: table % and old image % are not allowed; expected an added table and ''identity'' or ''full''',
+            coalesce(p_table::text, 'NULL'), quote_nullable(p_image)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p_table AND t.tgname = 'pgfanout_capture') THEN
+        RAISE EXCEPTION 'pgfanout.set_old_image: table % is not added', p_table
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE pgfanout.captured_table SET old_image = p_image WHERE reloid = p_table;
+    PERFORM pgfanout.refresh_table(p_table);
+END
+$$;
+
+-- pgfanout.refresh_identities(): after a schema change, refreshes every captured table whose
+-- row identity (kind or columns) is no longer what its triggers were installed for, and
+-- forgets captured_table rows of dropped tables. Internal: schema_change.
+-- Parameters: none. Returns: the tables refreshed.
+-- Tables touched: captured_table; triggers as refresh_table.
+CREATE OR REPLACE FUNCTION pgfanout.refresh_identities() RETURNS SETOF regclass
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    DELETE FROM pgfanout.captured_table ct WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = ct.reloid);
+    FOR t IN
+        SELECT ct.reloid::regclass AS rel, ct.identity_kind, ct.identity_columns, i.identity_kind AS now_kind, i.identity_columns AS now_columns
+          FROM pgfanout.captured_table ct
+         CROSS JOIN LATERAL pgfanout.identity_of(ct.reloid::regclass) AS i
+         WHERE EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = ct.reloid AND tg.tgname = 'pgfanout_capture')
+         ORDER BY ct.reloid
+    LOOP
+        IF t.now_kind IS DISTINCT FROM t.identity_kind OR t.now_columns IS DISTINCT FROM t.identity_columns THEN
+            PERFORM pgfanout.refresh_table(t.rel);
+            RETURN NEXT t.rel;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- pgfanout.schema_change(sql, search_path, schema, table, created, log): logs one schema
+-- change event (when p_log), adds the tables in p_created that lie in an auto-add schema,
+-- and refreshes changed identities. Internal: replicate_ddl and the DDL event triggers.
+-- Parameters: the statement text; the search path it ran under; the schema and table it is
+--   about ('' when not known); oids of the tables it created; whether to log it.
+-- Returns: void. Tables touched: event_log_0/1/2 (insert), capture_hint (read),
+--   captured_table and triggers (as add_table, refresh_identities).
+DO $install$
+DECLARE
+    h text := (SELECT n.nspname FROM pg_catalog.pg_extension x
+               JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
+               WHERE x.extname = 'hstore');
+BEGIN
+    EXECUTE format($sql$
+        CREATE OR REPLACE FUNCTION pgfanout.schema_change(p_sql text, p_search_path text, p_schema text, p_table text,
+                                                          p_created oid[], p_log boolean)
+        RETURNS void
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+        AS $body$
+        DECLARE
+            log_nr text := current_setting('pgfanout.log_table', true);
+            hint   bigint;
+            img    %1$I.hstore;
+            t      regclass;
+        BEGIN
+            IF p_sql IS NULL OR btrim(p_sql) = '' OR p_search_path IS NULL OR p_schema IS NULL OR p_table IS NULL OR p_log IS NULL THEN
+                RAISE EXCEPTION 'pgfanout.schema_change: statement %%, search path %%, schema %%, table %% are not allowed; expected a statement and text values (no NULL)',
+                    quote_nullable(left(p_sql, 200)), quote_nullable(p_search_path), quote_nullable(p_schema), quote_nullable(p_table)
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            IF p_log THEN
+                IF log_nr IS NULL OR log_nr NOT IN ('0', '1', '2') THEN
+                    hint := pg_sequence_last_value('pgfanout.capture_hint'::regclass);
+                    IF hint >= 3 THEN
+                        PERFORM pg_notify('pgfanout', '');
+                    END IF;
+                    log_nr := (coalesce(hint, 0) %% 3)::text;
+                    PERFORM set_config('pgfanout.log_table', log_nr, true);
+                END IF;
+                img := %1$I.hstore(ARRAY['sql', 'search_path'], ARRAY[p_sql, p_search_path]);
+                IF log_nr = '0' THEN
+                    INSERT INTO pgfanout.event_log_0 (ev_op, ev_schema, ev_table, ev_new) VALUES ('SCHEMA', p_schema, p_table, img);
+                ELSIF log_nr = '1' THEN
+                    INSERT INTO pgfanout.event_log_1 (ev_op, ev_schema, ev_table, ev_new) VALUES ('SCHEMA', p_schema, p_table, img);
+                ELSE
+                    INSERT INTO pgfanout.event_log_2 (ev_op, ev_schema, ev_table, ev_new) VALUES ('SCHEMA', p_schema, p_table, img);
+                END IF;
+            END IF;
+            FOR t IN
+                SELECT c.oid::regclass
+                  FROM pg_class c
+                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                  JOIN pgfanout.auto_add_schema a ON a.schema_name = n.nspname
+                 WHERE c.oid = ANY (coalesce(p_created, '{}'))
+                   AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence <> 't'
+                   AND NOT EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND tg.tgname = 'pgfanout_capture')
+                 ORDER BY c.oid
+            LOOP
+                PERFORM pgfanout.add_table(t);
+            END LOOP;
+            PERFORM pgfanout.refresh_identities();
+        END
+        $body$
+    $sql$, h);
+END
+$install$;
+
+-- pgfanout.replicate_ddl(text): runs a statement (usually DDL) on this database and logs it
+-- in the same transaction, so every replica runs it at the same place among the changes: a
+-- replica never sees a row with a column before the ALTER TABLE that added it. If the
+-- statement fails, nothing is logged (the error rolls the transaction back).
+-- SECURITY INVOKER: the statement runs with the caller's own rights (a definer function would
+-- let anyone who may call it run DDL as pgfanout's owner), and without a search_path clause,
+-- so its names resolve as the caller's would; the search path is logged with it and set on
+-- the replicas. Logging goes through the definer function schema_change, so the caller
+-- needs EXECUTE on both, which pgfanout's owner grants; whoever has it may make every
+-- replica run a statement as its applier role.
+-- Data changes the statement makes itself (an UPDATE backfilling a new column) are not
+-- captured row by row: replicas replay them by running the statement.
+-- Parameters: the statement text (several statements separated by ';' run as one).
+-- Returns: void. Tables touched: as schema_change.
+CREATE OR REPLACE FUNCTION pgfanout.replicate_ddl(p_sql text) RETURNS void
+LANGUAGE plpgsql SECURITY INVOKER
+AS $$
+DECLARE
+    path    pg_catalog.text;
+    before  pg_catalog.oid[];
+    created pg_catalog.oid[];
+    origin  pg_catalog.text := pg_catalog.current_setting('pgfanout.origin', true);
+BEGIN
+    IF p_sql IS NULL OR pg_catalog.btrim(p_sql) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'pgfanout.replicate_ddl: the statement is %; expected the text of a statement to run', pg_catalog.quote_nullable(p_sql)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    path := (SELECT coalesce(pg_catalog.string_agg(pg_catalog.quote_ident(s), ', ' ORDER BY o), '')
+               FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY AS x(s, o));
+    before := ARRAY(SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[]));
+    -- The statement's own data changes are replayed by the statement: keep capture quiet.
+    PERFORM pg_catalog.set_config('pgfanout.origin', 'replicate_ddl', true);
+    EXECUTE p_sql;
+    PERFORM pg_catalog.set_config('pgfanout.origin', coalesce(origin, ''), true);
+    created := ARRAY(SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[])
+                     EXCEPT SELECT pg_catalog.unnest(before));
+    PERFORM pgfanout.schema_change(p_sql, path, '', '', created, true);
+END
+$$;
+
+-- pgfanout.auto_add_schema(name, boolean): whether tables that replicate_ddl (or captured
+-- DDL) creates in the schema are added to capture at once. Idempotent.
+-- Parameters: the schema (must exist); true to add it (the default), false to remove it.
+-- Returns: void. Tables touched: auto_add_schema.
+CREATE OR REPLACE FUNCTION pgfanout.auto_add_schema(p_schema name, p_enabled boolean DEFAULT true) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_schema IS NULL OR p_enabled IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.auto_add_schema: schema % and flag % are not allowed; expected a schema name and true or false',
+            quote_nullable(p_schema), coalesce(p_enabled::text, 'NULL')
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_schema = 'pgfanout' THEN
+        RAISE EXCEPTION 'pgfanout.auto_add_schema: schema pgfanout holds pgfanout''s own tables; they are not captured'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_enabled AND NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = p_schema) THEN
+        RAISE EXCEPTION 'pgfanout.auto_add_schema: schema % does not exist', quote_ident(p_schema)
+            USING ERRCODE = 'invalid_schema_name';
+    END IF;
+    IF p_enabled THEN
+        INSERT INTO pgfanout.auto_add_schema (schema_name) VALUES (p_schema) ON CONFLICT (schema_name) DO NOTHING;
+    ELSE
+        DELETE FROM pgfanout.auto_add_schema WHERE schema_name = p_schema;
+    END IF;
+END
+$$;
+
+-- pgfanout.captured_ddl(query, search_path, drop): the work of the DDL event triggers. Logs
+-- the client's query text once per client message (a string of several statements fires the
+-- triggers once per statement) when the command touched a table in a schema with captured
+-- tables or in an auto-add schema (never pgfanout's own or temporary ones), then as
+-- schema_change. Internal: only callable from an event trigger (it reads
+-- pg_event_trigger_ddl_commands / pg_event_trigger_dropped_objects, which raise otherwise).
+-- Parameters: current_query(); the client's search path; true for sql_drop.
+-- Returns: void. Tables touched: as schema_change.
+CREATE OR REPLACE FUNCTION pgfanout.captured_ddl(p_query text, p_search_path text, p_drop boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    obj      record;
+    sch      text;
+    tbl      text;
+    created  oid[] := '{}';
+    relevant boolean := false;
+    seen     text;
+BEGIN
+    IF p_drop THEN
+        FOR obj IN
+            SELECT d.objid, d.schema_name, d.object_name
+              FROM pg_event_trigger_dropped_objects() d
+             WHERE d.object_type = 'table' AND d.original AND NOT d.is_temporary AND d.schema_name <> 'pgfanout'
+        LOOP
+            IF EXISTS (SELECT 1 FROM pgfanout.captured_table ct WHERE ct.reloid = obj.objid)
+               OR EXISTS (SELECT 1 FROM pgfanout.auto_add_schema a WHERE a.schema_name = obj.schema_name)
+               OR EXISTS (SELECT 1 FROM pgfanout.captured_table ct JOIN pg_class c ON c.oid = ct.reloid
+                           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = obj.schema_name) THEN
+                relevant := true;
+                sch := coalesce(sch, obj.schema_name);
+                tbl := coalesce(tbl, obj.object_name);
+            END IF;
+        END LOOP;
+    ELSE
+        FOR obj IN
+            SELECT d.objid, d.command_tag, n.nspname, c.relname, c.relpersistence
+              FROM pg_event_trigger_ddl_commands() d
+              JOIN pg_class c ON c.oid = d.objid
+              JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE d.classid = 'pg_class'::regclass AND d.object_type = 'table' AND NOT d.in_extension
+               AND n.nspname <> 'pgfanout' AND c.relpersistence <> 't'
+        LOOP
+            IF obj.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS') THEN
+                created := created || obj.objid;
+            END IF;
+            IF EXISTS (SELECT 1 FROM pgfanout.auto_add_schema a WHERE a.schema_name = obj.nspname)
+               OR EXISTS (SELECT 1 FROM pgfanout.captured_table ct JOIN pg_class c ON c.oid = ct.reloid
+                           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = obj.nspname) THEN
+                relevant := true;
+                sch := coalesce(sch, obj.nspname::text);
+                tbl := coalesce(tbl, obj.relname::text);
+            END IF;
+        END LOOP;
+    END IF;
+    IF NOT relevant THEN
+        RETURN;
+    END IF;
+    IF p_query IS NULL OR btrim(p_query) = '' THEN
+        RAISE EXCEPTION 'pgfanout: DDL capture cannot log a change of table %.%: the session''s query text is not available', quote_ident(sch), quote_ident(tbl)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run the statement through pgfanout.replicate_ddl(...) instead.';
+    END IF;
+    -- One client message, one event: statement_timestamp() is the time the message arrived.
+    seen := statement_timestamp()::text || ' ' || md5(p_query);
+    PERFORM pgfanout.schema_change(p_query, p_search_path, sch, tbl, created,
+                                   seen IS DISTINCT FROM current_setting('pgfanout.ddl_logged', true));
+    PERFORM set_config('pgfanout.ddl_logged', seen, true);
+END
+$$;
+
+-- pgfanout.capture_ddl(): the event trigger function enable_ddl_capture installs on
+-- ddl_command_end (CREATE TABLE, CREATE TABLE AS, ALTER TABLE) and sql_drop (DROP TABLE).
+-- Does nothing for the applier (pgfanout.origin set, or session_replication_role = replica,
+-- under which event triggers do not fire) and inside replicate_ddl, which logs itself.
+-- SECURITY DEFINER without SET search_path, so current_schemas() shows the client's search
+-- path; every name in the body is schema-qualified.
+-- Returns: event_trigger. Tables touched: as captured_ddl.
+CREATE OR REPLACE FUNCTION pgfanout.capture_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    IF pg_catalog.current_setting('pgfanout.origin', true) OPERATOR(pg_catalog.<>) '' THEN
+        RETURN;
+    END IF;
+    PERFORM pgfanout.captured_ddl(
+        pg_catalog.current_query(),
+        (SELECT coalesce(pg_catalog.string_agg(pg_catalog.quote_ident(s), ', ' ORDER BY o), '')
+           FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY AS x(s, o)),
+        TG_EVENT OPERATOR(pg_catalog.=) 'sql_drop');
+END
+$$;
+
+-- pgfanout.enable_ddl_capture(): installs the event triggers pgfanout_ddl_command_end and
+-- pgfanout_ddl_drop, so CREATE/ALTER/DROP TABLE run by anyone in a schema with captured
+-- tables is logged for the replicas like replicate_ddl, without calling it. Creating event
+-- triggers needs a superuser (on Amazon RDS / Aurora: a member of rds_superuser).
+-- Limits: the logged text is current_query(), the whole string the client sent: a string
+-- of several statements is replayed whole (including any data changes in it, which are
+-- also captured row by row: keep DDL and DML in separate strings); DDL run inside a function
+-- logs the call of that function; statements that refer to temporary objects or to
+-- objects only this database has cannot be replayed. replicate_ddl has none of these limits.
+-- Parameters: none. Returns: void. Idempotent.
+CREATE OR REPLACE FUNCTION pgfanout.enable_ddl_capture() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgfanout_ddl_command_end') THEN
+        CREATE EVENT TRIGGER pgfanout_ddl_command_end ON ddl_command_end
+            WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'ALTER TABLE')
+            EXECUTE FUNCTION pgfanout.capture_ddl();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgfanout_ddl_drop') THEN
+        CREATE EVENT TRIGGER pgfanout_ddl_drop ON sql_drop
+            WHEN TAG IN ('DROP TABLE')
+            EXECUTE FUNCTION pgfanout.capture_ddl();
+    END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE EXCEPTION 'pgfanout.enable_ddl_capture: role % may not create event triggers', current_user
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'Event triggers need a superuser (on Amazon RDS and Aurora, a member of rds_superuser). Without one, run schema changes through pgfanout.replicate_ddl(...).';
+END
+$$;
+
+-- pgfanout.disable_ddl_capture(): drops the event triggers enable_ddl_capture installed.
+-- Parameters: none. Returns: void. Idempotent.
+CREATE OR REPLACE FUNCTION pgfanout.disable_ddl_capture() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DROP EVENT TRIGGER IF EXISTS pgfanout_ddl_command_end;
+    DROP EVENT TRIGGER IF EXISTS pgfanout_ddl_drop;
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    pgfanout.use_full_old_image(regclass), pgfanout.refresh_table(regclass),
+    pgfanout.set_old_image(regclass, text), pgfanout.refresh_identities(),
+    pgfanout.schema_change(text, text, text, text, oid[], boolean), pgfanout.replicate_ddl(text),
+    pgfanout.auto_add_schema(name, boolean), pgfanout.captured_ddl(text, text, boolean),
+    pgfanout.capture_ddl(), pgfanout.enable_ddl_capture(), pgfanout.disable_ddl_capture()
 FROM PUBLIC;
