@@ -11,6 +11,7 @@ import { parse, parseReplicaArg, requireOption, UsageError } from './args.ts';
 import { connect } from './db.ts';
 import { verifyTables, waitForReplicaPosition, type TableRef } from '../ops/verify.ts';
 import { parseTableName } from '../ops/sql.ts';
+import { REDRIVE_USAGE, redriveCommand } from './redrive.ts';
 
 interface Command {
   readonly summary: string;
@@ -184,6 +185,11 @@ Options:
         await source.end();
       }
     },
+  },
+  redrive: {
+    summary: 'list a replica\'s dead-letter queue with why each message fails, move it back, or skip a batch',
+    usage: REDRIVE_USAGE,
+    run: redriveCommand,
   },
   publisher: {
     summary: 'run the publisher in this process (what the Fargate task runs)',
