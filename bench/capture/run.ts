@@ -34,7 +34,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
-import { installSource } from '#core/install.ts';
+import { installSource, quoteIdent } from '#core/install.ts';
 import { LocalPostgres } from '#local/postgres.ts';
 
 const exec = promisify(execFile);
@@ -94,14 +94,21 @@ BEGIN
   VALUES (TG_OP, TG_TABLE_NAME, CASE WHEN TG_OP <> 'INSERT' THEN hstore(OLD) END, CASE WHEN TG_OP <> 'DELETE' THEN hstore(NEW) END);
   RETURN NULL;
 END $$;`;
-/** One TPC-B transaction per iteration, committed, as pgbench's built-in script does it. */
-const TPCB_LOOP = (n: number, scale: number) => `
+/**
+ * One TPC-B transaction per iteration, committed, as pgbench's built-in script does it. The
+ * transaction count and scale come through the settings bench.txns and bench.scale (a DO
+ * block takes no parameters).
+ */
+const TPCB_LOOP = `
 DO $$
-DECLARE a int; b int; t int; d int; bal int;
+DECLARE
+  n int := current_setting('bench.txns')::int;
+  scale int := current_setting('bench.scale')::int;
+  a int; b int; t int; d int; bal int;
 BEGIN
-  FOR i IN 1..${n} LOOP
-    a := 1 + (random() * ${scale * 100000 - 1})::int; b := 1 + (random() * ${scale - 1})::int;
-    t := 1 + (random() * ${scale * 10 - 1})::int; d := (random() * 10000)::int - 5000;
+  FOR i IN 1..n LOOP
+    a := 1 + (random() * (scale * 100000 - 1))::int; b := 1 + (random() * (scale - 1))::int;
+    t := 1 + (random() * (scale * 10 - 1))::int; d := (random() * 10000)::int - 5000;
     UPDATE pgbench_accounts SET abalance = abalance + d WHERE aid = a;
     SELECT abalance INTO bal FROM pgbench_accounts WHERE aid = a;
     UPDATE pgbench_tellers SET tbalance = tbalance + d WHERE tid = t;
@@ -178,7 +185,7 @@ try {
   listener.on('notification', () => {
     notifications += 1;
   });
-  for (const channel of new Set(Object.values(CHANNEL))) await listener.query(`LISTEN ${channel}`);
+  for (const channel of new Set(Object.values(CHANNEL))) await listener.query(`LISTEN ${quoteIdent(channel)}`);
 
   const configure = async (config: Config): Promise<void> => {
     for (const t of TABLES) {
@@ -187,14 +194,16 @@ try {
         [t],
       );
       if (rows[0]?.added) await admin.query('SELECT pgfanout.remove_table($1::regclass)', [t]);
-      await admin.query(`DROP TRIGGER IF EXISTS ancestor_notify ON ${t}`);
+      await admin.query(`DROP TRIGGER IF EXISTS ancestor_notify ON ${quoteIdent(t)}`);
     }
     if (config === 'b' || config === 'c') {
       for (const t of TABLES) await admin.query('SELECT pgfanout.add_table($1::regclass)', [t]);
       await admin.query('SELECT pgfanout.publisher_waiting($1)', [config === 'c']);
     }
     if (config === 'd') {
-      for (const t of TABLES) await admin.query(`CREATE TRIGGER ancestor_notify AFTER INSERT OR UPDATE ON ${t} FOR EACH ROW EXECUTE FUNCTION public.ancestor_notify()`);
+      for (const t of TABLES) {
+        await admin.query(`CREATE TRIGGER ancestor_notify AFTER INSERT OR UPDATE ON ${quoteIdent(t)} FOR EACH ROW EXECUTE FUNCTION public.ancestor_notify()`);
+      }
     }
     await admin.query('TRUNCATE pgfanout.event_log_0, pgfanout.event_log_1, pgfanout.event_log_2');
     await admin.query('CHECKPOINT');
@@ -234,14 +243,17 @@ try {
   await configure('a');
   await admin.query(PROFILE_SQL);
   await admin.query('SET synchronous_commit = off');
+  await admin.query("SELECT set_config('bench.txns', $1, false), set_config('bench.scale', $2, false)", [String(PROFILE_TXNS), String(SCALE)]);
   const pid = (await admin.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number;
   const cpuNanos = () => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
   const setVariant = async (variant: Variant) => {
     await configure('a');
-    for (const t of TABLES) await admin.query(`DROP TRIGGER IF EXISTS bench_trigger ON ${t}`);
+    for (const t of TABLES) await admin.query(`DROP TRIGGER IF EXISTS bench_trigger ON ${quoteIdent(t)}`);
     if (variant === 'pgfanout') for (const t of TABLES) await admin.query('SELECT pgfanout.add_table($1::regclass)', [t]);
     if (variant === 'noop' || variant === 'plain') {
-      for (const t of TABLES) await admin.query(`CREATE TRIGGER bench_trigger AFTER INSERT OR UPDATE OR DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION bench.${variant}()`);
+      for (const t of TABLES) {
+        await admin.query(`CREATE TRIGGER bench_trigger AFTER INSERT OR UPDATE OR DELETE ON ${quoteIdent(t)} FOR EACH ROW EXECUTE FUNCTION bench.${quoteIdent(variant)}()`);
+      }
     }
     await admin.query('TRUNCATE bench.log');
   };
@@ -250,7 +262,7 @@ try {
       const variant = VARIANTS[(i + round) % VARIANTS.length] as Variant;
       await setVariant(variant);
       const before = cpuNanos();
-      await admin.query(TPCB_LOOP(PROFILE_TXNS, SCALE));
+      await admin.query(TPCB_LOOP);
       const cpuMicrosPerTransaction = (cpuNanos() - before) / 1000 / PROFILE_TXNS;
       profile.push({ round, variant, cpuMicrosPerTransaction });
     }

@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
+import { quoteIdent } from './install.ts';
 import { batchValuesCopy, connect, drainEvents, foldEvents, batchValues, nextBatch, sourceDatabase, takeBatch, testedMajors, type CapturedEvent } from './source.fixtures.ts';
 
 /** Error message of a query expected to fail. */
@@ -358,9 +359,9 @@ describe.each(testedMajors())('batch protocol on PostgreSQL %i', (major) => {
     const admin = await conn();
     const suffix = Math.random().toString(36).slice(2, 8);
     const [pub, app] = [`pub_${suffix}`, `app_${suffix}`];
-    await admin.query(`CREATE ROLE ${pub} LOGIN PASSWORD 'pub-password' IN ROLE pgfanout_publisher`);
-    await admin.query(`CREATE ROLE ${app} LOGIN PASSWORD 'app-password'`);
-    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON t TO ${app}`);
+    await admin.query(`CREATE ROLE ${quoteIdent(pub)} LOGIN PASSWORD 'pub-password' IN ROLE pgfanout_publisher`);
+    await admin.query(`CREATE ROLE ${quoteIdent(app)} LOGIN PASSWORD 'app-password'`);
+    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON t TO ${quoteIdent(app)}`);
     const as = async (role: string, password: string) => {
       const c = await connect(url.replace(/^postgres:\/\/[^@]+@/, `postgres://${role}:${password}@`));
       open.push(c);
