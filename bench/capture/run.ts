@@ -73,13 +73,39 @@ const LABELS: Record<Config, string> = {
 };
 const CHANNEL: Partial<Record<Config, string>> = { c: 'pgfanout', d: 'x' };
 
-type Variant = 'none' | 'noop' | 'plain' | 'pgfanout';
-const VARIANTS: readonly Variant[] = ['none', 'noop', 'plain', 'pgfanout'];
+type Ablation = 'no-exact-check' | 'no-rename-fallback' | 'no-origin-guard';
+type Variant = 'none' | 'noop' | 'plain' | 'pgfanout' | Ablation;
+const VARIANTS: readonly Variant[] = ['none', 'noop', 'plain', 'pgfanout', 'no-exact-check', 'no-rename-fallback', 'no-origin-guard'];
 const VARIANT_LABELS: Record<Variant, string> = {
   none: 'no trigger',
   noop: 'empty PL/pgSQL row trigger',
   plain: 'plain PL/pgSQL trigger inserting hstore(OLD), hstore(NEW) into a log table',
   pgfanout: 'pgfanout capture',
+  'no-exact-check': 'pgfanout capture without the per-row exact-output-settings check (ablation)',
+  'no-rename-fallback': 'pgfanout capture without the whole-old-row fallback for renamed identity columns (ablation)',
+  'no-origin-guard': 'pgfanout capture without the pgfanout.origin check (ablation)',
+};
+/**
+ * Ablations: pgfanout's own capture functions with one safeguard cut out, to show what each
+ * costs. Each is a rewrite of the installed definition; a rewrite that matches nothing fails
+ * the run rather than measure the unchanged function.
+ */
+const ABLATIONS: Record<Ablation, { readonly functions: readonly string[]; readonly pattern: RegExp; readonly replacement: string }> = {
+  'no-exact-check': {
+    functions: ['capture_key', 'capture_full'],
+    pattern: /\(pg_catalog\.left\(pg_catalog\.current_setting\('DateStyle'\), 3\)[\s\S]*?OPERATOR\(pg_catalog\.>=\) 1\)/g,
+    replacement: 'true',
+  },
+  'no-rename-fallback': {
+    functions: ['capture_key'],
+    pattern: /CASE WHEN coalesce\(new_row, (\S+)\.hstore\(OLD\)\) OPERATOR\(\S+\.\?&\) TG_ARGV\s+THEN (\S+\.slice\(\S+\.hstore\(OLD\), TG_ARGV\)) ELSE \S+\.hstore\(OLD\) END/g,
+    replacement: '$2',
+  },
+  'no-origin-guard': {
+    functions: ['capture_key', 'capture_full'],
+    pattern: /WHEN pg_catalog\.current_setting\('pgfanout\.origin', true\) OPERATOR\(pg_catalog\.<>\) '' THEN 'origin'/g,
+    replacement: "WHEN false THEN 'origin'",
+  },
 };
 /** The comparison triggers of the profile phase (pgfanout's own come from add_table). */
 const PROFILE_SQL = `
@@ -246,10 +272,28 @@ try {
   await admin.query("SELECT set_config('bench.txns', $1, false), set_config('bench.scale', $2, false)", [String(PROFILE_TXNS), String(SCALE)]);
   const pid = (await admin.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number;
   const cpuNanos = () => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+  const originals = new Map<string, string>();
+  for (const fn of ['capture_key', 'capture_full']) {
+    const { rows } = await admin.query<{ def: string }>('SELECT pg_get_functiondef(to_regprocedure($1)) AS def', [`pgfanout.${fn}()`]);
+    originals.set(fn, rows[0]?.def as string);
+  }
+  const defineCapture = async (ablation: Ablation | undefined) => {
+    for (const [fn, original] of originals) {
+      let def = original;
+      if (ablation && ABLATIONS[ablation].functions.includes(fn)) {
+        def = original.replace(ABLATIONS[ablation].pattern, ABLATIONS[ablation].replacement);
+        if (def === original) throw new Error(`ablation ${ablation} found nothing to cut out of pgfanout.${fn}(); update its pattern`);
+      }
+      await admin.query(def);
+    }
+  };
   const setVariant = async (variant: Variant) => {
     await configure('a');
     for (const t of TABLES) await admin.query(`DROP TRIGGER IF EXISTS bench_trigger ON ${quoteIdent(t)}`);
-    if (variant === 'pgfanout') for (const t of TABLES) await admin.query('SELECT pgfanout.add_table($1::regclass)', [t]);
+    if (variant === 'pgfanout' || variant in ABLATIONS) {
+      await defineCapture(variant === 'pgfanout' ? undefined : (variant as Ablation));
+      for (const t of TABLES) await admin.query('SELECT pgfanout.add_table($1::regclass)', [t]);
+    }
     if (variant === 'noop' || variant === 'plain') {
       for (const t of TABLES) {
         await admin.query(`CREATE TRIGGER bench_trigger AFTER INSERT OR UPDATE OR DELETE ON ${quoteIdent(t)} FOR EACH ROW EXECUTE FUNCTION bench.${quoteIdent(variant)}()`);
@@ -269,6 +313,7 @@ try {
     console.log(`profile round ${round + 1}/${PROFILE_ROUNDS} done`);
   }
   await setVariant('none');
+  await defineCapture(undefined);
 } finally {
   await listener.end().catch(() => undefined);
   await admin.end().catch(() => undefined);
