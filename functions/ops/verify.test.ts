@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installReplica, installSource } from '#core';
 import { LocalPostgres } from '#local/postgres.ts';
-import { createDatabase, type TestDatabase } from '#core/testing/servers.ts';
+import { createDatabase, TEST_MAJORS, type TestDatabase } from '#core/testing/servers.ts';
 import { OpsError } from './errors.ts';
 import { qualified, quoteIdent } from './sql.ts';
 import { verifyTables, waitForReplicaPosition, type VerifyOptions } from './verify.ts';
@@ -236,3 +236,37 @@ async function publishOne(client: pg.Client): Promise<string> {
   await client.query('SELECT pgfanout.finish_batch($1)', [id]);
   return id;
 }
+
+describe.runIf(TEST_MAJORS.includes(13))('across major versions', () => {
+  it('hashes rows of many types the same on PostgreSQL 13 and 18, and still finds a difference', async () => {
+    const old = await LocalPostgres.start({ major: 13 });
+    try {
+      const src = await createDatabase(old, 'verify_pg13');
+      try {
+        const ddl = `CREATE TABLE public.typed (id bigint PRIMARY KEY, t text, n numeric, f float8, ts timestamptz, d date, iv interval, b bytea, j jsonb, a int[], u uuid, bo boolean)`;
+        const fill = `INSERT INTO public.typed SELECT g, 'é€😀 "q" ' || g, g / 7.0, g / 3.0, '2024-02-29 12:34:56.789+05:30'::timestamptz + g * interval '1 hour', '2000-01-01'::date + g,
+                        g * interval '1 day 3 min', decode(md5(g::text), 'hex'), jsonb_build_object('k', g, 'arr', ARRAY[g, -g]), ARRAY[g, NULL, 3], md5(g::text)::uuid, g % 2 = 0
+                        FROM generate_series(1, 3000) g`;
+        const schema = await freshSchema();
+        await replica.client.query(ddl.replace('public.', `${schema}.`));
+        await replica.client.query(fill.replace('public.', `${schema}.`));
+        await src.client.query(`CREATE SCHEMA ${schema}`);
+        await src.client.query(ddl.replace('public.', `${schema}.`));
+        await src.client.query(fill.replace('public.', `${schema}.`));
+        const ref = [{ schema, table: 'typed' }];
+
+        const same = await verifyTables(src.client, replica.client, ref, { chunkRows: 500 });
+        expect(same.differences).toEqual([]);
+        expect(same.summaries[0]).toMatchObject({ method: 'chunked', sourceRows: 3000, rowsFetched: 0 });
+
+        await replica.client.query(`UPDATE ${schema}.typed SET f = f + 1e-12 WHERE id = 2000`);
+        const different = await verifyTables(src.client, replica.client, ref, { chunkRows: 500 });
+        expect(different.differences[0]).toMatchObject({ changed: 1, missing: 0, extra: 0, examples: [expect.objectContaining({ key: '(id)=(2000)' })] });
+      } finally {
+        await src.client.end();
+      }
+    } finally {
+      await old.stop();
+    }
+  });
+});
