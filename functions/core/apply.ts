@@ -9,12 +9,29 @@
  * 4. a part that is not final is staged; the final part applies every staged part (read back one
  *    at a time), then itself, and records the batch as applied, all in the same transaction.
  *
- * Changes are applied with set-based statements over runs of consecutive changes to one table
- * with one operation (split wherever a later change touches a row an earlier one in the run
- * touched, so the result is the same as applying them one by one). Values travel as text and are
- * converted by the replica server with the column type's input function (`$1::text` cast to the
- * type named from the catalog, without typmod, then assigned, so a too long varchar is an error,
- * never silently cut). Identifiers are always quoted; values are always parameters.
+ * Changes are applied with set-based statements over runs of changes to one table with one
+ * operation (split wherever a later change touches a row an earlier one in the run touched, so the
+ * result is the same as applying them one by one). Which changes share a run is planned per batch:
+ * - in the batch's order (`planning: 'in-order'`, and always under the origin guard, where
+ *   foreign keys and the replica's triggers fire): a run is consecutive changes;
+ * - per table (the default under `session_replication_role = replica`, where neither fires):
+ *   changes to different tables commute, so each table collects its own runs, written in the
+ *   batch's order within the table. A change may also join an earlier run of its table past other
+ *   changes of that table when it provably commutes with them: the table's only unique (or
+ *   exclusion) index is the identity, the change carries it in every image, no change passed over
+ *   touches the same identity value, and an INSERT leaves no column to a default. A table with
+ *   triggers that fire in replica mode, rules, inheritance or partitions keeps its exact place in
+ *   the batch; TRUNCATE, split changes and schema changes are barriers for every table.
+ *
+ * What the applier reads from the replica's catalog (columns, types, identities) is kept per
+ * connection across messages ({@link replicaCatalog}), forgotten on any failed apply, after a
+ * schema change, and after a minute (CATALOG_MAX_AGE_MS), so changes made on the replica by hand
+ * are seen.
+ *
+ * Values travel as text and are converted by the replica server with the column type's input
+ * function (`$1::text` cast to the type named from the catalog, without typmod, then assigned, so
+ * a too long varchar is an error, never silently cut). Identifiers are always quoted; values are
+ * always parameters.
  *
  * Rows are matched by a replica unique identity (primary key, or a unique, non-partial,
  * non-expression index over NOT NULL columns) whose columns the change's old image carries;
@@ -47,6 +64,9 @@ import {
 /** How the applier keeps the replica's triggers from firing. */
 export type ReplicationRole = 'replica' | 'origin-guard' | 'auto';
 
+/** How {@link applyMessage} groups changes into statements. */
+export type Planning = 'per-table' | 'in-order';
+
 /** Options of {@link applyMessage}. */
 export interface ApplyOptions {
   /** Tables to apply (`schema.table`, `"schema"."table"` or `schema.*`); empty or absent means all. */
@@ -59,6 +79,13 @@ export interface ApplyOptions {
    * @default 'auto'
    */
   readonly replicationRole?: ReplicationRole;
+  /**
+   * How changes are grouped into set-based statements (see the module comment): `per-table`
+   * groups changes by table where that provably gives the same result (only under
+   * `session_replication_role = replica`); `in-order` keeps the batch's order across tables.
+   * @default 'per-table'
+   */
+  readonly planning?: Planning;
   /**
    * Run every check and write of the apply, then roll the transaction back instead of committing:
    * the result (or the error) says what applying the message would do now, and nothing changes.
@@ -211,6 +238,8 @@ interface ColumnInfo {
   readonly generated: boolean;
   readonly identityAlways: boolean;
   readonly identity: boolean;
+  /** The column has a default expression (an INSERT that leaves it out evaluates it). */
+  readonly hasDefault: boolean;
 }
 
 /** A replica table. */
@@ -222,14 +251,36 @@ interface TableInfo {
   readonly columns: ReadonlyMap<string, ColumnInfo>;
   /** Unique identities, best first (primary key, then fewest columns). */
   readonly identities: readonly (readonly string[])[];
+  /**
+   * Unique and exclusion indexes of any kind (partial, on expressions, not yet valid): when this
+   * is 1 and `identities` has 1 entry, two changes with different identity values can never
+   * collide on a constraint, whatever their order.
+   */
+  readonly uniqueIndexes: number;
+  /**
+   * Writes to this table affect no other table and read no other table under
+   * `session_replication_role = replica`: a plain table (not partitioned, no partition, no
+   * inheritance), no rules, no trigger enabled ALWAYS or REPLICA.
+   */
+  readonly independent: boolean;
+  /** When this was read (performance.now()), to read it again after CATALOG_MAX_AGE_MS. */
+  readonly readAt: number;
 }
+
+/** How long what was read of a replica table is trusted without an error saying otherwise. */
+const CATALOG_MAX_AGE_MS = 60_000;
 
 const CATALOG_SQL = `
 SELECT c.oid::pg_catalog.int8 AS oid,
+       c.relkind = 'r' AND NOT c.relispartition AND NOT c.relhasrules
+         AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits h WHERE h.inhrelid = c.oid OR h.inhparent = c.oid)
+         AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgenabled IN ('A', 'R')) AS independent,
+       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND (i.indisunique OR i.indisexclusion))::pg_catalog.int4 AS unique_indexes,
        a.attname::pg_catalog.text AS name,
        pg_catalog.format('%I.%I', tn.nspname, t.typname) AS cast_type,
        a.attgenerated::pg_catalog.text <> '' AS generated,
-       a.attidentity::pg_catalog.text AS identity
+       a.attidentity::pg_catalog.text AS identity,
+       a.atthasdef AS has_default
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -248,6 +299,46 @@ SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY k.ord) AS column
  GROUP BY i.indexrelid, i.indisprimary
 HAVING pg_catalog.bool_and(a.attnotnull)
  ORDER BY i.indisprimary DESC, pg_catalog.count(*), i.indexrelid`;
+
+/**
+ * What the applier knows of one replica connection's tables: read from the catalog on first use
+ * and kept across messages, so a message of small changes does not read the catalog again.
+ * Get it with {@link replicaCatalog}. The apply forgets it all when an apply fails (the error may
+ * be a schema the applier misread, and a rolled-back schema change must not be remembered) and
+ * after a schema change; call {@link ReplicaCatalog.invalidate} after changing a replica table by
+ * other means on the same connection.
+ */
+export class ReplicaCatalog {
+  /** Tables by `schema\0table`. */
+  readonly tables = new Map<string, TableInfo>();
+  /** Statement shapes by signature (operation, table and column layout of a change). */
+  readonly shapes = new Map<string, Shape>();
+
+  /** Forgets one table (and every statement shape for it), or everything when no table is named. */
+  invalidate(schema?: string, table?: string): void {
+    if (schema === undefined || table === undefined) {
+      this.tables.clear();
+      this.shapes.clear();
+      return;
+    }
+    this.tables.delete(`${schema}\u0000${table}`);
+    for (const [signature, shape] of this.shapes) {
+      if (shape.table.schema === schema && shape.table.table === table) this.shapes.delete(signature);
+    }
+  }
+}
+
+const catalogs = new WeakMap<pg.ClientBase, ReplicaCatalog>();
+
+/** The catalog knowledge kept for `client` (a new, empty one for a connection not seen yet). */
+export function replicaCatalog(client: pg.ClientBase): ReplicaCatalog {
+  let catalog = catalogs.get(client);
+  if (catalog === undefined) {
+    catalog = new ReplicaCatalog();
+    catalogs.set(client, catalog);
+  }
+  return catalog;
+}
 
 // ---------------------------------------------------------------- row sources and statements
 
@@ -286,6 +377,18 @@ interface Shape {
   readonly newColumns: readonly string[];
   /** Key columns (a replica identity) when matching by key; undefined: match the whole old row. */
   readonly key: readonly string[] | undefined;
+  /**
+   * Under per-table planning: `table` when the change commutes with changes to other tables,
+   * `ordered` when it must keep its place in the batch (see TableInfo.independent, and an INSERT
+   * that leaves a column with a default out: defaults such as nextval() depend on order).
+   */
+  readonly placement: 'table' | 'ordered';
+  /**
+   * The columns whose values decide whether this change commutes with other changes of its
+   * table (the table's only unique index, carried by every image of the change), or undefined
+   * when it never moves past them.
+   */
+  readonly commuteKey: readonly string[] | undefined;
 }
 
 function cast(ref: string, column: ColumnInfo): string {
@@ -327,6 +430,23 @@ function statementSql(shape: Shape, source: RowSource): string {
   return `${pick} UPDATE ${t} AS t SET ${set} FROM u, m WHERE t.tableoid = m.m_oid AND t.ctid = m.m_ctid`;
 }
 
+/**
+ * Where a change of this shape may go under per-table planning (see Shape.placement and
+ * Shape.commuteKey). Conservative: anything not shown to commute keeps its place.
+ */
+function placementOf(op: 'I' | 'U' | 'D', table: TableInfo, oldColumns: readonly string[], newColumns: readonly string[]): Pick<Shape, 'placement' | 'commuteKey'> {
+  const inNew = new Set(newColumns);
+  // An INSERT that leaves a column out evaluates its default (nextval(), now(), …) in statement order.
+  const defaultsLeft = op === 'I' && [...table.columns.values()].some((c) => !c.generated && !inNew.has(c.name) && (c.hasDefault || c.identity));
+  if (!table.independent || defaultsLeft) return { placement: 'ordered', commuteKey: undefined };
+  const only = table.uniqueIndexes === 1 && table.identities.length === 1 ? table.identities[0] : undefined;
+  if (only === undefined) return { placement: 'table', commuteKey: undefined };
+  const inOld = new Set(oldColumns);
+  const carried = (image: ReadonlySet<string>) => only.every((c) => image.has(c));
+  const commutes = op === 'I' ? carried(inNew) : op === 'D' ? carried(inOld) : carried(inOld) && carried(inNew);
+  return { placement: 'table', commuteKey: commutes ? only : undefined };
+}
+
 /** A prepared-statement name for `sql` (node-pg prepares each name once per connection). */
 function statementName(sql: string): string {
   return `pgfanout_${createHash('sha1').update(sql).digest('hex').slice(0, 24)}`;
@@ -334,9 +454,14 @@ function statementName(sql: string): string {
 
 // ---------------------------------------------------------------- batch application
 
+/** Changes written together by one set-based statement. */
 interface Run {
   readonly shape: Shape;
   readonly signature: string;
+  /** The lane the run belongs to: a table (`Shape.table.quoted`) or ORDERED. */
+  readonly lane: string;
+  /** Order of creation in the batch; runs are written in this order. */
+  readonly seq: number;
   readonly columns: (string | null)[][];
   rows: number;
   bytes: number;
@@ -345,6 +470,21 @@ interface Run {
   /** Where the run's first and last changes are in the batch, for error messages. */
   readonly first: string;
   last: string;
+}
+
+/** The lane of changes that keep their place in the batch (every change, under in-order planning). */
+const ORDERED = '';
+
+/** The runs buffered for one table under per-table planning. */
+interface Lane {
+  /** In creation order. */
+  readonly runs: Run[];
+  /** The latest run of each statement shape. */
+  readonly bySignature: Map<string, Run>;
+  /** For each identity value (of Shape.commuteKey), the seq of the last run that touched it. */
+  readonly lastTouch: Map<string, number>;
+  /** The seq of the last run holding a change that must not be passed (no commute key); 0: none. */
+  fence: number;
 }
 
 interface Pending {
@@ -360,9 +500,21 @@ class BatchApplier {
   readonly #client: pg.ClientBase;
   readonly #context: ApplyContext;
   readonly #filter: TableFilter;
-  readonly #tables = new Map<string, TableInfo>();
-  readonly #shapes = new Map<string, Shape>();
-  #run: Run | undefined;
+  /** The connection's catalog knowledge, shared with the next messages; its maps, for short. */
+  readonly #catalog: ReplicaCatalog;
+  readonly #tables: Map<string, TableInfo>;
+  readonly #shapes: Map<string, Shape>;
+  /** Runs not written yet, in creation order; the lanes of per-table planning; rows and bytes they hold. */
+  #runs: Run[] = [];
+  readonly #lanes = new Map<string, Lane>();
+  #runSeq = 0;
+  #bufferedRows = 0;
+  #bufferedBytes = 0;
+  /**
+   * Group changes per table (see the module comment). Only valid while
+   * `session_replication_role = replica` is in effect; set by the caller.
+   */
+  perTable = false;
   #truncate: { txid: string; tables: TableInfo[] } | undefined;
   #pending: Pending | undefined;
   #seq = 0;
@@ -379,6 +531,9 @@ class BatchApplier {
     this.#client = client;
     this.#context = context;
     this.#filter = filter;
+    this.#catalog = replicaCatalog(client);
+    this.#tables = this.#catalog.tables;
+    this.#shapes = this.#catalog.shapes;
     this.#conflicts = conflicts;
   }
 
@@ -392,8 +547,7 @@ class BatchApplier {
     }
     await runSchemaChange(this.#client, sql, searchPath, where, this.#context);
     // Any table may have changed (and statements may name several): forget them all.
-    this.#tables.clear();
-    this.#shapes.clear();
+    this.#catalog.invalidate();
     this.applied++;
   }
 
@@ -438,12 +592,14 @@ class BatchApplier {
   async #table(schema: string, table: string): Promise<TableInfo> {
     const cacheKey = `${schema}\u0000${table}`;
     const cached = this.#tables.get(cacheKey);
-    if (cached) return cached;
+    if (cached && performance.now() - cached.readAt < CATALOG_MAX_AGE_MS) return cached;
+    if (cached) this.#catalog.invalidate(schema, table);
     const display = `${quoteIdent(schema)}.${quoteIdent(table)}`;
     const { rows } = await this.#query(CATALOG_SQL, [schema, table], `reading the catalog of replica table ${display}`);
     if (rows.length === 0) throw new UnknownTableError(display, this.#context);
     const columns = new Map<string, ColumnInfo>();
-    for (const row of rows as { name: string | null; cast_type: string; generated: boolean; identity: string }[]) {
+    const first = rows[0] as { oid: string; independent: boolean; unique_indexes: number };
+    for (const row of rows as { name: string | null; cast_type: string; generated: boolean; identity: string; has_default: boolean }[]) {
       if (row.name === null) continue;
       columns.set(row.name, {
         name: row.name,
@@ -451,9 +607,10 @@ class BatchApplier {
         generated: row.generated,
         identity: row.identity !== '',
         identityAlways: row.identity === 'a',
+        hasDefault: row.has_default,
       });
     }
-    const ids = await this.#query(IDENTITIES_SQL, [(rows[0] as { oid: string }).oid], `reading the unique indexes of replica table ${display}`);
+    const ids = await this.#query(IDENTITIES_SQL, [first.oid], `reading the unique indexes of replica table ${display}`);
     const info: TableInfo = {
       schema,
       table,
@@ -461,6 +618,9 @@ class BatchApplier {
       quoted: quoteTable(schema, table),
       columns,
       identities: (ids.rows as { columns: string[] }[]).map((r) => r.columns),
+      uniqueIndexes: first.unique_indexes,
+      independent: first.independent,
+      readAt: performance.now(),
     };
     this.#tables.set(cacheKey, info);
     return info;
@@ -469,7 +629,7 @@ class BatchApplier {
   /** The statement shape of a change, checked against the replica table (cached by layout). */
   async #shape(op: 'I' | 'U' | 'D', head: ChangeHead, oldColumns: readonly string[], newColumns: readonly string[], signature: string): Promise<Shape> {
     const cached = this.#shapes.get(signature);
-    if (cached) return cached;
+    if (cached && performance.now() - cached.table.readAt < CATALOG_MAX_AGE_MS) return cached;
     const table = await this.#table(head.schema, head.table);
     for (const [image, names] of [['old', oldColumns], ['new', newColumns]] as const) {
       for (const name of names) {
@@ -483,7 +643,7 @@ class BatchApplier {
       const old = new Set(oldColumns);
       key = table.identities.find((identity) => identity.every((c) => old.has(c)));
     }
-    const shape: Shape = { op, table, oldColumns, newColumns, key };
+    const shape: Shape = { op, table, oldColumns, newColumns, key, ...placementOf(op, table, oldColumns, newColumns) };
     this.#shapes.set(signature, shape);
     return shape;
   }
@@ -508,12 +668,7 @@ class BatchApplier {
     const oldColumns = old ? Object.keys(old) : [];
     const newColumns = neu ? Object.keys(neu) : [];
     const signature = `${op}\u0000${head.schema}\u0000${head.table}\u0000${oldColumns.join('\u0000')}\u0001${newColumns.join('\u0000')}`;
-    let run = this.#run;
-    if (run !== undefined && run.signature !== signature) {
-      await this.#flushRun();
-      run = undefined;
-    }
-    const shape = run?.shape ?? (await this.#shape(op, head, oldColumns, newColumns, signature));
+    const shape = await this.#shape(op, head, oldColumns, newColumns, signature);
     if (this.#conflicts !== 'error') {
       // One change at a time, each looking at the row it touches first.
       await this.#flushRun();
@@ -523,43 +678,84 @@ class BatchApplier {
       this.applied++;
       return;
     }
+    await this.#add(shape, signature, old, neu, where);
+  }
+
+  /** Puts one change into a run (which one: see the module comment), writing runs as needed. */
+  async #add(shape: Shape, signature: string, old: RowImage | undefined, neu: RowImage | undefined, where: string): Promise<void> {
+    const lane = this.perTable && shape.placement === 'table' ? shape.table.quoted : ORDERED;
+    const last = this.#runs.at(-1);
+    // A change of the ordered lane keeps its exact place, so when one is buffered it is the only
+    // buffered run: whatever comes next, of any lane, writes it first (unless it joins it).
+    if (lane !== ORDERED && last?.lane === ORDERED) await this.#flushRun();
     if (shape.op !== 'I' && shape.key === undefined) {
-      // Whole-row matching touches one row per statement.
-      await this.#flushRun();
-      await this.#execute(shape, unnestSource([...oldColumns.map((c) => [old?.[c] ?? null]), ...newColumns.map((c) => [neu?.[c] ?? null])], 1), where);
+      // Whole-row matching touches one row per statement, written now, after its lane.
+      if (lane === ORDERED) await this.#flushRun();
+      else await this.#flushLane(lane);
+      await this.#execute(shape, unnestSource([...shape.oldColumns.map((c) => [old?.[c] ?? null]), ...shape.newColumns.map((c) => [neu?.[c] ?? null])], 1), where);
       this.applied++;
       return;
     }
-    let keys: string[] = [];
-    if (shape.key !== undefined) {
-      const key = shape.key;
-      keys = [JSON.stringify(key.map((c) => old?.[c] ?? null))];
-      if (op === 'U') keys.push(JSON.stringify(key.map((c) => neu?.[c] ?? null)));
-      if (run !== undefined && keys.some((k) => run?.touched.has(k))) {
-        await this.#flushRun();
-        run = undefined;
+    const keyColumns = shape.commuteKey ?? shape.key;
+    const keys: string[] = [];
+    if (keyColumns !== undefined) {
+      if (shape.op !== 'I') keys.push(JSON.stringify(keyColumns.map((c) => old?.[c] ?? null)));
+      // An INSERT's key matters only where changes pass each other by key.
+      if (shape.op === 'U' || (shape.op === 'I' && shape.commuteKey !== undefined)) keys.push(JSON.stringify(keyColumns.map((c) => neu?.[c] ?? null)));
+    }
+    let run: Run | undefined;
+    let tableLane: Lane | undefined;
+    if (lane === ORDERED) {
+      if (last?.lane === ORDERED && last.signature === signature && !keys.some((k) => last.touched.has(k))) run = last;
+      else await this.#flushRun();
+    } else {
+      tableLane = this.#lanes.get(lane);
+      if (tableLane === undefined) {
+        tableLane = { runs: [], bySignature: new Map(), lastTouch: new Map(), fence: 0 };
+        this.#lanes.set(lane, tableLane);
+      }
+      if (shape.commuteKey !== undefined) {
+        // The table's latest run of this shape, if no change after it in the table (nor in it)
+        // touches the same identity value and none of them may not be passed.
+        const candidate = tableLane.bySignature.get(signature);
+        const lastTouch = tableLane.lastTouch;
+        if (candidate !== undefined && candidate.seq > tableLane.fence && keys.every((k) => (lastTouch.get(k) ?? 0) < candidate.seq)) run = candidate;
+      } else {
+        const candidate = tableLane.runs.at(-1);
+        if (candidate !== undefined && candidate.signature === signature && !keys.some((k) => candidate.touched.has(k))) run = candidate;
       }
     }
     if (run === undefined) {
-      run = { shape, signature, columns: [...oldColumns, ...newColumns].map(() => []), rows: 0, bytes: 0, touched: new Set(), first: where, last: where };
-      this.#run = run;
+      run = { shape, signature, lane, seq: ++this.#runSeq, columns: [...shape.oldColumns, ...shape.newColumns].map(() => []), rows: 0, bytes: 0, touched: new Set(), first: where, last: where };
+      this.#runs.push(run);
+      if (tableLane !== undefined) {
+        tableLane.runs.push(run);
+        tableLane.bySignature.set(signature, run);
+      }
     }
     let i = 0;
-    for (const c of oldColumns) {
+    const before = run.bytes;
+    for (const c of shape.oldColumns) {
       const v = (old as RowImage)[c] ?? null;
       (run.columns[i++] as (string | null)[]).push(v);
       if (v !== null) run.bytes += v.length;
     }
-    for (const c of newColumns) {
+    for (const c of shape.newColumns) {
       const v = (neu as RowImage)[c] ?? null;
       (run.columns[i++] as (string | null)[]).push(v);
       if (v !== null) run.bytes += v.length;
     }
     for (const k of keys) run.touched.add(k);
+    if (tableLane !== undefined) {
+      if (shape.commuteKey !== undefined) for (const k of keys) tableLane.lastTouch.set(k, run.seq);
+      else tableLane.fence = run.seq;
+    }
     run.rows++;
     run.last = where;
     this.applied++;
-    if (run.rows >= RUN_MAX_ROWS || run.bytes >= RUN_MAX_BYTES) await this.#flushRun();
+    this.#bufferedRows++;
+    this.#bufferedBytes += run.bytes - before;
+    if (this.#bufferedRows >= RUN_MAX_ROWS || this.#bufferedBytes >= RUN_MAX_BYTES) await this.#flushRun();
   }
 
   async #flush(): Promise<void> {
@@ -575,10 +771,30 @@ class BatchApplier {
     await this.#query(`TRUNCATE TABLE ${names}`, [], `truncating replica table${truncate.tables.length > 1 ? 's' : ''} ${truncate.tables.map((t) => t.display).join(', ')}`);
   }
 
+  /** Writes every buffered run, in creation order. */
   async #flushRun(): Promise<void> {
-    const run = this.#run;
-    if (run === undefined) return;
-    this.#run = undefined;
+    const runs = this.#runs;
+    this.#runs = [];
+    this.#lanes.clear();
+    this.#bufferedRows = 0;
+    this.#bufferedBytes = 0;
+    for (const run of runs) await this.#write(run);
+  }
+
+  /** Writes the buffered runs of one table, in order, leaving other tables' runs buffered. */
+  async #flushLane(lane: string): Promise<void> {
+    const tableLane = this.#lanes.get(lane);
+    if (tableLane === undefined) return;
+    this.#lanes.delete(lane);
+    this.#runs = this.#runs.filter((run) => run.lane !== lane);
+    for (const run of tableLane.runs) {
+      this.#bufferedRows -= run.rows;
+      this.#bufferedBytes -= run.bytes;
+      await this.#write(run);
+    }
+  }
+
+  async #write(run: Run): Promise<void> {
     await this.#execute(run.shape, unnestSource(run.columns, run.rows), run.rows === 1 ? run.first : `one of the changes ${run.first} … ${run.last}`);
   }
 
@@ -670,41 +886,58 @@ class BatchApplier {
 /** The setting pgfanout's capture trigger checks before logging a change. */
 export const ORIGIN_SETTING = 'pgfanout.origin';
 
-/** Values arrive in the source's output style (ISO dates, postgres intervals): read them the same way. */
-const SESSION_STYLE = `SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres'`;
+/**
+ * Starts the apply transaction. Values arrive in the source's output style (ISO dates, postgres
+ * intervals): they are read the same way.
+ */
+const BEGIN_SESSION = `BEGIN; SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres'`;
 const REPLICA_ROLE = 'SET LOCAL session_replication_role = replica';
 
-async function setSession(client: pg.ClientBase, mode: ReplicationRole, sourceId: string): Promise<'replica' | 'origin-guard'> {
-  if (mode === 'replica') {
-    await client.query(`${SESSION_STYLE}; ${REPLICA_ROLE}`);
-    return 'replica';
-  }
-  if (mode === 'auto') {
-    try {
-      // One round trip; if the role may not set it, the savepoint undoes just the failed SET.
-      await client.query(`${SESSION_STYLE}; SAVEPOINT pgfanout_role; ${REPLICA_ROLE}; RELEASE SAVEPOINT pgfanout_role`);
+/**
+ * Begins the apply transaction and keeps the replica's triggers quiet, in one round trip when
+ * `session_replication_role = replica` may be set. On failure, nothing is left open.
+ */
+async function beginSession(client: pg.ClientBase, mode: ReplicationRole, sourceId: string): Promise<'replica' | 'origin-guard'> {
+  try {
+    if (mode === 'replica') {
+      await client.query(`${BEGIN_SESSION}; ${REPLICA_ROLE}`);
       return 'replica';
-    } catch (err) {
-      if ((err as { code?: string }).code !== '42501') throw err;
-      await client.query('ROLLBACK TO SAVEPOINT pgfanout_role; RELEASE SAVEPOINT pgfanout_role');
     }
-  } else {
-    await client.query(SESSION_STYLE);
+    if (mode === 'auto') {
+      try {
+        // If the role may not set it, the savepoint undoes just the failed SET.
+        await client.query(`${BEGIN_SESSION}; SAVEPOINT pgfanout_role; ${REPLICA_ROLE}; RELEASE SAVEPOINT pgfanout_role`);
+        return 'replica';
+      } catch (err) {
+        if ((err as { code?: string }).code !== '42501') throw err;
+        await client.query('ROLLBACK TO SAVEPOINT pgfanout_role; RELEASE SAVEPOINT pgfanout_role');
+      }
+    } else {
+      await client.query(BEGIN_SESSION);
+    }
+    await client.query('SELECT pg_catalog.set_config($1, $2, true)', [ORIGIN_SETTING, sourceId]);
+    return 'origin-guard';
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
   }
-  await client.query('SELECT pg_catalog.set_config($1, $2, true)', [ORIGIN_SETTING, sourceId]);
-  return 'origin-guard';
 }
 
+const POSITION_SQL =
+  'SELECT batch_id::pg_catalog.text, part, applied_batch_id::pg_catalog.text, part_digest FROM pgfanout.replica_position WHERE source_id = $1 FOR UPDATE';
+
+/** Locks and reads the source's position row, creating it on the source's first message. */
 async function lockPosition(client: pg.ClientBase, sourceId: string): Promise<PositionRow | undefined> {
-  await client.query(
-    `INSERT INTO pgfanout.replica_position (source_id, batch_id, part, state, applied_batch_id)
-     VALUES ($1, 0, NULL, 'applied', 0) ON CONFLICT (source_id) DO NOTHING`,
-    [sourceId],
-  );
-  const { rows } = await client.query<{ batch_id: string; part: number | null; applied_batch_id: string; part_digest: string | null }>(
-    'SELECT batch_id::pg_catalog.text, part, applied_batch_id::pg_catalog.text, part_digest FROM pgfanout.replica_position WHERE source_id = $1 FOR UPDATE',
-    [sourceId],
-  );
+  type Row = { batch_id: string; part: number | null; applied_batch_id: string; part_digest: string | null };
+  let { rows } = await client.query<Row>(POSITION_SQL, [sourceId]);
+  if (rows.length === 0) {
+    await client.query(
+      `INSERT INTO pgfanout.replica_position (source_id, batch_id, part, state, applied_batch_id)
+       VALUES ($1, 0, NULL, 'applied', 0) ON CONFLICT (source_id) DO NOTHING`,
+      [sourceId],
+    );
+    ({ rows } = await client.query<Row>(POSITION_SQL, [sourceId]));
+  }
   const row = rows[0];
   if (row === undefined) return undefined;
   return { batchId: BigInt(row.batch_id), part: row.part, appliedBatchId: BigInt(row.applied_batch_id), partDigest: row.part_digest };
@@ -725,6 +958,10 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
     throw new InvalidArgumentError(`replicationRole ${describeValue(mode)} is not allowed; expected 'replica', 'origin-guard' or 'auto'`);
   }
   const conflicts = checkConflictMode(options.conflicts ?? 'error');
+  const planning = options.planning ?? 'per-table';
+  if (planning !== 'per-table' && planning !== 'in-order') {
+    throw new InvalidArgumentError(`planning ${describeValue(planning)} is not allowed; expected 'per-table' or 'in-order'`);
+  }
   const context: ApplyContext = { sourceId: envelope.source, batchId: envelope.batch, part: envelope.part };
   const base = {
     sourceId: envelope.source,
@@ -733,13 +970,13 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
     ...(envelope.time === undefined ? {} : { sourceTime: envelope.time }),
   };
   const where = `(batch ${envelope.batch}, part ${envelope.part}, source ${envelope.source})`;
+  let role: 'replica' | 'origin-guard';
   try {
-    await client.query('BEGIN');
+    role = await beginSession(client, mode, envelope.source);
   } catch (err) {
     throw classifyDatabaseError(err, `starting the apply transaction ${where}`);
   }
   try {
-    const role = await setSession(client, mode, envelope.source);
     const position = await lockPosition(client, envelope.source);
     const digest = bodyDigest(body);
     let stagedFirst: string | undefined;
@@ -780,6 +1017,7 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
     }
 
     const applier = new BatchApplier(client, context, filter, conflicts);
+    applier.perTable = role === 'replica' && planning === 'per-table';
     for (let part = 0; part < envelope.part; part++) {
       const { rows } = await client.query<{ body: string }>(
         'SELECT body FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = $3',
@@ -794,7 +1032,10 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
     if (applier.seen !== envelope.count) {
       throw new MalformedMessageError('count', String(envelope.count), `the number of changes in batch ${envelope.batch}'s parts, ${applier.seen}`);
     }
-    await client.query('DELETE FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8', [envelope.source, envelope.batch]);
+    // A batch of one part has nothing staged (a restarted one was cleared above).
+    if (envelope.part > 0) {
+      await client.query('DELETE FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8', [envelope.source, envelope.batch]);
+    }
     await client.query(
       `UPDATE pgfanout.replica_position
           SET batch_id = $2::pg_catalog.int8, part = NULL, state = 'applied', applied_batch_id = $2::pg_catalog.int8, part_digest = NULL,
@@ -803,6 +1044,8 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
       [envelope.source, envelope.batch, envelope.time ?? null],
     );
     await client.query(options.dryRun === true ? 'ROLLBACK' : 'COMMIT');
+    // A schema change rolled back by a dry run must not stay in what was read of the catalog.
+    if (options.dryRun === true) replicaCatalog(client).invalidate();
     return {
       outcome: 'applied',
       ...base,
@@ -812,6 +1055,8 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
       ...(applier.conflictCount > 0 ? { conflicts: applier.conflictCount } : {}),
     };
   } catch (err) {
+    // What was read of the catalog may be what the error is about, or from a rolled-back schema change.
+    replicaCatalog(client).invalidate();
     try {
       await client.query('ROLLBACK');
     } catch {

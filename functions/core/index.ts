@@ -38,7 +38,19 @@ export {
   type EncodeOptions,
   type OutgoingMessage,
 } from './encoder.ts';
-export { applyMessage, replicaPosition, TableFilter, ORIGIN_SETTING, type ApplyOptions, type ApplyResult, type ReplicaPosition, type ReplicationRole } from './apply.ts';
+export {
+  applyMessage,
+  replicaPosition,
+  replicaCatalog,
+  ReplicaCatalog,
+  TableFilter,
+  ORIGIN_SETTING,
+  type ApplyOptions,
+  type ApplyResult,
+  type Planning,
+  type ReplicaPosition,
+  type ReplicationRole,
+} from './apply.ts';
 export { installSource, installReplica } from './install.ts';
 export {
   ERROR_CODES,
