@@ -191,6 +191,71 @@ Options:
     usage: REDRIVE_USAGE,
     run: redriveCommand,
   },
+  bootstrap: {
+    summary: 'copy the source\'s tables into a new or empty replica under one snapshot and record where its applier starts',
+    usage: `pgfanout bootstrap --source URL --replica NAME=URL [--tables T1,T2] [--jobs N] [--force]
+
+Brings a new or empty replica in line while the source keeps writing: takes a snapshot of
+the source, closes a batch boundary B exactly at it (pgfanout.mark_snapshot_batch), copies
+every replicated table (or --tables) under that snapshot with COPY, streamed, and records
+that the replica holds batches up to B. Its applier lets messages wait in the queue until
+then, skips everything up to B and applies from B+1 on. Missing replica tables are created
+from the source's definitions (columns, defaults, NOT NULL, primary key and unique
+constraints); existing ones must have the source's columns and be empty. An interrupted
+bootstrap is resumed by running it again. Progress goes to stderr.
+
+Options:
+  --source URL          the source database
+  --replica NAME=URL    the replica database (NAME as in the stack's replica list)
+  --tables T1,T2        copy only these captured tables (default: all of them)
+  --jobs N              tables copied at once (default 1)
+  --force               empty replica tables that hold rows; re-bootstrap a replica that
+                        already follows the source
+  -h, --help            show this help`,
+    run: async (args) => {
+      const { values } = parse(args, {
+        source: { type: 'string' },
+        replica: { type: 'string' },
+        tables: { type: 'string' },
+        jobs: { type: 'string', default: '1' },
+        force: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h' },
+      });
+      const sourceUrl = requireOption(values.source, '--source URL');
+      const replica = parseReplicaArg(requireOption(values.replica, '--replica NAME=URL'));
+      const jobs = Number(values.jobs);
+      if (!Number.isInteger(jobs) || jobs < 1 || jobs > 32) throw new UsageError(`--jobs must be a whole number from 1 to 32, got "${values.jobs}"`);
+      const tables = values.tables?.split(',').map((t) => {
+        try {
+          return parseTableName(t);
+        } catch (err) {
+          throw new UsageError(`--tables: ${(err as Error).message}`);
+        }
+      });
+      const { bootstrapReplica, formatBootstrap } = await import('../ops/bootstrap.ts');
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        const result = await bootstrapReplica({
+          sourceUrl,
+          replicaName: replica.name,
+          replicaUrl: replica.url,
+          ...(tables ? { tables } : {}),
+          jobs,
+          force: values.force === true,
+          log: (line) => console.error(line),
+          signal: stop.signal,
+        });
+        console.log(formatBootstrap(replica.name, result));
+        return 0;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    },
+  },
   publisher: {
     summary: 'run the publisher in this process (what the Fargate task runs)',
     usage: `pgfanout publisher

@@ -54,6 +54,7 @@ import {
   describeValue,
   GapError,
   InvalidArgumentError,
+  NotBootstrappedError,
   MalformedMessageError,
   RowNotFoundError,
   SchemaMismatchError,
@@ -944,6 +945,30 @@ async function lockPosition(client: pg.ClientBase, sourceId: string): Promise<Po
 }
 
 /**
+ * Called when the position is 0 with nothing staged. A replica may start at the stream's first
+ * batch (prev 0) when nothing recorded a position before, unless a bootstrap is copying its
+ * tables; otherwise, where no position was recorded, the message waits (a transient
+ * {@link NotBootstrappedError}) until `pgfanout bootstrap` records it, instead of being parked
+ * as a gap.
+ */
+async function refuseBeforeBootstrap(client: pg.ClientBase, message: Pick<Envelope, 'source' | 'batch' | 'prev'>): Promise<void> {
+  const { rows } = await client.query<{ created: boolean; batch_id: string | null; started_at: string; copied: number; tables: number }>(
+    `SELECT (SELECT p.xmin = pg_catalog.pg_current_xact_id()::pg_catalog.xid FROM pgfanout.replica_position p WHERE p.source_id = $1) AS created,
+            b.batch_id::pg_catalog.text, b.started_at::pg_catalog.text,
+            (SELECT pg_catalog.count(t.copied_at)::pg_catalog.int4 FROM pgfanout.replica_bootstrap_table t WHERE t.source_id = $1) AS copied,
+            (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM pgfanout.replica_bootstrap_table t WHERE t.source_id = $1) AS tables
+       FROM (SELECT 1) AS one LEFT JOIN pgfanout.replica_bootstrap b ON b.source_id = $1`,
+    [message.source],
+  );
+  const row = rows[0];
+  const received = `batch ${message.batch} (prev ${message.prev})`;
+  if (row?.batch_id != null) {
+    throw new NotBootstrappedError(message.source, received, { batchId: row.batch_id, startedAt: row.started_at, tablesCopied: row.copied, tables: row.tables });
+  }
+  if (row?.created === true && message.prev !== '0') throw new NotBootstrappedError(message.source, received, undefined);
+}
+
+/**
  * Applies one message body to the replica. See the module comment for the steps. Throws a
  * `PgfanoutError`: permanent for malformed messages, unknown versions, gaps, schema
  * mismatches and data errors; transient for connection loss, serialization failures and the
@@ -978,6 +1003,7 @@ export async function applyMessage(client: pg.ClientBase, body: string, options:
   }
   try {
     const position = await lockPosition(client, envelope.source);
+    if (position?.appliedBatchId === 0n && position.part === null) await refuseBeforeBootstrap(client, envelope);
     const digest = bodyDigest(body);
     let stagedFirst: string | undefined;
     if (position?.part !== null && position !== undefined && BigInt(envelope.batch) === position.batchId && envelope.part === 0) {

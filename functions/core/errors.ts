@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   malformedMessage: 'MALFORMED_MESSAGE',
   unsupportedVersion: 'UNSUPPORTED_VERSION',
   gap: 'GAP',
+  notBootstrapped: 'NOT_BOOTSTRAPPED',
   schemaMismatch: 'SCHEMA_MISMATCH',
   unknownTable: 'UNKNOWN_TABLE',
   rowNotFound: 'ROW_NOT_FOUND',
@@ -86,6 +87,38 @@ export class GapError extends PgfanoutError {
     this.sourceId = sourceId;
     this.expected = expected;
     this.received = received;
+  }
+}
+
+/** Where a bootstrap of a replica stands (pgfanout.replica_bootstrap), as an error names it. */
+export interface BootstrapInProgress {
+  /** The batch the bootstrap's snapshot corresponds to: the applier starts after it. */
+  readonly batchId: string;
+  readonly startedAt: string;
+  readonly tablesCopied: number;
+  readonly tables: number;
+}
+
+/**
+ * The replica has no position for a source yet: it was never bootstrapped, or a bootstrap is
+ * copying its tables right now. Transient: the message waits in the queue (retried with the
+ * applier's growing delays) until `pgfanout bootstrap` records the position; then everything at
+ * or below the bootstrap's batch is skipped as a duplicate and the next batch applies.
+ */
+export class NotBootstrappedError extends PgfanoutError {
+  readonly sourceId: string;
+  readonly bootstrap: BootstrapInProgress | undefined;
+  constructor(sourceId: string, received: string, bootstrap: BootstrapInProgress | undefined) {
+    const state =
+      bootstrap === undefined
+        ? `this replica has no position for source ${sourceId} (never bootstrapped), and ${received} does not start the stream (prev 0); ` +
+          'run pgfanout bootstrap --source URL --replica NAME=URL to copy the tables and record the position'
+        : `a bootstrap of source ${sourceId} into this replica is in progress (started ${bootstrap.startedAt}, ` +
+          `${bootstrap.tablesCopied} of ${bootstrap.tables} tables copied, snapshot at batch ${bootstrap.batchId}); ` +
+          `it records the position when done and batches up to ${bootstrap.batchId} are then skipped`;
+    super(ERROR_CODES.notBootstrapped, `${state}; nothing applied, the message waits in the queue and is retried`, { permanent: false });
+    this.sourceId = sourceId;
+    this.bootstrap = bootstrap;
   }
 }
 

@@ -59,6 +59,7 @@ export {
   MalformedMessageError,
   UnsupportedVersionError,
   GapError,
+  NotBootstrappedError,
   SchemaMismatchError,
   UnknownTableError,
   RowNotFoundError,

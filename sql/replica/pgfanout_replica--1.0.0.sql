@@ -65,6 +65,32 @@ CREATE UNLOGGED TABLE IF NOT EXISTS pgfanout.replica_staged_value (
     PRIMARY KEY (source_id, batch_id, slot, seq)
 );
 
+-- A bootstrap in progress (`pgfanout bootstrap`, functions/ops/bootstrap.ts): this replica's
+-- tables are being copied from a snapshot of the source, and replica_position gets the source's
+-- row only when every table is copied. While a row is here the applier lets the source's
+-- messages wait in the queue instead of applying them.
+--   batch_id:      the batch the snapshot corresponds to (pgfanout.mark_snapshot_batch on the
+--                  source): the copy holds batches 1..batch_id, the applier starts after it
+--   snapshot_name: the source's exported snapshot the copies import (pg_export_snapshot); it
+--                  exists only while the bootstrap's source transaction stays open
+CREATE TABLE IF NOT EXISTS pgfanout.replica_bootstrap (
+    source_id     text        PRIMARY KEY,
+    batch_id      bigint      NOT NULL CHECK (batch_id >= 0),
+    snapshot_name text        NOT NULL,
+    started_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- The tables of a bootstrap in progress. A table is copied in one transaction that also sets
+-- copied_at here, so a copy interrupted anywhere leaves the table empty and copied_at NULL.
+CREATE TABLE IF NOT EXISTS pgfanout.replica_bootstrap_table (
+    source_id    text        NOT NULL REFERENCES pgfanout.replica_bootstrap ON DELETE CASCADE,
+    table_schema text        NOT NULL,
+    table_name   text        NOT NULL,
+    rows_copied  bigint,
+    copied_at    timestamptz,
+    PRIMARY KEY (source_id, table_schema, table_name)
+);
+
 -- pgfanout.replica_start(p_source_id, p_batch_id): records that this replica already holds the
 -- source's state up to and including batch p_batch_id (a replica seeded from a snapshot whose
 -- stream position is known), so the applier starts after it. Idempotent for the same position.

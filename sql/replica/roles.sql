@@ -35,6 +35,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     pgfanout.replica_staged_value
 TO pgfanout_applier;
 REVOKE ALL ON FUNCTION pgfanout.replica_start(text, bigint) FROM PUBLIC;
+-- The applier only reads whether a bootstrap is in progress; the bootstrap runs as the owner.
+GRANT SELECT ON pgfanout.replica_bootstrap, pgfanout.replica_bootstrap_table TO pgfanout_applier;
 REVOKE ALL ON FUNCTION pgfanout.replica_skip(text, bigint, text, text[]) FROM PUBLIC;
 GRANT SELECT ON pgfanout.replica_skipped TO pgfanout_applier;
 GRANT EXECUTE ON FUNCTION pgfanout.replica_version() TO pgfanout_applier;
