@@ -484,7 +484,7 @@ export class SqsService {
       const stringValue = value.optionalString('StringValue');
       const binaryText = value.optionalString('BinaryValue');
       if (value.stringList('StringListValues').length > 0 || (value.optionalObjectList('BinaryListValues')?.length ?? 0) > 0) {
-        throw sqsError('InvalidParameterValue', `${kind} '${name}': StringListValues and BinaryListValues are not implemented by SQS.`);
+        throw sqsError('InvalidParameterValue', `${kind} '${name}': StringListValues and BinaryListValues are reserved by SQS for future use and not accepted.`);
       }
       const base = /^(String|Number|Binary)(\.[^\s]{1,250})?$/.exec(dataType)?.[1];
       if (!base || dataType.length > 256) {
