@@ -11,7 +11,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Pipeline, withClient } from '../local/pipeline.ts';
 import { waitForCatchUp } from '../local/command.ts';
 import { DEMO_SCHEMA_SQL, DEMO_TABLES } from '../local/workload.ts';
-import { main, replicatedTables, statusReport } from '../functions/cli/main.ts';
+import { replicatedTables, statusReport } from '../functions/cli/main.ts';
+import { runCli } from '../functions/cli/testing.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
 import { waitFor } from './support.ts';
 
@@ -42,20 +43,7 @@ async function start(): Promise<Pipeline> {
   return p;
 }
 
-/** Runs `pgfanout ARGS` in this process; returns the exit code and what it printed. */
-async function pgfanout(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-  try {
-    const code = await main(args);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
+const pgfanout = runCli;
 
 async function finishedBatch(p: Pipeline): Promise<number> {
   const report = await statusReport(p.sourceUrl, [], { prefix: 'pgfanout-local', endpoint: p.endpointUrl });

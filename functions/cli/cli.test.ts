@@ -3,27 +3,14 @@
  * status, and the errors a user meets first (unreachable server, wrong password, missing
  * table, table already added, unknown command, bad arguments).
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { LocalPostgres, freePort } from '../../local/postgres.ts';
-import { main } from './main.ts';
+import { runCli } from './testing.ts';
 
 let server: LocalPostgres;
 
-/** Runs the CLI and returns its exit code and everything it printed. */
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-  try {
-    const code = await main(args);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
+const cli = runCli;
 
 beforeAll(async () => {
   server = await LocalPostgres.start();

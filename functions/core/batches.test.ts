@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { quoteIdent } from './install.ts';
-import { batchValuesCopy, connect, drainEvents, foldEvents, batchValues, nextBatch, sourceDatabase, takeBatch, testedMajors, type CapturedEvent } from './source.fixtures.ts';
+import { batchValuesCopy, connect, drainEvents, foldEvents, batchValues, nextBatch, sourceWithTable, takeBatch, testedMajors, type CapturedEvent } from './source.fixtures.ts';
 
 /** Error message of a query expected to fail. */
 async function failure(client: pg.ClientBase, sql: string, values: unknown[] = []): Promise<string> {
@@ -43,19 +43,7 @@ describe.each(testedMajors())('batch protocol on PostgreSQL %i', (major) => {
     await server?.stop();
   });
 
-  /** A new source database with table t (id text primary key, v text) added; returns a connection factory. */
-  async function source(): Promise<{ url: string; conn: () => Promise<pg.Client> }> {
-    const url = await sourceDatabase(server);
-    const conn = async () => {
-      const c = await connect(url);
-      open.push(c);
-      return c;
-    };
-    const c = await conn();
-    await c.query('CREATE TABLE t (id text PRIMARY KEY, v text)');
-    await c.query("SELECT pgfanout.add_table('t')");
-    return { url, conn };
-  }
+  const source = () => sourceWithTable(server, open);
 
   it('serves nothing when nothing committed; batch ids are dense and each names its predecessor', async () => {
     // Prepare

@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { batchValuesCopy, connect, drainEvents, nextBatch, sourceDatabase, takeBatch, testedMajors, type CapturedEvent } from './source.fixtures.ts';
+import { batchValuesCopy, connect, drainEvents, nextBatch, sourceWithTable, takeBatch, testedMajors, type CapturedEvent } from './source.fixtures.ts';
 
 /** Error of a query expected to fail, as `SQLSTATE: message`. */
 async function failure(client: pg.ClientBase, sql: string, values: unknown[] = []): Promise<string> {
@@ -51,18 +51,7 @@ describe.each(testedMajors())('mark_snapshot_batch on PostgreSQL %i', (major) =>
     await server?.stop();
   });
 
-  async function source(): Promise<{ url: string; conn: () => Promise<pg.Client> }> {
-    const url = await sourceDatabase(server);
-    const conn = async () => {
-      const c = await connect(url);
-      open.push(c);
-      return c;
-    };
-    const c = await conn();
-    await c.query('CREATE TABLE t (id text PRIMARY KEY, v text)');
-    await c.query("SELECT pgfanout.add_table('t')");
-    return { url, conn };
-  }
+  const source = () => sourceWithTable(server, open);
 
   /** Opens a REPEATABLE READ transaction on `client` and returns its snapshot S as text. */
   async function holdSnapshot(client: pg.ClientBase): Promise<string> {

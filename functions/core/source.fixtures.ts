@@ -180,3 +180,21 @@ export async function drainEvents(client: pg.ClientBase): Promise<CapturedEvent[
 export function qualified(schema: string, table: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(table)}`;
 }
+
+/**
+ * A new source database on `server` with table t (id text primary key, v text) added to
+ * capture; returns its URL and a connection factory whose connections are pushed on `open`
+ * (the caller ends them after each test).
+ */
+export async function sourceWithTable(server: LocalPostgres, open: pg.Client[]): Promise<{ url: string; conn: () => Promise<pg.Client> }> {
+  const url = await sourceDatabase(server);
+  const conn = async () => {
+    const c = await connect(url);
+    open.push(c);
+    return c;
+  };
+  const c = await conn();
+  await c.query('CREATE TABLE t (id text PRIMARY KEY, v text)');
+  await c.query("SELECT pgfanout.add_table('t')");
+  return { url, conn };
+}
