@@ -567,6 +567,47 @@ END
 $$;
 
 
+-- pgfanout.append_batch(prev_id, prev_snapshot, snapshot): the one place a batch is made.
+-- Counts the events of transactions visible in `snapshot` and not in `prev_snapshot` (the
+-- newest boundary); when there are any, records them as batch prev_id + 1. Either way the
+-- boundary moves to `snapshot`. Internal: next_batch and mark_snapshot_batch call it with
+-- batch_cursor locked, and every statement here runs with a snapshot at least as new as
+-- `snapshot`, so every event of a transaction visible in it is seen.
+-- Returns: the new batch's id, event count and event times; all NULL when nothing committed.
+-- Tables touched: reads event_log; batch (insert), batch_cursor (update).
+CREATE OR REPLACE FUNCTION pgfanout.append_batch(p_prev_id bigint, p_prev_snapshot pg_snapshot, p_snapshot pg_snapshot,
+    OUT o_batch_id bigint, OUT o_event_count bigint, OUT o_first_event_time timestamptz, OUT o_last_event_time timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n       bigint;
+    t_first timestamptz;
+    t_last  timestamptz;
+    max_id  bigint;
+BEGIN
+    SELECT count(*), min(e.ev_time), max(e.ev_time), max(e.ev_id)
+      INTO n, t_first, t_last, max_id
+      FROM pgfanout.event_log e
+     WHERE (e.ev_txid >= pg_snapshot_xmax(p_prev_snapshot)
+            OR e.ev_txid = ANY (ARRAY(SELECT pg_snapshot_xip(p_prev_snapshot))))
+       AND e.ev_txid < pg_snapshot_xmax(p_snapshot)
+       AND pg_visible_in_snapshot(e.ev_txid, p_snapshot);
+    IF n = 0 THEN
+        -- Nothing committed in between: move the boundary on without using an id.
+        UPDATE pgfanout.batch_cursor SET last_snapshot = p_snapshot;
+        RETURN;
+    END IF;
+    INSERT INTO pgfanout.batch (batch_id, prev_batch_id, prev_snapshot, snapshot, event_count,
+                                first_event_time, last_event_time, max_ev_id)
+    VALUES (p_prev_id + 1, p_prev_id, p_prev_snapshot, p_snapshot, n, t_first, t_last, max_id);
+    UPDATE pgfanout.batch_cursor SET last_batch_id = p_prev_id + 1, last_snapshot = p_snapshot;
+    o_batch_id := p_prev_id + 1;
+    o_event_count := n;
+    o_first_event_time := t_first;
+    o_last_event_time := t_last;
+END
+$$;
+
 -- pgfanout.next_batch(): the batch the publisher should publish now.
 -- Parameters: none.
 -- Returns: the open (served, not finished) batch if there is one, with the same id and
@@ -583,10 +624,7 @@ AS $$
 DECLARE
     cur     record;
     snap    pg_snapshot;
-    n       bigint;
-    t_first timestamptz;
-    t_last  timestamptz;
-    max_id  bigint;
+    made    record;
 BEGIN
     SELECT * INTO cur FROM pgfanout.batch_cursor FOR UPDATE;
     IF cur.last_batch_id > cur.finished_batch_id THEN
@@ -605,23 +643,10 @@ BEGIN
             USING ERRCODE = 'data_corrupted',
                   HINT = 'The pgfanout schema was restored from a dump or copied from another server; reinstall it to start a new stream.';
     END IF;
-    SELECT count(*), min(e.ev_time), max(e.ev_time), max(e.ev_id)
-      INTO n, t_first, t_last, max_id
-      FROM pgfanout.event_log e
-     WHERE (e.ev_txid >= pg_snapshot_xmax(cur.last_snapshot)
-            OR e.ev_txid = ANY (ARRAY(SELECT pg_snapshot_xip(cur.last_snapshot))))
-       AND e.ev_txid < pg_snapshot_xmax(snap)
-       AND pg_visible_in_snapshot(e.ev_txid, snap);
-    IF n = 0 THEN
-        -- Nothing committed in between: move the position on without using an id.
-        UPDATE pgfanout.batch_cursor SET last_snapshot = snap;
-        RETURN;
+    SELECT * INTO made FROM pgfanout.append_batch(cur.last_batch_id, cur.last_snapshot, snap);
+    IF made.o_batch_id IS NOT NULL THEN
+        RETURN QUERY SELECT made.o_batch_id, cur.last_batch_id, made.o_event_count, made.o_first_event_time, made.o_last_event_time;
     END IF;
-    INSERT INTO pgfanout.batch (batch_id, prev_batch_id, prev_snapshot, snapshot, event_count,
-                                first_event_time, last_event_time, max_ev_id)
-    VALUES (cur.last_batch_id + 1, cur.last_batch_id, cur.last_snapshot, snap, n, t_first, t_last, max_id);
-    UPDATE pgfanout.batch_cursor SET last_batch_id = cur.last_batch_id + 1, last_snapshot = snap;
-    RETURN QUERY SELECT cur.last_batch_id + 1, cur.last_batch_id, n, t_first, t_last;
 END
 $$;
 
@@ -874,10 +899,6 @@ AS $$
 DECLARE
     mine    pg_snapshot := pg_current_snapshot();
     cur     record;
-    n       bigint;
-    t_first timestamptz;
-    t_last  timestamptz;
-    max_id  bigint;
 BEGIN
     IF p_snapshot IS NULL THEN
         RAISE EXCEPTION 'pgfanout.mark_snapshot_batch: the snapshot must not be NULL'
@@ -900,23 +921,9 @@ BEGIN
                   HINT = 'The publisher moved on after the snapshot was taken: take a new snapshot and call again.';
     END IF;
     -- As in next_batch: the events of transactions visible in S and not in the boundary.
-    -- This statement's snapshot is newer than S (checked above), so it sees all of them.
-    SELECT count(*), min(e.ev_time), max(e.ev_time), max(e.ev_id)
-      INTO n, t_first, t_last, max_id
-      FROM pgfanout.event_log e
-     WHERE (e.ev_txid >= pg_snapshot_xmax(cur.last_snapshot)
-            OR e.ev_txid = ANY (ARRAY(SELECT pg_snapshot_xip(cur.last_snapshot))))
-       AND e.ev_txid < pg_snapshot_xmax(p_snapshot)
-       AND pg_visible_in_snapshot(e.ev_txid, p_snapshot);
-    UPDATE pgfanout.batch_cursor SET last_snapshot = p_snapshot;
-    IF n = 0 THEN
-        RETURN cur.last_batch_id;
-    END IF;
-    INSERT INTO pgfanout.batch (batch_id, prev_batch_id, prev_snapshot, snapshot, event_count,
-                                first_event_time, last_event_time, max_ev_id)
-    VALUES (cur.last_batch_id + 1, cur.last_batch_id, cur.last_snapshot, p_snapshot, n, t_first, t_last, max_id);
-    UPDATE pgfanout.batch_cursor SET last_batch_id = cur.last_batch_id + 1;
-    RETURN cur.last_batch_id + 1;
+    -- This call's snapshot is newer than S (checked above), so it sees all of them.
+    RETURN coalesce((SELECT o_batch_id FROM pgfanout.append_batch(cur.last_batch_id, cur.last_snapshot, p_snapshot)),
+                    cur.last_batch_id);
 END
 $$;
 
@@ -932,7 +939,8 @@ REVOKE ALL ON FUNCTION
     pgfanout.identity_of(regclass), pgfanout.add_table(regclass), pgfanout.remove_table(regclass),
     pgfanout.add_all_tables(name), pgfanout.show_tables(), pgfanout.publisher_waiting(boolean),
     pgfanout.next_batch(), pgfanout.batch_values(bigint), pgfanout.rotate_log(),
-    pgfanout.finish_batch(bigint), pgfanout.status(), pgfanout.mark_snapshot_batch(pg_snapshot)
+    pgfanout.finish_batch(bigint), pgfanout.status(), pgfanout.mark_snapshot_batch(pg_snapshot),
+    pgfanout.append_batch(bigint, pg_snapshot, pg_snapshot)
 FROM PUBLIC;
 
 
