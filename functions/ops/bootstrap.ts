@@ -33,6 +33,7 @@ import { redactUrl } from '#core/db.ts';
 import { describeConnectError } from '../cli/db.ts';
 import { qualified, quoteIdent, setStableOutput } from './sql.ts';
 import type { TableRef } from './verify.ts';
+import { OpsError } from './errors.ts';
 
 /** Stable codes of {@link BootstrapError}. */
 export const BOOTSTRAP_ERROR_CODES = {
@@ -60,12 +61,10 @@ export const BOOTSTRAP_ERROR_CODES = {
 export type BootstrapErrorCode = (typeof BOOTSTRAP_ERROR_CODES)[keyof typeof BOOTSTRAP_ERROR_CODES];
 
 /** Why a bootstrap stopped; `cause` keeps the underlying error. */
-export class BootstrapError extends Error {
-  readonly code: BootstrapErrorCode;
+export class BootstrapError extends OpsError<BootstrapErrorCode> {
   constructor(code: BootstrapErrorCode, message: string, cause?: unknown) {
-    super(message, cause === undefined ? undefined : { cause });
+    super(code, message, cause);
     this.name = 'BootstrapError';
-    this.code = code;
   }
 }
 

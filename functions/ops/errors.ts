@@ -21,12 +21,12 @@ export const OPS_ERROR_CODES = {
 /** One of {@link OPS_ERROR_CODES}. */
 export type OpsErrorCode = (typeof OPS_ERROR_CODES)[keyof typeof OPS_ERROR_CODES];
 
-/** An error of an operator tool. */
-export class OpsError extends Error {
+/** An error of an operator tool; `cause` keeps the underlying error. Tools with codes of their own pass them as `C`. */
+export class OpsError<C extends string = OpsErrorCode> extends Error {
   /** Stable machine-readable code. */
-  readonly code: OpsErrorCode;
+  readonly code: C;
 
-  constructor(code: OpsErrorCode, message: string, cause?: unknown) {
+  constructor(code: C, message: string, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause });
     this.name = 'OpsError';
     this.code = code;

@@ -1023,18 +1023,24 @@ export class SqsService {
   deleteMessageBatch(input: InputReader): { Successful: { Id: string }[]; Failed: BatchFailure[] } {
     const queue = this.#byUrl(input.string('QueueUrl'));
     const entries = this.#checkBatch(input.optionalObjectList('Entries'), 'DeleteMessageBatch');
+    const result = SqsService.#eachEntry(entries, (entry) => this.#delete(queue, entry.string('ReceiptHandle')));
+    this.#changed(queue);
+    return result;
+  }
+
+  /** Runs `action` for every batch entry; an entry that throws is reported as failed, the others as successful. */
+  static #eachEntry(entries: readonly InputReader[], action: (entry: InputReader) => void): { Successful: { Id: string }[]; Failed: BatchFailure[] } {
     const Successful: { Id: string }[] = [];
     const Failed: BatchFailure[] = [];
     for (const entry of entries) {
       const id = entry.string('Id');
       try {
-        this.#delete(queue, entry.string('ReceiptHandle'));
+        action(entry);
         Successful.push({ Id: id });
       } catch (error) {
         Failed.push(SqsService.#failure(id, error));
       }
     }
-    this.#changed(queue);
     return { Successful, Failed };
   }
 
@@ -1067,19 +1073,11 @@ export class SqsService {
   changeMessageVisibilityBatch(input: InputReader): { Successful: { Id: string }[]; Failed: BatchFailure[] } {
     const queue = this.#byUrl(input.string('QueueUrl'));
     const entries = this.#checkBatch(input.optionalObjectList('Entries'), 'ChangeMessageVisibilityBatch');
-    const Successful: { Id: string }[] = [];
-    const Failed: BatchFailure[] = [];
-    for (const entry of entries) {
-      const id = entry.string('Id');
-      try {
-        this.#changeVisibility(queue, entry.string('ReceiptHandle'), entry.optionalInteger('VisibilityTimeout'));
-        Successful.push({ Id: id });
-      } catch (error) {
-        Failed.push(SqsService.#failure(id, error));
-      }
-    }
+    const result = SqsService.#eachEntry(entries, (entry) =>
+      this.#changeVisibility(queue, entry.string('ReceiptHandle'), entry.optionalInteger('VisibilityTimeout')),
+    );
     this.#changed(queue);
-    return { Successful, Failed };
+    return result;
   }
 
   // ---- message move tasks ------------------------------------------------------------
