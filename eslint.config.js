@@ -21,4 +21,53 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    // The house runs one way: what is deployed (functions/, cdk/) never imports dev tooling
+    // (local/) or test support (testing/); the replica side never imports the publisher side.
+    files: ['functions/**/*.ts', 'cdk/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^#local/|(^|/)local/', message: 'Deployed code must not import local/ (dev tooling): move what it needs into functions/.' },
+            { regex: '^#testing/|(^|/)testing/', message: 'Deployed code must not import testing/ (test support).' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['functions/core/replica/**/*.ts', 'functions/applier/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^#local/|(^|/)local/', message: 'Deployed code must not import local/ (dev tooling).' },
+            { regex: '^#testing/|(^|/)testing/', message: 'Deployed code must not import testing/ (test support).' },
+            { regex: '^#core/source|/source/|^pg-copy-streams$|/publisher/|^#ops/|/ops/', message: 'The applier side must not import the publisher side (core/source, publisher/, pg-copy-streams) or operator tools (ops/).' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['functions/core/source/**/*.ts', 'functions/publisher/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^#local/|(^|/)local/', message: 'Deployed code must not import local/ (dev tooling).' },
+            { regex: '^#testing/|(^|/)testing/', message: 'Deployed code must not import testing/ (test support).' },
+            { regex: '^#core/replica|/replica/|/applier/|^#ops/|/ops/', message: 'The publisher side must not import the applier side (core/replica, applier/) or operator tools (ops/).' },
+          ],
+        },
+      ],
+    },
+  },
 );

@@ -11,19 +11,19 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { ChangeMessageVisibilityCommand } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { installReplica, installSource } from '#core';
+import { installReplica, installSource } from '#ops/install.ts';
 import { METRIC_NAMESPACE } from '#core/config.ts';
 import { createApplierHandler } from '../functions/applier/app.ts';
-import { replicatedTables, statusReport } from '../functions/cli/main.ts';
+import { replicatedTables, statusReport } from '#ops/status.ts';
 import { bootstrapReplica, BootstrapError, COPY_APPLICATION_NAME, type BootstrapEvent } from '../functions/ops/bootstrap.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
-import { createFanout } from '../local/aws.ts';
-import { waitForCatchUp } from '../local/command.ts';
-import { Pipeline, withClient, type ReplicaSpec } from '../local/pipeline.ts';
-import { LocalPostgres } from '../local/postgres.ts';
-import { startEventSourceRunner } from '../local/runner/index.ts';
-import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '../local/workload.ts';
-import { waitFor } from './support.ts';
+import { createFanout } from '#local/fanout.ts';
+import { waitForCatchUp } from '#local/command.ts';
+import { Pipeline, withClient, type ReplicaSpec } from '#local/pipeline.ts';
+import { LocalPostgres } from '#local/postgres.ts';
+import { startEventSourceRunner } from '#local/runner/index.ts';
+import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '#local/workload.ts';
+import { waitFor } from '#testing/wait.ts';
 
 const PREFIX = 'pgfanout-local';
 /** Messages wait (transient retries) while a replica is bootstrapped: never park them here. */

@@ -13,15 +13,16 @@ import { ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/cl
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installReplica, installSource } from '#core';
+import { installReplica, installSource } from '#ops/install.ts';
 import { APPLIER_ENV, ENTRY_POINTS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
-import { awsClients, createFanout, type Fanout } from '../local/aws.ts';
-import { startEndpoint, type Endpoint } from '../local/endpoint/index.ts';
-import { LocalPostgres } from '../local/postgres.ts';
-import { invocationContext, toRecord } from '../local/runner/index.ts';
+import { awsClients } from '#ops/aws.ts';
+import { createFanout, type Fanout } from '#local/fanout.ts';
+import { startEndpoint, type Endpoint } from '#local/endpoint/index.ts';
+import { LocalPostgres } from '#local/postgres.ts';
+import { invocationContext, toRecord } from '#local/runner/index.ts';
 import { applierDimensions } from '../cdk/metrics.ts';
 import { buildStack, REPO_ROOT } from './fixtures/cdk-apps.ts';
-import { waitFor } from './support.ts';
+import { waitFor } from '#testing/wait.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;

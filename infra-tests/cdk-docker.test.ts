@@ -12,16 +12,17 @@ import { join } from 'node:path';
 import { ReceiveMessageCommand, type Message } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installSource } from '#core';
+import { installSource } from '#ops/install.ts';
 import { METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
-import { awsClients, createFanout, type Fanout } from '../local/aws.ts';
-import { startEndpoint, type Endpoint } from '../local/endpoint/index.ts';
-import { freePort, LocalPostgres } from '../local/postgres.ts';
+import { awsClients } from '#ops/aws.ts';
+import { createFanout, type Fanout } from '#local/fanout.ts';
+import { startEndpoint, type Endpoint } from '#local/endpoint/index.ts';
+import { freePort, LocalPostgres } from '#local/postgres.ts';
 import { PUBLISHER_DOCKERFILE } from '../cdk/pgfanout.ts';
 import { PUBLISHER_SERVICE_NAME, SERVICE_DIMENSION } from '../cdk/metrics.ts';
 import { buildStack } from './fixtures/cdk-apps.ts';
 import { buildDockerfile, type BuiltImage } from './fixtures/dockerfile.ts';
-import { waitFor } from './support.ts';
+import { waitFor } from '#testing/wait.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 

@@ -5,13 +5,13 @@
  */
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LocalPostgres } from '../local/postgres.ts';
-import { Pipeline, withClient } from '../local/pipeline.ts';
-import { waitForCatchUp } from '../local/command.ts';
-import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '../local/workload.ts';
-import { replicatedTables, statusReport } from '../functions/cli/main.ts';
+import { LocalPostgres } from '#local/postgres.ts';
+import { Pipeline, withClient } from '#local/pipeline.ts';
+import { waitForCatchUp } from '#local/command.ts';
+import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '#local/workload.ts';
+import { replicatedTables, statusReport } from '#ops/status.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
-import { waitFor } from './support.ts';
+import { waitFor } from '#testing/wait.ts';
 
 const pipelines: Pipeline[] = [];
 const servers: LocalPostgres[] = [];

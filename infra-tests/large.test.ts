@@ -5,10 +5,10 @@
  * either none of the transaction or all of it, never a part.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Pipeline, withClient } from '../local/pipeline.ts';
-import { waitForCatchUp } from '../local/command.ts';
+import { Pipeline, withClient } from '#local/pipeline.ts';
+import { waitForCatchUp } from '#local/command.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
-import { waitFor } from './support.ts';
+import { waitFor } from '#testing/wait.ts';
 
 const ROWS = 1_000_000;
 const VALUE_BYTES = 50 * 1024 * 1024;

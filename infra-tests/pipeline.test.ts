@@ -6,13 +6,13 @@
  */
 import { SendMessageCommand, StartMessageMoveTaskCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Pipeline, withClient } from '../local/pipeline.ts';
-import { waitForCatchUp } from '../local/command.ts';
-import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '../local/workload.ts';
-import { replicatedTables, statusReport } from '../functions/cli/main.ts';
+import { Pipeline, withClient } from '#local/pipeline.ts';
+import { waitForCatchUp } from '#local/command.ts';
+import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '#local/workload.ts';
+import { replicatedTables, statusReport } from '#ops/status.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
-import { pause, waitFor } from './support.ts';
-import { freePort } from '../local/postgres.ts';
+import { pause, waitFor } from '#testing/wait.ts';
+import { freePort } from '#local/postgres.ts';
 
 let pipeline: Pipeline | undefined;
 

@@ -8,13 +8,13 @@
  */
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Pipeline, withClient } from '../local/pipeline.ts';
-import { waitForCatchUp } from '../local/command.ts';
-import { DEMO_SCHEMA_SQL, DEMO_TABLES } from '../local/workload.ts';
-import { replicatedTables, statusReport } from '../functions/cli/main.ts';
-import { runCli } from '../functions/cli/testing.ts';
+import { Pipeline, withClient } from '#local/pipeline.ts';
+import { waitForCatchUp } from '#local/command.ts';
+import { DEMO_SCHEMA_SQL, DEMO_TABLES } from '#local/workload.ts';
+import { replicatedTables, statusReport } from '#ops/status.ts';
+import { runCli } from '#testing/cli.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
-import { waitFor } from './support.ts';
+import { waitFor } from '#testing/wait.ts';
 
 let pipeline: Pipeline | undefined;
 const savedEndpoint = process.env.AWS_ENDPOINT_URL;

@@ -3,8 +3,10 @@
  * status line per replica. See `pgfanout local --help`.
  */
 import { UsageError, parse, parseReplicaArg } from '../functions/cli/args.ts';
-import { formatVerify, replicatedTables, statusReport } from '../functions/cli/main.ts';
-import { parseTableName, qualified } from '../functions/ops/sql.ts';
+import { formatVerify } from '../functions/cli/format.ts';
+import { replicatedTables, statusReport } from '../functions/ops/status.ts';
+import { qualified } from '#core/pg/sql.ts';
+import { parseTableName } from '#core/pg/table-name.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
 import { Pipeline, withClient } from './pipeline.ts';
 import { DEMO_SCHEMA_SQL, DEMO_TABLES, pgbench, runDemoWorkload } from './workload.ts';

@@ -15,12 +15,14 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { ChangeMessageVisibilityCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
-import { installReplica, installSource, type ConflictMode } from '#core';
+import type { ConflictMode } from '#core/replica';
+import { installReplica, installSource } from '#ops/install.ts';
 import { DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
 import { createApplierHandler, type ApplierHandler } from '../functions/applier/app.ts';
 import { startEndpoint } from './endpoint/index.ts';
 import { startEventSourceRunner } from './runner/index.ts';
-import { awsClients, createFanout, type ReplicaQueues } from './aws.ts';
+import { awsClients, type ReplicaQueues } from '../functions/ops/aws.ts';
+import { createFanout } from './fanout.ts';
 import { freePort, LocalPostgres, type Major } from './postgres.ts';
 
 const PUBLISHER_MAIN = fileURLToPath(new URL('../functions/publisher/main.ts', import.meta.url));

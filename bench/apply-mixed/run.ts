@@ -24,7 +24,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { encodeBatch, installReplica, installSource, readBatch, type ApplyOptions, type ApplyResult } from '#core';
+import { encodeBatch, readBatch } from '#core/source';
+import type { ApplyOptions, ApplyResult } from '#core/replica';
+import { installReplica, installSource } from '#ops/install.ts';
 import { LocalPostgres } from '#local/postgres.ts';
 import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '#local/workload.ts';
 
@@ -152,7 +154,7 @@ try {
   const expected = await withClient(sourceUrl, digest);
   console.log(`${recorded.transactions} transactions, ${recorded.changes} changes, ${recorded.batches} batches, ${recorded.bodies.length} messages`);
 
-  const current = (await import('#core')).applyMessage as Apply;
+  const current = (await import('#core/replica')).applyMessage as Apply;
   const before = await baselineApply(work);
   const variants: Variant[] = [
     { name: 'before', apply: before, options: { replicationRole: 'replica' } },

@@ -15,8 +15,9 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { applyMessage, encodeBatch, readBatch } from '#core';
-import { READ_BATCH_SETTING, READ_BATCH_SQL } from '#core/reader.ts';
+import { applyMessage } from '#core/replica';
+import { encodeBatch, readBatch } from '#core/source';
+import { READ_BATCH_SETTING, READ_BATCH_SQL } from '#core/source/reader.ts';
 
 /** Peak memory seen by sampling during a phase. */
 class MemoryPeak {

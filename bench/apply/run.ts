@@ -18,8 +18,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { installReplica, installSource } from '#core';
-import { quoteTable } from '#core/apply.ts';
+import { installReplica, installSource } from '#ops/install.ts';
+import { qualified as quoteTable } from '#core/pg/sql.ts';
 import { LocalPostgres } from '#local/postgres.ts';
 
 const run = promisify(execFile);

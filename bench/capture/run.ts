@@ -34,7 +34,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
-import { installSource, quoteIdent } from '#core/install.ts';
+import { installSource, quoteIdent } from '../../functions/ops/install.ts';
 import { LocalPostgres } from '#local/postgres.ts';
 
 const exec = promisify(execFile);

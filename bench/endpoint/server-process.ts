@@ -9,8 +9,8 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { md5OfText } from '../../local/endpoint/digest.ts';
-import { startEndpoint } from '../../local/endpoint/index.ts';
+import { md5OfText } from '#local/endpoint/digest.ts';
+import { startEndpoint } from '#local/endpoint/index.ts';
 import { BENCH_BODY } from './workload.ts';
 
 const kind = process.argv[2];

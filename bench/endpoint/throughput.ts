@@ -23,10 +23,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateTopicCommand, PublishBatchCommand, SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { systemClock } from '../../local/endpoint/clock.ts';
-import { SNS_INPUT_ERRORS, SnsService } from '../../local/endpoint/sns/service.ts';
-import { SQS_INPUT_ERRORS, SqsService } from '../../local/endpoint/sqs/service.ts';
-import { InputReader } from '../../local/endpoint/wire/input.ts';
+import { systemClock } from '#local/endpoint/clock.ts';
+import { SNS_INPUT_ERRORS, SnsService } from '#local/endpoint/sns/service.ts';
+import { SQS_INPUT_ERRORS, SqsService } from '#local/endpoint/sqs/service.ts';
+import { InputReader } from '#local/endpoint/wire/input.ts';
 import { BENCH_BODY } from './workload.ts';
 
 const MESSAGES = Number(process.argv[2] ?? 6000);

@@ -27,9 +27,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { APPLIER_ENV } from '#core/config.ts';
-import { Pipeline, withClient } from '../../local/pipeline.ts';
-import { LocalPostgres } from '../../local/postgres.ts';
-import { pgbench } from '../../local/workload.ts';
+import { Pipeline, withClient } from '#local/pipeline.ts';
+import { LocalPostgres } from '#local/postgres.ts';
+import { pgbench } from '#local/workload.ts';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const { values } = parseArgs({

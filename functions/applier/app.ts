@@ -1,6 +1,6 @@
 /**
  * The applier: applies each SQS FIFO record (one pgfanout message) to the replica with
- * the core's `applyMessage`, in order, through Powertools' FIFO partial batch processor:
+ * the core's `Applier`, in order, through Powertools' FIFO partial batch processor:
  * the first failing record and every record after it are reported as batch item
  * failures, so SQS redelivers them in order and nothing is applied past a failure.
  *
@@ -16,7 +16,8 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type { Client } from 'pg';
-import { applyMessage, PgfanoutError, type ApplyOptions, type ApplyResult } from '#core';
+import { Applier, type ApplyOptions, type ApplyResult } from '#core/replica';
+import { PgfanoutError } from '#core/wire';
 import { METRICS } from '#core/config.ts';
 
 export interface ApplierDependencies {
@@ -49,6 +50,8 @@ export function transientRetryDelaySeconds(receiveCount: number): number {
 /** The per-record work, with the replica connection kept across invocations. */
 export class RecordApplier {
   readonly #deps: ApplierDependencies;
+  /** The replica's apply options, checked once when the applier is built. */
+  readonly #applier: Applier;
   #client: Client | undefined;
   #connecting: Promise<Client> | undefined;
   /** Applies run one at a time on the one connection (a timed-out invocation may still be running). */
@@ -56,6 +59,7 @@ export class RecordApplier {
 
   constructor(deps: ApplierDependencies) {
     this.#deps = deps;
+    this.#applier = new Applier(deps.apply);
   }
 
   async #connection(): Promise<Client> {
@@ -89,7 +93,7 @@ export class RecordApplier {
     const { logger, metrics } = this.#deps;
     const client = await this.#connection();
     try {
-      const result = await applyMessage(client, record.body, this.#deps.apply);
+      const result = await this.#applier.apply(client, record.body);
       logger.debug('message handled', { ...result, messageId: record.messageId });
       // Every handled message counts, so an invocation of only staged parts or duplicates still emits a metric.
       metrics.addMetric(METRICS.applier.messagesHandled, MetricUnit.Count, 1);

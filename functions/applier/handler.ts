@@ -11,7 +11,7 @@ import { ChangeMessageVisibilityCommand, GetQueueUrlCommand, SQSClient } from '@
 import type { SQSRecord } from 'aws-lambda';
 import pg from 'pg';
 import { DIMENSIONS, METRIC_NAMESPACE } from '#core/config.ts';
-import { clientConfigFromSecret, clientConfigFromUrl } from '#core/db.ts';
+import { clientConfigFromSecret, clientConfigFromUrl } from '#core/pg/db.ts';
 import { createApplierHandler } from './app.ts';
 import { readApplierConfig } from './config.ts';
 

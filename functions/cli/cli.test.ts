@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { LocalPostgres, freePort } from '../../local/postgres.ts';
-import { runCli } from './testing.ts';
+import { LocalPostgres, freePort } from '#local/postgres.ts';
+import { runCli } from '#testing/cli.ts';
 
 let server: LocalPostgres;
 

@@ -1,47 +1,26 @@
 /**
- * `pgfanout`: install the SQL, add tables, run the whole pipeline locally, show status,
- * verify replicas, run the publisher. Every command has `--help`.
+ * `pgfanout`: the command table (install the SQL, add tables, show status, verify, redrive,
+ * bootstrap, run the publisher) and the loop that runs one. Every command has `--help`. The
+ * dev-only `local` command is registered by `bin/pgfanout.ts`, never imported from here.
  */
-import { GetQueueUrlCommand } from '@aws-sdk/client-sqs';
-import type pg from 'pg';
-import { installReplica, installSource } from '#core';
-import { resourceNames } from '#core/config.ts';
-import { awsClients, queueDepths } from '../../local/aws.ts';
+import { connect } from '#core/pg/db.ts';
+import { parseTableName } from '#core/pg/table-name.ts';
+import { installReplica, installSource } from '../ops/install.ts';
+import { replicatedTables, statusReport } from '../ops/status.ts';
+import { verifyTables, waitForReplicaPosition } from '../ops/verify.ts';
 import { parse, parseReplicaArg, requireOption, UsageError } from './args.ts';
-import { connect } from './db.ts';
-import { verifyTables, waitForReplicaPosition, type TableRef } from '../ops/verify.ts';
-import { parseTableName } from '../ops/sql.ts';
+import { formatStatus, formatVerify } from './format.ts';
 import { REDRIVE_USAGE, redriveCommand } from './redrive.ts';
 
-interface Command {
+/** One `pgfanout` command: a line for the command list, its `--help` text, and what it does. */
+export interface Command {
   readonly summary: string;
   readonly usage: string;
   run(args: readonly string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = {
-  local: {
-    summary: 'run the whole pipeline on this machine (databases, SNS/SQS endpoint, publisher, appliers)',
-    usage: `pgfanout local [options]
-
-Starts a source and two replica PostgreSQL servers (or uses --source/--replica URLs),
-an SNS/SQS endpoint (or AWS_ENDPOINT_URL, e.g. LocalStack), the topic and one FIFO
-queue + dead-letter queue per replica, installs pgfanout, starts the publisher and one
-Lambda-style applier per replica, runs a workload and shows a status line per replica.
-Ctrl-C stops everything cleanly.
-
-Options:
-  --source URL            use an existing source database
-  --replica NAME=URL      use an existing replica database (repeatable)
-  --tables T1,T2          tables to replicate (default: the workload's tables)
-  --workload KIND         none | demo | pgbench (default: demo)
-  --duration SECONDS      stop by itself after this long (default: run until Ctrl-C)
-  --verify                at the end, compare source and every replica row by row;
-                          exit 1 on any difference
-  --major N               PostgreSQL major of the local servers: 13, 15 or 18 (default 18)
-  -h, --help              show this help`,
-    run: async (args) => (await import('../../local/command.ts')).localCommand(args),
-  },
+/** The commands that work against any deployment (local, LocalStack or AWS). */
+export const COMMANDS: Readonly<Record<string, Command>> = {
   install: {
     summary: 'install or upgrade pgfanout\'s SQL on a source or a replica database',
     usage: `pgfanout install (--source URL | --replica URL)
@@ -270,28 +249,28 @@ PGFANOUT_LOG_LEVEL; AWS_ENDPOINT_URL for a local endpoint or LocalStack.`,
   },
 };
 
-function help(): string {
-  const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+function help(commands: Readonly<Record<string, Command>>): string {
+  const width = Math.max(...Object.keys(commands).map((k) => k.length));
   return `pgfanout: fan PostgreSQL changes out to many replicas through SNS FIFO and SQS FIFO
 
 Usage: pgfanout COMMAND [options]   (pgfanout COMMAND --help for a command's options)
 
 Commands:
-${Object.entries(COMMANDS)
+${Object.entries(commands)
   .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
   .join('\n')}`;
 }
 
-/** Runs the command line; returns the exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
+/** Runs the command line with `commands` (the production ones unless told otherwise); returns the exit code. */
+export async function main(argv: readonly string[], commands: Readonly<Record<string, Command>> = COMMANDS): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    console.log(help());
+    console.log(help(commands));
     return name ? 0 : 2;
   }
-  const command = COMMANDS[name];
+  const command = commands[name];
   if (!command) {
-    console.error(`pgfanout: unknown command "${name}"\n\n${help()}`);
+    console.error(`pgfanout: unknown command "${name}"\n\n${help(commands)}`);
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -308,150 +287,6 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.error(`pgfanout ${name}: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }
-}
-
-/** The tables the source captures, from pgfanout.show_tables(). */
-export async function replicatedTables(source: pg.ClientBase): Promise<TableRef[]> {
-  const { rows } = await source.query<{ schema: string; table: string }>(
-    'SELECT table_schema AS schema, table_name AS table FROM pgfanout.show_tables() ORDER BY 1, 2',
-  );
-  return rows;
-}
-
-export interface StatusReport {
-  readonly source: { readonly sourceId: string; readonly lastBatchId: string | null; readonly finishedBatchId: string | null; readonly pendingEvents: string | null; readonly oldestPendingSeconds: number | null };
-  readonly replicas: readonly {
-    readonly name: string;
-    readonly appliedBatchId: string | null;
-    /** The batch and part being staged (a batch too large for one message), if any. */
-    readonly staging: string | null;
-    /** Seconds since the source time of the last applied batch; 0 when nothing is pending. */
-    readonly lagSeconds: number | null;
-    readonly behindBatches: number | null;
-    readonly queue: { readonly visible: number; readonly inFlight: number; readonly deadLetter: number } | null;
-    readonly error?: string;
-  }[];
-}
-
-export interface StatusWhere {
-  /** Prefix of the queue names. */
-  readonly prefix: string;
-  /** SNS/SQS endpoint; default AWS_ENDPOINT_URL, else AWS. */
-  readonly endpoint?: string;
-}
-
-export async function statusReport(sourceUrl: string, replicas: readonly { name: string; url: string }[], where: StatusWhere): Promise<StatusReport> {
-  const prefix = where.prefix;
-  const source = await connect(sourceUrl, 'source');
-  let sourceStatus: StatusReport['source'];
-  try {
-    const id = (await source.query<{ id: string }>('SELECT pgfanout.source_id() AS id')).rows[0]?.id as string;
-    const { rows } = await source.query<{ last_batch_id: string | null; finished_batch_id: string | null; pending_events: string | null; oldest: Date | null }>(
-      'SELECT last_batch_id::text, finished_batch_id::text, pending_events::text, oldest_pending_event_time AS oldest FROM pgfanout.status()',
-    );
-    const s = rows[0];
-    sourceStatus = {
-      sourceId: id,
-      lastBatchId: s?.last_batch_id ?? null,
-      finishedBatchId: s?.finished_batch_id ?? null,
-      pendingEvents: s?.pending_events ?? null,
-      oldestPendingSeconds: s?.oldest ? (Date.now() - s.oldest.getTime()) / 1000 : null,
-    };
-  } finally {
-    await source.end();
-  }
-  const endpoint = where.endpoint ?? process.env.AWS_ENDPOINT_URL;
-  const { sqs } = awsClients(endpoint ? { endpoint } : {});
-  const out: StatusReport['replicas'][number][] = [];
-  try {
-    for (const r of replicas) {
-      let appliedBatchId: string | null = null;
-      let lagSeconds: number | null = null;
-      let staging: string | null = null;
-      let error: string | undefined;
-      try {
-        const client = await connect(r.url, `replica ${r.name}`);
-        try {
-          const { rows } = await client.query<{ applied: string; staging: string | null; lag: number | null }>(
-            `SELECT applied_batch_id::text AS applied,
-                    CASE WHEN state = 'staging' THEN batch_id || ' part ' || part END AS staging,
-                    extract(epoch FROM clock_timestamp() - source_time)::float8 AS lag
-               FROM pgfanout.replica_position WHERE source_id = $1`,
-            [sourceStatus.sourceId],
-          );
-          appliedBatchId = rows[0]?.applied ?? null;
-          staging = rows[0]?.staging ?? null;
-          lagSeconds = rows[0]?.lag ?? null;
-        } finally {
-          await client.end();
-        }
-      } catch (err) {
-        error = (err as Error).message;
-      }
-      let queue: StatusReport['replicas'][number]['queue'] = null;
-      try {
-        const names = resourceNames(prefix, r.name);
-        const [q, d] = await Promise.all([
-          sqs.send(new GetQueueUrlCommand({ QueueName: names.queue })),
-          sqs.send(new GetQueueUrlCommand({ QueueName: names.deadLetterQueue })),
-        ]);
-        queue = await queueDepths(sqs, { name: r.name, queueUrl: q.QueueUrl as string, queueArn: '', deadLetterQueueUrl: d.QueueUrl as string });
-      } catch {
-        queue = null;
-      }
-      const finished = sourceStatus.finishedBatchId ?? sourceStatus.lastBatchId;
-      out.push({
-        name: r.name,
-        appliedBatchId,
-        staging,
-        lagSeconds: appliedBatchId !== null && appliedBatchId === (sourceStatus.finishedBatchId ?? sourceStatus.lastBatchId) && sourceStatus.pendingEvents === '0' ? 0 : lagSeconds,
-        behindBatches: finished !== null ? Number(finished) - Number(appliedBatchId ?? 0) : null,
-        queue,
-        ...(error ? { error } : {}),
-      });
-    }
-  } finally {
-    sqs.destroy();
-  }
-  return { source: sourceStatus, replicas: out };
-}
-
-export function formatStatus(report: StatusReport): string {
-  const s = report.source;
-  const lines = [
-    `source ${s.sourceId}: last batch ${s.lastBatchId ?? '-'}, published up to ${s.finishedBatchId ?? '-'}, pending events ${s.pendingEvents ?? '0'}` +
-      (s.oldestPendingSeconds !== null ? `, oldest pending ${s.oldestPendingSeconds.toFixed(1)} s` : ''),
-  ];
-  for (const r of report.replicas) {
-    const q = r.queue ? `queue ${r.queue.visible} (+${r.queue.inFlight} in flight), dead-letter ${r.queue.deadLetter}` : 'queue unknown';
-    const lag = r.lagSeconds === null ? 'lag ?' : `lag ${r.lagSeconds.toFixed(1)} s`;
-    const staging = r.staging ? `, staging batch ${r.staging}` : '';
-    lines.push(`replica ${r.name}: applied batch ${r.appliedBatchId ?? '-'}${staging}, ${lag}, behind ${r.behindBatches ?? '?'} batch(es), ${q}${r.error ? `, error: ${r.error}` : ''}`);
-  }
-  return lines.join('\n');
-}
-
-export function formatVerify(name: string, report: Awaited<ReturnType<typeof verifyTables>>): string {
-  if (report.differences.length === 0) return `replica ${name}: ${report.tables} table(s), ${report.rowsCompared} row(s): identical`;
-  const lines = [`replica ${name}: ${report.differences.length} of ${report.tables} table(s) differ`];
-  const cut = (row: string) => (row.length > 200 ? `${row.slice(0, 200)}…` : row);
-  for (const d of report.differences) {
-    if (d.problem !== undefined) {
-      lines.push(`  ${d.table}: ${d.problem}`);
-      continue;
-    }
-    lines.push(`  ${d.table}: ${d.missing} row(s) missing on the replica, ${d.extra} extra, ${d.changed} changed (${d.method === 'chunked' ? 'compared by key' : 'full merge'})`);
-    for (const e of d.examples) {
-      const key = e.key === undefined ? '' : `${e.key} `;
-      if (e.kind === 'changed') {
-        lines.push(`    ~ ${key}source:  ${cut(e.row)}`);
-        lines.push(`    ~ ${key}replica: ${cut(e.replicaRow ?? '')}`);
-      } else {
-        lines.push(`    ${e.kind === 'missing' ? '-' : '+'} ${key}${cut(e.row)}`);
-      }
-    }
-  }
-  return lines.join('\n');
 }
 
 /** Parses an integer option, or throws a UsageError naming it, the value and what is allowed. */

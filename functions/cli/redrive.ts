@@ -5,9 +5,9 @@
  */
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
-import { awsClients } from '../../local/aws.ts';
+import { awsClients } from '../ops/aws.ts';
 import { parse, parseReplicaArg, requireOption, UsageError } from './args.ts';
-import { connect } from './db.ts';
+import { connect } from '#core/pg/db.ts';
 import { listDeadLetters, findQueues, moveBack, planSkip, skipBatch, tableName, type DeadLetterListing, type ParkedMessage, type ReplicaQueuePair } from '../ops/redrive.ts';
 import { verifyTables, waitForReplicaPosition, type VerifyReport } from '../ops/verify.ts';
 

@@ -8,12 +8,12 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { applyMessage, replicaPosition } from './apply.ts';
-import { SchemaChangeError } from './errors.ts';
-import { installReplica, installSource } from './install.ts';
-import { drainEvents, type CapturedEvent } from './source.fixtures.ts';
-import { publishNext, syncChanges, syncOnce } from './testing/stream.ts';
-import { TEST_MAJORS } from './testing/servers.ts';
+import { applyMessage, replicaPosition } from './replica/index.ts';
+import { SchemaChangeError } from './wire/errors.ts';
+import { installReplica, installSource } from '../ops/install.ts';
+import { drainEvents, type CapturedEvent } from '#testing/source.ts';
+import { publishNext, syncChanges, syncOnce } from '#testing/stream.ts';
+import { TEST_MAJORS } from '#testing/servers.ts';
 
 /** Error message of a query expected to fail. */
 async function failure(client: pg.ClientBase, sql: string, values: unknown[] = []): Promise<string> {

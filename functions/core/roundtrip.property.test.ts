@@ -9,12 +9,12 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { applyMessage } from './apply.ts';
-import { encodeBatch } from './encoder.ts';
-import { installReplica, installSource } from './install.ts';
-import { readBatch } from './reader.ts';
-import { anyText, collect } from './testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from './testing/servers.ts';
+import { applyMessage } from './replica/apply.ts';
+import { encodeBatch } from './source/encoder.ts';
+import { installReplica, installSource } from '../ops/install.ts';
+import { readBatch } from './source/reader.ts';
+import { anyText, collect } from '#testing/batches.ts';
+import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
 
 const DDL = `
 CREATE TABLE public.keyed (id int PRIMARY KEY, v text, n numeric);

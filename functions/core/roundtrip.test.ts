@@ -6,13 +6,13 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { applyMessage, replicaPosition, type ApplyResult } from './apply.ts';
-import { encodeBatch, type OutgoingMessage } from './encoder.ts';
-import { DatabaseError, GapError, SchemaMismatchError } from './errors.ts';
-import { installReplica, installSource } from './install.ts';
-import { readBatch } from './reader.ts';
-import { collect } from './testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from './testing/servers.ts';
+import { applyMessage, replicaPosition, type ApplyResult } from './replica/index.ts';
+import { encodeBatch, type OutgoingMessage } from './source/encoder.ts';
+import { DatabaseError, GapError, SchemaMismatchError } from './wire/errors.ts';
+import { installReplica, installSource } from '../ops/install.ts';
+import { readBatch } from './source/reader.ts';
+import { collect } from '#testing/batches.ts';
+import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
 
 const LONG_NAME = 'l'.repeat(63);
 const UNICODE_TABLE = 'täblé_😀';

@@ -29,9 +29,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { redactUrl } from '#core/db.ts';
-import { describeConnectError } from '../cli/db.ts';
-import { qualified, quoteIdent, setStableOutput } from './sql.ts';
+import { describeConnectError, redactUrl } from '#core/pg/db.ts';
+import { qualified, quoteIdent, setStableOutput } from '#core/pg/sql.ts';
 import type { TableRef } from './verify.ts';
 import { OpsError } from './errors.ts';
 

@@ -37,7 +37,8 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
-import { applyMessage, parseEnvelope, type ApplyOptions, type Envelope } from '#core';
+import { applyMessage, type ApplyOptions } from '#core/replica';
+import { parseEnvelope, type Envelope } from '#core/wire';
 import { resourceNames } from '#core/config.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
 import type { TableRef } from './verify.ts';

@@ -4,10 +4,11 @@
  */
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyMessage, installReplica } from '#core';
-import { encodeBatch } from '#core/encoder.ts';
-import { collect, tokensOf } from '#core/testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from '#core/testing/servers.ts';
+import { applyMessage } from '#core/replica';
+import { installReplica } from './install.ts';
+import { encodeBatch } from '#core/source/encoder.ts';
+import { collect, tokensOf } from '#testing/batches.ts';
+import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
 import { LocalPostgres } from '#local/postgres.ts';
 
 describe.each(TEST_MAJORS)('replica_skip on PostgreSQL %i', (major) => {

@@ -6,11 +6,11 @@
 import fc from 'fast-check';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installReplica, installSource } from '#core';
+import { installReplica, installSource } from './install.ts';
 import { LocalPostgres } from '#local/postgres.ts';
-import { createDatabase, TEST_MAJORS, type TestDatabase } from '#core/testing/servers.ts';
+import { createDatabase, TEST_MAJORS, type TestDatabase } from '#testing/servers.ts';
 import { OpsError } from './errors.ts';
-import { qualified, quoteIdent } from './sql.ts';
+import { qualified, quoteIdent } from '#core/pg/sql.ts';
 import { verifyTables, waitForReplicaPosition, type VerifyOptions } from './verify.ts';
 
 let server: LocalPostgres;

@@ -33,7 +33,7 @@
  */
 import type { ClientBase } from 'pg';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
-import { qualified, quoteIdent, setStableOutput } from './sql.ts';
+import { qualified, quoteIdent, setStableOutput } from '#core/pg/sql.ts';
 
 export interface TableRef {
   readonly schema: string;

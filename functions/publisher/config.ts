@@ -1,7 +1,7 @@
 /** The publisher's configuration, read once from the environment. */
 import type { ClientConfig } from 'pg';
 import { DB_TLS_MODES, PUBLISHER_ENV } from '#core/config.ts';
-import { clientConfigFromSecret, clientConfigFromUrl } from '#core/db.ts';
+import { clientConfigFromSecret, clientConfigFromUrl } from '#core/pg/db.ts';
 import { EnvReader, type Env } from '#core/env.ts';
 
 export interface PublisherConfig {

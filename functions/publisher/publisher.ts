@@ -10,7 +10,7 @@
  */
 import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } from '@aws-sdk/client-sns';
 import type { Client, Notification } from 'pg';
-import { encodeBatch, readBatch, type OutgoingMessage } from '#core';
+import { encodeBatch, readBatch, type OutgoingMessage } from '#core/source';
 import { METRICS } from '#core/config.ts';
 
 /** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */

@@ -1,0 +1,41 @@
+/** What the `pgfanout` commands print: status and verify reports as text. */
+import type { StatusReport } from '../ops/status.ts';
+import type { verifyTables } from '../ops/verify.ts';
+
+export function formatStatus(report: StatusReport): string {
+  const s = report.source;
+  const lines = [
+    `source ${s.sourceId}: last batch ${s.lastBatchId ?? '-'}, published up to ${s.finishedBatchId ?? '-'}, pending events ${s.pendingEvents ?? '0'}` +
+      (s.oldestPendingSeconds !== null ? `, oldest pending ${s.oldestPendingSeconds.toFixed(1)} s` : ''),
+  ];
+  for (const r of report.replicas) {
+    const q = r.queue ? `queue ${r.queue.visible} (+${r.queue.inFlight} in flight), dead-letter ${r.queue.deadLetter}` : 'queue unknown';
+    const lag = r.lagSeconds === null ? 'lag ?' : `lag ${r.lagSeconds.toFixed(1)} s`;
+    const staging = r.staging ? `, staging batch ${r.staging}` : '';
+    lines.push(`replica ${r.name}: applied batch ${r.appliedBatchId ?? '-'}${staging}, ${lag}, behind ${r.behindBatches ?? '?'} batch(es), ${q}${r.error ? `, error: ${r.error}` : ''}`);
+  }
+  return lines.join('\n');
+}
+
+export function formatVerify(name: string, report: Awaited<ReturnType<typeof verifyTables>>): string {
+  if (report.differences.length === 0) return `replica ${name}: ${report.tables} table(s), ${report.rowsCompared} row(s): identical`;
+  const lines = [`replica ${name}: ${report.differences.length} of ${report.tables} table(s) differ`];
+  const cut = (row: string) => (row.length > 200 ? `${row.slice(0, 200)}…` : row);
+  for (const d of report.differences) {
+    if (d.problem !== undefined) {
+      lines.push(`  ${d.table}: ${d.problem}`);
+      continue;
+    }
+    lines.push(`  ${d.table}: ${d.missing} row(s) missing on the replica, ${d.extra} extra, ${d.changed} changed (${d.method === 'chunked' ? 'compared by key' : 'full merge'})`);
+    for (const e of d.examples) {
+      const key = e.key === undefined ? '' : `${e.key} `;
+      if (e.kind === 'changed') {
+        lines.push(`    ~ ${key}source:  ${cut(e.row)}`);
+        lines.push(`    ~ ${key}replica: ${cut(e.replicaRow ?? '')}`);
+      } else {
+        lines.push(`    ${e.kind === 'missing' ? '-' : '+'} ${key}${cut(e.row)}`);
+      }
+    }
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,281 @@
+/**
+ * The apply core: writes one message into a replica, exactly once and in order.
+ *
+ * `applyMessage` runs in one transaction on the replica:
+ * 1. validate the envelope (malformed or unknown-version messages never reach the database);
+ * 2. lock the source's row of `pgfanout.replica_position`;
+ * 3. a message at or below the recorded position is a duplicate (nothing happens); one that does
+ *    not follow it is a gap (refused with both positions named);
+ * 4. a part that is not final is staged; the final part applies every staged part (read back one
+ *    at a time), then itself, and records the batch as applied, all in the same transaction.
+ *
+ * Changes are applied with set-based statements over runs of changes to one table with one
+ * operation (split wherever a later change touches a row an earlier one in the run touched, so the
+ * result is the same as applying them one by one). Which changes share a run is planned per batch:
+ * - in the batch's order (`planning: 'in-order'`, and always under the origin guard, where
+ *   foreign keys and the replica's triggers fire): a run is consecutive changes;
+ * - per table (the default under `session_replication_role = replica`, where neither fires):
+ *   changes to different tables commute, so each table collects its own runs, written in the
+ *   batch's order within the table. A change may also join an earlier run of its table past other
+ *   changes of that table when it provably commutes with them: the table's only unique (or
+ *   exclusion) index is the identity, the change carries it in every image, no change passed over
+ *   touches the same identity value, and an INSERT leaves no column to a default. A table with
+ *   triggers that fire in replica mode, rules, inheritance or partitions keeps its exact place in
+ *   the batch; TRUNCATE, split changes and schema changes are barriers for every table.
+ *
+ * What the applier reads from the replica's catalog (columns, types, identities) is kept per
+ * connection across messages ({@link replicaCatalog}), forgotten on any failed apply, after a
+ * schema change, and after a minute (CATALOG_MAX_AGE_MS), so changes made on the replica by hand
+ * are seen.
+ *
+ * Values travel as text and are converted by the replica server with the column type's input
+ * function (`$1::text` cast to the type named from the catalog, without typmod, then assigned, so
+ * a too long varchar is an error, never silently cut). Identifiers are always quoted; values are
+ * always parameters.
+ *
+ * Rows are matched by a replica unique identity (primary key, or a unique, non-partial,
+ * non-expression index over NOT NULL columns) whose columns the change's old image carries;
+ * otherwise by the whole old row, compared as text after a round trip through the column type,
+ * touching exactly one matching row (by tableoid and ctid), so duplicate rows work.
+ *
+ * The replica's own triggers and foreign-key triggers do not fire: `session_replication_role =
+ * replica` for the transaction, or where the role may not set it, the fallback
+ * `pgfanout.origin = <source id>` that pgfanout's capture trigger honours (the replica's other
+ * triggers then do fire).
+ */
+import type pg from 'pg';
+import { parseEnvelope } from '../wire/envelope.ts';
+import { bodyDigest } from '../wire/digest.ts';
+import { classifyDatabaseError, describeValue, GapError, InvalidArgumentError, MalformedMessageError, type ApplyContext } from '../wire/errors.ts';
+import { checkConflictMode, type ConflictMode } from './conflicts.ts';
+import { TableFilter } from './filter.ts';
+import { decide, lockPosition, positionText, refuseBeforeBootstrap } from './position.ts';
+import { replicaCatalog } from './catalog.ts';
+import { beginSession, type ReplicationRole } from './session.ts';
+import { BatchApplier } from './batch-applier.ts';
+
+/** How {@link applyMessage} groups changes into statements. */
+export type Planning = 'per-table' | 'in-order';
+
+/** Options of {@link applyMessage}. */
+export interface ApplyOptions {
+  /** Tables to apply (`schema.table`, `"schema"."table"` or `schema.*`); empty or absent means all. */
+  readonly include?: readonly string[];
+  /** Tables never to apply, same forms; wins over `include`. */
+  readonly exclude?: readonly string[];
+  /**
+   * `replica`: `SET LOCAL session_replication_role = replica` (fails without the privilege);
+   * `origin-guard`: `SET LOCAL pgfanout.origin = <source id>`; `auto`: the first that works.
+   * @default 'auto'
+   */
+  readonly replicationRole?: ReplicationRole;
+  /**
+   * How changes are grouped into set-based statements (see the module comment): `per-table`
+   * groups changes by table where that provably gives the same result (only under
+   * `session_replication_role = replica`); `in-order` keeps the batch's order across tables.
+   * @default 'per-table'
+   */
+  readonly planning?: Planning;
+  /**
+   * Run every check and write of the apply, then roll the transaction back instead of committing:
+   * the result (or the error) says what applying the message would do now, and nothing changes.
+   * @default false
+   */
+  readonly dryRun?: boolean;
+  /**
+   * What a change that does not fit the replica's row does (see conflicts.ts): `error` stops the
+   * apply (an UPDATE or DELETE of a missing row, an INSERT of an existing key), for one-way
+   * replicas that must never differ; `apply-remote` applies the incoming change and
+   * `keep-local` keeps the replica's row, both recording the conflict in
+   * `pgfanout.replica_conflict`, for databases that are each other's replica.
+   * @default 'error'
+   */
+  readonly conflicts?: ConflictMode;
+}
+
+/** What {@link applyMessage} did. */
+export interface ApplyResult {
+  /** `applied`: the batch is applied; `staged`: a non-final part was stored; `duplicate`: nothing to do. */
+  readonly outcome: 'applied' | 'staged' | 'duplicate';
+  readonly sourceId: string;
+  readonly batchId: string;
+  readonly part: number;
+  /** Changes written to the replica by this call (0 unless `applied`). */
+  readonly changes: number;
+  /** Changes of the batch left out by include/exclude (0 unless `applied`). */
+  readonly skipped: number;
+  /** The message's source time, as the publisher sent it. */
+  readonly sourceTime?: string;
+  /** How triggers were kept quiet: `replica` or `origin-guard` (absent for duplicates). */
+  readonly replicationRole?: 'replica' | 'origin-guard';
+  /** Conflicts detected and resolved (absent unless `applied` with a conflict mode other than `error`). */
+  readonly conflicts?: number;
+}
+
+/** The checked form of {@link ApplyOptions}. */
+interface CheckedOptions {
+  readonly filter: TableFilter;
+  readonly mode: ReplicationRole;
+  readonly conflicts: ConflictMode;
+  readonly planning: Planning;
+  readonly dryRun: boolean;
+}
+
+/** Checks options once, naming the option, the value and what is allowed. */
+function checkOptions(options: ApplyOptions): CheckedOptions {
+  const mode = options.replicationRole ?? 'auto';
+  if (mode !== 'auto' && mode !== 'replica' && mode !== 'origin-guard') {
+    throw new InvalidArgumentError(`replicationRole ${describeValue(mode)} is not allowed; expected 'replica', 'origin-guard' or 'auto'`);
+  }
+  const planning = options.planning ?? 'per-table';
+  if (planning !== 'per-table' && planning !== 'in-order') {
+    throw new InvalidArgumentError(`planning ${describeValue(planning)} is not allowed; expected 'per-table' or 'in-order'`);
+  }
+  return {
+    filter: new TableFilter(options.include, options.exclude),
+    mode,
+    conflicts: checkConflictMode(options.conflicts ?? 'error'),
+    planning,
+    dryRun: options.dryRun === true,
+  };
+}
+
+/**
+ * A replica's applier: its options checked once (an invalid option fails here, at start-up,
+ * not on every message), then {@link Applier.apply} for each message.
+ */
+export class Applier {
+  readonly #options: CheckedOptions;
+
+  constructor(options: ApplyOptions = {}) {
+    this.#options = checkOptions(options);
+  }
+
+  /**
+   * Applies one message body to the replica. See the module comment for the steps. Throws a
+   * `PgfanoutError`: permanent for malformed messages, unknown versions, gaps, schema
+   * mismatches and data errors; transient for connection loss, serialization failures and the
+   * like. A failed apply leaves nothing applied and the position unchanged. The client must not
+   * be inside a transaction.
+   */
+  apply(client: pg.ClientBase, body: string): Promise<ApplyResult> {
+    return applyChecked(client, body, this.#options);
+  }
+}
+
+/** Applies one message with `options` (checked on each call; a long-lived applier uses {@link Applier}). */
+export async function applyMessage(client: pg.ClientBase, body: string, options: ApplyOptions = {}): Promise<ApplyResult> {
+  return new Applier(options).apply(client, body);
+}
+
+async function applyChecked(client: pg.ClientBase, body: string, options: CheckedOptions): Promise<ApplyResult> {
+  const envelope = parseEnvelope(body);
+  const { filter, mode, conflicts, planning } = options;
+  const context: ApplyContext = { sourceId: envelope.source, batchId: envelope.batch, part: envelope.part };
+  const base = {
+    sourceId: envelope.source,
+    batchId: envelope.batch,
+    part: envelope.part,
+    ...(envelope.time === undefined ? {} : { sourceTime: envelope.time }),
+  };
+  const where = `(batch ${envelope.batch}, part ${envelope.part}, source ${envelope.source})`;
+  let role: 'replica' | 'origin-guard';
+  try {
+    role = await beginSession(client, mode, envelope.source);
+  } catch (err) {
+    throw classifyDatabaseError(err, `starting the apply transaction ${where}`);
+  }
+  try {
+    const position = await lockPosition(client, envelope.source);
+    if (position?.appliedBatchId === 0n && position.part === null) await refuseBeforeBootstrap(client, envelope);
+    const digest = bodyDigest(body);
+    let stagedFirst: string | undefined;
+    if (position?.part !== null && position !== undefined && BigInt(envelope.batch) === position.batchId && envelope.part === 0) {
+      const { rows } = await client.query<{ digest: string }>(
+        'SELECT digest FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = 0',
+        [envelope.source, envelope.batch],
+      );
+      stagedFirst = rows[0]?.digest;
+    }
+    const decision = decide(position, envelope, digest, stagedFirst);
+    if (decision.kind === 'duplicate') {
+      await client.query('ROLLBACK');
+      return { outcome: 'duplicate', ...base, changes: 0, skipped: 0 };
+    }
+    if (decision.kind === 'gap') {
+      throw new GapError(envelope.source, decision.expected, `${positionText(envelope.batch, envelope.part)} (prev ${envelope.prev})`);
+    }
+    if (decision.restart) {
+      await client.query('DELETE FROM pgfanout.replica_staged_part WHERE source_id = $1', [envelope.source]);
+    }
+    if (decision.kind === 'stage') {
+      await client.query('INSERT INTO pgfanout.replica_staged_part (source_id, batch_id, part, digest, body) VALUES ($1, $2::pg_catalog.int8, $3, $4, $5)', [
+        envelope.source,
+        envelope.batch,
+        envelope.part,
+        digest,
+        body,
+      ]);
+      await client.query(
+        `UPDATE pgfanout.replica_position
+            SET batch_id = $2::pg_catalog.int8, part = $3, state = 'staging', part_digest = $4, applied_at = pg_catalog.now()
+          WHERE source_id = $1`,
+        [envelope.source, envelope.batch, envelope.part, digest],
+      );
+      await client.query(options.dryRun ? 'ROLLBACK' : 'COMMIT');
+      return { outcome: 'staged', ...base, changes: 0, skipped: 0, replicationRole: role };
+    }
+
+    // Per-table planning is valid only while session_replication_role = replica is in effect.
+    const applier = new BatchApplier(client, context, { filter, conflicts, perTable: role === 'replica' && planning === 'per-table' });
+    for (let part = 0; part < envelope.part; part++) {
+      const { rows } = await client.query<{ body: string }>(
+        'SELECT body FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = $3',
+        [envelope.source, envelope.batch, part],
+      );
+      const staged = rows[0];
+      if (staged === undefined) throw new GapError(envelope.source, `staged ${positionText(envelope.batch, part)}`, `the final ${positionText(envelope.batch, envelope.part)} without it`);
+      await applier.part(parseEnvelope(staged.body).changes, part);
+    }
+    await applier.part(envelope.changes, envelope.part);
+    await applier.finish();
+    if (applier.seen !== envelope.count) {
+      throw new MalformedMessageError('count', String(envelope.count), `the number of changes in batch ${envelope.batch}'s parts, ${applier.seen}`);
+    }
+    // A batch of one part has nothing staged (a restarted one was cleared above).
+    if (envelope.part > 0) {
+      await client.query('DELETE FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8', [envelope.source, envelope.batch]);
+    }
+    await client.query(
+      `UPDATE pgfanout.replica_position
+          SET batch_id = $2::pg_catalog.int8, part = NULL, state = 'applied', applied_batch_id = $2::pg_catalog.int8, part_digest = NULL,
+              applied_at = pg_catalog.now(), source_time = COALESCE($3::pg_catalog.timestamptz, source_time)
+        WHERE source_id = $1`,
+      [envelope.source, envelope.batch, envelope.time ?? null],
+    );
+    await client.query(options.dryRun ? 'ROLLBACK' : 'COMMIT');
+    // A schema change rolled back by a dry run must not stay in what was read of the catalog.
+    if (options.dryRun) replicaCatalog(client).invalidate();
+    return {
+      outcome: 'applied',
+      ...base,
+      changes: applier.applied,
+      skipped: applier.skipped,
+      replicationRole: role,
+      ...(applier.conflictCount > 0 ? { conflicts: applier.conflictCount } : {}),
+    };
+  } catch (err) {
+    // What was read of the catalog may be what the error is about, or from a rolled-back schema change.
+    replicaCatalog(client).invalidate();
+    try {
+      await client.query('ROLLBACK');
+    } catch {
+      // The connection is gone; the server rolls the transaction back itself. The original error says why.
+    }
+    const e = err as { code?: string; message?: string };
+    if (e.code === '42P01' && /pgfanout\.replica_/.test(e.message ?? '')) {
+      throw classifyDatabaseError(err, `applying ${where}: this database has no pgfanout replica tables; install them first (installReplica)`);
+    }
+    throw classifyDatabaseError(err, `applying ${where}`);
+  }
+}

@@ -1,0 +1,453 @@
+/**
+ * Applies the changes of one batch inside the caller's transaction: plans them into runs (per
+ * table where that provably gives the same result, else in the batch's order), writes each run
+ * with one set-based statement, stages the pieces of split values, applies TRUNCATE and schema
+ * changes at their place. See apply.ts for the rules.
+ */
+import type pg from 'pg';
+import { checkImages, checkSchemaChange, type ChangeHead, type ChangeItem, type RowImage } from '../wire/envelope.ts';
+import {
+  classifyDatabaseError,
+  describeValue,
+  MalformedMessageError,
+  RowNotFoundError,
+  SchemaMismatchError,
+  UnknownTableError,
+  type ApplyContext,
+} from '../wire/errors.ts';
+import { applyChecked, type ConflictMode } from './conflicts.ts';
+import { runSchemaChange } from './schema-change.ts';
+import type { TableFilter } from './filter.ts';
+import { CATALOG_MAX_AGE_MS, CATALOG_SQL, IDENTITIES_SQL, replicaCatalog, type ReplicaCatalog } from './catalog.ts';
+import { placementOf, stagedSource, statementName, statementSql, unnestSource, type ColumnInfo, type RowSource, type Shape, type TableInfo } from './statements.ts';
+import { qualified, quoteIdent } from '../pg/sql.ts';
+
+/** Rows per set-based statement, and text bytes, before a run is written. */
+const RUN_MAX_ROWS = 5000;
+const RUN_MAX_BYTES = 8 * 1024 * 1024;
+
+/** Changes written together by one set-based statement. */
+interface Run {
+  readonly shape: Shape;
+  readonly signature: string;
+  /** The lane the run belongs to: a table (`Shape.table.quoted`) or ORDERED. */
+  readonly lane: string;
+  /** Order of creation in the batch; runs are written in this order. */
+  readonly seq: number;
+  readonly columns: (string | null)[][];
+  rows: number;
+  bytes: number;
+  /** Identity values touched by the run (old and new keys), to keep a row to one change per run. */
+  readonly touched: Set<string>;
+  /** Where the run's first and last changes are in the batch, for error messages. */
+  readonly first: string;
+  last: string;
+}
+
+/** The lane of changes that keep their place in the batch (every change, under in-order planning). */
+const ORDERED = '';
+
+/** The runs buffered for one table under per-table planning. */
+interface Lane {
+  /** In creation order. */
+  readonly runs: Run[];
+  /** The latest run of each statement shape. */
+  readonly bySignature: Map<string, Run>;
+  /** For each identity value (of Shape.commuteKey), the seq of the last run that touched it. */
+  readonly lastTouch: Map<string, number>;
+  /** The seq of the last run holding a change that must not be passed (no commute key); 0: none. */
+  fence: number;
+}
+
+interface Pending {
+  readonly head: ChangeHead;
+  readonly index: string;
+  readonly slots: Map<string, number>;
+  readonly columns: { old: string[]; new: string[] };
+  readonly nullSlots: Set<number>;
+}
+
+/** Applies the changes of one batch, in order, inside the caller's transaction. */
+export class BatchApplier {
+  readonly #client: pg.ClientBase;
+  readonly #context: ApplyContext;
+  readonly #filter: TableFilter;
+  /** The connection's catalog knowledge, shared with the next messages; its maps, for short. */
+  readonly #catalog: ReplicaCatalog;
+  readonly #tables: Map<string, TableInfo>;
+  readonly #shapes: Map<string, Shape>;
+  /** Runs not written yet, in creation order; the lanes of per-table planning; rows and bytes they hold. */
+  #runs: Run[] = [];
+  readonly #lanes = new Map<string, Lane>();
+  #runSeq = 0;
+  #bufferedRows = 0;
+  #bufferedBytes = 0;
+  /** Group changes per table (see apply.ts); only valid under `session_replication_role = replica`. */
+  readonly #perTable: boolean;
+  #truncate: { txid: string; tables: TableInfo[] } | undefined;
+  #pending: Pending | undefined;
+  #seq = 0;
+  /** Changes seen (the envelope's count), applied, and skipped by the filter. */
+  seen = 0;
+  applied = 0;
+  skipped = 0;
+
+  /** How conflicts are handled, and how many were. */
+  readonly #conflicts: ConflictMode;
+  conflictCount = 0;
+
+  constructor(client: pg.ClientBase, context: ApplyContext, options: { readonly filter: TableFilter; readonly conflicts: ConflictMode; readonly perTable: boolean }) {
+    const { filter, conflicts, perTable } = options;
+    this.#client = client;
+    this.#context = context;
+    this.#filter = filter;
+    this.#perTable = perTable;
+    this.#catalog = replicaCatalog(client);
+    this.#tables = this.#catalog.tables;
+    this.#shapes = this.#catalog.shapes;
+    this.#conflicts = conflicts;
+  }
+
+  /** Runs a schema change at its place in the batch, then forgets what it knew of the replica's tables. */
+  async #schemaChange(head: ChangeHead, neu: RowImage | undefined, where: string): Promise<void> {
+    const { sql, searchPath } = checkSchemaChange(neu, `${where}.new`);
+    await this.#flush();
+    if (head.table !== '' && !this.#filter.applies(head.schema, head.table)) {
+      this.skipped++;
+      return;
+    }
+    await runSchemaChange(this.#client, sql, searchPath, where, this.#context);
+    // Any table may have changed (and statements may name several): forget them all.
+    this.#catalog.invalidate();
+    this.applied++;
+  }
+
+  /** Applies the items of one part. */
+  async part(items: readonly ChangeItem[], part: number): Promise<void> {
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i] as ChangeItem;
+      const where = `part ${part} changes[${i}]`;
+      if (item.op === '+') {
+        if (this.#pending === undefined) throw new MalformedMessageError(`${where}.op`, '"+"', 'a continuation only while a split change is open');
+        await this.#stage(item, where);
+        if (!item.more) await this.#finishPending(where);
+        continue;
+      }
+      if (this.#pending !== undefined) throw new MalformedMessageError(`${where}.op`, describeValue(item.op), `"+", continuing the split change ${this.#pending.index}`);
+      this.seen++;
+      if (item.more) {
+        await this.#flush();
+        this.#pending = { head: item, index: where, slots: new Map(), columns: { old: [], new: [] }, nullSlots: new Set() };
+        await this.#stage(item, where);
+        continue;
+      }
+      checkImages(item.op, item.old !== undefined, item.new !== undefined, where);
+      await this.#change(item, item.old, item.new, where);
+    }
+  }
+
+  /** Writes what is still buffered; checks nothing is left open. */
+  async finish(): Promise<void> {
+    if (this.#pending !== undefined) throw new MalformedMessageError(this.#pending.index, 'a split change never finished', 'a last "+" item without "more"');
+    await this.#flush();
+  }
+
+  async #query(sql: string, params: unknown[], what: string): Promise<pg.QueryResult> {
+    try {
+      return await this.#client.query({ name: statementName(sql), text: sql, values: params });
+    } catch (err) {
+      throw classifyDatabaseError(err, `${what} (batch ${this.#context.batchId}, part ${this.#context.part}, source ${this.#context.sourceId})`);
+    }
+  }
+
+  async #table(schema: string, table: string): Promise<TableInfo> {
+    const cacheKey = `${schema}\u0000${table}`;
+    const cached = this.#tables.get(cacheKey);
+    if (cached && performance.now() - cached.readAt < CATALOG_MAX_AGE_MS) return cached;
+    if (cached) this.#catalog.invalidate(schema, table);
+    const display = `${quoteIdent(schema)}.${quoteIdent(table)}`;
+    const { rows } = await this.#query(CATALOG_SQL, [schema, table], `reading the catalog of replica table ${display}`);
+    if (rows.length === 0) throw new UnknownTableError(display, this.#context);
+    const columns = new Map<string, ColumnInfo>();
+    const first = rows[0] as { oid: string; independent: boolean; unique_indexes: number };
+    for (const row of rows as { name: string | null; cast_type: string; generated: boolean; identity: string; has_default: boolean }[]) {
+      if (row.name === null) continue;
+      columns.set(row.name, {
+        name: row.name,
+        castType: row.cast_type,
+        generated: row.generated,
+        identity: row.identity !== '',
+        identityAlways: row.identity === 'a',
+        hasDefault: row.has_default,
+      });
+    }
+    const ids = await this.#query(IDENTITIES_SQL, [first.oid], `reading the unique indexes of replica table ${display}`);
+    const info: TableInfo = {
+      schema,
+      table,
+      display,
+      quoted: qualified(schema, table),
+      columns,
+      identities: (ids.rows as { columns: string[] }[]).map((r) => r.columns),
+      uniqueIndexes: first.unique_indexes,
+      independent: first.independent,
+      readAt: performance.now(),
+    };
+    this.#tables.set(cacheKey, info);
+    return info;
+  }
+
+  /** The statement shape of a change, checked against the replica table (cached by layout). */
+  async #shape(op: 'I' | 'U' | 'D', head: ChangeHead, oldColumns: readonly string[], newColumns: readonly string[], signature: string): Promise<Shape> {
+    const cached = this.#shapes.get(signature);
+    if (cached && performance.now() - cached.table.readAt < CATALOG_MAX_AGE_MS) return cached;
+    const table = await this.#table(head.schema, head.table);
+    for (const [image, names] of [['old', oldColumns], ['new', newColumns]] as const) {
+      for (const name of names) {
+        if (!table.columns.has(name)) {
+          throw new SchemaMismatchError(table.display, name, `has no column ${quoteIdent(name)} (in the change's ${image} image)`, this.#context);
+        }
+      }
+    }
+    let key: readonly string[] | undefined;
+    if (op !== 'I') {
+      const old = new Set(oldColumns);
+      key = table.identities.find((identity) => identity.every((c) => old.has(c)));
+    }
+    const shape: Shape = { op, table, oldColumns, newColumns, key, ...placementOf(op, table, oldColumns, newColumns) };
+    this.#shapes.set(signature, shape);
+    return shape;
+  }
+
+  async #change(head: ChangeHead, old: RowImage | undefined, neu: RowImage | undefined, where: string): Promise<void> {
+    if (head.op === 'S') return this.#schemaChange(head, neu, where);
+    if (!this.#filter.applies(head.schema, head.table)) {
+      this.skipped++;
+      return;
+    }
+    if (head.op === 'T') {
+      await this.#flushRun();
+      const table = await this.#table(head.schema, head.table);
+      if (this.#truncate && this.#truncate.txid !== head.txid) await this.#flushTruncate();
+      this.#truncate ??= { txid: head.txid, tables: [] };
+      if (!this.#truncate.tables.includes(table)) this.#truncate.tables.push(table);
+      this.applied++;
+      return;
+    }
+    await this.#flushTruncate();
+    const op = head.op;
+    const oldColumns = old ? Object.keys(old) : [];
+    const newColumns = neu ? Object.keys(neu) : [];
+    const signature = `${op}\u0000${head.schema}\u0000${head.table}\u0000${oldColumns.join('\u0000')}\u0001${newColumns.join('\u0000')}`;
+    const shape = await this.#shape(op, head, oldColumns, newColumns, signature);
+    if (this.#conflicts !== 'error') {
+      // One change at a time, each looking at the row it touches first.
+      await this.#flushRun();
+      const position = { sourceId: this.#context.sourceId, batchId: this.#context.batchId, change: where };
+      const checked = await applyChecked((sql, params, what) => this.#query(sql, params, `${what} (${where})`), shape.table, op, old, neu, this.#conflicts, position);
+      if (checked.conflict !== undefined) this.conflictCount++;
+      this.applied++;
+      return;
+    }
+    await this.#add(shape, signature, old, neu, where);
+  }
+
+  /** Puts one change into a run (which one: see the module comment), writing runs as needed. */
+  async #add(shape: Shape, signature: string, old: RowImage | undefined, neu: RowImage | undefined, where: string): Promise<void> {
+    const lane = this.#perTable && shape.placement === 'table' ? shape.table.quoted : ORDERED;
+    const last = this.#runs.at(-1);
+    // A change of the ordered lane keeps its exact place, so when one is buffered it is the only
+    // buffered run: whatever comes next, of any lane, writes it first (unless it joins it).
+    if (lane !== ORDERED && last?.lane === ORDERED) await this.#flushRun();
+    if (shape.op !== 'I' && shape.key === undefined) {
+      // Whole-row matching touches one row per statement, written now, after its lane.
+      if (lane === ORDERED) await this.#flushRun();
+      else await this.#flushLane(lane);
+      await this.#execute(shape, unnestSource([...shape.oldColumns.map((c) => [old?.[c] ?? null]), ...shape.newColumns.map((c) => [neu?.[c] ?? null])], 1), where);
+      this.applied++;
+      return;
+    }
+    const keyColumns = shape.commuteKey ?? shape.key;
+    const keys: string[] = [];
+    if (keyColumns !== undefined) {
+      if (shape.op !== 'I') keys.push(JSON.stringify(keyColumns.map((c) => old?.[c] ?? null)));
+      // An INSERT's key matters only where changes pass each other by key.
+      if (shape.op === 'U' || (shape.op === 'I' && shape.commuteKey !== undefined)) keys.push(JSON.stringify(keyColumns.map((c) => neu?.[c] ?? null)));
+    }
+    let run: Run | undefined;
+    let tableLane: Lane | undefined;
+    if (lane === ORDERED) {
+      if (last?.lane === ORDERED && last.signature === signature && !keys.some((k) => last.touched.has(k))) run = last;
+      else await this.#flushRun();
+    } else {
+      tableLane = this.#lanes.get(lane);
+      if (tableLane === undefined) {
+        tableLane = { runs: [], bySignature: new Map(), lastTouch: new Map(), fence: 0 };
+        this.#lanes.set(lane, tableLane);
+      }
+      if (shape.commuteKey !== undefined) {
+        // The table's latest run of this shape, if no change after it in the table (nor in it)
+        // touches the same identity value and none of them may not be passed.
+        const candidate = tableLane.bySignature.get(signature);
+        const lastTouch = tableLane.lastTouch;
+        if (candidate !== undefined && candidate.seq > tableLane.fence && keys.every((k) => (lastTouch.get(k) ?? 0) < candidate.seq)) run = candidate;
+      } else {
+        const candidate = tableLane.runs.at(-1);
+        if (candidate !== undefined && candidate.signature === signature && !keys.some((k) => candidate.touched.has(k))) run = candidate;
+      }
+    }
+    if (run === undefined) {
+      run = { shape, signature, lane, seq: ++this.#runSeq, columns: [...shape.oldColumns, ...shape.newColumns].map(() => []), rows: 0, bytes: 0, touched: new Set(), first: where, last: where };
+      this.#runs.push(run);
+      if (tableLane !== undefined) {
+        tableLane.runs.push(run);
+        tableLane.bySignature.set(signature, run);
+      }
+    }
+    let i = 0;
+    const before = run.bytes;
+    for (const c of shape.oldColumns) {
+      const v = (old as RowImage)[c] ?? null;
+      (run.columns[i++] as (string | null)[]).push(v);
+      if (v !== null) run.bytes += v.length;
+    }
+    for (const c of shape.newColumns) {
+      const v = (neu as RowImage)[c] ?? null;
+      (run.columns[i++] as (string | null)[]).push(v);
+      if (v !== null) run.bytes += v.length;
+    }
+    for (const k of keys) run.touched.add(k);
+    if (tableLane !== undefined) {
+      if (shape.commuteKey !== undefined) for (const k of keys) tableLane.lastTouch.set(k, run.seq);
+      else tableLane.fence = run.seq;
+    }
+    run.rows++;
+    run.last = where;
+    this.applied++;
+    this.#bufferedRows++;
+    this.#bufferedBytes += run.bytes - before;
+    if (this.#bufferedRows >= RUN_MAX_ROWS || this.#bufferedBytes >= RUN_MAX_BYTES) await this.#flushRun();
+  }
+
+  async #flush(): Promise<void> {
+    await this.#flushRun();
+    await this.#flushTruncate();
+  }
+
+  async #flushTruncate(): Promise<void> {
+    const truncate = this.#truncate;
+    if (truncate === undefined) return;
+    this.#truncate = undefined;
+    const names = truncate.tables.map((t) => t.quoted).join(', ');
+    await this.#query(`TRUNCATE TABLE ${names}`, [], `truncating replica table${truncate.tables.length > 1 ? 's' : ''} ${truncate.tables.map((t) => t.display).join(', ')}`);
+  }
+
+  /** Writes every buffered run, in creation order. */
+  async #flushRun(): Promise<void> {
+    const runs = this.#runs;
+    this.#runs = [];
+    this.#lanes.clear();
+    this.#bufferedRows = 0;
+    this.#bufferedBytes = 0;
+    for (const run of runs) await this.#write(run);
+  }
+
+  /** Writes the buffered runs of one table, in order, leaving other tables' runs buffered. */
+  async #flushLane(lane: string): Promise<void> {
+    const tableLane = this.#lanes.get(lane);
+    if (tableLane === undefined) return;
+    this.#lanes.delete(lane);
+    this.#runs = this.#runs.filter((run) => run.lane !== lane);
+    for (const run of tableLane.runs) {
+      this.#bufferedRows -= run.rows;
+      this.#bufferedBytes -= run.bytes;
+      await this.#write(run);
+    }
+  }
+
+  async #write(run: Run): Promise<void> {
+    await this.#execute(run.shape, unnestSource(run.columns, run.rows), run.rows === 1 ? run.first : `one of the changes ${run.first} … ${run.last}`);
+  }
+
+  /** Runs one statement for `source` and checks it touched exactly one row per change. */
+  async #execute(shape: Shape, source: RowSource, where: string): Promise<void> {
+    const sql = statementSql(shape, source);
+    const verb = { I: 'inserting into', U: 'updating', D: 'deleting from' }[shape.op];
+    const result = await this.#query(sql, source.params, `${verb} replica table ${shape.table.display}`);
+    if (result.rowCount !== source.rows) {
+      const how = shape.key ? `by ${shape.key.map(quoteIdent).join(', ')}` : 'matching the whole old row';
+      throw new RowNotFoundError(shape.table.display, `${source.rows - (result.rowCount ?? 0)} of ${source.rows} rows to ${shape.op === 'U' ? 'update' : 'delete'} not found ${how} (${where})`, this.#context);
+    }
+  }
+
+  /** Stores the values of one item of a split change in replica_staged_value. */
+  async #stage(item: ChangeItem, where: string): Promise<void> {
+    const pending = this.#pending as Pending;
+    const slots: number[] = [];
+    const seqs: number[] = [];
+    const values: (string | null)[] = [];
+    for (const image of ['old', 'new'] as const) {
+      const row = item[image];
+      if (row === undefined) continue;
+      for (const [name, value] of Object.entries(row)) {
+        const slotKey = `${image}\u0000${name}`;
+        let slot = pending.slots.get(slotKey);
+        if (slot === undefined) {
+          slot = pending.slots.size;
+          pending.slots.set(slotKey, slot);
+          pending.columns[image].push(name);
+          if (value === null) pending.nullSlots.add(slot);
+        } else if (value === null || pending.nullSlots.has(slot)) {
+          throw new MalformedMessageError(`${where}.${image}[${JSON.stringify(name)}]`, 'a continued NULL', 'continuations of string values only');
+        }
+        slots.push(slot);
+        seqs.push(this.#seq++);
+        values.push(value);
+      }
+    }
+    if (slots.length === 0) return;
+    await this.#query(
+      `INSERT INTO pgfanout.replica_staged_value (source_id, batch_id, slot, seq, value)
+       SELECT $1, $2::pg_catalog.int8, x.slot, x.seq, x.value
+         FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int4[]), pg_catalog.unnest($4::pg_catalog.int4[]), pg_catalog.unnest($5::pg_catalog.text[])) AS x(slot, seq, value)`,
+      [this.#context.sourceId, this.#context.batchId, slots, seqs, values],
+      'staging the pieces of a split change',
+    );
+  }
+
+  /** Applies a split change from its staged pieces, then forgets them. */
+  async #finishPending(where: string): Promise<void> {
+    const pending = this.#pending as Pending;
+    this.#pending = undefined;
+    const head = pending.head;
+    const { old: oldColumns, new: newColumns } = pending.columns;
+    checkImages(head.op, oldColumns.length > 0, newColumns.length > 0, pending.index);
+    if (head.op === 'S') {
+      // A statement must be whole to run: read it back from its pieces.
+      const { rows } = await this.#query(
+        `SELECT s.slot, pg_catalog.string_agg(s.value, '' ORDER BY s.seq) AS value FROM pgfanout.replica_staged_value s
+          WHERE s.source_id = $1 AND s.batch_id = $2::pg_catalog.int8 GROUP BY s.slot`,
+        [this.#context.sourceId, this.#context.batchId],
+        'reading back the pieces of a split schema change',
+      );
+      const values = new Map((rows as { slot: number; value: string | null }[]).map((r) => [r.slot, r.value]));
+      await this.#schemaChange(head, Object.fromEntries(newColumns.map((c) => [c, values.get(pending.slots.get(`new\u0000${c}`) as number) ?? null])), pending.index);
+    } else if (!this.#filter.applies(head.schema, head.table)) this.skipped++;
+    else {
+      const op = head.op as 'I' | 'U' | 'D';
+      const signature = `${op}\u0000${head.schema}\u0000${head.table}\u0000${oldColumns.join('\u0000')}\u0001${newColumns.join('\u0000')}`;
+      const shape = await this.#shape(op, head, oldColumns, newColumns, signature);
+      // Slots were numbered in arrival order, old image first: make v0… follow the shape's order.
+      const order = [...oldColumns.map((c) => pending.slots.get(`old\u0000${c}`)), ...newColumns.map((c) => pending.slots.get(`new\u0000${c}`))] as number[];
+      const identity = order.every((slot, i) => slot === i);
+      if (!identity) throw new MalformedMessageError(pending.index, 'a split change whose old image continues after its new image', 'the old image first, then the new image');
+      await this.#execute(shape, stagedSource(order.length, this.#context.sourceId, this.#context.batchId), where);
+      this.applied++;
+    }
+    await this.#query(
+      'DELETE FROM pgfanout.replica_staged_value WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8',
+      [this.#context.sourceId, this.#context.batchId],
+      'clearing the pieces of a split change',
+    );
+  }
+}
