@@ -51,7 +51,7 @@ interface ManualTimer {
  * order of their times (and of their creation for equal times), with `now()` reading each
  * timer's own time while it runs, then leaves the clock at the target time. Timers fire
  * synchronously inside `advance`; what they start (an HTTP reply, a promise) completes
- * afterwards as usual.
+ * afterwards as usual. A timer set for a time that has already come fires on a microtask.
  */
 export class ManualClock implements Clock {
   #now: number;
@@ -69,6 +69,9 @@ export class ManualClock implements Clock {
   setTimer(at: number, callback: () => void): () => void {
     const timer: ManualTimer = { at, seq: ++this.#seq, callback };
     this.#timers.push(timer);
+    // A timer that is already due fires soon without waiting for the next advance(), as a
+    // zero-delay setTimeout would.
+    if (at <= this.#now) queueMicrotask(() => this.advance(0));
     return () => {
       const index = this.#timers.indexOf(timer);
       if (index >= 0) this.#timers.splice(index, 1);
