@@ -37,6 +37,7 @@ const DOC = {
   visibility: 'https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html',
   changeVisibilityBatch: 'https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibilityBatch.html',
   receive: 'https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html',
+  delay: 'https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-delay-queues.html',
 };
 
 let clock: ManualClock;
@@ -292,6 +293,19 @@ describe('FIFO in-flight messages block their group', () => {
     expect(waiting(source)).toBe(0); // answered inside advance(), without real waiting
     const out = await poll;
     expect(out.Messages?.map((m) => m.Body)).toEqual(['a', 'b']);
+  });
+
+  it(`a FIFO queue's DelaySeconds runs on the endpoint's clock: a waiting long poll gets the message when the delay ends (${DOC.delay})`, async () => {
+    const queue = await createQueue(true, { DelaySeconds: '900' });
+    await send(queue, 'delayed');
+    clock.advance(890 * SECOND);
+    const poll = sqs.send(new ReceiveMessageCommand({ QueueUrl: queue.url, WaitTimeSeconds: 20 }));
+    await waitFor('the receive to be waiting', () => waiting(queue) === 1);
+    clock.advance(10 * SECOND - 1);
+    expect(waiting(queue)).toBe(1);
+    clock.advance(1);
+    expect(waiting(queue)).toBe(0);
+    expect((await poll).Messages?.map((m) => m.Body)).toEqual(['delayed']);
   });
 
   it(`a long poll with nothing to receive ends after WaitTimeSeconds of the endpoint's clock, with no messages (${DOC.receive})`, async () => {
