@@ -150,11 +150,12 @@ describe('the runner at the deployed settings, on the endpoint clock', () => {
     const { queue } = await deployedQueues();
     await send(queue, ['a1', 'a2']);
     const { calls, handler } = recorder((event, call) => (call === 1 ? failing(event, 'a1') : undefined));
-    startDeployed(queue, handler);
+    const running = startDeployed(queue, handler);
     await waitFor('the first invocation', () => calls.length === 1);
     await send(queue, ['a3']);
     await send(queue, ['b1'], 'source-2');
-    await waitFor('the other group to be handled', () => calls.flat().includes('b1#1'));
+    await waitFor('the other group to be handled and deleted', () => calls.flat().includes('b1#1') && running.stats.messagesDeleted === 1);
+    expect(queueStats(queue)).toEqual({ visible: 1, inFlight: 2 }); // a3 waits behind a1 and a2
     clock.advance(VISIBILITY_S * SECOND - 1);
     expect(calls.flat().some((c) => c.startsWith('a3'))).toBe(false);
     clock.advance(1);
