@@ -12,7 +12,7 @@
  * ```
  */
 export { startEndpoint, type Endpoint, type EndpointOptions, type EndpointStats } from './server.ts';
-export { type Clock, systemClock } from './clock.ts';
+export { type Clock, ManualClock, systemClock } from './clock.ts';
 export {
   AwsApiError,
   EndpointError,

@@ -3,7 +3,6 @@
  */
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import type { Clock } from './clock.ts';
 
 /** SNS and SQS clients pointed at `url`, with dummy credentials and no retries. */
 export function sdkClients(url: string, region = 'us-east-1'): { sns: SNSClient; sqs: SQSClient; destroy(): void } {
@@ -41,23 +40,8 @@ export async function waitFor<T>(what: string, condition: () => Promise<T | unde
   }
 }
 
-/** A clock that tests move forward by hand. */
-export class ManualClock implements Clock {
-  #now: number;
-
-  constructor(start = Date.now()) {
-    this.#now = start;
-  }
-
-  now(): number {
-    return this.#now;
-  }
-
-  /** Moves time forward by `ms`. */
-  advance(ms: number): void {
-    this.#now += ms;
-  }
-}
+/** A clock that tests move forward by hand (see `clock.ts`). */
+export { ManualClock } from './clock.ts';
 
 /** The error a promise rejects with (fails when it resolves). */
 export async function rejection(promise: Promise<unknown>): Promise<Error & { name: string; $metadata?: { httpStatusCode?: number } }> {

@@ -13,9 +13,21 @@
  *   promise); its result is ignored, as Lambda ignores a timed-out invocation.
  * - Like CreateEventSourceMapping, start-up checks that the queue's visibility timeout is
  *   not shorter than the function timeout.
+ * - Failed records are not retried by the runner: "After your queue's visibility timeout
+ *   runs out, the message will again reappear in the queue" ("Handling errors for an SQS
+ *   event source in Lambda", https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html).
+ *   They stay in flight, so on a FIFO queue their message group stays blocked until then
+ *   (or until the function itself changed their visibility): "If your function returns an
+ *   error, the function attempts all retries on the affected messages before Lambda receives
+ *   additional messages from the same group" ("Configuring scaling behavior for SQS event
+ *   source mappings", https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html).
+ * - Time: the function timeout and `getRemainingTimeInMillis` follow `clock`; long polls and
+ *   visibility timeouts follow the endpoint's clock. Give both the same `ManualClock` and a
+ *   test moves hours of simulated time in one call.
  */
 import { DeleteMessageBatchCommand, GetQueueAttributesCommand, type Message, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { type Clock, systemClock } from '../endpoint/clock.ts';
 import { type BatchOutcome, interpretResponse, invocationContext, toRecord } from './lambda-event.ts';
 
 /** The handler signature of an SQS-triggered Lambda function. */
@@ -50,6 +62,12 @@ export interface EventSourceRunnerOptions {
   readonly region?: string;
   /** Receives poll and delete failures (handler failures are counted in `stats`). @default write to stderr */
   readonly onError?: (error: Error) => void;
+  /**
+   * Time source of the function timeout and the context's remaining time. Pass the local
+   * endpoint's clock (a `ManualClock` in tests) so that one call moves both.
+   * @default the system clock
+   */
+  readonly clock?: Clock;
 }
 
 /** Counters of a runner. */
@@ -134,6 +152,7 @@ export function startEventSourceRunner(options: EventSourceRunnerOptions): Event
   const concurrency = options.maxConcurrency ?? 2;
   const waitTimeSeconds = options.waitTimeSeconds ?? 20;
   const reportFailures = options.reportBatchItemFailures ?? true;
+  const clock = options.clock ?? systemClock;
   const onError = options.onError ?? ((error: Error) => console.error(`pgfanout event source runner: ${error.message}`));
   const ownsClient = typeof options.sqs === 'string';
   const sqs =
@@ -187,7 +206,7 @@ export function startEventSourceRunner(options: EventSourceRunnerOptions): Event
 
   async function invoke(messages: Message[], queue: { arn: string; region: string; accountId: string; fifo: boolean }): Promise<void> {
     const records = messages.map((m) => toRecord(m, { queueArn: queue.arn, region: queue.region }));
-    const deadline = Date.now() + functionTimeoutMs;
+    const deadline = clock.now() + functionTimeoutMs;
     const context = invocationContext(
       {
         functionName: options.functionName ?? 'pgfanout-local-function',
@@ -196,18 +215,19 @@ export function startEventSourceRunner(options: EventSourceRunnerOptions): Event
         memoryLimitInMB: options.memoryLimitInMB ?? 128,
       },
       deadline,
+      () => clock.now(),
     );
     stats.invocations += 1;
-    let timer: NodeJS.Timeout | undefined;
+    let cancelTimeout: (() => void) | undefined;
     const timeout = new Promise<{ kind: 'timeout' }>((resolve) => {
-      timer = setTimeout(() => resolve({ kind: 'timeout' }), functionTimeoutMs);
+      cancelTimeout = clock.setTimer(deadline, () => resolve({ kind: 'timeout' }));
     });
     const run = (async () => options.handler({ Records: records }, context))().then(
       (value) => ({ kind: 'returned' as const, value }),
       (error: unknown) => ({ kind: 'threw' as const, error }),
     );
     const result = await Promise.race([run, timeout]);
-    clearTimeout(timer);
+    cancelTimeout?.();
     if (result.kind === 'timeout') {
       stats.timedOut += 1;
       stats.lastFailure = `invocation ${context.awsRequestId} timed out after ${functionTimeoutMs} ms`;

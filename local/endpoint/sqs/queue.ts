@@ -14,7 +14,10 @@
  * - Redrive: "When the ReceiveCount for a message exceeds the maxReceiveCount for a queue,
  *   Amazon SQS moves the message to the dead-letter-queue" — i.e. the receive that would
  *   be number maxReceiveCount + 1 moves the message instead of returning it.
- * - Messages older than MessageRetentionPeriod (counted from the original send) are deleted.
+ * - Messages older than MessageRetentionPeriod are deleted. The retention clock of a message
+ *   starts when it is sent; a move to a FIFO dead-letter queue restarts it, a move to a
+ *   standard one does not ("Setting-up dead-letter queue retention in Amazon SQS",
+ *   https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/setting-up-dead-letter-queue-retention.html).
  */
 import type { AttributeValue } from '../digest.ts';
 import { OrderedList } from './message-list.ts';
@@ -31,11 +34,16 @@ export interface StoredMessage {
   readonly md5OfBody: string;
   readonly md5OfAttributes: string | undefined;
   readonly md5OfSystemAttributes: string | undefined;
-  /** Epoch milliseconds of the original send (kept across dead-letter moves). */
+  /** Epoch milliseconds of the send (`SentTimestamp`; kept across dead-letter moves). */
   readonly sentTimestamp: number;
   readonly senderId: string;
   readonly groupId: string | undefined;
-  readonly deduplicationId: string | undefined;
+  /** FIFO deduplication id; a move to a FIFO dead-letter queue replaces it with the message id. */
+  deduplicationId: string | undefined;
+  /** Epoch milliseconds of the arrival in this queue (the age CloudWatch reports as ApproximateAgeOfOldestMessage). */
+  arrivedAt: number;
+  /** Epoch milliseconds from which MessageRetentionPeriod is counted. */
+  retainedFrom: number;
   /** Bytes counted against size limits. */
   readonly size: number;
   /** ARN of the queue this message was moved from to a dead-letter queue, if it was. */
@@ -46,6 +54,8 @@ export interface StoredMessage {
   sequenceNumber: bigint | undefined;
   receiveCount: number;
   firstReceiveTimestamp: number | undefined;
+  /** Epoch milliseconds of the latest receive (the 12-hour visibility limit counts from it). */
+  lastReceiveTimestamp: number | undefined;
   /** Epoch milliseconds from which the message may be received (send delay). */
   availableAt: number;
   inFlight: boolean;
@@ -76,8 +86,8 @@ export interface QueueCounts {
   readonly visible: number;
   readonly inFlight: number;
   readonly delayed: number;
-  /** Epoch milliseconds of the oldest message's send, or undefined when empty. */
-  readonly oldestSentTimestamp: number | undefined;
+  /** Epoch milliseconds of the oldest message's arrival in the queue, or undefined when empty. */
+  readonly oldestArrival: number | undefined;
 }
 
 /** The message-holding part of a queue. */
@@ -95,7 +105,8 @@ export class QueueState {
   readonly #deduplication = new Map<string, DeduplicationRecord>();
   #order = 0;
   #lastSequence = 0n;
-  #lastRetentionSweep = 0;
+  /** No stored message has a `retainedFrom` earlier than this (may be earlier than the true minimum). */
+  #oldestRetained = Number.POSITIVE_INFINITY;
 
   constructor(fifo: boolean) {
     this.fifo = fifo;
@@ -174,6 +185,7 @@ export class QueueState {
   add(message: StoredMessage, now: number): void {
     message.order = ++this.#order;
     this.#byId.set(message.messageId, message);
+    this.#oldestRetained = Math.min(this.#oldestRetained, message.retainedFrom);
     if (!this.fifo && message.availableAt > now) {
       this.#delayed.push(message);
       this.#nextDelayedAt = Math.min(this.#nextDelayedAt, message.availableAt);
@@ -229,15 +241,17 @@ export class QueueState {
   }
 
   /**
-   * Deletes messages older than the retention period, at most once a minute (a scan of the
-   * whole queue; SQS itself deletes expired messages lazily too).
+   * Deletes the messages whose retention period has passed at `now`. Exact, and cheap when
+   * nothing is due: the queue is scanned only when its oldest message may have expired.
    */
-  #sweepRetention(now: number, retentionMs: number): void {
-    if (now - this.#lastRetentionSweep < 60_000) return;
-    this.#lastRetentionSweep = now;
+  expire(now: number, retentionMs: number): void {
+    if (this.#oldestRetained + retentionMs > now) return;
+    let oldest = Number.POSITIVE_INFINITY;
     for (const message of [...this.#byId.values()]) {
-      if (message.sentTimestamp + retentionMs <= now) this.remove(message);
+      if (message.retainedFrom + retentionMs <= now) this.remove(message);
+      else oldest = Math.min(oldest, message.retainedFrom);
     }
+    this.#oldestRetained = oldest;
   }
 
   /**
@@ -253,8 +267,8 @@ export class QueueState {
     nonce: () => string,
     redrive?: { readonly maxReceiveCount: number; readonly deadLetter: DeadLetterHook },
   ): StoredMessage[] {
+    this.expire(now, retentionMs);
     this.tick(now);
-    this.#sweepRetention(now, retentionMs);
     const out: StoredMessage[] = [];
     for (const group of this.#available) {
       while (out.length < max) {
@@ -268,6 +282,7 @@ export class QueueState {
         }
         message.receiveCount += 1;
         message.firstReceiveTimestamp ??= now;
+        message.lastReceiveTimestamp = now;
         message.receiptNonce = nonce();
         message.inFlight = true;
         message.visibleAt = now + visibilityMs;
@@ -325,13 +340,15 @@ export class QueueState {
     this.#byId.clear();
     this.#inFlight.clear();
     this.#nextExpiry = Number.POSITIVE_INFINITY;
+    this.#oldestRetained = Number.POSITIVE_INFINITY;
   }
 
   /**
    * Removes and returns up to `max` messages that are not in flight, oldest first (used by
    * message move tasks).
    */
-  takeVisible(max: number, now: number): StoredMessage[] {
+  takeVisible(max: number, now: number, retentionMs: number): StoredMessage[] {
+    this.expire(now, retentionMs);
     this.tick(now);
     const candidates = [...this.#byId.values()].filter((m) => !m.inFlight).sort((a, b) => a.order - b.order);
     const out = candidates.slice(0, max);
@@ -340,18 +357,19 @@ export class QueueState {
   }
 
   /** Message counts as of `now`. */
-  counts(now: number): QueueCounts {
+  counts(now: number, retentionMs: number): QueueCounts {
+    this.expire(now, retentionMs);
     this.tick(now);
     let visible = 0;
     let delayed = 0;
     let oldest: number | undefined;
     for (const message of this.#byId.values()) {
-      if (oldest === undefined || message.sentTimestamp < oldest) oldest = message.sentTimestamp;
+      if (oldest === undefined || message.arrivedAt < oldest) oldest = message.arrivedAt;
       if (message.inFlight) continue;
       if (message.availableAt > now) delayed += 1;
       else visible += 1;
     }
-    return { visible, inFlight: this.#inFlight.size, delayed, oldestSentTimestamp: oldest };
+    return { visible, inFlight: this.#inFlight.size, delayed, oldestArrival: oldest };
   }
 
   /** The state needed to rebuild this queue (see `restore`). */
@@ -425,12 +443,17 @@ export interface MessageSnapshot {
   readonly senderId: string;
   readonly groupId?: string;
   readonly deduplicationId?: string;
+  /** Absent in files written before it existed: the send time. */
+  readonly arrivedAt?: number;
+  /** Absent in files written before it existed: the send time. */
+  readonly retainedFrom?: number;
   readonly size: number;
   readonly deadLetterSourceArn?: string;
   readonly order: number;
   readonly sequenceNumber?: string;
   readonly receiveCount: number;
   readonly firstReceiveTimestamp?: number;
+  readonly lastReceiveTimestamp?: number;
   readonly availableAt: number;
   readonly inFlight: boolean;
   readonly visibleAt: number;
@@ -482,12 +505,15 @@ function toSnapshot(m: StoredMessage): MessageSnapshot {
     senderId: m.senderId,
     ...(m.groupId !== undefined ? { groupId: m.groupId } : {}),
     ...(m.deduplicationId !== undefined ? { deduplicationId: m.deduplicationId } : {}),
+    arrivedAt: m.arrivedAt,
+    retainedFrom: m.retainedFrom,
     size: m.size,
     ...(m.deadLetterSourceArn !== undefined ? { deadLetterSourceArn: m.deadLetterSourceArn } : {}),
     order: m.order,
     ...(m.sequenceNumber !== undefined ? { sequenceNumber: m.sequenceNumber.toString() } : {}),
     receiveCount: m.receiveCount,
     ...(m.firstReceiveTimestamp !== undefined ? { firstReceiveTimestamp: m.firstReceiveTimestamp } : {}),
+    ...(m.lastReceiveTimestamp !== undefined ? { lastReceiveTimestamp: m.lastReceiveTimestamp } : {}),
     availableAt: m.availableAt,
     inFlight: m.inFlight,
     visibleAt: m.visibleAt,
@@ -508,12 +534,15 @@ function fromSnapshot(s: MessageSnapshot): StoredMessage {
     senderId: s.senderId,
     groupId: s.groupId,
     deduplicationId: s.deduplicationId,
+    arrivedAt: s.arrivedAt ?? s.sentTimestamp,
+    retainedFrom: s.retainedFrom ?? s.sentTimestamp,
     size: s.size,
     deadLetterSourceArn: s.deadLetterSourceArn,
     order: s.order,
     sequenceNumber: s.sequenceNumber !== undefined ? BigInt(s.sequenceNumber) : undefined,
     receiveCount: s.receiveCount,
     firstReceiveTimestamp: s.firstReceiveTimestamp,
+    lastReceiveTimestamp: s.lastReceiveTimestamp ?? s.firstReceiveTimestamp,
     availableAt: s.availableAt,
     inFlight: s.inFlight,
     visibleAt: s.visibleAt,

@@ -108,7 +108,8 @@ interface Queue {
   state: QueueState;
   lastPurgeAt: number | undefined;
   readonly waiters: Set<Waiter>;
-  wakeTimer: NodeJS.Timeout | undefined;
+  /** Cancels the clock timer that wakes the waiters when a hidden message becomes visible. */
+  wakeTimer: (() => void) | undefined;
   wakeAt: number;
   notifyScheduled: boolean;
   readonly receiveAttempts: Map<string, ReceiveAttempt>;
@@ -127,7 +128,8 @@ interface MoveTask {
   status: MoveTaskStatus;
   moved: number;
   failureReason: string | undefined;
-  timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  /** Cancels the scheduled next step. */
+  timer: (() => void) | undefined;
 }
 
 /** Saved state of the SQS service. */
@@ -380,7 +382,7 @@ export class SqsService {
     if (wanted('CreatedTimestamp')) out.CreatedTimestamp = String(Math.floor(queue.createdAt / 1000));
     if (wanted('LastModifiedTimestamp')) out.LastModifiedTimestamp = String(Math.floor(queue.lastModified / 1000));
     if (wanted('ApproximateNumberOfMessages') || wanted('ApproximateNumberOfMessagesNotVisible') || wanted('ApproximateNumberOfMessagesDelayed')) {
-      const counts = queue.state.counts(this.#now());
+      const counts = queue.state.counts(this.#now(), SqsService.#retentionMs(queue));
       if (wanted('ApproximateNumberOfMessages')) out.ApproximateNumberOfMessages = String(counts.visible);
       if (wanted('ApproximateNumberOfMessagesNotVisible')) out.ApproximateNumberOfMessagesNotVisible = String(counts.inFlight);
       if (wanted('ApproximateNumberOfMessagesDelayed')) out.ApproximateNumberOfMessagesDelayed = String(counts.delayed);
@@ -408,7 +410,7 @@ export class SqsService {
     const queue = this.#byUrl(input.string('QueueUrl'));
     this.#queues.delete(queue.name);
     this.#deletedAt.set(queue.name, this.#now());
-    if (queue.wakeTimer) clearTimeout(queue.wakeTimer);
+    queue.wakeTimer?.();
     for (const waiter of [...queue.waiters]) waiter.finish(sqsError('QueueDoesNotExist', `The specified queue does not exist: ${queue.name}.`));
     for (const task of this.#tasks) {
       if (task.status === 'RUNNING' && task.sourceArn === queue.arn) this.#finishTask(task, 'FAILED', `source queue ${queue.name} was deleted`);
@@ -598,12 +600,15 @@ export class SqsService {
       senderId: this.#options.accountId,
       groupId,
       deduplicationId: queue.fifo ? deduplicationId : undefined,
+      arrivedAt: now,
+      retainedFrom: now,
       size,
       deadLetterSourceArn: undefined,
       order: 0,
       sequenceNumber: undefined,
       receiveCount: 0,
       firstReceiveTimestamp: undefined,
+      lastReceiveTimestamp: undefined,
       availableAt,
       inFlight: false,
       visibleAt: 0,
@@ -751,12 +756,15 @@ export class SqsService {
       senderId: this.#options.accountId,
       groupId: delivery.groupId,
       deduplicationId: queue.fifo ? delivery.deduplicationId : undefined,
+      arrivedAt: now,
+      retainedFrom: now,
       size,
       deadLetterSourceArn: undefined,
       order: 0,
       sequenceNumber: undefined,
       receiveCount: 0,
       firstReceiveTimestamp: undefined,
+      lastReceiveTimestamp: undefined,
       availableAt: now + 1000 * Number(queue.settings.get('DelaySeconds')),
       inFlight: false,
       visibleAt: 0,
@@ -821,19 +829,43 @@ export class SqsService {
     };
   }
 
+  /**
+   * Moves a message whose receive count passed maxReceiveCount to the dead-letter queue. It
+   * keeps its MessageId, SentTimestamp, group and receive count. In a FIFO dead-letter
+   * queue "the original message's deduplication ID will be replaced with the original
+   * message's ID", so that two messages that shared a deduplication id are both stored
+   * ("Learn how to configure a dead-letter queue redrive in Amazon SQS",
+   * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-configure-dead-letter-queue-redrive.html),
+   * and "the enqueue timestamp resets", so its retention period starts again; in a standard
+   * dead-letter queue "the expiration of a message is always based on its original enqueue
+   * timestamp" ("Setting-up dead-letter queue retention in Amazon SQS",
+   * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/setting-up-dead-letter-queue-retention.html).
+   */
   #deadLetter(queue: Queue): ((message: StoredMessage) => boolean) | undefined {
     const policy = queue.redrive;
     if (!policy) return undefined;
     return (message) => {
       const target = this.#byArn(policy.deadLetterTargetArn);
       if (!target) return false;
+      const now = this.#now();
       message.deadLetterSourceArn = queue.arn;
+      message.arrivedAt = now;
+      if (target.fifo) {
+        message.deduplicationId = message.messageId;
+        message.retainedFrom = now;
+        const key = this.#deduplicationKey(target, message.groupId, message.deduplicationId);
+        target.state.remember(key, { expiresAt: now + DEDUPLICATION_INTERVAL_MS, messageId: message.messageId, sequenceNumber: undefined });
+      }
       this.#append(target, message);
       return true;
     };
   }
 
-  /** Appends a message moved from another queue (dead-letter move or move task). */
+  #deduplicationKey(queue: Queue, groupId: string | undefined, deduplicationId: string): string {
+    return queue.settings.get('DeduplicationScope') === 'messageGroup' ? `${groupId}\u0000${deduplicationId}` : deduplicationId;
+  }
+
+  /** Appends a message at the end of `queue` (dead-letter move, or a move task putting messages back). */
   #append(queue: Queue, message: StoredMessage): void {
     const now = this.#now();
     message.inFlight = false;
@@ -890,7 +922,7 @@ export class SqsService {
         max,
         visibility * 1000,
         now,
-        1000 * Number(queue.settings.get('MessageRetentionPeriod')),
+        SqsService.#retentionMs(queue),
         () => this.#nonce(),
         queue.redrive ? { maxReceiveCount: queue.redrive.maxReceiveCount, deadLetter: this.#deadLetter(queue) as (m: StoredMessage) => boolean } : undefined,
       );
@@ -914,14 +946,15 @@ export class SqsService {
         attempt,
         finish: (result) => {
           queue.waiters.delete(waiter);
-          clearTimeout(timer);
+          cancelTimer();
           signal?.removeEventListener('abort', onAbort);
           if (Array.isArray(result)) resolve(toWire(result));
           else reject(result);
         },
       };
       const onAbort = (): void => waiter.finish([]);
-      const timer = setTimeout(() => waiter.finish([]), wait * 1000);
+      // WaitTimeSeconds runs on the endpoint's clock, like every other SQS timer here.
+      const cancelTimer = this.#options.clock.setTimer(this.#now() + wait * 1000, () => waiter.finish([]));
       signal?.addEventListener('abort', onAbort, { once: true });
       queue.waiters.add(waiter);
       this.#scheduleWake(queue);
@@ -964,23 +997,20 @@ export class SqsService {
   /** Wakes the waiters of `queue` when its next hidden message becomes visible. */
   #scheduleWake(queue: Queue): void {
     if (queue.waiters.size === 0 || this.#closed) {
-      if (queue.wakeTimer) clearTimeout(queue.wakeTimer);
+      queue.wakeTimer?.();
       queue.wakeTimer = undefined;
       queue.wakeAt = Number.POSITIVE_INFINITY;
       return;
     }
     const at = queue.state.nextChange();
     if (!Number.isFinite(at) || (queue.wakeTimer && queue.wakeAt <= at)) return;
-    if (queue.wakeTimer) clearTimeout(queue.wakeTimer);
+    queue.wakeTimer?.();
     queue.wakeAt = at;
-    queue.wakeTimer = setTimeout(
-      () => {
-        queue.wakeTimer = undefined;
-        queue.wakeAt = Number.POSITIVE_INFINITY;
-        this.#notify(queue);
-      },
-      Math.max(0, at - this.#now()) + 1,
-    );
+    queue.wakeTimer = this.#options.clock.setTimer(at, () => {
+      queue.wakeTimer = undefined;
+      queue.wakeAt = Number.POSITIVE_INFINITY;
+      this.#notify(queue);
+    });
   }
 
   // ---- after receiving ---------------------------------------------------------------
@@ -1051,7 +1081,10 @@ export class SqsService {
     if (timeout < 0 || timeout > 43200) {
       throw sqsError('InvalidParameterValue', `Value ${timeout} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and 43200.`);
     }
-    const limit = (message.firstReceiveTimestamp ?? now) + 43200 * 1000;
+    // "the new timeout period applies only to the particular receipt of the message"
+    // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html):
+    // the 12-hour limit counts from the receive that returned this receipt handle.
+    const limit = (message.lastReceiveTimestamp ?? now) + 43200 * 1000;
     if (now + timeout * 1000 > limit) {
       throw sqsError(
         'InvalidParameterValue',
@@ -1129,19 +1162,18 @@ export class SqsService {
   #scheduleTask(task: MoveTask, immediately: boolean): void {
     if (this.#closed) return;
     if (task.rate !== undefined && !immediately) {
-      task.timer = setTimeout(() => this.#stepTask(task), 1000);
+      // A rate-limited task moves its next MaxNumberOfMessagesPerSecond one second later on the endpoint's clock.
+      task.timer = this.#options.clock.setTimer(this.#now() + 1000, () => this.#stepTask(task));
     } else {
-      task.timer = setImmediate(() => this.#stepTask(task));
+      const immediate = setImmediate(() => this.#stepTask(task));
+      task.timer = () => clearImmediate(immediate);
     }
   }
 
   #finishTask(task: MoveTask, status: MoveTaskStatus, reason?: string): void {
     task.status = status;
     task.failureReason = reason;
-    if (task.timer) {
-      clearTimeout(task.timer as NodeJS.Timeout);
-      clearImmediate(task.timer as NodeJS.Immediate);
-    }
+    task.timer?.();
     task.timer = undefined;
     this.#changed();
   }
@@ -1153,7 +1185,7 @@ export class SqsService {
     if (!source) return this.#finishTask(task, 'FAILED', `source queue ${task.sourceArn} no longer exists`);
     const want = Math.min(task.rate ?? MOVE_STEP, task.toMove - task.moved);
     const now = this.#now();
-    const messages = want > 0 ? source.state.takeVisible(want, now) : [];
+    const messages = want > 0 ? source.state.takeVisible(want, now, SqsService.#retentionMs(source)) : [];
     for (const [i, message] of messages.entries()) {
       const destinationArn = task.destinationArn ?? message.deadLetterSourceArn;
       const destination = destinationArn !== undefined ? this.#byArn(destinationArn) : undefined;
@@ -1167,15 +1199,46 @@ export class SqsService {
             : `destination queue ${destinationArn} does not exist`,
         );
       }
-      message.receiveCount = 0;
-      message.firstReceiveTimestamp = undefined;
-      message.deadLetterSourceArn = undefined;
-      this.#append(destination, message);
+      this.#append(destination, SqsService.#redriven(message, now));
       task.moved += 1;
     }
     this.#changed(source);
     if (messages.length === 0 || task.moved >= task.toMove) return this.#finishTask(task, 'COMPLETED');
     this.#scheduleTask(task, false);
+  }
+
+  /**
+   * The message a move task puts into its destination. "All redriven messages are
+   * considered new messages and are assigned a new messageID and enqueueTime", and "the
+   * redrive task resets the retention period"; the destination "ingests the redriven
+   * messages, as well as new messages from other producers, according to the order in which
+   * it receives them" — so in a FIFO queue a redriven message goes behind what is already
+   * there and interleaves with messages sent meanwhile, rather than returning to its old
+   * place ("Learn how to configure a dead-letter queue redrive in Amazon SQS",
+   * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-configure-dead-letter-queue-redrive.html).
+   * Being new, it starts at receive count 0 and has no DeadLetterQueueSourceArn. Its body,
+   * attributes, group and deduplication id (in a FIFO dead-letter queue: the id of the
+   * message it was) are kept.
+   */
+  static #redriven(message: StoredMessage, now: number): StoredMessage {
+    return {
+      ...message,
+      messageId: randomUUID(),
+      sentTimestamp: now,
+      arrivedAt: now,
+      retainedFrom: now,
+      deadLetterSourceArn: undefined,
+      receiveCount: 0,
+      firstReceiveTimestamp: undefined,
+      lastReceiveTimestamp: undefined,
+      inFlight: false,
+      visibleAt: 0,
+      receiptNonce: undefined,
+    };
+  }
+
+  static #retentionMs(queue: Queue): number {
+    return 1000 * Number(queue.settings.get('MessageRetentionPeriod'));
   }
 
   /** ListMessageMoveTasks: the most recent tasks of a source queue, newest first. */
@@ -1228,7 +1291,7 @@ export class SqsService {
   }[] {
     const now = this.#now();
     return [...this.#queues.values()].map((q) => {
-      const counts = q.state.counts(now);
+      const counts = q.state.counts(now, SqsService.#retentionMs(q));
       return {
         name: q.name,
         url: this.queueUrl(q.name),
@@ -1237,7 +1300,7 @@ export class SqsService {
         visible: counts.visible,
         inFlight: counts.inFlight,
         delayed: counts.delayed,
-        oldestAgeSeconds: counts.oldestSentTimestamp === undefined ? null : Math.max(0, Math.floor((now - counts.oldestSentTimestamp) / 1000)),
+        oldestAgeSeconds: counts.oldestArrival === undefined ? null : Math.max(0, Math.floor((now - counts.oldestArrival) / 1000)),
         waiting: q.waiters.size,
       };
     });
@@ -1247,16 +1310,13 @@ export class SqsService {
   close(): void {
     this.#closed = true;
     for (const queue of this.#queues.values()) {
-      if (queue.wakeTimer) clearTimeout(queue.wakeTimer);
+      queue.wakeTimer?.();
       queue.wakeTimer = undefined;
       for (const waiter of [...queue.waiters]) waiter.finish([]);
     }
     for (const task of this.#tasks) {
-      if (task.timer) {
-        clearTimeout(task.timer as NodeJS.Timeout);
-        clearImmediate(task.timer as NodeJS.Immediate);
-        task.timer = undefined;
-      }
+      task.timer?.();
+      task.timer = undefined;
     }
   }
 
