@@ -8,7 +8,6 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { ChangeMessageVisibilityCommand } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { installReplica, installSource } from '#ops/install.ts';
@@ -24,6 +23,7 @@ import { LocalPostgres } from '#local/postgres.ts';
 import { startEventSourceRunner } from '#local/runner/index.ts';
 import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '#local/workload.ts';
 import { waitFor } from '#testing/wait.ts';
+import { visibilityDeferral } from '../functions/applier/defer.ts';
 
 const PREFIX = 'pgfanout-local';
 /** Messages wait (transient retries) while a replica is bootstrapped: never park them here. */
@@ -81,9 +81,7 @@ async function addLateReplica(p: Pipeline, name: string): Promise<LateReplica> {
     apply: { replicationRole: 'auto' },
     logger,
     metrics: new Metrics({ namespace: METRIC_NAMESPACE, serviceName: 'pgfanout-applier' }),
-    deferRetry: async (record, delaySeconds) => {
-      await p.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queues.queueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: Math.min(delaySeconds, 1) }));
-    },
+    deferRecords: visibilityDeferral(p.sqs, () => queues.queueUrl, 1),
   });
   let runner: { stop(): Promise<void> } | undefined;
   const late: LateReplica = {

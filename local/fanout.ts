@@ -16,7 +16,7 @@ export interface Fanout {
 export interface FanoutOptions {
   readonly prefix: string;
   readonly replicas: readonly string[];
-  /** Receives before a message moves to the dead-letter queue. @default 5 */
+  /** Receives before a message moves to the dead-letter queue. @default 1000, as the stack deploys */
   readonly maxReceiveCount?: number;
   /** Queue visibility timeout in seconds. @default 30 */
   readonly visibilityTimeoutSeconds?: number;
@@ -46,7 +46,7 @@ export async function createFanout(sns: SNSClient, sqs: SQSClient, options: Fano
           MessageRetentionPeriod: '1209600',
           VisibilityTimeout: String(options.visibilityTimeoutSeconds ?? 30),
           ReceiveMessageWaitTimeSeconds: '20',
-          RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: options.maxReceiveCount ?? 5 }),
+          RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: options.maxReceiveCount ?? 1000 }),
         },
       }),
     );

@@ -13,14 +13,16 @@ import { fileURLToPath } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { ChangeMessageVisibilityCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import type { ConflictMode } from '#core/replica';
 import { installReplica, installSource } from '#ops/install.ts';
 import { DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
 import { createApplierHandler, type ApplierHandler } from '../functions/applier/app.ts';
+import { visibilityDeferral } from '../functions/applier/defer.ts';
 import { startEndpoint } from './endpoint/index.ts';
-import { startEventSourceRunner } from './runner/index.ts';
+import type { Clock } from './endpoint/clock.ts';
+import { startEventSourceRunner, type EventSourceRunner, type RunnerStats } from './runner/index.ts';
 import { awsClients, type ReplicaQueues } from '../functions/ops/aws.ts';
 import { createFanout } from './fanout.ts';
 import { freePort, LocalPostgres, type Major } from './postgres.ts';
@@ -53,12 +55,20 @@ export interface PipelineOptions {
   readonly tickMs?: number;
   /** Largest message in bytes. @default 262144 */
   readonly maxMessageBytes?: number;
-  /** Receives before a message is parked in the dead-letter queue. @default 5 */
+  /** Receives before a message is parked in the dead-letter queue. @default 1000, as the stack deploys */
   readonly maxReceiveCount?: number;
   /** Queue visibility timeout (s); a failed batch comes back after it. @default 30 */
   readonly visibilityTimeoutSeconds?: number;
-  /** Cap on the applier's retry delay after a transient failure (s). @default no cap (20 s, 1 min, 3 min, …) */
+  /** The applier's function timeout (s), as the event-source runner enforces it. @default the visibility timeout */
+  readonly functionTimeoutSeconds?: number;
+  /** Cap on the applier's retry delay after a failure (s). @default no cap beyond the applier's own (see retryDelaySeconds) */
   readonly maxRetryDelaySeconds?: number;
+  /**
+   * The clock of the built-in endpoint, the event-source runners and the appliers: a
+   * `ManualClock` lets a test run hours of SQS and Lambda timing in seconds. Only with the
+   * built-in endpoint. @default the system clock
+   */
+  readonly clock?: Clock;
   /** Start the publisher process right away. @default true */
   readonly startPublisher?: boolean;
   /** Receives log lines of the publisher and appliers. @default discarded */
@@ -71,6 +81,8 @@ export interface RunningReplica extends ReplicaQueues {
   readonly handler: ApplierHandler;
   stopRunner(): Promise<void>;
   startRunner(): void;
+  /** The counters of the replica's event-source runner, when it runs. */
+  runnerStats(): RunnerStats | undefined;
 }
 
 export class Pipeline {
@@ -126,7 +138,7 @@ export class Pipeline {
       let endpointUrl = options.endpointUrl;
       let closeEndpoint: (() => Promise<void>) | undefined;
       if (!endpointUrl) {
-        const endpoint = await startEndpoint({ port: 0 });
+        const endpoint = await startEndpoint({ port: 0, ...(options.clock ? { clock: options.clock } : {}) });
         endpointUrl = endpoint.url;
         closeEndpoint = () => endpoint.close();
         started.push({ stop: closeEndpoint });
@@ -161,17 +173,10 @@ export class Pipeline {
           apply: { include: spec.include ?? [], exclude: spec.exclude ?? [], replicationRole: 'auto', ...(spec.conflicts ? { conflicts: spec.conflicts } : {}) },
           logger,
           metrics,
-          deferRetry: async (record, delaySeconds) => {
-            await sqs.send(
-              new ChangeMessageVisibilityCommand({
-                QueueUrl: queues.queueUrl,
-                ReceiptHandle: record.receiptHandle,
-                VisibilityTimeout: Math.min(delaySeconds, options.maxRetryDelaySeconds ?? delaySeconds),
-              }),
-            );
-          },
+          deferRecords: visibilityDeferral(sqs, () => queues.queueUrl, options.maxRetryDelaySeconds),
+          ...(options.clock ? { now: () => (options.clock as Clock).now() } : {}),
         });
-        let runner: { stop(): Promise<void> } | undefined;
+        let runner: EventSourceRunner | undefined;
         const replica: RunningReplica = {
           ...queues,
           url,
@@ -185,10 +190,14 @@ export class Pipeline {
               handler,
               batchSize: 10,
               // Lambda requires the queue's visibility timeout to be at least the function timeout.
-              functionTimeoutMs: (options.visibilityTimeoutSeconds ?? 30) * 1000,
+              functionTimeoutMs: (options.functionTimeoutSeconds ?? options.visibilityTimeoutSeconds ?? 30) * 1000,
+              ...(options.clock ? { clock: options.clock } : {}),
               functionName: `pgfanout-applier-${spec.name}`,
               onError: (error) => log(`[applier ${spec.name}] ${error.message}`),
             });
+          },
+          runnerStats() {
+            return runner?.stats;
           },
           async stopRunner() {
             const r = runner;

@@ -7,13 +7,13 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { getSecret } from '@aws-lambda-powertools/parameters/secrets';
-import { ChangeMessageVisibilityCommand, GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
-import type { SQSRecord } from 'aws-lambda';
+import { GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { DIMENSIONS, METRIC_NAMESPACE } from '#core/config.ts';
 import { clientConfigFromSecret, clientConfigFromUrl } from '#core/pg/db.ts';
 import { createApplierHandler } from './app.ts';
 import { readApplierConfig } from './config.ts';
+import { visibilityDeferral } from './defer.ts';
 
 const config = readApplierConfig(process.env);
 const logger = new Logger({ serviceName: 'pgfanout-applier', persistentKeys: { replica: config.replicaName } });
@@ -51,15 +51,7 @@ function queueUrlOf(arn: string): Promise<string> {
   return url;
 }
 
-async function deferRetry(record: SQSRecord, delaySeconds: number): Promise<void> {
-  await sqs.send(
-    new ChangeMessageVisibilityCommand({
-      QueueUrl: await queueUrlOf(record.eventSourceARN),
-      ReceiptHandle: record.receiptHandle,
-      VisibilityTimeout: delaySeconds,
-    }),
-  );
-}
+const deferRecords = visibilityDeferral(sqs, (record) => queueUrlOf(record.eventSourceARN));
 
 export const handler = createApplierHandler({
   replicaName: config.replicaName,
@@ -67,5 +59,5 @@ export const handler = createApplierHandler({
   apply: { include: config.include, exclude: config.exclude, replicationRole: 'auto' },
   logger,
   metrics,
-  deferRetry,
+  deferRecords,
 });

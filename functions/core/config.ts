@@ -69,6 +69,12 @@ export const METRICS = {
     gapsDetected: 'GapsDetected',
     /** Conflicts detected and resolved by appliers of databases that are each other's replica. */
     conflictsDetected: 'ConflictsDetected',
+    /** Invocations that stopped at a message failing for a transient reason (replica unreachable, …). */
+    transientFailures: 'TransientFailures',
+    /** Invocations that stopped at a message failing for a permanent reason (poison message, gap, schema mismatch). */
+    permanentFailures: 'PermanentFailures',
+    /** Receive count of the message the replica is stopped at (grows while it stays stuck). */
+    headReceiveCount: 'StuckMessageReceiveCount',
   },
 } as const;
 

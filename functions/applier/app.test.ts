@@ -1,0 +1,114 @@
+/**
+ * The applier's retry policy and what an invocation does with its failed tail: every failure,
+ * including one to connect, defers the first failed record and every record behind it together,
+ * with the delay measured from the head's first receive.
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { freePort } from '#local/postgres.ts';
+import { createApplierHandler, PERMANENT_RETRY_MAX_SECONDS, retryDelaySeconds, RETRY_MIN_SECONDS, TRANSIENT_RETRY_MAX_SECONDS } from './app.ts';
+
+function record(i: number, firstReceiveMs: number, body = '{}'): SQSRecord {
+  return {
+    messageId: `m${i}`,
+    receiptHandle: `rh${i}`,
+    body,
+    attributes: {
+      ApproximateReceiveCount: '3',
+      SentTimestamp: String(firstReceiveMs),
+      SenderId: 'x',
+      ApproximateFirstReceiveTimestamp: String(firstReceiveMs),
+      MessageGroupId: 'g',
+      MessageDeduplicationId: `d${i}`,
+      SequenceNumber: String(i),
+    },
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:q.fifo',
+    awsRegion: 'us-east-1',
+  };
+}
+
+const context = { functionName: 'f', awsRequestId: 'r', getRemainingTimeInMillis: () => 300_000 } as unknown as Context;
+
+describe('retryDelaySeconds', () => {
+  it('starts at the minimum and grows with the time the head has been failing, up to each kind\'s cap', () => {
+    expect(retryDelaySeconds('transient', 0)).toBe(RETRY_MIN_SECONDS);
+    expect(retryDelaySeconds('transient', 120)).toBe(30);
+    expect(retryDelaySeconds('transient', 24 * 3600)).toBe(TRANSIENT_RETRY_MAX_SECONDS);
+    expect(retryDelaySeconds('permanent', 24 * 3600)).toBe(PERMANENT_RETRY_MAX_SECONDS);
+    expect(retryDelaySeconds('permanent', Number.NaN)).toBe(RETRY_MIN_SECONDS);
+  });
+
+  it('brings a replica back within 2 minutes of a 60-second outage, and retries a day-long one about 100 times', () => {
+    // Simulate the retries of the head: each failure defers it by retryDelaySeconds(elapsed).
+    const retries = (outage: number) => {
+      let t = 0;
+      let n = 0;
+      while (t < outage) {
+        t += retryDelaySeconds('transient', t);
+        n++;
+      }
+      return { back: t - outage, n };
+    };
+    expect(retries(60).back).toBeLessThanOrEqual(120);
+    expect(retries(60).back).toBeLessThanOrEqual(20);
+    const day = retries(24 * 3600);
+    expect(day.n).toBeLessThan(120);
+    // maxReceiveCount 1000 lasts far longer than the queue's 14-day retention at the cap.
+    expect(1000 * TRANSIENT_RETRY_MAX_SECONDS).toBeGreaterThan(14 * 24 * 3600 / 2);
+  });
+});
+
+describe('createApplierHandler', () => {
+  it('defers the whole invocation when the replica cannot be reached, measured from the head\'s first receive, and logs why', async () => {
+    const port = await freePort();
+    const deferred: { ids: string[]; delay: number }[] = [];
+    const now = 1_000_000_000_000;
+    const handler = createApplierHandler({
+      replicaName: 'r',
+      connect: async () => {
+        const client = new pg.Client({ connectionString: `postgres://nobody:x@127.0.0.1:${port}/nothing`, connectionTimeoutMillis: 5000 });
+        await client.connect();
+        return client;
+      },
+      apply: {},
+      logger: new Logger({ logLevel: 'SILENT' }),
+      metrics: new Metrics({ namespace: 'test' }),
+      deferRecords: async (records, delay) => void deferred.push({ ids: records.map((r) => r.messageId), delay }),
+      now: () => now,
+    });
+    // The head has been failing for 400 s: a quarter of that.
+    const event: SQSEvent = { Records: [0, 1, 2].map((i) => record(i, now - 400_000)) };
+    const response = await handler(event, context);
+    expect(response.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(['m0', 'm1', 'm2']);
+    expect(deferred).toEqual([{ ids: ['m0', 'm1', 'm2'], delay: 100 }]);
+    expect(handler.applier.lastFailure).toMatchObject({ kind: 'transient', messageId: 'm0' });
+    expect(handler.applier.lastFailure?.message).toMatch(/ECONNREFUSED|connect/);
+  });
+
+  it('defers a permanent failure (a malformed message) with the permanent cap, and the records behind it too', async () => {
+    const deferred: { ids: string[]; delay: number }[] = [];
+    const now = 2_000_000_000_000;
+    const handler = createApplierHandler({
+      replicaName: 'r',
+      // A client that is never used: the message is refused before the database is touched.
+      connect: async () => new pg.Client(),
+      apply: {},
+      logger: new Logger({ logLevel: 'SILENT' }),
+      metrics: new Metrics({ namespace: 'test' }),
+      deferRecords: async (records, delay) => void deferred.push({ ids: records.map((r) => r.messageId), delay }),
+      now: () => now,
+    });
+    const event: SQSEvent = { Records: [record(0, now - 3 * 3600_000, 'not json'), record(1, now)] };
+    const response = await handler(event, context);
+    expect(response.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(['m0', 'm1']);
+    expect(deferred).toEqual([{ ids: ['m0', 'm1'], delay: PERMANENT_RETRY_MAX_SECONDS }]);
+    expect(handler.applier.lastFailure).toMatchObject({ kind: 'permanent', code: 'MALFORMED_MESSAGE' });
+    expect(handler.applier.failureCounts.permanent).toBe(1);
+  });
+});
