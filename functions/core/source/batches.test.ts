@@ -366,7 +366,7 @@ describe.each(testedMajors())('batch protocol on PostgreSQL %i', (major) => {
     await publisher.query('SELECT pgfanout.finish_batch($1)', [batch?.batch_id]);
     const status = (await publisher.query('SELECT finished_batch_id FROM pgfanout.status()')).rows[0];
     // Assess: the protocol works
-    expect(identity.v).toBe('1.0.0');
+    expect(identity.v).toMatch(/^\d+\.\d+\.\d+$/);
     expect(events.map((e) => [e.op, e.row?.v])).toEqual([
       ['I', 'secret'],
       ['U', 'changed'],
