@@ -1,0 +1,106 @@
+/**
+ * The publisher against real PostgreSQL servers (13 and 18), the local SNS/SQS endpoint and
+ * an applier: what it publishes must reach a replica exactly, whatever the values, the
+ * publisher's settings between restarts, locks on the source, or a crash of the source.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Pipeline, withClient } from '#local/pipeline.ts';
+import { LocalPostgres } from '#local/postgres.ts';
+import { TEST_MAJORS } from '#testing/servers.ts';
+import { waitFor } from '#testing/wait.ts';
+import { Publisher, type PublisherOptions } from '../functions/publisher/publisher.ts';
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A source and one replica as two databases of `server`, with the fan-out and an applier running. */
+async function startPipeline(server: LocalPostgres): Promise<Pipeline> {
+  const names = [`src_${randomUUID().slice(0, 8)}`, `rep_${randomUUID().slice(0, 8)}`];
+  await withClient(server.url(), async (c) => {
+    for (const name of names) await c.query(`CREATE DATABASE ${name}`);
+  });
+  return Pipeline.start({
+    sourceUrl: server.url(names[0]),
+    replicas: [{ name: 'a', url: server.url(names[1]) }],
+    startPublisher: false,
+    visibilityTimeoutSeconds: 5,
+    maxRetryDelaySeconds: 1,
+  });
+}
+
+/** An in-process publisher of the pipeline's source; `stop()` ends its loop. */
+function runPublisher(p: Pipeline, options: Partial<PublisherOptions> = {}): { publisher: Publisher; done: Promise<void>; stop(): Promise<void> } {
+  const controller = new AbortController();
+  const publisher = new Publisher({
+    connectSource: async () => {
+      const client = new pg.Client({ connectionString: p.sourceUrl, application_name: 'pgfanout-publisher-test' });
+      await client.connect();
+      return client;
+    },
+    sns: p.sns,
+    topicArn: p.topicArn,
+    logger: quiet,
+    tickMs: 100,
+    standbyPollMs: 100,
+    backoffMs: { initial: 50, max: 500 },
+    ...options,
+  });
+  const done = publisher.run(controller.signal);
+  return {
+    publisher,
+    done,
+    async stop() {
+      controller.abort();
+      await done;
+    },
+  };
+}
+
+/** The replica's applied batch for the pipeline's source. */
+async function appliedBatch(p: Pipeline): Promise<number> {
+  return withClient(p.replicas[0]!.url, async (c) => {
+    const { rows } = await c.query<{ n: string }>('SELECT coalesce(max(applied_batch_id), 0)::text AS n FROM pgfanout.replica_position');
+    return Number(rows[0]?.n ?? 0);
+  });
+}
+
+/** Rows of `table` on `url`, each value as the hex of its UTF-8 bytes (exact, whatever the characters). */
+async function rowBytes(url: string, table: string): Promise<string[]> {
+  return withClient(url, async (c) => {
+    const { rows } = await c.query<{ r: string }>(`SELECT encode(convert_to(t::text, 'UTF8'), 'hex') AS r FROM ${table} t ORDER BY 1`);
+    return rows.map((row) => row.r);
+  });
+}
+
+describe.each(TEST_MAJORS)('publisher on PostgreSQL %i', (major) => {
+  let server: LocalPostgres;
+  let pipeline: Pipeline | undefined;
+  const publishers: { stop(): Promise<void> }[] = [];
+
+  beforeAll(async () => {
+    server = await LocalPostgres.start({ major });
+  });
+  afterEach(async () => {
+    for (const p of publishers.splice(0)) await p.stop();
+    await pipeline?.stop();
+    pipeline = undefined;
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('carries U+FFFE and U+FFFF (which SQS does not accept) to the replica exactly, in values and names', async () => {
+    const p = (pipeline = await startPipeline(server));
+    const ddl = 'CREATE TABLE public.odd (id int PRIMARY KEY, body text, "c\uFFFFol\uFFFE" text)';
+    for (const url of [p.sourceUrl, p.replicas[0]!.url]) await withClient(url, (c) => c.query(ddl));
+    await withClient(p.sourceUrl, async (c) => {
+      await c.query("SELECT pgfanout.add_table('public.odd')");
+      const values = ['\uFFFE', '\uFFFF', 'a\uFFFFb\uFFFEc', '\uFFFD\uFFFE\uFFFF\u{10FFFF}\u{1FFFE}', 'é"\\\n\uFFFF'.repeat(2000)];
+      for (const [i, v] of values.entries()) await c.query('INSERT INTO public.odd VALUES ($1, $2, $3)', [i, v, `${v}!`]);
+    });
+    publishers.push(runPublisher(p, { maxMessageBytes: 4096 }));
+    await waitFor('the replica to apply the batch', async () => (await appliedBatch(p)) >= 1, 30_000);
+    expect(await rowBytes(p.replicas[0]!.url, 'public.odd')).toEqual(await rowBytes(p.sourceUrl, 'public.odd'));
+  });
+});
