@@ -11,6 +11,7 @@ import { LocalPostgres } from '#local/postgres.ts';
 import { TEST_MAJORS } from '#testing/servers.ts';
 import { waitFor } from '#testing/wait.ts';
 import { Publisher, type PublisherOptions } from '../functions/publisher/publisher.ts';
+import { awsClients } from '../functions/ops/aws.ts';
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -29,9 +30,12 @@ async function startPipeline(server: LocalPostgres): Promise<Pipeline> {
   });
 }
 
-/** An in-process publisher of the pipeline's source; `stop()` ends its loop. */
-function runPublisher(p: Pipeline, options: Partial<PublisherOptions> = {}): { publisher: Publisher; done: Promise<void>; stop(): Promise<void> } {
-  const controller = new AbortController();
+/** An in-process publisher of the pipeline's source; `stop()` ends its loop (so does aborting `controller`). */
+function runPublisher(
+  p: Pipeline,
+  options: Partial<PublisherOptions> = {},
+  controller = new AbortController(),
+): { publisher: Publisher; done: Promise<void>; stop(): Promise<void> } {
   const publisher = new Publisher({
     connectSource: async () => {
       const client = new pg.Client({ connectionString: p.sourceUrl, application_name: 'pgfanout-publisher-test' });
@@ -102,5 +106,39 @@ describe.each(TEST_MAJORS)('publisher on PostgreSQL %i', (major) => {
     publishers.push(runPublisher(p, { maxMessageBytes: 4096 }));
     await waitFor('the replica to apply the batch', async () => (await appliedBatch(p)) >= 1, 30_000);
     expect(await rowBytes(p.replicas[0]!.url, 'public.odd')).toEqual(await rowBytes(p.sourceUrl, 'public.odd'));
+  });
+
+  it('a publisher restarted with another message size in the middle of a multi-part batch republishes it so the replica converges', async () => {
+    const p = (pipeline = await startPipeline(server));
+    const ddl = 'CREATE TABLE public.wide (id int PRIMARY KEY, note text)';
+    for (const url of [p.sourceUrl, p.replicas[0]!.url]) await withClient(url, (c) => c.query(ddl));
+    await withClient(p.sourceUrl, async (c) => {
+      await c.query("SELECT pgfanout.add_table('public.wide')");
+      await c.query("INSERT INTO public.wide SELECT i, repeat('x', 200) || i FROM generate_series(1, 150) i");
+    });
+    // The first publisher (1 KiB messages) stops right after its first PublishBatch: ten parts of
+    // the batch are on the topic, the batch is not finished on the source.
+    const sns = awsClients({ endpoint: p.endpointUrl }).sns;
+    const first = new AbortController();
+    let calls = 0;
+    sns.middlewareStack.add(
+      (next) => async (args) => {
+        const out = await next(args);
+        if (++calls === 1) first.abort();
+        return out;
+      },
+      { step: 'initialize', name: 'stopAfterFirstPublishBatch' },
+    );
+    const crashed = runPublisher(p, { sns, maxMessageBytes: 1024 }, first);
+    await crashed.done;
+    sns.destroy();
+    expect(calls).toBe(1);
+    expect(await withClient(p.sourceUrl, async (c) => (await c.query('SELECT finished_batch_id::int AS n FROM pgfanout.batch_cursor')).rows[0].n)).toBe(0);
+    // The next publisher is configured with 4 KiB messages.
+    publishers.push(runPublisher(p, { maxMessageBytes: 4096 }));
+    await waitFor('the replica to apply the batch', async () => (await appliedBatch(p)) >= 1, 30_000);
+    await withClient(p.sourceUrl, (c) => c.query("INSERT INTO public.wide VALUES (1000, 'after')"));
+    await waitFor('the replica to apply the next batch', async () => (await appliedBatch(p)) >= 2, 30_000);
+    expect(await rowBytes(p.replicas[0]!.url, 'public.wide')).toEqual(await rowBytes(p.sourceUrl, 'public.wide'));
   });
 });

@@ -3,14 +3,16 @@
  * capture wake-up (and ticks on a timer, so a missed NOTIFY costs latency only), runs
  * the batch protocol and publishes each batch to the SNS FIFO topic with PublishBatch.
  * A batch is finished on the source only after SNS accepted every message of it; a
- * crash anywhere before that makes the source serve the same batch again, which encodes
- * to the same messages with the same deduplication ids.
+ * crash anywhere before that makes the source serve the same batch again. The source
+ * records the message size a batch was first published with (`pgfanout.batch_encoding`)
+ * and every re-publish uses it, so the batch encodes to the same messages with the same
+ * deduplication ids even when the publisher restarted with another size.
  *
  * Plain code: no environment reading, no SDK client construction (see main.ts).
  */
 import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } from '@aws-sdk/client-sns';
 import type { Client, Notification } from 'pg';
-import { encodeBatch, readBatch, type OutgoingMessage } from '#core/source';
+import { encodeBatch, MIN_MAX_MESSAGE_BYTES, readBatch, type OutgoingMessage } from '#core/source';
 import { METRICS } from '#core/config.ts';
 
 /** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */
@@ -78,7 +80,17 @@ interface BatchRow {
   event_count: string;
   first_event_time: Date | null;
   last_event_time: Date | null;
+  /** The message size this batch is encoded with (recorded on the source at its first publish). */
+  max_message_bytes: number;
 }
+
+/**
+ * The next batch and the message size it is published with, in one transaction: the size is
+ * recorded with the batch before any of its messages is published.
+ */
+const NEXT_BATCH_SQL = `SELECT b.batch_id::text, b.prev_batch_id::text, b.event_count::text, b.first_event_time, b.last_event_time,
+  e.max_message_bytes
+  FROM pgfanout.next_batch() b CROSS JOIN LATERAL pgfanout.batch_encoding(b.batch_id, $1) AS e(max_message_bytes)`;
 
 /** Thrown inside the loop when the stop signal fired; never escapes `run`. */
 class Stopped extends Error {}
@@ -190,9 +202,7 @@ export class Publisher {
         lastStatus = Date.now();
       }
       this.#woken = false;
-      const { rows } = await client.query<BatchRow>(
-        'SELECT batch_id::text, prev_batch_id::text, event_count::text, first_event_time, last_event_time FROM pgfanout.next_batch()',
-      );
+      const { rows } = await client.query<BatchRow>(NEXT_BATCH_SQL, [this.#o.maxMessageBytes]);
       const batch = rows[0];
       if (batch) {
         if (waiting) {
@@ -231,6 +241,19 @@ export class Publisher {
   async #publishBatch(client: Client, batch: BatchRow, signal: AbortSignal): Promise<void> {
     const started = Date.now();
     const sourceId = this.#sourceId as string;
+    const maxMessageBytes = batch.max_message_bytes;
+    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < MIN_MAX_MESSAGE_BYTES || maxMessageBytes > PUBLISH_BATCH_MAX_BYTES) {
+      throw new Error(
+        `batch ${batch.batch_id} is recorded on the source with message size ${String(maxMessageBytes)}; this publisher encodes ${MIN_MAX_MESSAGE_BYTES} to ${PUBLISH_BATCH_MAX_BYTES} bytes`,
+      );
+    }
+    if (maxMessageBytes !== this.#o.maxMessageBytes) {
+      this.#o.logger.info('publishing a batch with the message size it was first published with', {
+        batchId: batch.batch_id,
+        maxMessageBytes,
+        configured: this.#o.maxMessageBytes,
+      });
+    }
     const messages = encodeBatch(
       {
         sourceId,
@@ -240,7 +263,7 @@ export class Publisher {
         ...(batch.last_event_time ? { lastEventTime: batch.last_event_time.toISOString() } : {}),
       },
       readBatch(client, batch.batch_id),
-      { maxMessageBytes: this.#o.maxMessageBytes },
+      { maxMessageBytes },
     );
     let pending: OutgoingMessage[] = [];
     let pendingBytes = 0;

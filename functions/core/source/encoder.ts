@@ -50,7 +50,7 @@ export interface OutgoingMessage {
   readonly bytes: number;
   /** FIFO message group id (one per source). */
   readonly groupId: string;
-  /** FIFO deduplication id (source, batch, part). */
+  /** FIFO deduplication id (source, batch, part, digest of `body`). */
   readonly dedupId: string;
   readonly batchId: string;
   readonly part: number;
@@ -363,18 +363,19 @@ export class BatchEncoder {
     const body = this.#header + this.#pieces.join('') + trailer;
     const bytes = Buffer.byteLength(body);
     if (bytes > this.#maxBytes) this.#fail(`internal error: part ${this.#part} is ${bytes} bytes, above the limit ${this.#maxBytes}`);
+    const digest = bodyDigest(body);
     this.#ready.push({
       body,
       bytes,
       groupId: this.#groupId,
-      dedupId: messageDeduplicationId(this.#batch.sourceId, this.#batch.batchId, this.#part),
+      dedupId: messageDeduplicationId(this.#batch.sourceId, this.#batch.batchId, this.#part, digest),
       batchId: this.#batch.batchId,
       part: this.#part,
       final,
       changes: this.#changesInMessage,
     });
     if (!final) {
-      this.#after = bodyDigest(body);
+      this.#after = digest;
       this.#part++;
       this.#startMessage();
     }
