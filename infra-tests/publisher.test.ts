@@ -7,10 +7,11 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Pipeline, withClient } from '#local/pipeline.ts';
-import { LocalPostgres } from '#local/postgres.ts';
+import { freePort, LocalPostgres } from '#local/postgres.ts';
 import { TEST_MAJORS } from '#testing/servers.ts';
 import { waitFor } from '#testing/wait.ts';
 import { Publisher, type PublisherOptions } from '../functions/publisher/publisher.ts';
+import { isHealthy } from '../functions/publisher/health.ts';
 import { awsClients } from '../functions/ops/aws.ts';
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
@@ -140,5 +141,53 @@ describe.each(TEST_MAJORS)('publisher on PostgreSQL %i', (major) => {
     await withClient(p.sourceUrl, (c) => c.query("INSERT INTO public.wide VALUES (1000, 'after')"));
     await waitFor('the replica to apply the next batch', async () => (await appliedBatch(p)) >= 2, 30_000);
     expect(await rowBytes(p.replicas[0]!.url, 'public.wide')).toEqual(await rowBytes(p.sourceUrl, 'public.wide'));
+  });
+
+  it('a publisher blocked on a lock reports unhealthy and gives its lock up to the standby', async () => {
+    const p = (pipeline = await startPipeline(server));
+    for (const url of [p.sourceUrl, p.replicas[0]!.url]) await withClient(url, (c) => c.query('CREATE TABLE public.t (id int PRIMARY KEY)'));
+    await withClient(p.sourceUrl, (c) => c.query("SELECT pgfanout.add_table('public.t')"));
+    const a = runPublisher(p, { progressTimeoutMs: 5000 });
+    publishers.push(a);
+    await waitFor('the first publisher to be active', () => a.publisher.health().state === 'active');
+    const b = runPublisher(p, { progressTimeoutMs: 5000 });
+    publishers.push(b);
+    await waitFor('the second publisher to stand by', () => b.publisher.health().state === 'standby');
+    // A test session holds a lock the active publisher's next statement needs.
+    const locker = new pg.Client({ connectionString: p.sourceUrl });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE pgfanout.batch_cursor IN ACCESS EXCLUSIVE MODE');
+      await withClient(p.sourceUrl, (c) => c.query('INSERT INTO public.t VALUES (1)'));
+      await waitFor('the blocked publisher to report unhealthy', () => !isHealthy(a.publisher.health(), Date.now(), a.publisher.progressTimeoutMs), 60_000);
+      await waitFor('the standby to take the lock over', () => b.publisher.health().state === 'active', 60_000);
+      await locker.query('ROLLBACK');
+    } finally {
+      await locker.end();
+    }
+    await waitFor('the replica to apply the batch', async () => (await appliedBatch(p)) >= 1, 60_000);
+    expect(await rowBytes(p.replicas[0]!.url, 'public.t')).toEqual(await rowBytes(p.sourceUrl, 'public.t'));
+  });
+
+  // idle_session_timeout exists from PostgreSQL 14; on 13 only replacing the task frees the lock.
+  it.runIf(major >= 14)('a stopped (SIGSTOP) publisher process loses its lock to the standby process within a minute', async () => {
+    const p = (pipeline = await startPipeline(server));
+    for (const url of [p.sourceUrl, p.replicas[0]!.url]) await withClient(url, (c) => c.query('CREATE TABLE public.t (id int PRIMARY KEY)'));
+    await withClient(p.sourceUrl, (c) => c.query("SELECT pgfanout.add_table('public.t')"));
+    const active = p.startPublisher();
+    await waitFor('the first publisher to be active', async () => (await p.publisherHealth())?.state === 'active');
+    const standbyPort = await freePort();
+    p.startPublisher({ healthPort: standbyPort });
+    await waitFor('the second publisher to stand by', async () => (await p.publisherHealth(standbyPort))?.state === 'standby');
+    active.kill('SIGSTOP');
+    try {
+      await withClient(p.sourceUrl, (c) => c.query('INSERT INTO public.t VALUES (1)'));
+      await waitFor('the standby to take over', async () => (await p.publisherHealth(standbyPort))?.state === 'active', 60_000);
+      await waitFor('the replica to apply the batch', async () => (await appliedBatch(p)) >= 1, 30_000);
+    } finally {
+      active.kill('SIGCONT');
+    }
+    expect(await rowBytes(p.replicas[0]!.url, 'public.t')).toEqual(await rowBytes(p.sourceUrl, 'public.t'));
   });
 });
