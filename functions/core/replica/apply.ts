@@ -227,7 +227,7 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     }
 
     // Per-table planning is valid only while session_replication_role = replica is in effect.
-    const applier = new BatchApplier(client, context, { filter, conflicts, perTable: role === 'replica' && planning === 'per-table' });
+    const applier = new BatchApplier(client, context, { filter, conflicts, perTable: role === 'replica' && planning === 'per-table', checkDeferrable: role === 'replica' });
     for (let part = 0; part < envelope.part; part++) {
       const { rows } = await client.query<{ body: string }>(
         'SELECT body FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = $3',
