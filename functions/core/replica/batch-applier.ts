@@ -114,7 +114,14 @@ export class BatchApplier {
   readonly #perTable: boolean;
   /**
    * Check DEFERRABLE unique constraints before commit: under `session_replication_role = replica`
-   * PostgreSQL does not (their check is an internal trigger that fires in origin mode only).
+   * PostgreSQL does not. Their index only reports a possible duplicate; the check is the internal
+   * constraint trigger `unique_key_recheck` (src/backend/commands/constraint.c), created enabled
+   * in origin mode ('O'), and triggers so enabled do not fire, nor are queued, in replica mode
+   * (TriggerEnabled in src/backend/commands/trigger.c;
+   * https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-SESSION-REPLICATION-ROLE:
+   * "triggers and rules (that have not been altered from their default configuration) will not
+   * fire on the replica"). So `SET CONSTRAINTS ALL IMMEDIATE` checks nothing either: two rows
+   * with one DEFERRABLE key are committed silently (tested in apply-keys.test.ts).
    */
   readonly #checkDeferrable: boolean;
   readonly #deferred = new Map<string, DeferredKeys>();
