@@ -196,30 +196,31 @@ describe.each(TEST_MAJORS.slice(-1))('random workloads replicate exactly on Post
         fc.integer({ min: 1024, max: 4096 }),
         fc.constantFrom('per-table' as const, 'in-order' as const),
         async (transactions, maxMessageBytes, planning) => {
-        for (const ops of transactions) {
-          await source.query('BEGIN');
-          try {
-            for (const o of ops) await attempt(source, o);
-            await source.query('COMMIT');
-          } catch (err) {
-            await source.query('ROLLBACK');
-            throw err;
+          for (const ops of transactions) {
+            await source.query('BEGIN');
+            try {
+              for (const o of ops) await attempt(source, o);
+              await source.query('COMMIT');
+            } catch (err) {
+              await source.query('ROLLBACK');
+              throw err;
+            }
           }
-        }
-        for (;;) {
-          const { rows } = await source.query<{ batch_id: string; prev_batch_id: string; event_count: string }>(
-            'SELECT batch_id::text, prev_batch_id::text, event_count::text FROM pgfanout.next_batch()',
-          );
-          const batch = rows[0];
-          if (!batch) break;
-          const messages = await collect(
-            encodeBatch({ sourceId, batchId: batch.batch_id, prevBatchId: batch.prev_batch_id, eventCount: batch.event_count }, readBatch(source, batch.batch_id), { maxMessageBytes }),
-          );
-          for (const m of messages) await applyMessage(replica, m.body, { planning });
-          await source.query('SELECT pgfanout.finish_batch($1)', [batch.batch_id]);
-        }
-        for (const name of TABLES) expect(await table(replica, name), name).toEqual(await table(source, name));
-      }),
+          for (;;) {
+            const { rows } = await source.query<{ batch_id: string; prev_batch_id: string; event_count: string }>(
+              'SELECT batch_id::text, prev_batch_id::text, event_count::text FROM pgfanout.next_batch()',
+            );
+            const batch = rows[0];
+            if (!batch) break;
+            const messages = await collect(
+              encodeBatch({ sourceId, batchId: batch.batch_id, prevBatchId: batch.prev_batch_id, eventCount: batch.event_count }, readBatch(source, batch.batch_id), { maxMessageBytes }),
+            );
+            for (const m of messages) await applyMessage(replica, m.body, { planning });
+            await source.query('SELECT pgfanout.finish_batch($1)', [batch.batch_id]);
+          }
+          for (const name of TABLES) expect(await table(replica, name), name).toEqual(await table(source, name));
+        },
+      ),
       { numRuns: 40 },
     );
   });
