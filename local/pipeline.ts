@@ -38,6 +38,8 @@ export interface ReplicaSpec {
   readonly exclude?: readonly string[];
   /** How this replica's applier treats conflicts (multi-master). @default 'error' */
   readonly conflicts?: ConflictMode;
+  /** Whether this replica's applier runs the stream's schema changes (ApplyOptions.allowSchemaChanges). @default false */
+  readonly allowSchemaChanges?: boolean;
 }
 
 export interface PipelineOptions {
@@ -87,6 +89,8 @@ export interface RunningReplica extends ReplicaQueues {
 
 export class Pipeline {
   readonly sourceUrl: string;
+  /** The source's id (`pgfanout.source_id()`), the one source every replica's applier follows. */
+  readonly sourceId: string;
   readonly sourceServer?: LocalPostgres;
   readonly endpointUrl: string;
   readonly topicArn: string;
@@ -101,6 +105,7 @@ export class Pipeline {
 
   private constructor(init: {
     sourceUrl: string;
+    sourceId: string;
     sourceServer?: LocalPostgres;
     endpointUrl: string;
     topicArn: string;
@@ -111,6 +116,7 @@ export class Pipeline {
     closeEndpoint?: () => Promise<void>;
   }) {
     this.sourceUrl = init.sourceUrl;
+    this.sourceId = init.sourceId;
     if (init.sourceServer) this.sourceServer = init.sourceServer;
     this.endpointUrl = init.endpointUrl;
     this.topicArn = init.topicArn;
@@ -152,6 +158,7 @@ export class Pipeline {
       });
 
       await withClient(sourceUrl, (c) => installSource(c));
+      const sourceId = await withClient(sourceUrl, async (c) => (await c.query<{ id: string }>('SELECT pgfanout.source_id() AS id')).rows[0]?.id as string);
       for (const url of replicaUrls) await withClient(url, (c) => installReplica(c));
 
       const replicas: RunningReplica[] = fanout.replicas.map((queues, i) => {
@@ -170,7 +177,14 @@ export class Pipeline {
             await client.connect();
             return client;
           },
-          apply: { include: spec.include ?? [], exclude: spec.exclude ?? [], replicationRole: 'auto', ...(spec.conflicts ? { conflicts: spec.conflicts } : {}) },
+          apply: {
+            sources: [sourceId],
+            include: spec.include ?? [],
+            exclude: spec.exclude ?? [],
+            replicationRole: 'auto',
+            allowSchemaChanges: spec.allowSchemaChanges === true,
+            ...(spec.conflicts ? { conflicts: spec.conflicts } : {}),
+          },
           logger,
           metrics,
           deferRecords: visibilityDeferral(sqs, () => queues.queueUrl, options.maxRetryDelaySeconds),
@@ -211,6 +225,7 @@ export class Pipeline {
 
       const pipeline = new Pipeline({
         sourceUrl,
+        sourceId,
         ...(sourceServer ? { sourceServer } : {}),
         endpointUrl,
         topicArn: fanout.topicArn,
