@@ -3,11 +3,23 @@
  *
  * `applyMessage` runs in one transaction on the replica:
  * 1. validate the envelope (malformed or unknown-version messages never reach the database);
- * 2. lock the source's row of `pgfanout.replica_position`;
- * 3. a message at or below the recorded position is a duplicate (nothing happens); one that does
- *    not follow it is a gap (refused with both positions named);
- * 4. a part that is not final is staged; the final part applies every staged part (read back one
- *    at a time), then itself, and records the batch as applied, all in the same transaction.
+ * 2. refuse a message of a source the replica does not follow (`sources`), before anything else;
+ * 3. lock the source's row of `pgfanout.replica_position`;
+ * 4. a message whose batch is not its `prev` + 1 is refused (batches are consecutive, so nothing
+ *    can jump the position); one at or below the recorded position is a duplicate once it matches
+ *    the replica's record of that batch (position.ts: same origin, or same part digest; nothing
+ *    happens), and stops the replica when it does not; one that does not follow the position is a
+ *    gap (refused with both positions named); a new batch from an earlier WAL position of the
+ *    same source system and timeline is refused;
+ * 5. a part that is not final is staged; the final part applies every staged part (read back one
+ *    at a time and checked against the digest chain), then itself, and records the batch as
+ *    applied with its part digests and origin, all in the same transaction.
+ *
+ * A change to pgfanout's own schema is refused; so is a schema change on a replica that does not
+ * allow them (`allowSchemaChanges`), or one holding transaction control or more than it shows
+ * (schema-change.ts); an INSERT that no longer carries a replica column the replica would leave
+ * NULL is schema drift (batch-applier.ts). Each refusal is a permanent error that stops the
+ * replica: nothing of the message is applied.
  *
  * Changes are applied with set-based statements over runs of changes to one table with one
  * operation (split wherever a later change touches a row an earlier one in the run touched, so the
@@ -293,8 +305,23 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
       );
       const staged = rows[0];
       if (staged === undefined) throw new GapError(envelope.source, `staged ${positionText(envelope.batch, part)}`, `the final ${positionText(envelope.batch, envelope.part)} without it`);
-      partDigests.push(staged.digest);
-      await applier.part(parseEnvelope(staged.body).changes, part);
+      // What was staged must be what arrived: its digest, and the chain of `after` digests from this message back.
+      const stagedEnvelope = parseEnvelope(staged.body);
+      const stagedDigest = bodyDigest(staged.body);
+      if (stagedDigest !== staged.digest || (part > 0 && stagedEnvelope.after !== partDigests[part - 1]) || stagedEnvelope.source !== envelope.source || stagedEnvelope.batch !== envelope.batch) {
+        throw new UntrustedMessageError(envelope.source, `the staged ${positionText(envelope.batch, part)} is not the part that arrived (its digest or its link to the part before differs)`, {
+          batchId: envelope.batch,
+          part: envelope.part,
+        });
+      }
+      partDigests.push(stagedDigest);
+      await applier.part(stagedEnvelope.changes, part);
+    }
+    if (envelope.part > 0 && envelope.after !== partDigests[envelope.part - 1]) {
+      throw new UntrustedMessageError(envelope.source, `the final ${positionText(envelope.batch, envelope.part)} does not follow the staged part before it (digest ${partDigests[envelope.part - 1]}, after ${envelope.after})`, {
+        batchId: envelope.batch,
+        part: envelope.part,
+      });
     }
     partDigests.push(digest);
     await applier.part(envelope.changes, envelope.part);
