@@ -39,6 +39,8 @@ export interface ReplicaSpec {
   readonly exclude?: readonly string[];
   /** How this replica's applier treats conflicts (multi-master). @default 'error' */
   readonly conflicts?: ConflictMode;
+  /** Whether this replica's applier runs the stream's schema changes (ApplyOptions.allowSchemaChanges). @default false */
+  readonly allowSchemaChanges?: boolean;
 }
 
 export interface PipelineOptions {
@@ -88,6 +90,8 @@ export interface RunningReplica extends ReplicaQueues {
 
 export class Pipeline {
   readonly sourceUrl: string;
+  /** The source's id (`pgfanout.source_id()`), the one source every replica's applier follows. */
+  readonly sourceId: string;
   readonly sourceServer?: LocalPostgres;
   readonly endpointUrl: string;
   readonly topicArn: string;
@@ -104,6 +108,7 @@ export class Pipeline {
 
   private constructor(init: {
     sourceUrl: string;
+    sourceId: string;
     sourceServer?: LocalPostgres;
     endpointUrl: string;
     topicArn: string;
@@ -115,6 +120,7 @@ export class Pipeline {
     closeEndpoint?: () => Promise<void>;
   }) {
     this.sourceUrl = init.sourceUrl;
+    this.sourceId = init.sourceId;
     if (init.sourceServer) this.sourceServer = init.sourceServer;
     this.endpointUrl = init.endpointUrl;
     this.topicArn = init.topicArn;
@@ -157,6 +163,7 @@ export class Pipeline {
       });
 
       await withClient(sourceUrl, (c) => installSource(c));
+      const sourceId = await withClient(sourceUrl, async (c) => (await c.query<{ id: string }>('SELECT pgfanout.source_id() AS id')).rows[0]?.id as string);
       for (const url of replicaUrls) await withClient(url, (c) => installReplica(c));
 
       // The built-in endpoint keeps each applier's event source mapping, so that `pgfanout
@@ -195,7 +202,14 @@ export class Pipeline {
             await client.connect();
             return client;
           },
-          apply: { include: spec.include ?? [], exclude: spec.exclude ?? [], replicationRole: 'auto', ...(spec.conflicts ? { conflicts: spec.conflicts } : {}) },
+          apply: {
+            sources: [sourceId],
+            include: spec.include ?? [],
+            exclude: spec.exclude ?? [],
+            replicationRole: 'auto',
+            allowSchemaChanges: spec.allowSchemaChanges === true,
+            ...(spec.conflicts ? { conflicts: spec.conflicts } : {}),
+          },
           logger,
           metrics,
           deferRecords: visibilityDeferral(sqs, () => queues.queueUrl, options.maxRetryDelaySeconds),
@@ -239,6 +253,7 @@ export class Pipeline {
 
       const pipeline = new Pipeline({
         sourceUrl,
+        sourceId,
         ...(sourceServer ? { sourceServer } : {}),
         endpointUrl,
         topicArn: fanout.topicArn,
