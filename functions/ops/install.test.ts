@@ -15,6 +15,7 @@ import {
   parseScriptName,
   planInstall,
   quoteIdent,
+  REPLICA_SQL,
   SOURCE_SQL,
   type ScriptFile,
 } from './install.ts';
@@ -352,6 +353,42 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
     const third = await withClient(url, (c) => installReplica(c, { dir }));
     // Assess
     expect([first, second, third].map(String)).toEqual(['1.0.0, new install', '1.0.1, upgraded from 1.0.0', '1.0.1, already installed']);
+  });
+
+  it('a replica upgraded from 1.0.0 has exactly what a fresh install of the newest version has', async () => {
+    // Everything in schema pgfanout by name (no oids): functions, relations, columns, constraints, indexes, rights.
+    const shape = async (c: pg.ClientBase) =>
+      (
+        await c.query<{ line: string }>(`
+          SELECT line FROM (
+            SELECT 'function ' || p.oid::regprocedure::text || ' ' || md5(pg_get_functiondef(p.oid)) || ' ' || coalesce(p.proacl::text, '') AS line
+              FROM pg_proc p WHERE p.pronamespace = 'pgfanout'::regnamespace
+            UNION ALL
+            SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' ' || c.relpersistence::text || ' ' || coalesce(c.relacl::text, '')
+              FROM pg_class c WHERE c.relnamespace = 'pgfanout'::regnamespace AND c.relkind <> 'i'
+            UNION ALL
+            SELECT 'index ' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'pgfanout'::regnamespace
+            UNION ALL
+            SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull || ' '
+                   || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+              LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE c.relnamespace = 'pgfanout'::regnamespace AND c.relkind <> 'i' AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = 'pgfanout'::regnamespace
+          ) lines ORDER BY line COLLATE "C"`)
+      ).rows.map((r) => r.line);
+    const upgradedUrl = await emptyDatabase();
+    const freshUrl = await emptyDatabase();
+    // 1.0.0 from a folder holding only its script (roles.sql describes the newest version).
+    const old = await mkdtemp(join(tmpdir(), 'pgfanout-sql-'));
+    folders.push(old);
+    await copyFile(join(REPLICA_SQL.dir, 'pgfanout_replica--1.0.0.sql'), join(old, 'pgfanout_replica--1.0.0.sql'));
+    const steps = await withClient(upgradedUrl, async (c) => [await installReplica(c, { dir: old }), await installReplica(c)]);
+    const fresh = await withClient(freshUrl, (c) => installReplica(c));
+    expect(steps.map(String)).toEqual(['1.0.0, new install', `${fresh.to}, upgraded from 1.0.0`]);
+    expect(fresh.scripts).toEqual([`pgfanout_replica--${fresh.to}.sql`]);
+    expect(await withClient(upgradedUrl, shape)).toEqual(await withClient(freshUrl, shape));
   });
 
   it('names the folder it cannot read', async () => {

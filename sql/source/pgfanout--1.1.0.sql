@@ -1636,6 +1636,48 @@ BEGIN
 END
 $$;
 
+-- The message size the batch is published with, recorded by batch_encoding the first time
+-- it is served to a publisher: every later publish of the batch uses it, so a publisher
+-- restarted with another size re-publishes the same messages, byte for byte.
+ALTER TABLE pgfanout.batch ADD COLUMN IF NOT EXISTS max_message_bytes integer CHECK (max_message_bytes > 0);
+
+-- pgfanout.batch_encoding(bigint, integer): the message size the open batch is encoded with.
+-- The first call for a batch records the caller's size; every later call (a publisher that
+-- restarted, perhaps with other settings, and is served the same batch again) returns the
+-- recorded one, so the batch is always published as the same messages. Call it in the
+-- transaction of next_batch:
+--   SELECT ... FROM pgfanout.next_batch() b CROSS JOIN LATERAL pgfanout.batch_encoding(b.batch_id, $1)
+-- Parameters: the open batch's id; the caller's message size in bytes (positive).
+-- Returns: integer, the size to encode the batch with.
+-- Errors: NULL or non-positive arguments, or a batch that is not the open one (22023).
+-- Tables touched: batch (update), reads batch_cursor.
+CREATE OR REPLACE FUNCTION pgfanout.batch_encoding(p_batch_id bigint, p_max_message_bytes integer) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur      record;
+    recorded integer;
+BEGIN
+    IF p_batch_id IS NULL OR p_max_message_bytes IS NULL OR p_max_message_bytes <= 0 THEN
+        RAISE EXCEPTION 'pgfanout.batch_encoding: batch id % and message size % are not allowed; expected a batch id and a positive size in bytes',
+            coalesce(p_batch_id::text, 'NULL'), coalesce(p_max_message_bytes::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO cur FROM pgfanout.batch_cursor;
+    IF p_batch_id <> cur.finished_batch_id + 1 OR cur.last_batch_id = cur.finished_batch_id THEN
+        RAISE EXCEPTION 'pgfanout.batch_encoding: batch % is not the open batch (%)', p_batch_id,
+            CASE WHEN cur.last_batch_id > cur.finished_batch_id
+                 THEN format('the open batch is %s', cur.finished_batch_id + 1)
+                 ELSE format('no batch is open; the last finished batch is %s', cur.finished_batch_id) END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE pgfanout.batch b SET max_message_bytes = p_max_message_bytes
+     WHERE b.batch_id = p_batch_id AND b.max_message_bytes IS NULL;
+    SELECT b.max_message_bytes INTO recorded FROM pgfanout.batch b WHERE b.batch_id = p_batch_id;
+    RETURN recorded;
+END
+$$;
+
 -- Nothing here is for everyone: PostgreSQL grants EXECUTE to PUBLIC on every new function,
 -- and SECURITY DEFINER functions must not be callable by everyone. Every function of the
 -- source side (all of schema pgfanout except the replica side's replica_* functions) loses
