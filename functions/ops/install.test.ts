@@ -136,11 +136,13 @@ const NEWEST = readdirSync(SOURCE_SQL.dir)
   .at(-1) as string;
 const NEWEST_SCRIPT = join(SOURCE_SQL.dir, `pgfanout--${NEWEST}.sql`);
 
-/** A scripts folder with the real 1.0.0 source scripts and the given extra files. */
+/**
+ * A scripts folder with the real 1.0.0 source script and the given extra files (no roles.sql:
+ * the real one grants the newest version's functions, which these made-up chains lack).
+ */
 async function scriptsFolder(extra: Readonly<Record<string, string>>): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'pgfanout-sql-'));
   await copyFile(SOURCE_SCRIPT, join(dir, 'pgfanout--1.0.0.sql'));
-  await copyFile(join(SOURCE_SQL.dir, 'roles.sql'), join(dir, 'roles.sql'));
   for (const [name, text] of Object.entries(extra)) await writeFile(join(dir, name), text);
   return dir;
 }

@@ -1132,7 +1132,8 @@ $$;
 -- pgfanout.schema_change(sql, search_path, schema, table, created, log): logs one schema
 -- change event (when p_log), adds the tables in p_created that lie in an auto-add schema,
 -- and refreshes changed identities. Internal: replicate_ddl and the DDL event triggers.
--- A statement holding transaction control (pgfanout.transaction_control) is refused.
+-- A statement replicas would refuse (transaction or session control, COPY, DO; see
+-- pgfanout.transaction_control) is refused here.
 -- Parameters: the statement text; the search path it ran under; the schema and table it is
 --   about ('' when not known); oids of the tables it created; whether to log it.
 -- Returns: void. Tables touched: event_log_0/1/2 (insert), capture_hint (read),
@@ -1164,10 +1165,10 @@ BEGIN
             IF p_log THEN
                 tc := pgfanout.transaction_control(p_sql);
                 IF tc IS NOT NULL THEN
-                    RAISE EXCEPTION 'pgfanout: a schema change for the replicas must not hold transaction control, and this one holds %%: %%',
+                    RAISE EXCEPTION 'pgfanout: a schema change for the replicas must not hold transaction or session control, COPY or DO (replicas refuse them), and this one holds %%: %%',
                         tc, left(p_sql, 200)
                         USING ERRCODE = 'invalid_transaction_termination',
-                              HINT = 'Replicas run a schema change inside the transaction that applies its batch. Send the statements without BEGIN/COMMIT (one statement per query, or a transaction opened by the client), or run them through pgfanout.replicate_ddl(...).';
+                              HINT = 'Replicas run a schema change inside the transaction that applies its batch. Send the schema change as its own query, without BEGIN/COMMIT, SET or DO around it (a transaction opened by the client is fine), or run it through pgfanout.replicate_ddl(...).';
                 END IF;
                 IF log_nr IS NULL OR log_nr NOT IN ('0', '1', '2') THEN
                     hint := pg_sequence_last_value('pgfanout.capture_hint'::regclass);
@@ -1320,18 +1321,19 @@ AS $$
                     WHERE pg_has_role(session_user, r.oid, 'MEMBER'))
 $$;
 
--- pgfanout.transaction_control(text): the first transaction control statement in a string of
--- SQL statements, or NULL when there is none. A schema change is logged only without one:
--- replicas run it inside the transaction that applies its batch, where a COMMIT would end
--- that transaction half way. Reads the string as PostgreSQL's lexer does, far enough to
--- split it into statements: comments (-- and nested /* */), quoted strings ('', E'' with
--- backslash escapes; standard_conforming_strings on, the default), quoted identifiers,
--- dollar-quoted text, parentheses, and the BEGIN ATOMIC ... END body of CREATE FUNCTION or
--- PROCEDURE. A statement is transaction control when its first word is BEGIN, START, COMMIT,
--- END, ROLLBACK, ABORT, SAVEPOINT or RELEASE, or it is PREPARE TRANSACTION. (COMMIT inside a DO
--- block or a procedure is not found here; on a replica it fails, as it does inside any
--- transaction block.)
--- Parameters: the statements. Returns: the keyword found (upper case), or NULL.
+-- pgfanout.transaction_control(text): the first statement in a string of SQL statements that
+-- replicas refuse to run as a schema change, or NULL when there is none; a schema change is
+-- logged only without one. Replicas run it inside the transaction that applies its batch,
+-- where a COMMIT would end that transaction half way, and refuse (functions/core/replica/
+-- schema-change.ts) transaction control (BEGIN, START, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT,
+-- RELEASE, PREPARE), session control (SET, RESET, DISCARD, LISTEN, UNLISTEN, LOAD, DEALLOCATE),
+-- COPY and DO: the same first words are refused here, at the source, before the statement
+-- reaches the stream. Reads the string as PostgreSQL's lexer does, far enough to split it
+-- into statements: comments (-- and nested /* */), quoted strings ('', E'' with backslash
+-- escapes; standard_conforming_strings on, the default), quoted identifiers, dollar-quoted
+-- text, parentheses, and the BEGIN ATOMIC ... END body of CREATE FUNCTION or PROCEDURE.
+-- Parameters: the statements. Returns: the first word of the refused statement (upper
+-- case), or NULL.
 -- Tables touched: none.
 CREATE OR REPLACE FUNCTION pgfanout.transaction_control(p_sql text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -1451,14 +1453,12 @@ BEGIN
             nwords := nwords + 1;
             IF nwords = 1 THEN
                 first := word;
-                IF word IN ('begin', 'start', 'commit', 'end', 'rollback', 'abort', 'savepoint', 'release') THEN
+                IF word IN ('begin', 'start', 'commit', 'end', 'rollback', 'abort', 'savepoint', 'release', 'prepare',
+                            'set', 'reset', 'discard', 'listen', 'unlisten', 'load', 'deallocate', 'copy', 'do') THEN
                     RETURN upper(word);
                 END IF;
             ELSIF nwords = 2 THEN
                 second := word;
-                IF first = 'prepare' AND word = 'transaction' THEN
-                    RETURN 'PREPARE TRANSACTION';
-                END IF;
                 routine := first = 'create' AND word IN ('function', 'procedure');
             ELSIF nwords = 4 AND first = 'create' AND second = 'or' AND NOT routine THEN
                 routine := word IN ('function', 'procedure');
@@ -1596,7 +1596,7 @@ $$;
 -- pgfanout_ddl_drop, so CREATE/ALTER/DROP TABLE in a schema with captured tables is logged
 -- for the replicas like replicate_ddl, without calling it, when pgfanout's owner or a role
 -- allowed with ddl_capture_role runs it; anyone else's such statement fails. A string holding
--- transaction control (BEGIN; ...; COMMIT;) is refused. Creating event
+-- transaction or session control (BEGIN; ...; COMMIT;, SET ...), COPY or DO is refused. Creating event
 -- triggers needs a superuser (on Amazon RDS / Aurora: a member of rds_superuser).
 -- Limits: the logged text is current_query(), the whole string the client sent: a string
 -- of several statements is replayed whole (including any data changes in it, which are
