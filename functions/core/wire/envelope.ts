@@ -5,7 +5,7 @@
  * A message body is a JSON object (UTF-8, at most 262,144 bytes by default):
  *
  * ```json
- * {"pgfanout":1,"source":"3f2c…","batch":"412","prev":"411","part":0,"time":"2024-05-01T12:00:00.123Z",
+ * {"pgfanout":1,"source":"3f2c…","batch":"412","prev":"411","tag":"9b1d…","follows":"51e0…","part":0,"time":"2024-05-01T12:00:00.123Z",
  *  "changes":[
  *    {"op":"I","schema":"public","table":"orders","txid":"7301","new":{"id":"1","note":"hi","total":"12.50"}},
  *    {"op":"U","schema":"public","table":"orders","txid":"7302","old":{"id":"1"},"new":{"id":"1","note":null,"total":"13.00"}},
@@ -21,6 +21,18 @@
  * - `batch`, `prev`: the batch's position and its predecessor's, as decimal strings (`prev` "0" =
  *   stream start). A replica applies batch N only right after `prev`; anything at or below its
  *   recorded position is a duplicate, anything else a gap.
+ * - `tag`, `follows` (optional; absent in messages of publishers before them): the batch's
+ *   lineage. `tag` is 32 lowercase hex digits drawn at random on the source when batch `batch`
+ *   was made and stored with it: the same on every part and every re-publish of that batch.
+ *   `follows` is the `tag` of batch `prev` (absent when `prev` is "0" or the source no longer
+ *   knows it). Batch ids are positions, the tag is the identity: a source that went back in time
+ *   (restored from a backup, failed over to a standby that lacked its newest commits, or crashed
+ *   and lost commits that were not flushed) makes batches again with ids already used, and new
+ *   tags. A replica that keeps the tag of the batch it applied last detects it: a message of
+ *   that same batch id with another `tag`, or of the next batch with another `follows`, comes
+ *   from a source that went back in time; it must stop with an error naming both tags (never
+ *   skip it as a duplicate). Where either side is absent (older publisher, a position recorded
+ *   without a tag) there is nothing to compare.
  * - `part`: 0, 1, 2, … when one batch is too large for one message. Parts are staged on the
  *   replica and the whole batch is applied in one transaction when the part with `final: true`
  *   arrives. `after` (parts ≥ 1): the first 32 hex digits of the SHA-256 of the previous part's
@@ -65,6 +77,8 @@ export const FIELDS = {
   source: 'source',
   batch: 'batch',
   prev: 'prev',
+  tag: 'tag',
+  follows: 'follows',
   part: 'part',
   time: 'time',
   after: 'after',
@@ -132,6 +146,10 @@ export interface Envelope {
   readonly source: string;
   readonly batch: string;
   readonly prev: string;
+  /** The batch's tag (see the format above). */
+  readonly tag?: string;
+  /** The tag of batch `prev`. */
+  readonly follows?: string;
   readonly part: number;
   readonly time?: string;
   readonly after?: string;
@@ -154,6 +172,13 @@ export interface Change {
 export const MAX_BIGINT = 9223372036854775807n;
 /** Length of the `after` digest in hex digits. */
 export const DIGEST_HEX_LENGTH = 32;
+/** Length of a batch `tag` (and `follows`) in hex digits. */
+export const TAG_HEX_LENGTH = 32;
+const HEX_TAG = new RegExp(`^[0-9a-f]{${TAG_HEX_LENGTH}}$`);
+/** True when `text` is a batch tag: 32 lowercase hex digits. */
+export function isTagText(text: unknown): text is string {
+  return typeof text === 'string' && HEX_TAG.test(text);
+}
 /** Longest source id accepted. */
 export const MAX_SOURCE_ID_LENGTH = 256;
 /** Longest schema, table or column name accepted (PostgreSQL's own limit is 63 bytes). */
@@ -218,6 +243,12 @@ export function validateEnvelope(value: unknown): Envelope {
   if (!isBigintText(prev) || BigInt(prev) >= BigInt(batch)) {
     throw new MalformedMessageError(FIELDS.prev, describeValue(prev), `a decimal string from "0" to "${BigInt(batch) - 1n}" (below batch ${batch})`);
   }
+  for (const field of [FIELDS.tag, FIELDS.follows] as const) {
+    const tag = value[field];
+    if (tag !== undefined && !isTagText(tag)) {
+      throw new MalformedMessageError(field, describeValue(tag), `absent, or ${TAG_HEX_LENGTH} lowercase hex digits`);
+    }
+  }
   const part = value[FIELDS.part];
   if (typeof part !== 'number' || !Number.isInteger(part) || part < 0 || part > MAX_PART) {
     throw new MalformedMessageError(FIELDS.part, describeValue(part), `an integer from 0 to ${MAX_PART}`);
@@ -263,6 +294,8 @@ export function validateEnvelope(value: unknown): Envelope {
     source,
     batch,
     prev,
+    ...(value[FIELDS.tag] === undefined ? {} : { tag: value[FIELDS.tag] as string }),
+    ...(value[FIELDS.follows] === undefined ? {} : { follows: value[FIELDS.follows] as string }),
     part,
     ...(time === undefined ? {} : { time: time as string }),
     ...(after === undefined ? {} : { after: after as string }),

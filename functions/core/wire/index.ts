@@ -13,6 +13,8 @@ export {
   validateEnvelope,
   mergeChangeItems,
   isBigintText,
+  isTagText,
+  TAG_HEX_LENGTH,
   checkSchemaChange,
   SCHEMA_CHANGE_KEYS,
   type Envelope,
