@@ -108,9 +108,10 @@ interface BatchRow {
   last_event_time: Date | null;
   /** The message size this batch is encoded with (recorded on the source at its first publish). */
   max_message_bytes: number;
-  /** The batch's tag and its predecessor's (the envelope's `tag` and `follows`). */
-  tag: string;
-  follows: string | null;
+  /** Where on the source the batch was made (the envelope's `origin`), recorded at its first publish. */
+  origin_system: string;
+  origin_timeline: string;
+  origin_lsn: string;
 }
 
 /**
@@ -118,7 +119,7 @@ interface BatchRow {
  * recorded with the batch before any of its messages is published.
  */
 const NEXT_BATCH_SQL = `SELECT b.batch_id::text, b.prev_batch_id::text, b.event_count::text, b.first_event_time, b.last_event_time,
-  e.max_message_bytes, e.tag, e.follows, pg_catalog.set_config('statement_timeout', '0', false) AS no_statement_timeout
+  e.max_message_bytes, e.origin_system, e.origin_timeline::text, e.origin_lsn, pg_catalog.set_config('statement_timeout', '0', false) AS no_statement_timeout
   FROM pgfanout.next_batch() b CROSS JOIN LATERAL pgfanout.batch_encoding(b.batch_id, $1) AS e`;
 /*
  * When a batch is returned, the statement above also lifts the statement timeout for what
@@ -348,8 +349,7 @@ export class Publisher {
         prevBatchId: batch.prev_batch_id,
         eventCount: batch.event_count,
         ...(batch.last_event_time ? { lastEventTime: batch.last_event_time.toISOString() } : {}),
-        tag: batch.tag,
-        ...(batch.follows ? { follows: batch.follows } : {}),
+        origin: { system: batch.origin_system, timeline: Number(batch.origin_timeline), lsn: batch.origin_lsn },
       },
       readBatch(client, batch.batch_id),
       { maxMessageBytes },

@@ -21,9 +21,6 @@
 --   pgfanout.next_batch()             the open batch if there is one (same id, same events,
 --                                     every time); else a new batch of every event whose
 --                                     transaction committed since the previous batch; else no row
---   pgfanout.batch_encoding(batch_id, bytes)
---                                     the message size the open batch is published with:
---                                     the first publisher's, recorded, for every re-publish
 --   pgfanout.batch_values(batch_id)   the open batch's events, one row per column value, in
 --                                     ev_id, image, col order; read it with
 --                                     COPY (SELECT * FROM pgfanout.batch_values($1)) TO STDOUT
@@ -149,16 +146,6 @@ CREATE TABLE IF NOT EXISTS pgfanout.batch (
     finished_at      timestamptz,
     CHECK (prev_batch_id = batch_id - 1)
 );
--- The message size the batch is published with, recorded by batch_encoding the first time
--- it is served to a publisher: every later publish of the batch uses it, so a publisher
--- restarted with another size re-publishes the same messages, byte for byte.
-ALTER TABLE pgfanout.batch ADD COLUMN IF NOT EXISTS max_message_bytes integer CHECK (max_message_bytes > 0);
--- A random value drawn when the batch is made, published in every message of it (the
--- envelope's `tag`, and `follows` in the next batch's messages). A source that went back in
--- time (restored from a backup, failed over to a standby that lacked the newest commits)
--- makes its next batches again with the same ids and new tags: a replica that compares the
--- tag of the batch it applied with the `follows` of the next one sees it.
-ALTER TABLE pgfanout.batch ADD COLUMN IF NOT EXISTS tag uuid NOT NULL DEFAULT gen_random_uuid();
 
 -- Tables whose changes are captured.
 CREATE TABLE IF NOT EXISTS pgfanout.captured_table (
@@ -663,58 +650,6 @@ BEGIN
 END
 $$;
 
--- pgfanout.batch_encoding(bigint, integer): what every message of the open batch carries
--- besides its changes, the same every time the batch is published.
--- The first call for a batch records the caller's message size; every later call (a publisher
--- that restarted, perhaps with other settings, and is served the same batch again) returns the
--- recorded one, so the batch is always published as the same messages. Call it in the
--- transaction of next_batch:
---   SELECT ... FROM pgfanout.next_batch() b CROSS JOIN LATERAL pgfanout.batch_encoding(b.batch_id, $1)
--- Parameters: the open batch's id; the caller's message size in bytes (positive).
--- Returns: max_message_bytes (the size to encode the batch with); tag (the batch's tag, 32
---   lowercase hex digits); follows (the tag of the batch before it, or NULL for the first
---   batch or when that batch is no longer kept).
--- Errors: NULL or non-positive arguments, or a batch that is not the open one (22023).
--- Tables touched: batch (update), reads batch_cursor.
-DO $install$
-BEGIN
-    -- An earlier development build returned the size alone.
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc
-                WHERE oid = pg_catalog.to_regprocedure('pgfanout.batch_encoding(bigint,integer)')
-                  AND prorettype = 'pg_catalog.int4'::pg_catalog.regtype) THEN
-        DROP FUNCTION pgfanout.batch_encoding(bigint, integer);
-    END IF;
-END
-$install$;
-CREATE OR REPLACE FUNCTION pgfanout.batch_encoding(p_batch_id bigint, p_max_message_bytes integer,
-    OUT max_message_bytes integer, OUT tag text, OUT follows text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    cur record;
-BEGIN
-    IF p_batch_id IS NULL OR p_max_message_bytes IS NULL OR p_max_message_bytes <= 0 THEN
-        RAISE EXCEPTION 'pgfanout.batch_encoding: batch id % and message size % are not allowed; expected a batch id and a positive size in bytes',
-            coalesce(p_batch_id::text, 'NULL'), coalesce(p_max_message_bytes::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT * INTO cur FROM pgfanout.batch_cursor;
-    IF p_batch_id <> cur.finished_batch_id + 1 OR cur.last_batch_id = cur.finished_batch_id THEN
-        RAISE EXCEPTION 'pgfanout.batch_encoding: batch % is not the open batch (%)', p_batch_id,
-            CASE WHEN cur.last_batch_id > cur.finished_batch_id
-                 THEN format('the open batch is %s', cur.finished_batch_id + 1)
-                 ELSE format('no batch is open; the last finished batch is %s', cur.finished_batch_id) END
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    UPDATE pgfanout.batch b SET max_message_bytes = p_max_message_bytes
-     WHERE b.batch_id = p_batch_id AND b.max_message_bytes IS NULL;
-    SELECT b.max_message_bytes, replace(b.tag::text, '-', ''), replace(p.tag::text, '-', '')
-      INTO max_message_bytes, tag, follows
-      FROM pgfanout.batch b LEFT JOIN pgfanout.batch p ON p.batch_id = b.prev_batch_id
-     WHERE b.batch_id = p_batch_id;
-END
-$$;
-
 -- pgfanout.batch_values(bigint): the open batch's events, one row per captured column value.
 -- Parameters: the batch id (must be the open batch).
 -- Returns: ev_id, ev_txid (xid8 as decimal text), ev_time, ev_op ('I' | 'U' | 'D' | 'T' | 'S'),
@@ -1003,7 +938,7 @@ REVOKE ALL ON FUNCTION
     pgfanout.capture_full_partition(), pgfanout.capture_truncate(),
     pgfanout.identity_of(regclass), pgfanout.add_table(regclass), pgfanout.remove_table(regclass),
     pgfanout.add_all_tables(name), pgfanout.show_tables(), pgfanout.publisher_waiting(boolean),
-    pgfanout.next_batch(), pgfanout.batch_encoding(bigint, integer), pgfanout.batch_values(bigint), pgfanout.rotate_log(),
+    pgfanout.next_batch(), pgfanout.batch_values(bigint), pgfanout.rotate_log(),
     pgfanout.finish_batch(bigint), pgfanout.status(), pgfanout.mark_snapshot_batch(pg_snapshot),
     pgfanout.append_batch(bigint, pg_snapshot, pg_snapshot)
 FROM PUBLIC;

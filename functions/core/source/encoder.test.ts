@@ -45,15 +45,16 @@ function checkMessages(messages: readonly OutgoingMessage[], maxBytes: number, m
 }
 
 describe('encodeBatch', () => {
-  it('writes the batch tag and its predecessor\'s on every part', async () => {
-    const meta: BatchMeta = { ...META, tag: '9b1d0c2e4f6a8b0c1d2e3f405162738a', follows: '51e0aa00bb11cc22dd33ee44ff556677' };
+  it('writes the batch origin on every part', async () => {
+    const origin = { system: '7301234567890123456', timeline: 2, lsn: '16/B374D848' };
+    const meta: BatchMeta = { ...META, origin };
     const changes: Change[] = Array.from({ length: 40 }, (_, i) => ({ op: 'I', schema: 'public', table: 't', txid: '1', new: { id: String(i), v: 'x'.repeat(100) } }));
     const messages = await encode(changes, 1024, undefined, meta);
     expect(messages.length).toBeGreaterThan(3);
     const envelopes = checkMessages(messages, 1024, meta);
-    for (const e of envelopes) expect(e).toMatchObject({ tag: meta.tag, follows: meta.follows });
-    expect(messages[0]?.body.startsWith(`{"pgfanout":1,"source":"${META.sourceId}","batch":"412","prev":"411","tag":"${meta.tag}","follows":"${meta.follows}","part":0,`)).toBe(true);
-    await expect(encode(changes, 1024, undefined, { ...META, tag: 'XYZ' })).rejects.toThrow(/tag is "XYZ"; allowed: 32 lowercase hex digits/);
+    for (const e of envelopes) expect(e.origin).toEqual(origin);
+    expect(messages[0]?.body).toContain(`"time":"${META.lastEventTime}","origin":{"system":"7301234567890123456","timeline":2,"lsn":"16/B374D848"},"changes":[`);
+    await expect(encode(changes, 1024, undefined, { ...META, origin: { ...origin, lsn: 'nope' } })).rejects.toThrow(/origin is .*origin\.lsn/);
   });
 
   it('escapes U+FFFE and U+FFFF, which SQS refuses, and the parsed envelope holds them again exactly', async () => {

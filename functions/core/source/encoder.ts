@@ -12,7 +12,7 @@
  *
  * Memory: one message being filled plus at most one message's worth of the current change.
  */
-import { CHANGE_FIELDS, DIGEST_HEX_LENGTH, ENVELOPE_VERSION, FIELDS, isBigintText, isTagText, isTimestampText, MAX_SOURCE_ID_LENGTH, OPS, TAG_HEX_LENGTH, type ChangeOp, type ImageName } from '../wire/envelope.ts';
+import { CHANGE_FIELDS, DIGEST_HEX_LENGTH, ENVELOPE_VERSION, FIELDS, isBigintText, isTimestampText, MAX_SOURCE_ID_LENGTH, OPS, ORIGIN_FIELDS, validateEnvelope, type BatchOrigin, type ChangeOp, type ImageName } from '../wire/envelope.ts';
 import { describeValue, InvalidArgumentError, InvalidStreamError } from '../wire/errors.ts';
 import { messageDeduplicationId, messageGroupId } from '../wire/ids.ts';
 import { bodyDigest } from '../wire/digest.ts';
@@ -34,10 +34,8 @@ export interface BatchMeta {
   readonly eventCount?: string;
   /** Source time of the batch's last event; carried as the envelope's `time`. */
   readonly lastEventTime?: string;
-  /** The batch's tag (`pgfanout.batch_encoding`); carried as the envelope's `tag`. */
-  readonly tag?: string;
-  /** The previous batch's tag; carried as the envelope's `follows`. */
-  readonly follows?: string;
+  /** Where on the source the batch was made (`pgfanout.batch_encoding`); carried as the envelope's `origin`. */
+  readonly origin?: BatchOrigin;
 }
 
 /** Options of {@link encodeBatch}. */
@@ -162,8 +160,12 @@ function validateMeta(batch: BatchMeta, maxBytes: number): void {
   else if (!isBigintText(batch.prevBatchId) || BigInt(batch.prevBatchId) >= BigInt(batch.batchId)) {
     problems.push(`prevBatchId is ${describeValue(batch.prevBatchId)}; allowed: a decimal bigint below batchId ${batch.batchId}`);
   }
-  for (const field of ['tag', 'follows'] as const) {
-    if (batch[field] !== undefined && !isTagText(batch[field])) problems.push(`${field} is ${describeValue(batch[field])}; allowed: ${TAG_HEX_LENGTH} lowercase hex digits`);
+  if (batch.origin !== undefined) {
+    try {
+      validateEnvelope({ [FIELDS.version]: ENVELOPE_VERSION, [FIELDS.source]: 's', [FIELDS.batch]: '1', [FIELDS.prev]: '0', [FIELDS.part]: 0, [FIELDS.origin]: batch.origin, [FIELDS.changes]: [], [FIELDS.final]: true, [FIELDS.count]: 0 });
+    } catch (err) {
+      problems.push(`origin is ${describeValue(batch.origin)}: ${(err as Error).message}`);
+    }
   }
   if (batch.eventCount !== undefined && !isBigintText(batch.eventCount)) problems.push(`eventCount is ${describeValue(batch.eventCount)}; allowed: a decimal count`);
   if (batch.lastEventTime !== undefined && !isTimestampText(batch.lastEventTime)) {
@@ -359,11 +361,12 @@ export class BatchEncoder {
   /** The envelope up to the opening of `changes`, for part `part` following digest `after`. */
   #headerOf(part: number, after: string | undefined): string {
     const b = this.#batch;
-    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${jsonString(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}"`;
-    if (b.tag !== undefined) header += `,"${FIELDS.tag}":"${b.tag}"`;
-    if (b.follows !== undefined) header += `,"${FIELDS.follows}":"${b.follows}"`;
-    header += `,"${FIELDS.part}":${part}`;
+    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${jsonString(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${part}`;
     if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${jsonString(b.lastEventTime)}`;
+    if (b.origin !== undefined) {
+      const o = b.origin;
+      header += `,"${FIELDS.origin}":{"${ORIGIN_FIELDS.system}":"${o.system}","${ORIGIN_FIELDS.timeline}":${o.timeline},"${ORIGIN_FIELDS.lsn}":"${o.lsn}"}`;
+    }
     if (after !== undefined) header += `,"${FIELDS.after}":"${after}"`;
     return `${header},"${FIELDS.changes}":[`;
   }

@@ -28,18 +28,6 @@ describe('parseEnvelope', () => {
     expect(envelope).toEqual(valid);
   });
 
-  it('accepts the optional batch lineage (tag, follows) and rejects a malformed one by name', () => {
-    const tag = '9b1d0c2e4f6a8b0c1d2e3f405162738a';
-    const follows = '51e0aa00bb11cc22dd33ee44ff556677';
-    expect(parseEnvelope(body({ tag, follows }))).toEqual({ ...valid, tag, follows });
-    expect(parseEnvelope(body({ tag }))).toEqual({ ...valid, tag });
-    expect(parseEnvelope(body({}))).not.toHaveProperty('tag');
-    for (const [field, value] of [['tag', tag.toUpperCase()], ['follows', 'short'], ['tag', 12], ['follows', null]] as const) {
-      expect(() => parseEnvelope(body({ [field]: value }))).toThrow(MalformedMessageError);
-      expect(() => parseEnvelope(body({ [field]: value }))).toThrow(new RegExp(`${field}.*32 lowercase hex digits`));
-    }
-  });
-
   it('rejects an unknown version by name', () => {
     expect(() => parseEnvelope(body({ pgfanout: 2 }))).toThrow(UnsupportedVersionError);
     expect(() => parseEnvelope(body({ pgfanout: 2 }))).toThrow(`unsupported envelope version 2; this applier knows version ${SUPPORTED_VERSIONS.join(', ')}`);

@@ -5,7 +5,7 @@
  * A message body is a JSON object (UTF-8, at most 262,144 bytes by default):
  *
  * ```json
- * {"pgfanout":1,"source":"3f2c…","batch":"412","prev":"411","tag":"9b1d…","follows":"51e0…","part":0,"time":"2024-05-01T12:00:00.123Z",
+ * {"pgfanout":1,"source":"3f2c…","batch":"412","prev":"411","part":0,"time":"2024-05-01T12:00:00.123Z",
  *  "changes":[
  *    {"op":"I","schema":"public","table":"orders","txid":"7301","new":{"id":"1","note":"hi","total":"12.50"}},
  *    {"op":"U","schema":"public","table":"orders","txid":"7302","old":{"id":"1"},"new":{"id":"1","note":null,"total":"13.00"}},
@@ -21,23 +21,18 @@
  * - `batch`, `prev`: the batch's position and its predecessor's, as decimal strings (`prev` "0" =
  *   stream start). A replica applies batch N only right after `prev`; anything at or below its
  *   recorded position is a duplicate, anything else a gap.
- * - `tag`, `follows` (optional; absent in messages of publishers before them): the batch's
- *   lineage. `tag` is 32 lowercase hex digits drawn at random on the source when batch `batch`
- *   was made and stored with it: the same on every part and every re-publish of that batch.
- *   `follows` is the `tag` of batch `prev` (absent when `prev` is "0" or the source no longer
- *   knows it). Batch ids are positions, the tag is the identity: a source that went back in time
- *   (restored from a backup, failed over to a standby that lacked its newest commits, or crashed
- *   and lost commits that were not flushed) makes batches again with ids already used, and new
- *   tags. A replica that keeps the tag of the batch it applied last detects it: a message of
- *   that same batch id with another `tag`, or of the next batch with another `follows`, comes
- *   from a source that went back in time; it must stop with an error naming both tags (never
- *   skip it as a duplicate). Where either side is absent (older publisher, a position recorded
- *   without a tag) there is nothing to compare.
  * - `part`: 0, 1, 2, … when one batch is too large for one message. Parts are staged on the
  *   replica and the whole batch is applied in one transaction when the part with `final: true`
  *   arrives. `after` (parts ≥ 1): the first 32 hex digits of the SHA-256 of the previous part's
  *   body, so parts of two different encodings of one batch can never be mixed.
  * - `time`: the source time of the batch's last event (optional, as the publisher gave it).
+ * - `origin` (optional): where on the source the batch was made, so a replica can tell a source
+ *   that went back in time (a crash that lost the batch's commit, a failover to a standby that had
+ *   not received it, a restored backup) from a duplicate: `{"system":"7301234567890123456",
+ *   "timeline":1,"lsn":"0/16B3748"}`, the source cluster's system identifier (decimal), its
+ *   timeline and the WAL position of the batch's making (`pg_lsn` text). Every part of a batch
+ *   carries the same origin. A replica stops when a batch it applied arrives again with another
+ *   origin, or when the LSN of a following batch of the same system and timeline is lower.
  * - `final`: true on the batch's last part, which also carries `count`, the number of changes in the
  *   whole batch, checked by the replica before it commits.
  * - `changes`: one whole batch is one or more whole source transactions, in commit order. Each change:
@@ -77,10 +72,9 @@ export const FIELDS = {
   source: 'source',
   batch: 'batch',
   prev: 'prev',
-  tag: 'tag',
-  follows: 'follows',
   part: 'part',
   time: 'time',
+  origin: 'origin',
   after: 'after',
   changes: 'changes',
   final: 'final',
@@ -140,18 +134,28 @@ export interface ChangeContinuation {
 /** One element of `changes`. */
 export type ChangeItem = ChangeHead | ChangeContinuation;
 
+/** Where on the source a batch was made (see the `origin` field above). */
+export interface BatchOrigin {
+  /** The source cluster's system identifier, decimal. */
+  readonly system: string;
+  /** The source's timeline. */
+  readonly timeline: number;
+  /** The WAL position of the batch's making, as `pg_lsn` text (`16/B374D848`). */
+  readonly lsn: string;
+}
+
+/** Field names of the `origin` object. */
+export const ORIGIN_FIELDS = { system: 'system', timeline: 'timeline', lsn: 'lsn' } as const;
+
 /** A validated message. */
 export interface Envelope {
   readonly pgfanout: number;
   readonly source: string;
   readonly batch: string;
   readonly prev: string;
-  /** The batch's tag (see the format above). */
-  readonly tag?: string;
-  /** The tag of batch `prev`. */
-  readonly follows?: string;
   readonly part: number;
   readonly time?: string;
+  readonly origin?: BatchOrigin;
   readonly after?: string;
   readonly changes: readonly ChangeItem[];
   readonly final: boolean;
@@ -172,13 +176,6 @@ export interface Change {
 export const MAX_BIGINT = 9223372036854775807n;
 /** Length of the `after` digest in hex digits. */
 export const DIGEST_HEX_LENGTH = 32;
-/** Length of a batch `tag` (and `follows`) in hex digits. */
-export const TAG_HEX_LENGTH = 32;
-const HEX_TAG = new RegExp(`^[0-9a-f]{${TAG_HEX_LENGTH}}$`);
-/** True when `text` is a batch tag: 32 lowercase hex digits. */
-export function isTagText(text: unknown): text is string {
-  return typeof text === 'string' && HEX_TAG.test(text);
-}
 /** Longest source id accepted. */
 export const MAX_SOURCE_ID_LENGTH = 256;
 /** Longest schema, table or column name accepted (PostgreSQL's own limit is 63 bytes). */
@@ -243,12 +240,6 @@ export function validateEnvelope(value: unknown): Envelope {
   if (!isBigintText(prev) || BigInt(prev) >= BigInt(batch)) {
     throw new MalformedMessageError(FIELDS.prev, describeValue(prev), `a decimal string from "0" to "${BigInt(batch) - 1n}" (below batch ${batch})`);
   }
-  for (const field of [FIELDS.tag, FIELDS.follows] as const) {
-    const tag = value[field];
-    if (tag !== undefined && !isTagText(tag)) {
-      throw new MalformedMessageError(field, describeValue(tag), `absent, or ${TAG_HEX_LENGTH} lowercase hex digits`);
-    }
-  }
   const part = value[FIELDS.part];
   if (typeof part !== 'number' || !Number.isInteger(part) || part < 0 || part > MAX_PART) {
     throw new MalformedMessageError(FIELDS.part, describeValue(part), `an integer from 0 to ${MAX_PART}`);
@@ -257,6 +248,7 @@ export function validateEnvelope(value: unknown): Envelope {
   if (time !== undefined && !isTimestampText(time)) {
     throw new MalformedMessageError(FIELDS.time, describeValue(time), 'absent, or a timestamp with time zone such as "2024-05-01T12:00:00.123Z" or "2024-05-01 12:00:00.123+00"');
   }
+  const origin = value[FIELDS.origin] === undefined ? undefined : validateOrigin(value[FIELDS.origin]);
   const after = value[FIELDS.after];
   if (part === 0 ? after !== undefined : typeof after !== 'string' || !HEX_DIGEST.test(after)) {
     throw new MalformedMessageError(
@@ -294,16 +286,45 @@ export function validateEnvelope(value: unknown): Envelope {
     source,
     batch,
     prev,
-    ...(value[FIELDS.tag] === undefined ? {} : { tag: value[FIELDS.tag] as string }),
-    ...(value[FIELDS.follows] === undefined ? {} : { follows: value[FIELDS.follows] as string }),
     part,
     ...(time === undefined ? {} : { time: time as string }),
+    ...(origin === undefined ? {} : { origin }),
     ...(after === undefined ? {} : { after: after as string }),
     changes: items,
     final,
     ...(count === undefined ? {} : { count: count as number }),
   };
   return envelope;
+}
+
+const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/;
+const ORIGIN_KEYS = new Set<string>(Object.values(ORIGIN_FIELDS));
+
+/** The LSN `text` (`pg_lsn` output, `16/B374D848`) as a number, for comparing. */
+export function lsnValue(text: string): bigint {
+  const [high, low] = text.split('/') as [string, string];
+  return (BigInt(`0x${high}`) << 32n) | BigInt(`0x${low}`);
+}
+
+function validateOrigin(value: unknown): BatchOrigin {
+  const path = FIELDS.origin;
+  if (!isPlainObject(value)) throw new MalformedMessageError(path, describeValue(value), 'an object {"system","timeline","lsn"}');
+  for (const key of Object.keys(value)) {
+    if (!ORIGIN_KEYS.has(key)) throw new MalformedMessageError(`${path}.${key}`, 'present', `only the fields ${[...ORIGIN_KEYS].join(', ')}`);
+  }
+  const system = value[ORIGIN_FIELDS.system];
+  if (typeof system !== 'string' || system.length > 20 || !DECIMAL.test(system) || BigInt(system) >= 2n ** 64n) {
+    throw new MalformedMessageError(`${path}.${ORIGIN_FIELDS.system}`, describeValue(system), 'the source system identifier as a decimal string (an unsigned 64-bit number)');
+  }
+  const timeline = value[ORIGIN_FIELDS.timeline];
+  if (typeof timeline !== 'number' || !Number.isInteger(timeline) || timeline < 1 || timeline > 0xffffffff) {
+    throw new MalformedMessageError(`${path}.${ORIGIN_FIELDS.timeline}`, describeValue(timeline), 'an integer from 1 to 4294967295');
+  }
+  const lsn = value[ORIGIN_FIELDS.lsn];
+  if (typeof lsn !== 'string' || !LSN.test(lsn)) {
+    throw new MalformedMessageError(`${path}.${ORIGIN_FIELDS.lsn}`, describeValue(lsn), 'a WAL position as pg_lsn prints it, such as "16/B374D848"');
+  }
+  return { system, timeline, lsn };
 }
 
 function validateItem(value: unknown, index: number): ChangeItem {
