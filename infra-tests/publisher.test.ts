@@ -16,14 +16,13 @@ import { awsClients } from '../functions/ops/aws.ts';
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** A source and one replica as two databases of `server`, with the fan-out and an applier running. */
-async function startPipeline(server: LocalPostgres): Promise<Pipeline> {
+/** A source and one replica as databases of `server` (the source of `sourceServer`), with the fan-out and an applier running. */
+async function startPipeline(server: LocalPostgres, sourceServer = server): Promise<Pipeline> {
   const names = [`src_${randomUUID().slice(0, 8)}`, `rep_${randomUUID().slice(0, 8)}`];
-  await withClient(server.url(), async (c) => {
-    for (const name of names) await c.query(`CREATE DATABASE ${name}`);
-  });
+  await withClient(sourceServer.url(), (c) => c.query(`CREATE DATABASE ${names[0]}`));
+  await withClient(server.url(), (c) => c.query(`CREATE DATABASE ${names[1]}`));
   return Pipeline.start({
-    sourceUrl: server.url(names[0]),
+    sourceUrl: sourceServer.url(names[0]),
     replicas: [{ name: 'a', url: server.url(names[1]) }],
     startPublisher: false,
     visibilityTimeoutSeconds: 5,
@@ -189,5 +188,29 @@ describe.each(TEST_MAJORS)('publisher on PostgreSQL %i', (major) => {
       active.kill('SIGCONT');
     }
     expect(await rowBytes(p.replicas[0]!.url, 'public.t')).toEqual(await rowBytes(p.sourceUrl, 'public.t'));
+  });
+
+  it('publishes only what is durable on the source: a crash right after a publish loses nothing the replica applied, with synchronous_commit off', async () => {
+    // Asynchronous commits everywhere, and a WAL writer that flushes them only every 10 s.
+    const crashy = await LocalPostgres.start({ major, settings: { synchronous_commit: 'off', wal_writer_delay: '10s', wal_writer_flush_after: '1GB', autovacuum: 'off' } });
+    try {
+      const p = (pipeline = await startPipeline(server, crashy));
+      for (const url of [p.sourceUrl, p.replicas[0]!.url]) await withClient(url, (c) => c.query('CREATE TABLE public.t (id int PRIMARY KEY, v text)'));
+      await withClient(p.sourceUrl, (c) => c.query("SELECT pgfanout.add_table('public.t')"));
+      await withClient(crashy.url(), (c) => c.query('CHECKPOINT'));
+      const publisher = runPublisher(p);
+      await withClient(p.sourceUrl, (c) => c.query("INSERT INTO public.t SELECT i, 'v' || i FROM generate_series(1, 20) i"));
+      await waitFor('the replica to apply the batch', async () => (await appliedBatch(p)) >= 1, 30_000);
+      await publisher.stop();
+      await crashy.halt('immediate');
+      await crashy.restart();
+      expect(await rowBytes(p.sourceUrl, 'public.t')).toEqual(await rowBytes(p.replicas[0]!.url, 'public.t'));
+      const cursor = await withClient(p.sourceUrl, async (c) => (await c.query('SELECT last_batch_id::int AS n FROM pgfanout.batch_cursor')).rows[0].n);
+      expect(cursor).toBeGreaterThanOrEqual(1);
+    } finally {
+      await pipeline?.stop();
+      pipeline = undefined;
+      await crashy.stop();
+    }
   });
 });

@@ -108,6 +108,10 @@ interface BatchRow {
   last_event_time: Date | null;
   /** The message size this batch is encoded with (recorded on the source at its first publish). */
   max_message_bytes: number;
+  /** Where on the source the batch was made (the envelope's `origin`), recorded at its first publish. */
+  origin_system: string;
+  origin_timeline: string;
+  origin_lsn: string;
 }
 
 /**
@@ -115,8 +119,8 @@ interface BatchRow {
  * recorded with the batch before any of its messages is published.
  */
 const NEXT_BATCH_SQL = `SELECT b.batch_id::text, b.prev_batch_id::text, b.event_count::text, b.first_event_time, b.last_event_time,
-  e.max_message_bytes, pg_catalog.set_config('statement_timeout', '0', false) AS no_statement_timeout
-  FROM pgfanout.next_batch() b CROSS JOIN LATERAL pgfanout.batch_encoding(b.batch_id, $1) AS e(max_message_bytes)`;
+  e.max_message_bytes, e.origin_system, e.origin_timeline::text, e.origin_lsn, pg_catalog.set_config('statement_timeout', '0', false) AS no_statement_timeout
+  FROM pgfanout.next_batch() b CROSS JOIN LATERAL pgfanout.batch_encoding(b.batch_id, $1) AS e`;
 /*
  * When a batch is returned, the statement above also lifts the statement timeout for what
  * follows (it still applies to the statement itself): the COPY of the batch lasts as long as
@@ -126,12 +130,18 @@ const FINISH_BATCH_SQL = `SELECT pgfanout.finish_batch($1), pg_catalog.set_confi
 
 /**
  * The publisher's session settings, set once per connection (values as parameters):
- * synchronous_commit on, so what the publisher commits (next_batch's batch) is durable
- * before it publishes anything of it; lock, statement and idle timeouts, so a publisher
+ * synchronous_commit on, whatever the server's or database's default: the next_batch
+ * statement's transaction always writes (it locks the batch cursor, and makes or records
+ * the batch), so its commit returns only once the WAL up to it is flushed (and, with
+ * synchronous standbys, replicated). That covers the batch row and every transaction in
+ * the batch, asynchronously committed ones included (their commit records come earlier in
+ * the WAL): nothing is published that a crash of the source could take back, so a batch id
+ * is never published twice with different contents. Lock, statement and idle timeouts, so a publisher
  * blocked on the source, or gone, fails or is disconnected instead of holding its lock.
  * idle_session_timeout exists from PostgreSQL 14; on 13 it is left unset.
  */
-const SESSION_SQL = `SELECT pg_catalog.set_config('lock_timeout', $1, false),
+const SESSION_SQL = `SELECT pg_catalog.set_config('synchronous_commit', 'on', false),
+  pg_catalog.set_config('lock_timeout', $1, false),
   pg_catalog.set_config('statement_timeout', $2, false),
   pg_catalog.set_config('idle_in_transaction_session_timeout', $3, false),
   CASE WHEN pg_catalog.current_setting('server_version_num')::int >= 140000
@@ -339,6 +349,7 @@ export class Publisher {
         prevBatchId: batch.prev_batch_id,
         eventCount: batch.event_count,
         ...(batch.last_event_time ? { lastEventTime: batch.last_event_time.toISOString() } : {}),
+        origin: { system: batch.origin_system, timeline: Number(batch.origin_timeline), lsn: batch.origin_lsn },
       },
       readBatch(client, batch.batch_id),
       { maxMessageBytes },

@@ -1640,23 +1640,36 @@ $$;
 -- it is served to a publisher: every later publish of the batch uses it, so a publisher
 -- restarted with another size re-publishes the same messages, byte for byte.
 ALTER TABLE pgfanout.batch ADD COLUMN IF NOT EXISTS max_message_bytes integer CHECK (max_message_bytes > 0);
+-- Where on the source the batch was made, recorded with max_message_bytes and published in
+-- every message of the batch (the envelope's `origin`): the cluster's system identifier, its
+-- timeline and the WAL insert position, in the transaction of the next_batch that served the
+-- batch first. A source that went back in time (a crash that lost commits, a failover to a
+-- standby that lacked them, a restored backup) makes batches again with ids already used and
+-- another origin (another LSN, timeline or system), which a replica recognises.
+ALTER TABLE pgfanout.batch ADD COLUMN IF NOT EXISTS origin_system numeric(20, 0),
+    ADD COLUMN IF NOT EXISTS origin_timeline bigint,
+    ADD COLUMN IF NOT EXISTS origin_lsn pg_lsn;
 
--- pgfanout.batch_encoding(bigint, integer): the message size the open batch is encoded with.
--- The first call for a batch records the caller's size; every later call (a publisher that
--- restarted, perhaps with other settings, and is served the same batch again) returns the
--- recorded one, so the batch is always published as the same messages. Call it in the
--- transaction of next_batch:
+-- pgfanout.batch_encoding(bigint, integer): what every message of the open batch carries
+-- besides its changes, the same every time the batch is published.
+-- The first call for a batch records the caller's message size and the batch's origin; every
+-- later call (a publisher that restarted, perhaps with other settings, and is served the same
+-- batch again) returns what was recorded, so the batch is always published as the same
+-- messages. Call it in the transaction of next_batch:
 --   SELECT ... FROM pgfanout.next_batch() b CROSS JOIN LATERAL pgfanout.batch_encoding(b.batch_id, $1)
 -- Parameters: the open batch's id; the caller's message size in bytes (positive).
--- Returns: integer, the size to encode the batch with.
+-- Returns: max_message_bytes (the size to encode the batch with); origin_system (the source
+--   cluster's system identifier, unsigned decimal text), origin_timeline, origin_lsn (pg_lsn
+--   text): where the batch was made.
 -- Errors: NULL or non-positive arguments, or a batch that is not the open one (22023).
 -- Tables touched: batch (update), reads batch_cursor.
-CREATE OR REPLACE FUNCTION pgfanout.batch_encoding(p_batch_id bigint, p_max_message_bytes integer) RETURNS integer
+CREATE OR REPLACE FUNCTION pgfanout.batch_encoding(p_batch_id bigint, p_max_message_bytes integer,
+    OUT max_message_bytes integer, OUT origin_system text, OUT origin_timeline bigint, OUT origin_lsn text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    cur      record;
-    recorded integer;
+    cur record;
+    lsn pg_lsn := pg_current_wal_insert_lsn();
 BEGIN
     IF p_batch_id IS NULL OR p_max_message_bytes IS NULL OR p_max_message_bytes <= 0 THEN
         RAISE EXCEPTION 'pgfanout.batch_encoding: batch id % and message size % are not allowed; expected a batch id and a positive size in bytes',
@@ -1671,10 +1684,17 @@ BEGIN
                  ELSE format('no batch is open; the last finished batch is %s', cur.finished_batch_id) END
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    UPDATE pgfanout.batch b SET max_message_bytes = p_max_message_bytes
+    -- The timeline WAL is written on now is the first 8 hex digits of its segment's file name.
+    UPDATE pgfanout.batch b
+       SET max_message_bytes = p_max_message_bytes,
+           origin_system = (SELECT CASE WHEN c.system_identifier < 0 THEN c.system_identifier::numeric + 18446744073709551616
+                                        ELSE c.system_identifier::numeric END FROM pg_control_system() c),
+           origin_timeline = ('x' || lpad(substr(pg_walfile_name(lsn), 1, 8), 16, '0'))::bit(64)::bigint,
+           origin_lsn = lsn
      WHERE b.batch_id = p_batch_id AND b.max_message_bytes IS NULL;
-    SELECT b.max_message_bytes INTO recorded FROM pgfanout.batch b WHERE b.batch_id = p_batch_id;
-    RETURN recorded;
+    SELECT b.max_message_bytes, b.origin_system::text, b.origin_timeline, b.origin_lsn::text
+      INTO max_message_bytes, origin_system, origin_timeline, origin_lsn
+      FROM pgfanout.batch b WHERE b.batch_id = p_batch_id;
 END
 $$;
 

@@ -45,6 +45,18 @@ function checkMessages(messages: readonly OutgoingMessage[], maxBytes: number, m
 }
 
 describe('encodeBatch', () => {
+  it('writes the batch origin on every part', async () => {
+    const origin = { system: '7301234567890123456', timeline: 2, lsn: '16/B374D848' };
+    const meta: BatchMeta = { ...META, origin };
+    const changes: Change[] = Array.from({ length: 40 }, (_, i) => ({ op: 'I', schema: 'public', table: 't', txid: '1', new: { id: String(i), v: 'x'.repeat(100) } }));
+    const messages = await encode(changes, 1024, undefined, meta);
+    expect(messages.length).toBeGreaterThan(3);
+    const envelopes = checkMessages(messages, 1024, meta);
+    for (const e of envelopes) expect(e.origin).toEqual(origin);
+    expect(messages[0]?.body).toContain(`"time":"${META.lastEventTime}","origin":{"system":"7301234567890123456","timeline":2,"lsn":"16/B374D848"},"changes":[`);
+    await expect(encode(changes, 1024, undefined, { ...META, origin: { ...origin, lsn: 'nope' } })).rejects.toThrow(/origin is .*origin\.lsn/);
+  });
+
   it('escapes U+FFFE and U+FFFF, which SQS refuses, and the parsed envelope holds them again exactly', async () => {
     const odd = 'a\uFFFEb\uFFFFc';
     const changes: Change[] = [

@@ -12,7 +12,7 @@
  *
  * Memory: one message being filled plus at most one message's worth of the current change.
  */
-import { CHANGE_FIELDS, DIGEST_HEX_LENGTH, ENVELOPE_VERSION, FIELDS, isBigintText, isTimestampText, MAX_SOURCE_ID_LENGTH, OPS, type ChangeOp, type ImageName } from '../wire/envelope.ts';
+import { CHANGE_FIELDS, DIGEST_HEX_LENGTH, ENVELOPE_VERSION, FIELDS, isBigintText, isTimestampText, MAX_SOURCE_ID_LENGTH, OPS, ORIGIN_FIELDS, validateEnvelope, type BatchOrigin, type ChangeOp, type ImageName } from '../wire/envelope.ts';
 import { describeValue, InvalidArgumentError, InvalidStreamError } from '../wire/errors.ts';
 import { messageDeduplicationId, messageGroupId } from '../wire/ids.ts';
 import { bodyDigest } from '../wire/digest.ts';
@@ -34,6 +34,8 @@ export interface BatchMeta {
   readonly eventCount?: string;
   /** Source time of the batch's last event; carried as the envelope's `time`. */
   readonly lastEventTime?: string;
+  /** Where on the source the batch was made (`pgfanout.batch_encoding`); carried as the envelope's `origin`. */
+  readonly origin?: BatchOrigin;
 }
 
 /** Options of {@link encodeBatch}. */
@@ -157,6 +159,13 @@ function validateMeta(batch: BatchMeta, maxBytes: number): void {
   if (!isBigintText(batch.batchId) || batch.batchId === '0') problems.push(`batchId is ${describeValue(batch.batchId)}; allowed: a positive decimal bigint`);
   else if (!isBigintText(batch.prevBatchId) || BigInt(batch.prevBatchId) >= BigInt(batch.batchId)) {
     problems.push(`prevBatchId is ${describeValue(batch.prevBatchId)}; allowed: a decimal bigint below batchId ${batch.batchId}`);
+  }
+  if (batch.origin !== undefined) {
+    try {
+      validateEnvelope({ [FIELDS.version]: ENVELOPE_VERSION, [FIELDS.source]: 's', [FIELDS.batch]: '1', [FIELDS.prev]: '0', [FIELDS.part]: 0, [FIELDS.origin]: batch.origin, [FIELDS.changes]: [], [FIELDS.final]: true, [FIELDS.count]: 0 });
+    } catch (err) {
+      problems.push(`origin is ${describeValue(batch.origin)}: ${(err as Error).message}`);
+    }
   }
   if (batch.eventCount !== undefined && !isBigintText(batch.eventCount)) problems.push(`eventCount is ${describeValue(batch.eventCount)}; allowed: a decimal count`);
   if (batch.lastEventTime !== undefined && !isTimestampText(batch.lastEventTime)) {
@@ -329,13 +338,8 @@ export class BatchEncoder {
   // ---- messages ----
 
   #startMessage(): void {
-    const b = this.#batch;
-    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${jsonString(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${this.#part}`;
-    if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${jsonString(b.lastEventTime)}`;
-    if (this.#after !== undefined) header += `,"${FIELDS.after}":"${this.#after}"`;
-    header += `,"${FIELDS.changes}":[`;
-    this.#header = header;
-    this.#budget = this.#maxBytes - Buffer.byteLength(header) - TRAILER_RESERVE;
+    this.#header = this.#headerOf(this.#part, this.#after);
+    this.#budget = this.#maxBytes - Buffer.byteLength(this.#header) - TRAILER_RESERVE;
     this.#nextBudget = this.#budgetOf(this.#part + 1);
     this.#pieces = [];
     this.#used = 0;
@@ -350,12 +354,21 @@ export class BatchEncoder {
 
   /** Budget of part `part` (whose header carries an `after` digest when part > 0). */
   #budgetOf(part: number): number {
+    const header = this.#headerOf(part, part > 0 ? '0'.repeat(DIGEST_HEX_LENGTH) : undefined);
+    return this.#maxBytes - Buffer.byteLength(header) - TRAILER_RESERVE;
+  }
+
+  /** The envelope up to the opening of `changes`, for part `part` following digest `after`. */
+  #headerOf(part: number, after: string | undefined): string {
     const b = this.#batch;
     let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${jsonString(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${part}`;
     if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${jsonString(b.lastEventTime)}`;
-    if (part > 0) header += `,"${FIELDS.after}":"${'0'.repeat(DIGEST_HEX_LENGTH)}"`;
-    header += `,"${FIELDS.changes}":[`;
-    return this.#maxBytes - Buffer.byteLength(header) - TRAILER_RESERVE;
+    if (b.origin !== undefined) {
+      const o = b.origin;
+      header += `,"${FIELDS.origin}":{"${ORIGIN_FIELDS.system}":"${o.system}","${ORIGIN_FIELDS.timeline}":${o.timeline},"${ORIGIN_FIELDS.lsn}":"${o.lsn}"}`;
+    }
+    if (after !== undefined) header += `,"${FIELDS.after}":"${after}"`;
+    return `${header},"${FIELDS.changes}":[`;
   }
 
   #flush(final: boolean): void {
