@@ -12,12 +12,14 @@ import {
   describeValue,
   MalformedMessageError,
   RowNotFoundError,
+  SchemaDriftError,
   SchemaMismatchError,
   UnknownTableError,
+  UntrustedMessageError,
   type ApplyContext,
 } from '../wire/errors.ts';
 import { applyChecked, type ConflictMode } from './conflicts.ts';
-import { runSchemaChange } from './schema-change.ts';
+import { PGFANOUT_SCHEMA, runSchemaChange } from './schema-change.ts';
 import type { TableFilter } from './filter.ts';
 import { CATALOG_MAX_AGE_MS, CATALOG_SQL, IDENTITIES_SQL, replicaCatalog, type ReplicaCatalog } from './catalog.ts';
 import {
@@ -137,13 +139,16 @@ export class BatchApplier {
   /** How conflicts are handled, and how many were. */
   readonly #conflicts: ConflictMode;
   conflictCount = 0;
+  /** Whether `S` changes run here (ApplyOptions.allowSchemaChanges). */
+  readonly #allowSchemaChanges: boolean;
 
   constructor(
     client: pg.ClientBase,
     context: ApplyContext,
-    options: { readonly filter: TableFilter; readonly conflicts: ConflictMode; readonly perTable: boolean; readonly checkDeferrable?: boolean },
+    options: { readonly filter: TableFilter; readonly conflicts: ConflictMode; readonly perTable: boolean; readonly allowSchemaChanges?: boolean; readonly checkDeferrable?: boolean },
   ) {
     const { filter, conflicts, perTable } = options;
+    this.#allowSchemaChanges = options.allowSchemaChanges === true;
     this.#checkDeferrable = options.checkDeferrable ?? false;
     this.#client = client;
     this.#context = context;
@@ -162,6 +167,14 @@ export class BatchApplier {
     if (head.table !== '' && !this.#filter.applies(head.schema, head.table)) {
       this.skipped++;
       return;
+    }
+    if (!this.#allowSchemaChanges) {
+      throw new UntrustedMessageError(
+        this.#context.sourceId,
+        `the schema change ${describeValue(sql, 200)} at ${where}: this replica does not run schema changes from the stream (allowSchemaChanges is off); ` +
+          'run it on the replica by hand and skip the batch, or allow schema changes for this replica',
+        { batchId: this.#context.batchId, part: this.#context.part },
+      );
     }
     await runSchemaChange(this.#client, sql, searchPath, where, this.#context);
     // Any table may have changed (and statements may name several): forget them all.
@@ -324,6 +337,7 @@ export class BatchApplier {
         }
       }
     }
+    if (op === 'I') this.#checkDrift(table, newColumns);
     let key: readonly string[] | undefined;
     if (op !== 'I') {
       const old = new Set(oldColumns);
@@ -334,8 +348,37 @@ export class BatchApplier {
     return shape;
   }
 
+  /** Refuses a data change to pgfanout's own schema (positions, staging, the source's log in multi-master). */
+  #refuseOwnSchema(head: ChangeHead, where: string): void {
+    if (head.schema !== PGFANOUT_SCHEMA) return;
+    throw new UntrustedMessageError(this.#context.sourceId, `${where} is a change to ${quoteIdent(head.schema)}.${quoteIdent(head.table)}: pgfanout's own tables are never written from the stream`, {
+      batchId: this.#context.batchId,
+      part: this.#context.part,
+    });
+  }
+
+  /**
+   * Schema drift: an INSERT carries the source's whole new row, so a replica column it lacks that
+   * the replica would fill with NULL (no default, not generated, not an identity) is a column the
+   * source no longer has (dropped or renamed there without `replicate_ddl`). UPDATEs are not
+   * checked: a new image that leaves a column out leaves it as it is.
+   */
+  #checkDrift(table: TableInfo, newColumns: readonly string[]): void {
+    const carried = new Set(newColumns);
+    const missing = [...table.columns.values()].filter((c) => !carried.has(c.name) && !c.generated && !c.identity && !c.hasDefault).map((c) => c.name);
+    if (missing.length === 0) return;
+    throw new SchemaDriftError(
+      table.display,
+      missing,
+      `the source's rows no longer carry column${missing.length > 1 ? 's' : ''} ${missing.map(quoteIdent).join(', ')}, which the replica would leave NULL ` +
+        '(dropped or renamed on the source without pgfanout.replicate_ddl); apply the same change to the replica, or give the column a default if it is the replica\'s own',
+      this.#context,
+    );
+  }
+
   async #change(head: ChangeHead, old: RowImage | undefined, neu: RowImage | undefined, where: string): Promise<void> {
     if (head.op === 'S') return this.#schemaChange(head, neu, where);
+    this.#refuseOwnSchema(head, where);
     if (!this.#filter.applies(head.schema, head.table)) {
       this.skipped++;
       return;
@@ -573,7 +616,7 @@ export class BatchApplier {
       );
       const values = new Map((rows as { slot: number; value: string | null }[]).map((r) => [r.slot, r.value]));
       await this.#schemaChange(head, Object.fromEntries(newColumns.map((c) => [c, values.get(pending.slots.get(`new\u0000${c}`) as number) ?? null])), pending.index);
-    } else if (!this.#filter.applies(head.schema, head.table)) this.skipped++;
+    } else if ((this.#refuseOwnSchema(head, pending.index), !this.#filter.applies(head.schema, head.table))) this.skipped++;
     else {
       const op = head.op as 'I' | 'U' | 'D';
       const signature = `${op}\u0000${head.schema}\u0000${head.table}\u0000${oldColumns.join('\u0000')}\u0001${newColumns.join('\u0000')}`;
