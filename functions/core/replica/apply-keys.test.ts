@@ -153,6 +153,20 @@ describe.each(TEST_MAJORS)('keys by the replica equality on PostgreSQL %i', (maj
     );
   });
 
+  it('shifts DEFERRABLE keys across a row moved onto a free key earlier in the transaction', async () => {
+    await source.query(`INSERT INTO public.dswap SELECT g, 'v' || g FROM generate_series(1, 6) AS g; INSERT INTO public.dswap VALUES (8, 'v8')`);
+    // The shift meets 6 → 7 before 7 → 8 (the moved row's new version is last in the heap):
+    // its 7 → 8 names the row moved to 7 by the first statement, not the one the shift wrote.
+    await expectEqual(
+      `BEGIN;
+       UPDATE public.dswap SET id = 7 WHERE id = 8;
+       UPDATE public.dswap SET id = id + 1, v = v || '+' WHERE id >= 1;
+       COMMIT`,
+      ['public.dswap'],
+    );
+    expect(await rows(replicas[0] as pg.Client, 'public.dswap')).toEqual(['(2,v1+)', '(3,v2+)', '(4,v3+)', '(5,v4+)', '(6,v5+)', '(7,v6+)', '(8,v8+)']);
+  });
+
   it('swaps a UNIQUE column through a temporary value after multi-row UPDATEs', async () => {
     await source.query(`INSERT INTO public.coded SELECT g, 'c' || g, 'x' FROM generate_series(1, 600) AS g`);
     await expectEqual('', ['public.coded']);

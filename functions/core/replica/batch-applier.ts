@@ -26,7 +26,8 @@ import {
   deferredCheckSql,
   joiningOf,
   placementOf,
-  snapshotSplitSql,
+  keyClassesSql,
+  snapshotCuts,
   stagedSource,
   statementName,
   statementSql,
@@ -534,23 +535,17 @@ export class BatchApplier {
 
   /**
    * Writes a run of UPDATEs matched by a DEFERRABLE key: as few statements as the replica's
-   * equality allows (see snapshotSplitSql), each cut decided against the table as it is then.
+   * equality allows: one query classes the keys, snapshotCuts plans the statements.
    */
   async #writeSnapshot(run: Run): Promise<void> {
+    const plan = unnestSource(run.columns, run.rows);
+    const { rows } = await this.#query(keyClassesSql(run.shape, plan), plan.params, `planning updates of replica table ${run.shape.table.display}`);
+    const classes = (rows as { o: string; n: string; oh: boolean; nh: boolean }[]).map((r) => ({ o: Number(r.o), n: Number(r.n), oh: r.oh, nh: r.nh }));
     let start = 0;
-    while (start < run.rows) {
-      let end = run.rows;
-      if (end - start > 1) {
-        const plan = unnestSource(
-          run.columns.map((c) => c.slice(start)),
-          end - start,
-        );
-        const { rows } = await this.#query(snapshotSplitSql(run.shape, plan), plan.params, `planning updates of replica table ${run.shape.table.display}`);
-        const split = (rows[0] as { split: string | number | null } | undefined)?.split;
-        if (split !== null && split !== undefined) end = start + Number(split) - 1;
-      }
+    for (const end of [...snapshotCuts(classes), run.rows]) {
+      if (end <= start) continue;
       const rows = end - start;
-      await this.#execute(run.shape, unnestSource(run.columns.map((c) => c.slice(start, end)), rows), rows === 1 && start === 0 ? run.first : `one of the changes ${run.first} … ${run.last}`);
+      await this.#execute(run.shape, unnestSource(run.columns.map((c) => c.slice(start, end)), rows), `one of the changes ${run.first} … ${run.last}`);
       start = end;
     }
   }

@@ -136,7 +136,7 @@ export interface Shape {
  * - `snapshot`: the key is DEFERRABLE, so two rows may hold one key value for a while and a
  *   change's old key names the row that held it before the statement (a swap, a shift): UPDATEs
  *   and DELETEs join whatever they touch, and an UPDATE run is cut where the replica's own
- *   equality shows a later change needs an earlier one's result ({@link snapshotSplitSql}).
+ *   equality shows a later change needs an earlier one's result ({@link snapshotCuts}).
  */
 export type Joining = 'touched' | 'key-text' | 'alone' | 'snapshot';
 
@@ -216,27 +216,112 @@ export function placementOf(op: 'I' | 'U' | 'D', table: TableInfo, oldColumns: r
 }
 
 /**
- * For a run of UPDATEs matched by a DEFERRABLE key (see {@link Joining}): the first change (its
- * `ord`, or NULL for none) that cannot be applied in one statement with the changes before it,
- * decided with the replica's own equality (the key as the column's type and collation compare
- * it). One statement matches every change against the table as it was before it, which is
- * right unless a change's old key is an earlier change's old key (one row twice), or an earlier
- * change's new key while no row holds that key now (it names the row the earlier change wrote;
- * when a row does hold it, that row is the one meant, as when the source swapped or shifted keys
- * in one statement).
+ * For a run of UPDATEs matched by a DEFERRABLE key (see {@link Joining}): each change's old and
+ * new key as a class of equal values (`o`, `n`: numbers equal exactly when the replica's own
+ * equality, the key's type and collation, says the keys are), and whether a row of the table
+ * holds them now (`oh`, `nh`), in the run's order. {@link snapshotCuts} plans the statements.
  */
-export function snapshotSplitSql(shape: Shape, source: RowSource): string {
+export function keyClassesSql(shape: Shape, source: RowSource): string {
   const key = shape.key as readonly string[];
   const oldRef = (name: string) => `u.v${shape.oldColumns.indexOf(name)}`;
   const newRef = (name: string) => (shape.newColumns.includes(name) ? `u.v${shape.oldColumns.length + shape.newColumns.indexOf(name)}` : oldRef(name));
-  const keyed = key.flatMap((c, i) => [`${typed(oldRef(c), column(shape, c))} AS o${i}`, `${typed(newRef(c), column(shape, c))} AS n${i}`]);
-  const both = (a: string, b: string) => key.map((_, i) => `${a}${i} = ${b}${i}`).join(' AND ');
-  const held = key.map((c, i) => `t.${quoteIdent(c)} = w.o${i}`).join(' AND ');
-  return `WITH w AS MATERIALIZED (SELECT u.ord, ${keyed.join(', ')} FROM ${source.fromItem})
-SELECT pg_catalog.min(w.ord) AS split FROM w
- WHERE EXISTS (SELECT FROM w AS p WHERE p.ord < w.ord AND ${both('p.o', 'w.o')})
-    OR (EXISTS (SELECT FROM w AS p WHERE p.ord < w.ord AND ${both('p.n', 'w.o')})
-        AND NOT EXISTS (SELECT FROM ${shape.table.quoted} AS t WHERE ${held}))`;
+  const ks = key.map((_, i) => `k${i}`);
+  const typedKeys = (ref: (name: string) => string) => key.map((c, i) => `${typed(ref(c), column(shape, c))} AS k${i}`).join(', ');
+  const eq = (a: string, b: string) => ks.map((k) => `${a}.${k} = ${b}.${k}`).join(' AND ');
+  const held = key.map((c, i) => `t.${quoteIdent(c)} = k.k${i}`).join(' AND ');
+  // UNION keeps one of each class of equal keys (the type's equality, the column's collation).
+  return `WITH w AS MATERIALIZED (SELECT u.ord, ${typedKeys(oldRef)}, ${key.map((c, i) => `${typed(newRef(c), column(shape, c))} AS n${i}`).join(', ')} FROM ${source.fromItem}),
+k AS MATERIALIZED (SELECT k.*, pg_catalog.row_number() OVER () AS id, EXISTS (SELECT FROM ${shape.table.quoted} AS t WHERE ${held}) AS held
+                     FROM (SELECT ${ks.join(', ')} FROM w UNION SELECT ${key.map((_, i) => `n${i}`).join(', ')} FROM w) AS k)
+SELECT w.ord, ko.id AS o, kn.id AS n, ko.held AS oh, kn.held AS nh
+  FROM w JOIN k AS ko ON ${eq('ko', 'w')} JOIN k AS kn ON ${key.map((_, i) => `kn.k${i} = w.n${i}`).join(' AND ')}
+ ORDER BY w.ord`;
+}
+
+/** One change of a run of UPDATEs as {@link keyClassesSql} reports it. */
+export interface KeyClasses {
+  readonly o: number;
+  readonly n: number;
+  readonly oh: boolean;
+  readonly nh: boolean;
+}
+
+/**
+ * Where to cut a run of UPDATEs matched by a DEFERRABLE key into statements (indexes in the run
+ * where a new statement starts, ascending, without 0). One statement matches every change
+ * against the table as it was before the statement, which is how the source applies one
+ * statement: a change's old key names the row that held it before the statement, even when an
+ * earlier change wrote that key since (a swap, a shift). A change whose old key no such row holds
+ * any more (it moved, or never held it) names a row an earlier statement wrote: the first one
+ * still holding the key. The cut before it goes where the table's keys are unique again (the end
+ * of a source statement, when the key is checked at each statement's end), after that row's
+ * change and before any later change writing the same key; failing that, right before it.
+ */
+export function snapshotCuts(changes: readonly KeyClasses[]): number[] {
+  const cuts: number[] = [];
+  /** Rows holding each key class before the current statement. */
+  const holders = new Map<number, number>();
+  for (const c of changes) {
+    if (!holders.has(c.o)) holders.set(c.o, c.oh ? 1 : 0);
+    if (!holders.has(c.n)) holders.set(c.n, c.nh ? 1 : 0);
+  }
+  let start = 0;
+  while (start < changes.length) {
+    // Within the statement from `start`: which rows held before it were taken, who wrote each key.
+    const taken = new Map<number, number>();
+    const writers = new Map<number, number[]>();
+    let bad = -1;
+    for (let j = start; j < changes.length; j++) {
+      const c = changes[j] as KeyClasses;
+      if ((holders.get(c.o) ?? 0) > (taken.get(c.o) ?? 0)) {
+        taken.set(c.o, (taken.get(c.o) ?? 0) + 1);
+        const list = writers.get(c.n) ?? [];
+        list.push(j);
+        writers.set(c.n, list);
+        continue;
+      }
+      bad = j;
+      break;
+    }
+    if (bad < 0) break;
+    const o = (changes[bad] as KeyClasses).o;
+    const written = writers.get(o) ?? [];
+    // After the first writer of the key (and whatever took the key's old row), before the second writer.
+    let lastTaker = -1;
+    for (let j = start; j < bad; j++) if ((changes[j] as KeyClasses).o === o) lastTaker = j;
+    const floor = Math.max(written[0] ?? start, lastTaker) + 1;
+    const ceiling = written.find((j) => j >= floor) ?? bad;
+    // The last place in [floor, ceiling] where no key is held by two rows; else the ceiling.
+    const counts = new Map(holders);
+    let duplicated = 0;
+    for (const v of counts.values()) if (v > 1) duplicated++;
+    let cut = ceiling;
+    let best = -1;
+    const move = (k: number, by: number) => {
+      const before = counts.get(k) ?? 0;
+      const after = before + by;
+      counts.set(k, after);
+      if (before > 1 && after <= 1) duplicated--;
+      if (before <= 1 && after > 1) duplicated++;
+    };
+    for (let j = start; j < ceiling; j++) {
+      const c = changes[j] as KeyClasses;
+      move(c.o, -1);
+      move(c.n, +1);
+      if (j + 1 >= floor && duplicated === 0) best = j + 1;
+    }
+    if (best >= floor) cut = best;
+    if (cut <= start) cut = start + 1;
+    // The table after the statement [start, cut).
+    for (let j = start; j < cut; j++) {
+      const c = changes[j] as KeyClasses;
+      holders.set(c.o, (holders.get(c.o) ?? 0) - 1);
+      holders.set(c.n, (holders.get(c.n) ?? 0) + 1);
+    }
+    cuts.push(cut);
+    start = cut;
+  }
+  return cuts;
 }
 
 /**
