@@ -12,6 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { CreateEventSourceMappingCommand, GetEventSourceMappingCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
@@ -97,6 +98,8 @@ export class Pipeline {
   readonly replicas: readonly RunningReplica[];
   readonly sns: SNSClient;
   readonly sqs: SQSClient;
+  /** Lambda client of the endpoint (event source mappings: pause and resume). */
+  readonly lambda: LambdaClient;
   readonly #options: PipelineOptions;
   readonly #closeEndpoint: (() => Promise<void>) | undefined;
   #publisher: ChildProcess | undefined;
@@ -112,6 +115,7 @@ export class Pipeline {
     replicas: RunningReplica[];
     sns: SNSClient;
     sqs: SQSClient;
+    lambda: LambdaClient;
     options: PipelineOptions;
     closeEndpoint?: () => Promise<void>;
   }) {
@@ -123,6 +127,7 @@ export class Pipeline {
     this.replicas = init.replicas;
     this.sns = init.sns;
     this.sqs = init.sqs;
+    this.lambda = init.lambda;
     this.#options = init.options;
     this.#closeEndpoint = init.closeEndpoint;
   }
@@ -149,7 +154,7 @@ export class Pipeline {
         closeEndpoint = () => endpoint.close();
         started.push({ stop: closeEndpoint });
       }
-      const { sns, sqs } = awsClients({ endpoint: endpointUrl });
+      const { sns, sqs, lambda } = awsClients({ endpoint: endpointUrl });
       const fanout = await createFanout(sns, sqs, {
         prefix: options.prefix ?? 'pgfanout-local',
         replicas: specs.map((s) => s.name),
@@ -161,7 +166,27 @@ export class Pipeline {
       const sourceId = await withClient(sourceUrl, async (c) => (await c.query<{ id: string }>('SELECT pgfanout.source_id() AS id')).rows[0]?.id as string);
       for (const url of replicaUrls) await withClient(url, (c) => installReplica(c));
 
+      // The built-in endpoint keeps each applier's event source mapping, so that `pgfanout
+      // pause|resume` (Lambda UpdateEventSourceMapping) stops and starts its runner as on AWS.
+      const mappings: (string | undefined)[] = [];
+      for (const [i, queues] of fanout.replicas.entries()) {
+        if (!closeEndpoint) {
+          mappings.push(undefined);
+          continue;
+        }
+        const created = await lambda.send(
+          new CreateEventSourceMappingCommand({
+            FunctionName: `pgfanout-applier-${(specs[i] as ReplicaSpec).name}`,
+            EventSourceArn: queues.queueArn,
+            BatchSize: 10,
+            FunctionResponseTypes: ['ReportBatchItemFailures'],
+          }),
+        );
+        mappings.push(created.UUID);
+      }
+
       const replicas: RunningReplica[] = fanout.replicas.map((queues, i) => {
+        const mappingUuid = mappings[i];
         const spec = specs[i] as ReplicaSpec;
         const url = replicaUrls[i] as string;
         const logger = new Logger({ serviceName: 'pgfanout-applier', persistentKeys: { replica: spec.name }, logLevel: 'WARN' });
@@ -207,6 +232,9 @@ export class Pipeline {
               functionTimeoutMs: (options.functionTimeoutSeconds ?? options.visibilityTimeoutSeconds ?? 30) * 1000,
               ...(options.clock ? { clock: options.clock } : {}),
               functionName: `pgfanout-applier-${spec.name}`,
+              ...(mappingUuid
+                ? { enabled: async () => (await lambda.send(new GetEventSourceMappingCommand({ UUID: mappingUuid }))).State === 'Enabled' }
+                : {}),
               onError: (error) => log(`[applier ${spec.name}] ${error.message}`),
             });
           },
@@ -232,6 +260,7 @@ export class Pipeline {
         replicas,
         sns,
         sqs,
+        lambda,
         options: { ...options, log },
         ...(closeEndpoint ? { closeEndpoint } : {}),
       });
@@ -316,6 +345,7 @@ export class Pipeline {
     }
     this.sns.destroy();
     this.sqs.destroy();
+    this.lambda.destroy();
     if (this.#closeEndpoint) await this.#closeEndpoint();
     await Promise.all([this.sourceServer?.stop(), ...this.replicas.map((r) => r.server?.stop())]);
   }

@@ -34,6 +34,10 @@
  *   touches the same identity value, and an INSERT leaves no column to a default. A table with
  *   triggers that fire in replica mode, rules, inheritance or partitions keeps its exact place in
  *   the batch; TRUNCATE, split changes and schema changes are barriers for every table.
+ * Keys compare as the replica compares them (type and collation), never as text where the two
+ * differ, and DEFERRABLE keys and other unique constraints shape the runs (`Joining` in
+ * statements.ts); DEFERRABLE unique constraints, which PostgreSQL does not check under
+ * `session_replication_role = replica`, are checked before commit for the keys the batch wrote.
  *
  * What the applier reads from the replica's catalog (columns, types, identities) is kept per
  * connection across messages ({@link replicaCatalog}), forgotten on any failed apply, after a
@@ -296,6 +300,7 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
       conflicts,
       perTable: role === 'replica' && planning === 'per-table',
       allowSchemaChanges: options.allowSchemaChanges,
+      checkDeferrable: role === 'replica',
     });
     const partDigests: string[] = [];
     for (let part = 0; part < envelope.part; part++) {
