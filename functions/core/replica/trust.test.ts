@@ -14,6 +14,9 @@ import { splitSql } from '../pg/statements.ts';
 import type { BatchOrigin, Change } from '../wire/envelope.ts';
 import { ERROR_CODES, PgfanoutError } from '../wire/errors.ts';
 import { installReplica } from '../../ops/install.ts';
+import { bodyDigest } from '../wire/digest.ts';
+import { encodeBatch } from '../source/encoder.ts';
+import { collect, tokensOf } from '#testing/batches.ts';
 import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
 
 let counter = 0;
@@ -215,5 +218,21 @@ describe.each(TEST_MAJORS)('the applier refuses what it must not trust, on Postg
     expect(await applyMessage(client, body(source, 2, [ddl(tricky), ins('t', { id: '952', v: 'c', c4: 'z' })]), allow)).toMatchObject({ outcome: 'applied', changes: 2 });
     expect(await column('c4')).toBe(1);
     expect((await client.query("SELECT col_description(attrelid, attnum) AS d FROM pg_attribute WHERE attrelid = 'public.t'::regclass AND attname = 'c4'")).rows[0]?.d).toBe(' ; ROLLBACK; ');
+  });
+
+  it('applies staged parts only as they arrived: a staged part changed in the replica stops the batch', async () => {
+    const source = newSource();
+    const changes = Array.from({ length: 40 }, (_, i) => ins('t', { id: String(2000 + i), v: `value ${i}` }));
+    const parts = await collect(encodeBatch({ sourceId: source, batchId: '1', prevBatchId: '0' }, tokensOf(changes), { maxMessageBytes: 1024 }));
+    expect(parts.length).toBeGreaterThan(2);
+    for (const part of parts.slice(0, -1)) expect((await applyMessage(client, part.body)).outcome).toBe('staged');
+    // A writer of the staging table replaces part 0 with other rows, digest and all.
+    const { rows } = await client.query<{ body: string }>('SELECT body FROM pgfanout.replica_staged_part WHERE source_id = $1 AND part = 0', [source]);
+    const forged = (rows[0] as { body: string }).body.replaceAll('value ', 'forged ');
+    await client.query('UPDATE pgfanout.replica_staged_part SET body = $2, digest = $3 WHERE source_id = $1 AND part = 0', [source, forged, bodyDigest(forged)]);
+    const error = await refusal(client, (parts.at(-1) as { body: string }).body);
+    expect(error.code).toBe(ERROR_CODES.untrustedMessage);
+    expect(error.message).toMatch(/the staged batch 1 part 1 is not the part that arrived/);
+    expect(await count("SELECT 1 FROM public.t WHERE v LIKE 'forged%'")).toBe(0);
   });
 });
