@@ -15,7 +15,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chown, cp, mkdir, mkdtemp, rename, rm, writeFile, chmod, appendFile, readdir, stat } from 'node:fs/promises';
+import { chown, cp, mkdir, mkdtemp, realpath, rename, rm, writeFile, chmod, appendFile, readdir, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -290,8 +290,9 @@ async function ownedFolder(baseDir?: string): Promise<string> {
 export async function binariesForPostgresUser(bin: string, cacheRoot = join(tmpdir(), 'pgfanout-pg-bin')): Promise<string> {
   const ids = postgresUser();
   if (runsAs(bin, ids)) return bin;
-  const installation = dirname(bin);
-  const copy = join(cacheRoot, installationKey(bin));
+  // The folder itself, not a link to it (a package linked into node_modules): the copy must hold the files.
+  const installation = await realpath(dirname(bin));
+  const copy = join(cacheRoot, installationKey(join(installation, basename(bin))));
   const copiedBin = join(copy, basename(bin));
   if (!existsSync(join(copiedBin, 'postgres'))) {
     await mkdir(cacheRoot, { recursive: true });

@@ -64,7 +64,8 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Cli
   const done = new Promise<CliRun>((resolve) => {
     child.on('close', (code, signal) => {
       for (const w of waiters.splice(0)) w.reject(new Error(`pgfanout ${args.join(' ')} ended (${signal ?? code}) before printing the awaited text:\n${out}\n${err}`));
-      resolve({ code: code ?? (signal ? 128 : 1), out, err });
+      // As printed, without the newline that ends the last line.
+      resolve({ code: code ?? (signal ? 128 : 1), out: out.replace(/\n$/, ''), err: err.replace(/\n$/, '') });
     });
   });
   return {
