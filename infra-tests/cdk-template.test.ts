@@ -292,6 +292,8 @@ describe('the publisher', () => {
     const check = container().HealthCheck;
     expect(check.Command.slice(0, 3)).toEqual(['CMD', 'node', '-e']);
     expect(check.Command[3]).toContain("fetch('http://127.0.0.1:8080/health')");
+    // Replaced within a minute of getting stuck: 30 s without progress, then two failed checks 10 s apart.
+    expect({ Interval: check.Interval, Retries: check.Retries, Timeout: check.Timeout }).toEqual({ Interval: 10, Retries: 2, Timeout: 5 });
     const env = Object.fromEntries((container().Environment as Json[]).map((e) => [e.Name, e.Value]));
     expect(env[PUBLISHER_ENV.HEALTH_PORT]).toBe('8080');
   });

@@ -12,6 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { CreateEventSourceMappingCommand, GetEventSourceMappingCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
@@ -103,6 +104,8 @@ export class Pipeline {
   readonly replicas: readonly RunningReplica[];
   readonly sns: SNSClient;
   readonly sqs: SQSClient;
+  /** Lambda client of the endpoint (event source mappings: pause and resume). */
+  readonly lambda: LambdaClient;
   readonly #options: PipelineOptions;
   readonly #closeEndpoint: (() => Promise<void>) | undefined;
   #publisher: ChildProcess | undefined;
@@ -117,6 +120,7 @@ export class Pipeline {
     replicas: RunningReplica[];
     sns: SNSClient;
     sqs: SQSClient;
+    lambda: LambdaClient;
     options: PipelineOptions;
     closeEndpoint?: () => Promise<void>;
   }) {
@@ -127,6 +131,7 @@ export class Pipeline {
     this.replicas = init.replicas;
     this.sns = init.sns;
     this.sqs = init.sqs;
+    this.lambda = init.lambda;
     this.#options = init.options;
     this.#closeEndpoint = init.closeEndpoint;
   }
@@ -166,11 +171,12 @@ export class Pipeline {
         started.push({ stop: closeEndpoint });
       }
       checkpoint();
-      const { sns, sqs } = awsClients({ endpoint: endpointUrl });
+      const { sns, sqs, lambda } = awsClients({ endpoint: endpointUrl });
       started.push({
         stop: async () => {
           sns.destroy();
           sqs.destroy();
+          lambda.destroy();
         },
       });
       const fanout = await createFanout(sns, sqs, {
@@ -187,7 +193,27 @@ export class Pipeline {
       }
       checkpoint();
 
+      // The built-in endpoint keeps each applier's event source mapping, so that `pgfanout
+      // pause|resume` (Lambda UpdateEventSourceMapping) stops and starts its runner as on AWS.
+      const mappings: (string | undefined)[] = [];
+      for (const [i, queues] of fanout.replicas.entries()) {
+        if (!closeEndpoint) {
+          mappings.push(undefined);
+          continue;
+        }
+        const created = await lambda.send(
+          new CreateEventSourceMappingCommand({
+            FunctionName: `pgfanout-applier-${(specs[i] as ReplicaSpec).name}`,
+            EventSourceArn: queues.queueArn,
+            BatchSize: 10,
+            FunctionResponseTypes: ['ReportBatchItemFailures'],
+          }),
+        );
+        mappings.push(created.UUID);
+      }
+
       const replicas: RunningReplica[] = fanout.replicas.map((queues, i) => {
+        const mappingUuid = mappings[i];
         const spec = specs[i] as ReplicaSpec;
         const url = replicaUrls[i] as string;
         const logger = new LineLogger(log, { serviceName: 'pgfanout-applier', persistentKeys: { replica: spec.name }, logLevel: 'WARN' });
@@ -227,6 +253,9 @@ export class Pipeline {
               functionTimeoutMs: (options.functionTimeoutSeconds ?? options.visibilityTimeoutSeconds ?? 30) * 1000,
               ...(options.clock ? { clock: options.clock } : {}),
               functionName: `pgfanout-applier-${spec.name}`,
+              ...(mappingUuid
+                ? { enabled: async () => (await lambda.send(new GetEventSourceMappingCommand({ UUID: mappingUuid }))).State === 'Enabled' }
+                : {}),
               onError: (error) => log(`[applier ${spec.name}] ${error.message}`),
             });
           },
@@ -251,6 +280,7 @@ export class Pipeline {
         replicas,
         sns,
         sqs,
+        lambda,
         options: { ...options, log },
         ...(closeEndpoint ? { closeEndpoint } : {}),
       });
@@ -345,6 +375,7 @@ export class Pipeline {
     }
     this.sns.destroy();
     this.sqs.destroy();
+    this.lambda.destroy();
     if (this.#closeEndpoint) await this.#closeEndpoint();
     await Promise.all([this.sourceServer?.stop(), ...this.replicas.map((r) => r.server?.stop())]);
   }

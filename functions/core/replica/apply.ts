@@ -22,6 +22,10 @@
  *   touches the same identity value, and an INSERT leaves no column to a default. A table with
  *   triggers that fire in replica mode, rules, inheritance or partitions keeps its exact place in
  *   the batch; TRUNCATE, split changes and schema changes are barriers for every table.
+ * Keys compare as the replica compares them (type and collation), never as text where the two
+ * differ, and DEFERRABLE keys and other unique constraints shape the runs (`Joining` in
+ * statements.ts); DEFERRABLE unique constraints, which PostgreSQL does not check under
+ * `session_replication_role = replica`, are checked before commit for the keys the batch wrote.
  *
  * What the applier reads from the replica's catalog (columns, types, identities) is kept per
  * connection across messages ({@link replicaCatalog}), forgotten on any failed apply, after a
@@ -227,7 +231,7 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     }
 
     // Per-table planning is valid only while session_replication_role = replica is in effect.
-    const applier = new BatchApplier(client, context, { filter, conflicts, perTable: role === 'replica' && planning === 'per-table' });
+    const applier = new BatchApplier(client, context, { filter, conflicts, perTable: role === 'replica' && planning === 'per-table', checkDeferrable: role === 'replica' });
     for (let part = 0; part < envelope.part; part++) {
       const { rows } = await client.query<{ body: string }>(
         'SELECT body FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = $3',

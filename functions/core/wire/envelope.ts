@@ -43,6 +43,13 @@
  *   value: the strings concatenate. Items may continue into the next part; the replica reassembles
  *   values inside its database, so no process holds a whole value.
  *
+ * - Characters: the body holds only characters SQS accepts (`#x9 | #xA | #xD | #x20 to #xD7FF |
+ *   #xE000 to #xFFFD | #x10000 to #x10FFFF`,
+ *   https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html).
+ *   PostgreSQL text may hold U+FFFE and U+FFFF: the publisher writes them as the JSON escapes
+ *   `\ufffe` and `\uffff`, which JSON parsing restores exactly (controls below U+0020 are
+ *   escaped by JSON itself). A reader needs nothing beyond a JSON parser.
+ *
  * Unknown fields are rejected, so a newer format can never be half understood.
  */
 import { describeValue, MalformedMessageError, UnsupportedVersionError } from './errors.ts';
