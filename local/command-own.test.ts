@@ -10,8 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, runCliWith, startCli } from '#testing/cli.ts';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, runCliWith, startCli as start, type CliProcess } from '#testing/cli.ts';
 import { LocalPostgres } from './postgres.ts';
 
 let server: LocalPostgres;
@@ -37,6 +37,20 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** Runs still going when a test ends (it failed or timed out) are stopped as a user would. */
+const started: CliProcess[] = [];
+function startCli(...args: Parameters<typeof start>): CliProcess {
+  const run = start(...args);
+  started.push(run);
+  return run;
+}
+afterEach(async () => {
+  for (const run of started.splice(0)) {
+    if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGINT');
+    await run.done;
+  }
 });
 
 describe('pgfanout local with your own databases', () => {
@@ -89,5 +103,5 @@ describe('pgfanout local with your own databases', () => {
     const second = await runCliWith({}, 'local', '--source', url('src'), '--replica', `a=${url('ra')}`, '--state', state, '--log', logFile, '--duration', '1', '--verify');
     expect(second.code, second.out + second.err).toBe(0);
     expect(second.out).toContain('replica a: 1 table(s), 3 row(s): identical');
-  });
+  }, 300_000);
 });

@@ -8,8 +8,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { startCli } from '#testing/cli.ts';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { startCli as start, type CliProcess } from '#testing/cli.ts';
 import { findPgbench } from './workload.ts';
 
 const folders: string[] = [];
@@ -40,6 +40,20 @@ async function waitUntil(check: () => Promise<boolean>): Promise<void> {
   while (!(await check())) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
+/** Runs still going when a test ends (it failed or timed out) are stopped as a user would. */
+const started: CliProcess[] = [];
+function startCli(...args: Parameters<typeof start>): CliProcess {
+  const run = start(...args);
+  started.push(run);
+  return run;
+}
+afterEach(async () => {
+  for (const run of started.splice(0)) {
+    if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGINT');
+    await run.done;
+  }
+});
+
 describe('pgfanout local and Ctrl-C', () => {
   it('Ctrl-C during start-up stops the servers already started and removes every data folder', async () => {
     const dir = await runFolder();
@@ -67,5 +81,5 @@ describe('pgfanout local and Ctrl-C', () => {
     expect(result.out).toContain('stopped: local servers and their data removed');
     expect(await dataFolders(dir)).toEqual([]);
     expect(serversUnder(dir)).toEqual([]);
-  });
+  }, 300_000);
 });
