@@ -7,7 +7,7 @@ import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { awsClients } from '../ops/aws.ts';
-import { parse, parseReplicaArg, requireOption, UsageError } from './args.ts';
+import { parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
 import { connect } from '#core/pg/db.ts';
 import { setReplicaEnabled } from '../ops/pause.ts';
 import { listDeadLetters, findQueues, moveBack, moveBacklogBehind, planSkip, skipBatch, tableName, type DeadLetterListing, type ParkedMessage, type ReplicaQueuePair } from '../ops/redrive.ts';
@@ -16,8 +16,9 @@ import { verifyTables, waitForReplicaPosition, type VerifyReport } from '../ops/
 /** The command's help text. */
 export const REDRIVE_USAGE = `pgfanout redrive --replica NAME=URL [--prefix P] [--skip BATCH --source URL --yes] [--move [--force]]
 
-Lists the messages in replica NAME's dead-letter queue (P-NAME-dlq.fifo; default prefix
-pgfanout-local; AWS_ENDPOINT_URL for a local endpoint or LocalStack) in stream order, each
+Lists the messages in replica NAME's dead-letter queue (P-NAME-dlq.fifo; --prefix P is
+required against AWS, pgfanout-local by default only with AWS_ENDPOINT_URL set for a local
+endpoint or LocalStack) in stream order, each
 with its source, batch and part and what applying it on the replica would do now, from a
 dry run (every check, then rolled back): the error that parked it, or that it applies now.
 Listing receives each message with a short visibility timeout and puts it back at once; it
@@ -67,12 +68,13 @@ export async function redriveCommand(args: readonly string[]): Promise<number> {
   const target = replicas[0] as { name: string; url: string };
   const sourceUrl = values.skip !== undefined ? requireOption(values.source, '--source URL (the tables the skipped batch touched are compared with it)') : undefined;
 
+  const prefix = queuePrefix(values.prefix);
   const endpoint = process.env.AWS_ENDPOINT_URL;
   const { sqs, sns, lambda } = awsClients(endpoint ? { endpoint } : {});
   sns.destroy();
   const replica = await connect(target.url, `replica ${target.name}`);
   try {
-    const queues = await findQueues(sqs, values.prefix ?? 'pgfanout-local', target.name);
+    const queues = await findQueues(sqs, prefix, target.name);
     if (values.skip !== undefined) {
       const skipOptions = values['source-id'] ? { sourceId: values['source-id'] } : {};
       if (!values.yes) {
