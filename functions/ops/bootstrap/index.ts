@@ -33,7 +33,7 @@ import type pg from 'pg';
 import { redactUrl } from '#core/pg/db.ts';
 import { BOOTSTRAP_ERROR_CODES, BootstrapError, messageOf } from './errors.ts';
 import { copyAll, type CopyState } from './copy.ts';
-import { prepareReplica } from './replica.ts';
+import { addForeignKeys, prepareReplica } from './replica.ts';
 import { APPLICATION_NAME, BOOTSTRAP_LOCK, open } from './session.ts';
 import { takeSnapshot } from './snapshot.ts';
 import type { BootstrapOptions, BootstrapResult } from './types.ts';
@@ -90,7 +90,7 @@ export async function bootstrapReplica(o: BootstrapOptions): Promise<BootstrapRe
       `${snap.resumed ? 'resuming with the interrupted bootstrap\'s snapshot' : 'snapshot taken'}: the copy holds source ${sourceId} up to batch ${snap.batchId}; ` +
         `${snap.tables.length} table(s), ${jobs} at a time`,
     );
-    const { created, copied } = await prepareReplica(ctl, snap, o, previous !== undefined);
+    const { created, copied } = await prepareReplica(ctl, snap, o, previous !== undefined, log);
     const states: CopyState[] = snap.tables.map((table) => ({ table, attempts: 0, rows: 0, bytes: 0, started: 0, seconds: 0, done: copied.has(table.name) }));
     for (const s of states) if (s.done) log(`kept ${s.table.name}: copied by the interrupted run under the same snapshot`);
     await copyAll(states, snap, { ...o, jobs }, log, emit);
@@ -104,6 +104,8 @@ export async function bootstrapReplica(o: BootstrapOptions): Promise<BootstrapRe
       if (rows.length > 0) {
         throw new BootstrapError(BOOTSTRAP_ERROR_CODES.copyFailed, `replica ${o.replicaName}: table(s) ${rows.map((r) => `${r.schema}.${r.table}`).join(', ')} are not copied; nothing recorded`);
       }
+      await ctl.query("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)");
+      await addForeignKeys(ctl, snap, o.replicaName, log);
       await ctl.query('SELECT pgfanout.replica_start($1, $2::pg_catalog.int8)', [sourceId, snap.batchId]);
       await ctl.query('DELETE FROM pgfanout.replica_bootstrap WHERE source_id = $1', [sourceId]);
       await ctl.query('COMMIT');

@@ -1,11 +1,25 @@
 /**
- * The replica's side before the copy: one transaction checks every table (created from the
- * source's definition when missing), empties what must be emptied, and records the bootstrap.
+ * The replica's side around the copy. Before it, one transaction checks every table, creates
+ * what the replica lacks from the source's definitions (schemas, enum and domain types,
+ * sequences, tables with their partitions, constraints and indexes), sets the sequences to the
+ * source's values, drops the foreign keys among the replicated tables (they come back after the
+ * copy, so neither the copy order nor TRUNCATE trips over them), empties the tables in one
+ * TRUNCATE and records the bootstrap. After it, {@link addForeignKeys} creates the source's
+ * foreign keys among the replicated tables, in the transaction that records the position.
  */
 import type pg from 'pg';
 import { qualified, quoteIdent } from '#core/pg/sql.ts';
-import { BOOTSTRAP_ERROR_CODES, BootstrapError, messageOf } from './errors.ts';
-import { columnProblems, createStatements, REPLICA_COLUMNS_SQL, type SourceTable } from './schema.ts';
+import { BOOTSTRAP_ERROR_CODES, BootstrapError, messageOf, sqlState } from './errors.ts';
+import {
+  addForeignKeyStatement,
+  columnProblems,
+  createSequenceStatement,
+  createTableStatements,
+  createTypeStatement,
+  REPLICA_COLUMNS_SQL,
+  type QualifiedName,
+  type SourceTable,
+} from './schema.ts';
 import { quietTriggers } from './session.ts';
 import type { Snapshot } from './snapshot.ts';
 import type { BootstrapOptions } from './types.ts';
@@ -15,7 +29,13 @@ import type { BootstrapOptions } from './types.ts';
  * records the bootstrap. Returns the tables it created and those an interrupted run already
  * copied under the same snapshot.
  */
-export async function prepareReplica(ctl: pg.Client, snap: Snapshot, o: BootstrapOptions, previousExists: boolean): Promise<{ created: Set<string>; copied: Set<string> }> {
+export async function prepareReplica(
+  ctl: pg.Client,
+  snap: Snapshot,
+  o: BootstrapOptions,
+  previousExists: boolean,
+  log: (line: string) => void,
+): Promise<{ created: Set<string>; copied: Set<string> }> {
   const name = o.replicaName;
   await ctl.query('BEGIN');
   try {
@@ -61,14 +81,8 @@ export async function prepareReplica(ctl: pg.Client, snap: Snapshot, o: Bootstra
       }
     }
     await quietTriggers(ctl, snap.sourceId);
-    for (const table of snap.tables) {
-      if (!created.has(table.name)) continue;
-      for (const statement of createStatements(table)) {
-        await ctl.query(statement).catch((err: unknown) => {
-          throw new BootstrapError(BOOTSTRAP_ERROR_CODES.schemaMismatch, `replica ${name}: could not create table ${table.name} from the source's definition: ${messageOf(err)}`, err);
-        });
-      }
-    }
+    await createMissing(ctl, snap, created, name, log);
+    await dropForeignKeys(ctl, snap, existing, log);
     let copied = new Set<string>();
     if (snap.resumed) {
       const { rows } = await ctl.query<{ schema: string; table: string }>(
@@ -87,11 +101,17 @@ export async function prepareReplica(ctl: pg.Client, snap: Snapshot, o: Bootstra
         [snap.sourceId, table.ref.schema, table.ref.table],
       );
     }
-    const toEmpty = existing.filter((t) => nonEmpty.includes(t.name) && !copied.has(t.name));
-    if (toEmpty.length > 0) {
-      // One statement, so foreign keys among the copied tables do not stand in the way.
+    const toEmpty = existing.filter((t) => !copied.has(t.name));
+    if (toEmpty.some((t) => nonEmpty.includes(t.name))) {
+      // Every table not kept, in one statement: foreign keys among them do not stand in the way.
       await ctl.query(`TRUNCATE TABLE ${toEmpty.map((t) => qualified(t.ref.schema, t.ref.table)).join(', ')}`).catch((err: unknown) => {
-        throw new BootstrapError(BOOTSTRAP_ERROR_CODES.notReady, `replica ${name}: could not empty ${toEmpty.map((t) => t.name).join(', ')}: ${messageOf(err)}`, err);
+        const detail = (err as { detail?: string }).detail;
+        throw new BootstrapError(
+          BOOTSTRAP_ERROR_CODES.notReady,
+          `replica ${name}: could not empty ${toEmpty.map((t) => t.name).join(', ')}: ${messageOf(err)}${detail ? ` (${detail})` : ''}` +
+            `${sqlState(err) === '0A000' ? '; a table bootstrap does not copy references one of them: drop that foreign key, or bootstrap that table too' : ''}`,
+          err,
+        );
       });
     }
     await ctl.query('COMMIT');
@@ -102,3 +122,111 @@ export async function prepareReplica(ctl: pg.Client, snap: Snapshot, o: Bootstra
   }
 }
 
+
+const key = (n: QualifiedName) => `${n.schema}.${n.name}`;
+
+async function exists(ctl: pg.ClientBase, sql: string, params: unknown[]): Promise<boolean> {
+  return (await ctl.query(sql, params)).rows.length > 0;
+}
+
+const SCHEMA_EXISTS = 'SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1';
+const TYPE_EXISTS = 'SELECT 1 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = $2';
+const SEQUENCE_EXISTS = "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'S'";
+/** Foreign keys of a replica table, by name. */
+const FOREIGN_KEY_EXISTS = `
+SELECT 1 FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relname = $2 AND k.conname = $3 AND k.contype = 'f'`;
+
+/** Runs one DDL statement; a failure names what was being created and the statement. */
+async function ddl(ctl: pg.ClientBase, statement: string, what: string, replica: string): Promise<void> {
+  await ctl.query(statement).catch((err: unknown) => {
+    throw new BootstrapError(BOOTSTRAP_ERROR_CODES.schemaMismatch, `replica ${replica}: could not create ${what} from the source's definition: ${messageOf(err)} (statement: ${statement})`, err);
+  });
+}
+
+/**
+ * Creates, from the source's definitions, what the tables in `created` need and the replica
+ * lacks: schemas, enum and domain types, sequences, then the tables; then sets every sequence to
+ * the source's value. A type that is neither an enum nor a domain, or belongs to an extension, is
+ * named with what to do, before anything is created.
+ */
+async function createMissing(ctl: pg.ClientBase, snap: Snapshot, created: ReadonlySet<string>, replica: string, log: (line: string) => void): Promise<void> {
+  const missingTypes = [];
+  const problems: string[] = [];
+  for (const t of snap.types) {
+    if (await exists(ctl, TYPE_EXISTS, [t.ref.schema, t.ref.name])) continue;
+    if (t.extension !== null) problems.push(`type ${key(t.ref)} comes from extension ${t.extension}: run CREATE EXTENSION ${quoteIdent(t.extension)} on the replica`);
+    else if (t.kind !== 'e' && t.kind !== 'd') problems.push(`type ${key(t.ref)} is missing; bootstrap creates enum and domain types only: create it on the replica first`);
+    else missingTypes.push(t);
+  }
+  if (problems.length > 0) throw new BootstrapError(BOOTSTRAP_ERROR_CODES.schemaMismatch, `replica ${replica}: ${problems.join('; ')}; nothing was changed on the replica`);
+  const tables = snap.tables.filter((t) => created.has(t.name));
+  const missingSequences = [];
+  for (const q of snap.sequences) {
+    if (q.owner?.identity) continue; // comes with its column
+    if (!(await exists(ctl, SEQUENCE_EXISTS, [q.ref.schema, q.ref.name]))) missingSequences.push(q);
+  }
+  const schemas = new Set([
+    ...missingTypes.map((t) => t.ref.schema),
+    ...missingSequences.map((q) => q.ref.schema),
+    ...tables.flatMap((t) => [t.ref.schema, ...t.partitions.map((p) => p.ref.schema)]),
+    ...snap.sequences.filter((q) => q.owner?.identity && created.has(key(q.owner.table))).map((q) => q.ref.schema),
+  ]);
+  for (const schema of [...schemas].sort()) {
+    if (!(await exists(ctl, SCHEMA_EXISTS, [schema]))) await ddl(ctl, `CREATE SCHEMA ${quoteIdent(schema)}`, `schema ${schema}`, replica);
+  }
+  for (const t of missingTypes) await ddl(ctl, createTypeStatement(t), `type ${key(t.ref)}`, replica);
+  for (const q of missingSequences) await ddl(ctl, createSequenceStatement(q), `sequence ${key(q.ref)}`, replica);
+  for (const table of tables) {
+    for (const statement of createTableStatements(table, snap.sequences)) await ddl(ctl, statement, `table ${table.name}`, replica);
+  }
+  if (missingTypes.length + missingSequences.length > 0) {
+    log(`created ${[...missingTypes.map((t) => `type ${key(t.ref)}`), ...missingSequences.map((q) => `sequence ${key(q.ref)}`)].join(', ')}`);
+  }
+  for (const q of snap.sequences) {
+    if (!(await exists(ctl, SEQUENCE_EXISTS, [q.ref.schema, q.ref.name]))) {
+      log(`sequence ${key(q.ref)} is not on the replica (an identity column of a table the replica defines otherwise); its value is not set`);
+      continue;
+    }
+    await ctl.query('SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::pg_catalog.int8, $3)', [qualified(q.ref.schema, q.ref.name), q.lastValue, q.isCalled]);
+  }
+}
+
+/** The source's foreign keys whose both ends bootstrap copies (a key to a partition counts: the partition is copied with its table). */
+function copiedForeignKeys(snap: Snapshot): { table: SourceTable; key: SourceTable['foreignKeys'][number] }[] {
+  const copied = new Set(snap.tables.flatMap((t) => [t.name, ...t.partitions.map((p) => key(p.ref))]));
+  return snap.tables.flatMap((table) => table.foreignKeys.filter((k) => copied.has(key(k.references))).map((k) => ({ table, key: k })));
+}
+
+/** Drops, on existing replica tables, the foreign keys that {@link addForeignKeys} creates again after the copy. */
+async function dropForeignKeys(ctl: pg.ClientBase, snap: Snapshot, existing: readonly SourceTable[], log: (line: string) => void): Promise<void> {
+  const names = new Set(existing.map((t) => t.name));
+  const dropped: string[] = [];
+  for (const { table, key: k } of copiedForeignKeys(snap)) {
+    if (!names.has(table.name) || !(await exists(ctl, FOREIGN_KEY_EXISTS, [table.ref.schema, table.ref.table, k.name]))) continue;
+    await ctl.query(`ALTER TABLE ${qualified(table.ref.schema, table.ref.table)} DROP CONSTRAINT ${quoteIdent(k.name)}`);
+    dropped.push(`${table.name}.${k.name}`);
+  }
+  if (dropped.length > 0) log(`dropped foreign key(s) ${dropped.join(', ')} for the copy; they are created again from the source's definition after it`);
+}
+
+/**
+ * Creates the source's foreign keys among the copied tables that the replica lacks (by name),
+ * after the copy, inside the caller's transaction; says which keys point outside the copied
+ * tables and are left out. Returns the keys created.
+ */
+export async function addForeignKeys(ctl: pg.ClientBase, snap: Snapshot, replica: string, log: (line: string) => void): Promise<string[]> {
+  const copied = copiedForeignKeys(snap);
+  const left = snap.tables.flatMap((t) => t.foreignKeys.filter((k) => !copied.some((c) => c.key === k)).map((k) => `${t.name}.${k.name} (to ${key(k.references)})`));
+  if (left.length > 0) log(`foreign key(s) ${left.join(', ')} not created: they reference tables this bootstrap does not copy`);
+  const added: string[] = [];
+  for (const { table, key: k } of copied) {
+    if (await exists(ctl, FOREIGN_KEY_EXISTS, [table.ref.schema, table.ref.table, k.name])) continue;
+    await ddl(ctl, addForeignKeyStatement(table, k), `foreign key ${k.name} of ${table.name}`, replica);
+    added.push(`${table.name}.${k.name}`);
+  }
+  if (added.length > 0) log(`created foreign key(s) ${added.join(', ')}`);
+  return added;
+}

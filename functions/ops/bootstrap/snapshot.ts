@@ -5,17 +5,16 @@
  */
 import pg from 'pg';
 import { BOOTSTRAP_ERROR_CODES, BootstrapError, messageOf, snapshotGone, sqlState } from './errors.ts';
-import { readSourceTables, type SourceTable } from './schema.ts';
+import { readSourceSchema, type SourceSchema } from './schema.ts';
 import { MARK_ATTEMPTS } from './session.ts';
 import type { BootstrapOptions } from './types.ts';
 
 /** The snapshot every copy reads, and the batch it corresponds to. */
-export interface Snapshot {
+export interface Snapshot extends SourceSchema {
   readonly sourceId: string;
   readonly batchId: string;
   /** pg_export_snapshot() name, importable while `holder`'s transaction is open. */
   readonly name: string;
-  readonly tables: readonly SourceTable[];
   readonly resumed: boolean;
 }
 
@@ -36,8 +35,8 @@ export async function takeSnapshot(
     try {
       await holder.query(`SET TRANSACTION SNAPSHOT ${pg.escapeLiteral(previous.snapshotName)}`);
       const name = (await holder.query<{ name: string }>('SELECT pg_catalog.pg_export_snapshot() AS name')).rows[0]?.name as string;
-      const tables = await readSourceTables(holder, o.tables);
-      return { sourceId, batchId: previous.batchId, name, tables, resumed: true };
+      const schema = await readSourceSchema(holder, o.tables);
+      return { sourceId, batchId: previous.batchId, name, ...schema, resumed: true };
     } catch (err) {
       await holder.query('ROLLBACK');
       if (!snapshotGone(err)) throw err;
@@ -55,8 +54,8 @@ export async function takeSnapshot(
     const { snapshot, name } = rows[0] as { snapshot: string; name: string };
     try {
       const marked = await marker.query<{ b: string }>('SELECT pgfanout.mark_snapshot_batch($1::pg_catalog.pg_snapshot)::pg_catalog.text AS b', [snapshot]);
-      const tables = await readSourceTables(holder, o.tables);
-      return { sourceId, batchId: marked.rows[0]?.b as string, name, tables, resumed: false };
+      const schema = await readSourceSchema(holder, o.tables);
+      return { sourceId, batchId: marked.rows[0]?.b as string, name, ...schema, resumed: false };
     } catch (err) {
       await holder.query('ROLLBACK');
       if (sqlState(err) !== '40001') {
