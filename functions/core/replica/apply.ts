@@ -51,7 +51,7 @@ import { checkConflictMode, type ConflictMode } from './conflicts.ts';
 import { TableFilter } from './filter.ts';
 import { decide, lockPosition, positionText, refuseBeforeBootstrap } from './position.ts';
 import { replicaCatalog } from './catalog.ts';
-import { beginSession, type ReplicationRole } from './session.ts';
+import { beginSession, type ReplicaTriggers, type ReplicationRole } from './session.ts';
 import { BatchApplier } from './batch-applier.ts';
 
 /** How {@link applyMessage} groups changes into statements. */
@@ -69,6 +69,13 @@ export interface ApplyOptions {
    * @default 'auto'
    */
   readonly replicationRole?: ReplicationRole;
+  /**
+   * Under the origin guard (the role may not set session_replication_role), a replica table's
+   * own triggers fire on applied changes: `refuse` stops the apply with an error naming them and
+   * the fix; `fire` lets them, for replicas whose triggers are meant to (see session.ts).
+   * @default 'refuse'
+   */
+  readonly replicaTriggers?: ReplicaTriggers;
   /**
    * How changes are grouped into set-based statements (see the module comment): `per-table`
    * groups changes by table where that provably gives the same result (only under
@@ -119,6 +126,7 @@ interface CheckedOptions {
   readonly conflicts: ConflictMode;
   readonly planning: Planning;
   readonly dryRun: boolean;
+  readonly replicaTriggers: ReplicaTriggers;
 }
 
 /** Checks options once, naming the option, the value and what is allowed. */
@@ -131,7 +139,12 @@ function checkOptions(options: ApplyOptions): CheckedOptions {
   if (planning !== 'per-table' && planning !== 'in-order') {
     throw new InvalidArgumentError(`planning ${describeValue(planning)} is not allowed; expected 'per-table' or 'in-order'`);
   }
+  const replicaTriggers = options.replicaTriggers ?? 'refuse';
+  if (replicaTriggers !== 'refuse' && replicaTriggers !== 'fire') {
+    throw new InvalidArgumentError(`replicaTriggers ${describeValue(replicaTriggers)} is not allowed; expected 'refuse' or 'fire'`);
+  }
   return {
+    replicaTriggers,
     filter: new TableFilter(options.include, options.exclude),
     mode,
     conflicts: checkConflictMode(options.conflicts ?? 'error'),
@@ -227,7 +240,12 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     }
 
     // Per-table planning is valid only while session_replication_role = replica is in effect.
-    const applier = new BatchApplier(client, context, { filter, conflicts, perTable: role === 'replica' && planning === 'per-table' });
+    const applier = new BatchApplier(client, context, {
+      filter,
+      conflicts,
+      perTable: role === 'replica' && planning === 'per-table',
+      refuseTriggers: role === 'origin-guard' && options.replicaTriggers === 'refuse',
+    });
     for (let part = 0; part < envelope.part; part++) {
       const { rows } = await client.query<{ body: string }>(
         'SELECT body FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = $3',

@@ -18,6 +18,7 @@ import {
 import { applyChecked, type ConflictMode } from './conflicts.ts';
 import { runSchemaChange } from './schema-change.ts';
 import type { TableFilter } from './filter.ts';
+import { refuseReplicaTriggers, triggerNames } from './session.ts';
 import { CATALOG_MAX_AGE_MS, CATALOG_SQL, IDENTITIES_SQL, replicaCatalog, type ReplicaCatalog } from './catalog.ts';
 import { placementOf, stagedSource, statementName, statementSql, unnestSource, type ColumnInfo, type RowSource, type Shape, type TableInfo } from './statements.ts';
 import { qualified, quoteIdent } from '../pg/sql.ts';
@@ -96,8 +97,18 @@ export class BatchApplier {
   readonly #conflicts: ConflictMode;
   conflictCount = 0;
 
-  constructor(client: pg.ClientBase, context: ApplyContext, options: { readonly filter: TableFilter; readonly conflicts: ConflictMode; readonly perTable: boolean }) {
+  /** Refuse tables whose own triggers would fire (the origin guard is in effect and the options do not allow them). */
+  readonly #refuseTriggers: boolean;
+  /** Tables whose triggers were checked in this batch. */
+  readonly #triggersChecked = new Set<string>();
+
+  constructor(
+    client: pg.ClientBase,
+    context: ApplyContext,
+    options: { readonly filter: TableFilter; readonly conflicts: ConflictMode; readonly perTable: boolean; readonly refuseTriggers?: boolean },
+  ) {
     const { filter, conflicts, perTable } = options;
+    this.#refuseTriggers = options.refuseTriggers === true;
     this.#client = client;
     this.#context = context;
     this.#filter = filter;
@@ -169,7 +180,7 @@ export class BatchApplier {
     const { rows } = await this.#query(CATALOG_SQL, [schema, table], `reading the catalog of replica table ${display}`);
     if (rows.length === 0) throw new UnknownTableError(display, this.#context);
     const columns = new Map<string, ColumnInfo>();
-    const first = rows[0] as { oid: string; independent: boolean; unique_indexes: number };
+    const first = rows[0] as { oid: string; independent: boolean; unique_indexes: number; origin_triggers: [string, string, string][] };
     for (const row of rows as { name: string | null; cast_type: string; generated: boolean; identity: string; has_default: boolean }[]) {
       if (row.name === null) continue;
       columns.set(row.name, {
@@ -191,10 +202,20 @@ export class BatchApplier {
       identities: (ids.rows as { columns: string[] }[]).map((r) => r.columns),
       uniqueIndexes: first.unique_indexes,
       independent: first.independent,
+      originTriggers: triggerNames(first.origin_triggers),
       readAt: performance.now(),
     };
     this.#tables.set(cacheKey, info);
     return info;
+  }
+
+  /** Refuses, once per table and batch, a table whose own triggers would fire on the change. */
+  async #checkTriggers(schema: string, table: string): Promise<void> {
+    const key = `${schema}\u0000${table}`;
+    if (this.#triggersChecked.has(key)) return;
+    const info = await this.#table(schema, table);
+    if (info.originTriggers.length > 0) throw await refuseReplicaTriggers(this.#client, info, this.#context);
+    this.#triggersChecked.add(key);
   }
 
   /** The statement shape of a change, checked against the replica table (cached by layout). */
@@ -225,6 +246,7 @@ export class BatchApplier {
       this.skipped++;
       return;
     }
+    if (this.#refuseTriggers) await this.#checkTriggers(head.schema, head.table);
     if (head.op === 'T') {
       await this.#flushRun();
       const table = await this.#table(head.schema, head.table);

@@ -9,12 +9,28 @@ import type { Shape, TableInfo } from './statements.ts';
 /** How long what was read of a replica table is trusted without an error saying otherwise. */
 export const CATALOG_MAX_AGE_MS = 60_000;
 
+/**
+ * The table's user triggers (and those of its partitions) that fire under the default
+ * session_replication_role (tgenabled 'O'), leaving out pgfanout's own capture triggers (they
+ * honour the origin guard) and the internal ones (foreign keys): as [schema, table, trigger].
+ */
+const ORIGIN_TRIGGERS_SQL = `
+SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(tn.nspname, tc.relname, g.tgname) ORDER BY tn.nspname, tc.relname, g.tgname), '[]'::pg_catalog.json)
+  FROM pg_catalog.pg_trigger g
+  JOIN pg_catalog.pg_class tc ON tc.oid = g.tgrelid
+  JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
+  JOIN pg_catalog.pg_proc f ON f.oid = g.tgfoid
+  JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace
+ WHERE (g.tgrelid = c.oid OR g.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(c.oid) p))
+   AND NOT g.tgisinternal AND g.tgenabled = 'O' AND fn.nspname <> 'pgfanout'`;
+
 export const CATALOG_SQL = `
 SELECT c.oid::pg_catalog.int8 AS oid,
        c.relkind = 'r' AND NOT c.relispartition AND NOT c.relhasrules
          AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits h WHERE h.inhrelid = c.oid OR h.inhparent = c.oid)
          AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgenabled IN ('A', 'R')) AS independent,
        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND (i.indisunique OR i.indisexclusion))::pg_catalog.int4 AS unique_indexes,
+       (${ORIGIN_TRIGGERS_SQL}) AS origin_triggers,
        a.attname::pg_catalog.text AS name,
        pg_catalog.format('%I.%I', tn.nspname, t.typname) AS cast_type,
        a.attgenerated::pg_catalog.text <> '' AS generated,

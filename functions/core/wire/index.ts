@@ -35,6 +35,7 @@ export {
   GapError,
   NotBootstrappedError,
   SchemaMismatchError,
+  ReplicaTriggersError,
   UnknownTableError,
   RowNotFoundError,
   TransientDatabaseError,
