@@ -154,11 +154,12 @@ describe.each(TEST_MAJORS)('bootstrap builds a faithful schema on PostgreSQL %i'
     expect(report.rowsCompared).toBe(40 + 1 + 200 + 3000);
   }
 
-  /** A bootstrap aborted as soon as its first table is copied; returns its error. */
+  /** A bootstrap aborted as soon as its first table is copied; returns its error. Its pause is resumed. */
   async function interrupted(url: string, force: boolean): Promise<unknown> {
     const stop = new AbortController();
     let done = 0;
-    return bootstrapReplica({
+    let paused = 0;
+    const error = await bootstrapReplica({
       sourceUrl,
       replicaName: 'r',
       replicaUrl: url,
@@ -167,16 +168,32 @@ describe.each(TEST_MAJORS)('bootstrap builds a faithful schema on PostgreSQL %i'
       onEvent: (e) => {
         if (e.kind === 'table-done' && ++done === 1) stop.abort();
       },
+      pause: () => void paused++,
+      resume: () => void paused--,
     }).catch((err: unknown) => err);
+    expect(paused).toBe(0);
+    return error;
   }
 
   it('creates types, sequences, tables, partitions, CHECKs, indexes and foreign keys in an empty replica', async () => {
     // Prepare
     const url = await replicaDatabase('empty');
     const lines: string[] = [];
+    const calls: string[] = [];
     // Act
-    const result = await bootstrapReplica({ sourceUrl, replicaName: 'r', replicaUrl: url, jobs: 2, log: (l) => lines.push(l) });
-    // Assess
+    const result = await bootstrapReplica({
+      sourceUrl,
+      replicaName: 'r',
+      replicaUrl: url,
+      jobs: 2,
+      log: (l) => lines.push(l),
+      onEvent: (e) => calls.push(e.kind),
+      pause: () => void calls.push('pause'),
+      resume: () => void calls.push('resume'),
+    });
+    // Assess: paused once the snapshot is taken, before anything is prepared or copied; resumed at the end
+    expect([calls[0], calls[1], calls.at(-1)]).toEqual(['snapshot', 'pause', 'resume']);
+    expect(calls.filter((c) => c === 'pause' || c === 'resume')).toHaveLength(2);
     expect(result.tables.map((t) => [t.table, t.created, t.rows])).toEqual([
       ['shop.book', true, 200],
       ['shop.sale', true, 3000],
@@ -216,7 +233,7 @@ describe.each(TEST_MAJORS)('bootstrap builds a faithful schema on PostgreSQL %i'
     await expectFaithful(url);
   }, 240_000);
 
-  it('bootstraps as a role that may not set session_replication_role: foreign keys come after the copy', async () => {
+  it('bootstraps as a role that may not set session_replication_role: foreign keys come after the copy, replica triggers are refused', async () => {
     // Prepare: a login role owning what it creates, without the right to set session_replication_role
     const url = await replicaDatabase('plain');
     await withClient(url, (c) =>
@@ -234,10 +251,26 @@ describe.each(TEST_MAJORS)('bootstrap builds a faithful schema on PostgreSQL %i'
     await withClient(plain.href, async (c) => {
       await expect(c.query('SET session_replication_role = replica')).rejects.toMatchObject({ code: '42501' });
     });
-    // Act: into the empty database, then again with --force into its tables with foreign keys
-    await bootstrapReplica({ sourceUrl, replicaName: 'r', replicaUrl: plain.href });
+    // Act: into the empty database
+    const lines: string[] = [];
+    await bootstrapReplica({ sourceUrl, replicaName: 'r', replicaUrl: plain.href, log: (l) => lines.push(l) });
+    // then again with --force into its tables with foreign keys, one of them with a last_update trigger
+    await withClient(url, (c) =>
+      c.query(`
+        CREATE FUNCTION shop.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.last_update := now(); RETURN NEW; END $$;
+        CREATE TRIGGER writer_last_update BEFORE INSERT OR UPDATE ON shop.writer FOR EACH ROW EXECUTE FUNCTION shop.touch();
+      `),
+    );
+    const refused = await bootstrapReplica({ sourceUrl, replicaName: 'r', replicaUrl: plain.href, force: true }).catch((err: unknown) => err);
+    await withClient(url, (c) => c.query('ALTER TABLE shop.writer DISABLE TRIGGER writer_last_update'));
     const forced = await bootstrapReplica({ sourceUrl, replicaName: 'r', replicaUrl: plain.href, force: true }).catch((err: unknown) => err);
     // Assess
+    expect(lines).toContain('this role may not set session_replication_role: the copy runs under the pgfanout.origin guard, foreign keys are created after it');
+    expect(refused).toBeInstanceOf(BootstrapError);
+    expect(refused).toMatchObject({ code: 'REPLICA_TRIGGERS' });
+    expect((refused as Error).message).toMatch(
+      /^replica r: trigger\(s\) "shop"\."writer" "writer_last_update" would fire on every copied row, .* GRANT SET ON PARAMETER session_replication_role TO "plain_boot"/,
+    );
     expect(forced).not.toBeInstanceOf(Error);
     await expectFaithful(url);
   }, 240_000);

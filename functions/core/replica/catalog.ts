@@ -24,6 +24,12 @@ SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(tn.nspname, tc.r
  WHERE (g.tgrelid = c.oid OR g.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(c.oid) p))
    AND NOT g.tgisinternal AND g.tgenabled = 'O' AND fn.nspname <> 'pgfanout'`;
 
+/** {@link ORIGIN_TRIGGERS_SQL} for the table named by $1 (schema) and $2 (name): one row, `triggers`. */
+export const TABLE_ORIGIN_TRIGGERS_SQL = `
+SELECT (${ORIGIN_TRIGGERS_SQL}) AS triggers
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relname = $2`;
+
 export const CATALOG_SQL = `
 SELECT c.oid::pg_catalog.int8 AS oid,
        c.relkind = 'r' AND NOT c.relispartition AND NOT c.relhasrules

@@ -24,6 +24,8 @@ export const BOOTSTRAP_ERROR_CODES = {
   /** A table could not be copied, after retries for transient failures. */
   copyFailed: 'COPY_FAILED',
   aborted: 'ABORTED',
+  /** Existing replica tables have triggers that would fire on the copied rows (origin guard). */
+  replicaTriggers: 'REPLICA_TRIGGERS',
 } as const;
 
 /** One of {@link BOOTSTRAP_ERROR_CODES}. */

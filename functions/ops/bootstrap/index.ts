@@ -6,17 +6,22 @@
  *    S with `pgfanout.mark_snapshot_batch(S)`, which returns B: batches 1..B hold exactly the
  *    transactions visible in S. (When the publisher moved the boundary past S in between, the
  *    function refuses and a new snapshot is taken.)
- * 2. On the replica, one transaction checks every table (created from the source's definition
- *    when missing; an existing one must have the source's columns and be empty, or `force`),
- *    empties them, and records the bootstrap (`pgfanout.replica_bootstrap`, with B) and its tables.
- *    While that row exists the applier lets the source's messages wait in the queue.
+ * 2. `pause` is called (when given). On the replica, one transaction checks every table; creates
+ *    what is missing from the source's definitions (schemas, enum and domain types, sequences,
+ *    tables with partitions, constraints and indexes, see schema.ts); sets the sequences to the
+ *    source's values; drops the foreign keys among the copied tables; empties the tables in one
+ *    TRUNCATE (an existing one must have the source's columns and be empty, or `force`); and
+ *    records the bootstrap (`pgfanout.replica_bootstrap`, with B) and its tables. While that row
+ *    exists the applier lets the source's messages wait in the queue.
  * 3. Each table is copied under S: `COPY … TO STDOUT` on a source session that imported the
  *    snapshot, streamed (bounded memory, backpressure) into `COPY … FROM STDIN` on the replica
  *    with `session_replication_role = replica` (or the `pgfanout.origin` guard where the role
  *    may not set it), in one replica transaction that also marks the table copied. `jobs`
  *    tables are copied at once.
- * 4. One replica transaction records the position, `pgfanout.replica_start(source, B)`, and
- *    forgets the bootstrap: the applier then skips every message at or below B and applies B+1.
+ * 4. One replica transaction creates the source's foreign keys among the copied tables, records
+ *    the position, `pgfanout.replica_start(source, B)`, and forgets the bootstrap: the applier
+ *    then skips every message at or below B and applies B+1. `resume` is called (also when the
+ *    bootstrap failed).
  *
  * A copy that fails for a transient reason (a replica or source connection lost) is retried
  * with the same snapshot and B; tables already copied are not copied again. A bootstrap that
@@ -49,7 +54,28 @@ export async function bootstrapReplica(o: BootstrapOptions): Promise<BootstrapRe
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 32) {
     throw new BootstrapError(BOOTSTRAP_ERROR_CODES.invalidArgument, `jobs ${String(o.jobs)} is not allowed; expected a whole number from 1 to 32`);
   }
+  if (o.replicaTriggers !== undefined && o.replicaTriggers !== 'refuse' && o.replicaTriggers !== 'fire') {
+    throw new BootstrapError(BOOTSTRAP_ERROR_CODES.invalidArgument, `replicaTriggers ${JSON.stringify(o.replicaTriggers)} is not allowed; expected 'refuse' or 'fire'`);
+  }
+  if ((o.pause === undefined) !== (o.resume === undefined)) {
+    throw new BootstrapError(BOOTSTRAP_ERROR_CODES.invalidArgument, `pause and resume go together; got only ${o.pause ? 'pause' : 'resume'}`);
+  }
   const log = o.log ?? (() => {});
+  const pause = { paused: false };
+  let result: BootstrapResult;
+  try {
+    result = await run(o, jobs, log, pause);
+  } catch (err) {
+    // The bootstrap's own error says more than a failed resume after it.
+    if (pause.paused) await (async () => o.resume?.())().catch((e: unknown) => log(`resuming after the failed bootstrap failed too: ${messageOf(e)}`));
+    throw err;
+  }
+  if (pause.paused) await o.resume?.();
+  return result;
+}
+
+/** The bootstrap's steps (see the module comment); `pause.paused` says whether `o.pause` was called. */
+async function run(o: BootstrapOptions, jobs: number, log: (line: string) => void, pause: { paused: boolean }): Promise<BootstrapResult> {
   const emit = o.onEvent ?? (() => {});
   const started = Date.now();
   const ctl = await open(o.replicaUrl, `replica ${o.replicaName}`, APPLICATION_NAME);
@@ -90,6 +116,10 @@ export async function bootstrapReplica(o: BootstrapOptions): Promise<BootstrapRe
       `${snap.resumed ? 'resuming with the interrupted bootstrap\'s snapshot' : 'snapshot taken'}: the copy holds source ${sourceId} up to batch ${snap.batchId}; ` +
         `${snap.tables.length} table(s), ${jobs} at a time`,
     );
+    if (o.pause) {
+      await o.pause();
+      pause.paused = true;
+    }
     const { created, copied } = await prepareReplica(ctl, snap, o, previous !== undefined, log);
     const states: CopyState[] = snap.tables.map((table) => ({ table, attempts: 0, rows: 0, bytes: 0, started: 0, seconds: 0, done: copied.has(table.name) }));
     for (const s of states) if (s.done) log(`kept ${s.table.name}: copied by the interrupted run under the same snapshot`);

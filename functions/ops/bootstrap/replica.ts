@@ -20,7 +20,7 @@ import {
   type QualifiedName,
   type SourceTable,
 } from './schema.ts';
-import { quietTriggers } from './session.ts';
+import { quietTriggers, refuseTriggers } from './session.ts';
 import type { Snapshot } from './snapshot.ts';
 import type { BootstrapOptions } from './types.ts';
 
@@ -80,7 +80,11 @@ export async function prepareReplica(
         await ctl.query(`DELETE FROM pgfanout.${quoteIdent(t)} WHERE source_id = $1`, [snap.sourceId]);
       }
     }
-    await quietTriggers(ctl, snap.sourceId);
+    const role = await quietTriggers(ctl, snap.sourceId);
+    if (role === 'origin-guard') {
+      log('this role may not set session_replication_role: the copy runs under the pgfanout.origin guard, foreign keys are created after it');
+      if (o.replicaTriggers !== 'fire') await refuseTriggers(ctl, existing.map((t) => t.ref), name);
+    }
     await createMissing(ctl, snap, created, name, log);
     await dropForeignKeys(ctl, snap, existing, log);
     let copied = new Set<string>();

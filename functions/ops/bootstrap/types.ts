@@ -20,6 +20,12 @@ export interface BootstrapOptions {
   readonly jobs?: number;
   /** Empty replica tables that hold rows, and re-bootstrap a replica that already follows the source. @default false */
   readonly force?: boolean;
+  /**
+   * Where the role may not set session_replication_role (the origin guard), existing replica
+   * tables' own triggers fire on the copied rows: `refuse` stops before anything changes, naming
+   * them; `fire` lets them. @default 'refuse'
+   */
+  readonly replicaTriggers?: 'refuse' | 'fire';
   /** Receives progress lines. @default discarded */
   readonly log?: (line: string) => void;
   /** Receives structured events. */
@@ -30,6 +36,14 @@ export interface BootstrapOptions {
   readonly attemptsPerTable?: number;
   /** Delay before the first retry of a table, doubled each time (ms). @default 1000 */
   readonly retryDelayMs?: number;
+  /**
+   * Called once the snapshot is taken, before the replica's tables are prepared (emptied) and
+   * copied, e.g. to pause the replica's applier; {@link resume} is then called once when the
+   * bootstrap ends, whether it recorded the position or failed. Give both or neither.
+   */
+  readonly pause?: () => Promise<void> | void;
+  /** Called once after {@link pause}, when the bootstrap ends (recorded or failed). */
+  readonly resume?: () => Promise<void> | void;
   /** Stops the bootstrap; what was copied stays recorded for the next run. */
   readonly signal?: AbortSignal;
 }
