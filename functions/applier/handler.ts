@@ -56,7 +56,7 @@ const deferRecords = visibilityDeferral(sqs, (record) => queueUrlOf(record.event
 export const handler = createApplierHandler({
   replicaName: config.replicaName,
   connect,
-  apply: { include: config.include, exclude: config.exclude, replicationRole: 'auto' },
+  apply: { include: config.include, exclude: config.exclude, replicationRole: 'auto', replicaTriggers: config.replicaTriggers },
   logger,
   metrics,
   deferRecords,

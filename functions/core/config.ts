@@ -43,7 +43,15 @@ export const APPLIER_ENV = {
   EXCLUDE_TABLES: 'PGFANOUT_EXCLUDE_TABLES',
   /** TLS to a replica given by secret: verify-full (default), require or disable. */
   DB_TLS: 'PGFANOUT_DB_TLS',
+  /**
+   * What the applier does with replica tables whose own triggers would fire because its role may
+   * not set session_replication_role: `refuse` (default) or `fire`.
+   */
+  REPLICA_TRIGGERS: 'PGFANOUT_REPLICA_TRIGGERS',
 } as const;
+
+/** Values of APPLIER_ENV.REPLICA_TRIGGERS. */
+export const REPLICA_TRIGGERS_MODES = ['refuse', 'fire'] as const;
 
 /** TLS modes accepted by PUBLISHER_ENV.DB_TLS and APPLIER_ENV.DB_TLS. */
 export const DB_TLS_MODES = ['verify-full', 'require', 'disable'] as const;
