@@ -137,6 +137,7 @@ async function run(o: BootstrapOptions, jobs: number, log: (line: string) => voi
       await ctl.query("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)");
       await addForeignKeys(ctl, snap, o.replicaName, log);
       await ctl.query('SELECT pgfanout.replica_start($1, $2::pg_catalog.int8)', [sourceId, snap.batchId]);
+      await ctl.query('DELETE FROM pgfanout.replica_bootstrap_table WHERE source_id = $1', [sourceId]);
       await ctl.query('DELETE FROM pgfanout.replica_bootstrap WHERE source_id = $1', [sourceId]);
       await ctl.query('COMMIT');
     } catch (err) {

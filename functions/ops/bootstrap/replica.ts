@@ -96,6 +96,8 @@ export async function prepareReplica(
       copied = new Set(rows.map((r) => `${r.schema}.${r.table}`));
       await ctl.query('UPDATE pgfanout.replica_bootstrap SET snapshot_name = $2 WHERE source_id = $1', [snap.sourceId, snap.name]);
     } else {
+      // Its tables' rows explicitly: under session_replication_role = replica the ON DELETE CASCADE does not fire.
+      await ctl.query('DELETE FROM pgfanout.replica_bootstrap_table WHERE source_id = $1', [snap.sourceId]);
       await ctl.query('DELETE FROM pgfanout.replica_bootstrap WHERE source_id = $1', [snap.sourceId]);
       await ctl.query('INSERT INTO pgfanout.replica_bootstrap (source_id, batch_id, snapshot_name) VALUES ($1, $2::pg_catalog.int8, $3)', [snap.sourceId, snap.batchId, snap.name]);
     }
