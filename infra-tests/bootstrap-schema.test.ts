@@ -266,7 +266,11 @@ describe.each(TEST_MAJORS)('bootstrap builds a faithful schema on PostgreSQL %i'
       `),
     );
     const refused = await bootstrapReplica({ sourceUrl, replicaName: 'r', replicaUrl: plain.href, force: true }).catch((err: unknown) => err);
-    await withClient(url, (c) => c.query('ALTER TABLE shop.writer DISABLE TRIGGER writer_last_update'));
+    await withClient(url, (c) =>
+      c.query('ALTER TABLE shop.writer DISABLE TRIGGER writer_last_update; ALTER TABLE shop.sale ADD CONSTRAINT sale_book_mine FOREIGN KEY (book_id) REFERENCES shop.book'),
+    );
+    const ownKey = await bootstrapReplica({ sourceUrl, replicaName: 'r', replicaUrl: plain.href, force: true }).catch((err: unknown) => err);
+    await withClient(url, (c) => c.query('ALTER TABLE shop.sale DROP CONSTRAINT sale_book_mine'));
     const forced = await bootstrapReplica({ sourceUrl, replicaName: 'r', replicaUrl: plain.href, force: true }).catch((err: unknown) => err);
     // Assess
     expect(lines).toContain('this role may not set session_replication_role: the copy runs under the pgfanout.origin guard, foreign keys are created after it');
@@ -275,6 +279,8 @@ describe.each(TEST_MAJORS)('bootstrap builds a faithful schema on PostgreSQL %i'
     expect((refused as Error).message).toMatch(
       /^replica r: trigger\(s\) "shop"\."writer" "writer_last_update" would fire on every copied row, .* GRANT SET ON PARAMETER session_replication_role TO "plain_boot"/,
     );
+    expect(ownKey).toMatchObject({ code: 'SCHEMA_MISMATCH' });
+    expect((ownKey as Error).message).toMatch(/^replica r: foreign key\(s\) shop\.sale\.sale_book_mine are the replica's own/);
     expect(forced).not.toBeInstanceOf(Error);
     await expectFaithful(url);
   }, 240_000);

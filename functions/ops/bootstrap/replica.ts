@@ -84,6 +84,7 @@ export async function prepareReplica(
     if (role === 'origin-guard') {
       log('this role may not set session_replication_role: the copy runs under the pgfanout.origin guard, foreign keys are created after it');
       if (o.replicaTriggers !== 'fire') await refuseTriggers(ctl, existing.map((t) => t.ref), name);
+      await refuseOwnForeignKeys(ctl, snap, existing, name);
     }
     await createMissing(ctl, snap, created, name, log);
     await dropForeignKeys(ctl, snap, existing, log);
@@ -204,6 +205,40 @@ async function createMissing(ctl: pg.ClientBase, snap: Snapshot, created: Readon
 function copiedForeignKeys(snap: Snapshot): { table: SourceTable; key: SourceTable['foreignKeys'][number] }[] {
   const copied = new Set(snap.tables.flatMap((t) => [t.name, ...t.partitions.map((p) => key(p.ref))]));
   return snap.tables.flatMap((table) => table.foreignKeys.filter((k) => copied.has(key(k.references))).map((k) => ({ table, key: k })));
+}
+
+/** Foreign keys of a replica table: name and referenced table. */
+const REPLICA_FOREIGN_KEYS = `
+SELECT k.conname AS name, rn.nspname AS ref_schema, r.relname AS ref_table
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
+  JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+ WHERE n.nspname = $1 AND c.relname = $2 AND k.contype = 'f' AND k.conparentid = 0
+ ORDER BY k.conname`;
+
+/**
+ * Under the origin guard foreign keys are checked during the copy, whose order does not follow
+ * them: the source's keys are dropped and created after it, but a key of the replica's own
+ * among the copied tables would fail the copy half way. Refuses it up front, naming it.
+ */
+async function refuseOwnForeignKeys(ctl: pg.ClientBase, snap: Snapshot, existing: readonly SourceTable[], replica: string): Promise<void> {
+  const copied = new Set(snap.tables.flatMap((t) => [t.name, ...t.partitions.map((p) => key(p.ref))]));
+  const own: string[] = [];
+  for (const table of existing) {
+    const { rows } = await ctl.query<{ name: string; ref_schema: string; ref_table: string }>(REPLICA_FOREIGN_KEYS, [table.ref.schema, table.ref.table]);
+    for (const k of rows) {
+      if (copied.has(`${k.ref_schema}.${k.ref_table}`) && !table.foreignKeys.some((f) => f.name === k.name)) own.push(`${table.name}.${k.name}`);
+    }
+  }
+  if (own.length === 0) return;
+  throw new BootstrapError(
+    BOOTSTRAP_ERROR_CODES.schemaMismatch,
+    `replica ${replica}: foreign key(s) ${own.join(', ')} are the replica's own (the source has none by that name); this role may not set session_replication_role, ` +
+      'so they would be checked during the copy, whose order does not follow them. Drop them for the bootstrap, or let the role set session_replication_role ' +
+      '(PostgreSQL 15+: GRANT SET ON PARAMETER session_replication_role); nothing was changed on the replica',
+  );
 }
 
 /** Drops, on existing replica tables, the foreign keys that {@link addForeignKeys} creates again after the copy. */
