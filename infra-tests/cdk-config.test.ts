@@ -106,6 +106,15 @@ describe('configuration validation', () => {
     );
   });
 
+  it('rejects source ids the applier could not read, and a non-boolean allowSchemaChanges', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), sources: [] }))).toThrow('replicas[0] ("eu"): sources must be a non-empty list of source ids');
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), sources: ['a,b'] }))).toThrow('replicas[0] ("eu"): sources[0] "a,b" is not a source id');
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), allowSchemaChanges: 'yes' as unknown as boolean }))).toThrow(
+      'replicas[0] ("eu"): allowSchemaChanges must be true or false, got "yes"',
+    );
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), sources: ['3f2c0a1e-7b6d-4e5f-8a9b-0c1d2e3f4a5b'], allowSchemaChanges: true }))).not.toThrow();
+  });
+
   it('rejects a source without a secret', () => {
     expect(() => validatePgfanoutConfig(config({ source: {} }))).toThrow('source: secretArn or secretName is required');
   });

@@ -12,6 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { CreateEventSourceMappingCommand, GetEventSourceMappingCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
@@ -38,6 +39,8 @@ export interface ReplicaSpec {
   readonly exclude?: readonly string[];
   /** How this replica's applier treats conflicts (multi-master). @default 'error' */
   readonly conflicts?: ConflictMode;
+  /** Whether this replica's applier runs the stream's schema changes (ApplyOptions.allowSchemaChanges). @default false */
+  readonly allowSchemaChanges?: boolean;
 }
 
 export interface PipelineOptions {
@@ -87,12 +90,16 @@ export interface RunningReplica extends ReplicaQueues {
 
 export class Pipeline {
   readonly sourceUrl: string;
+  /** The source's id (`pgfanout.source_id()`), the one source every replica's applier follows. */
+  readonly sourceId: string;
   readonly sourceServer?: LocalPostgres;
   readonly endpointUrl: string;
   readonly topicArn: string;
   readonly replicas: readonly RunningReplica[];
   readonly sns: SNSClient;
   readonly sqs: SQSClient;
+  /** Lambda client of the endpoint (event source mappings: pause and resume). */
+  readonly lambda: LambdaClient;
   readonly #options: PipelineOptions;
   readonly #closeEndpoint: (() => Promise<void>) | undefined;
   #publisher: ChildProcess | undefined;
@@ -101,22 +108,26 @@ export class Pipeline {
 
   private constructor(init: {
     sourceUrl: string;
+    sourceId: string;
     sourceServer?: LocalPostgres;
     endpointUrl: string;
     topicArn: string;
     replicas: RunningReplica[];
     sns: SNSClient;
     sqs: SQSClient;
+    lambda: LambdaClient;
     options: PipelineOptions;
     closeEndpoint?: () => Promise<void>;
   }) {
     this.sourceUrl = init.sourceUrl;
+    this.sourceId = init.sourceId;
     if (init.sourceServer) this.sourceServer = init.sourceServer;
     this.endpointUrl = init.endpointUrl;
     this.topicArn = init.topicArn;
     this.replicas = init.replicas;
     this.sns = init.sns;
     this.sqs = init.sqs;
+    this.lambda = init.lambda;
     this.#options = init.options;
     this.#closeEndpoint = init.closeEndpoint;
   }
@@ -143,7 +154,7 @@ export class Pipeline {
         closeEndpoint = () => endpoint.close();
         started.push({ stop: closeEndpoint });
       }
-      const { sns, sqs } = awsClients({ endpoint: endpointUrl });
+      const { sns, sqs, lambda } = awsClients({ endpoint: endpointUrl });
       const fanout = await createFanout(sns, sqs, {
         prefix: options.prefix ?? 'pgfanout-local',
         replicas: specs.map((s) => s.name),
@@ -152,9 +163,30 @@ export class Pipeline {
       });
 
       await withClient(sourceUrl, (c) => installSource(c));
+      const sourceId = await withClient(sourceUrl, async (c) => (await c.query<{ id: string }>('SELECT pgfanout.source_id() AS id')).rows[0]?.id as string);
       for (const url of replicaUrls) await withClient(url, (c) => installReplica(c));
 
+      // The built-in endpoint keeps each applier's event source mapping, so that `pgfanout
+      // pause|resume` (Lambda UpdateEventSourceMapping) stops and starts its runner as on AWS.
+      const mappings: (string | undefined)[] = [];
+      for (const [i, queues] of fanout.replicas.entries()) {
+        if (!closeEndpoint) {
+          mappings.push(undefined);
+          continue;
+        }
+        const created = await lambda.send(
+          new CreateEventSourceMappingCommand({
+            FunctionName: `pgfanout-applier-${(specs[i] as ReplicaSpec).name}`,
+            EventSourceArn: queues.queueArn,
+            BatchSize: 10,
+            FunctionResponseTypes: ['ReportBatchItemFailures'],
+          }),
+        );
+        mappings.push(created.UUID);
+      }
+
       const replicas: RunningReplica[] = fanout.replicas.map((queues, i) => {
+        const mappingUuid = mappings[i];
         const spec = specs[i] as ReplicaSpec;
         const url = replicaUrls[i] as string;
         const logger = new Logger({ serviceName: 'pgfanout-applier', persistentKeys: { replica: spec.name }, logLevel: 'WARN' });
@@ -170,7 +202,14 @@ export class Pipeline {
             await client.connect();
             return client;
           },
-          apply: { include: spec.include ?? [], exclude: spec.exclude ?? [], replicationRole: 'auto', ...(spec.conflicts ? { conflicts: spec.conflicts } : {}) },
+          apply: {
+            sources: [sourceId],
+            include: spec.include ?? [],
+            exclude: spec.exclude ?? [],
+            replicationRole: 'auto',
+            allowSchemaChanges: spec.allowSchemaChanges === true,
+            ...(spec.conflicts ? { conflicts: spec.conflicts } : {}),
+          },
           logger,
           metrics,
           deferRecords: visibilityDeferral(sqs, () => queues.queueUrl, options.maxRetryDelaySeconds),
@@ -193,6 +232,9 @@ export class Pipeline {
               functionTimeoutMs: (options.functionTimeoutSeconds ?? options.visibilityTimeoutSeconds ?? 30) * 1000,
               ...(options.clock ? { clock: options.clock } : {}),
               functionName: `pgfanout-applier-${spec.name}`,
+              ...(mappingUuid
+                ? { enabled: async () => (await lambda.send(new GetEventSourceMappingCommand({ UUID: mappingUuid }))).State === 'Enabled' }
+                : {}),
               onError: (error) => log(`[applier ${spec.name}] ${error.message}`),
             });
           },
@@ -211,12 +253,14 @@ export class Pipeline {
 
       const pipeline = new Pipeline({
         sourceUrl,
+        sourceId,
         ...(sourceServer ? { sourceServer } : {}),
         endpointUrl,
         topicArn: fanout.topicArn,
         replicas,
         sns,
         sqs,
+        lambda,
         options: { ...options, log },
         ...(closeEndpoint ? { closeEndpoint } : {}),
       });
@@ -301,6 +345,7 @@ export class Pipeline {
     }
     this.sns.destroy();
     this.sqs.destroy();
+    this.lambda.destroy();
     if (this.#closeEndpoint) await this.#closeEndpoint();
     await Promise.all([this.sourceServer?.stop(), ...this.replicas.map((r) => r.server?.stop())]);
   }

@@ -98,7 +98,8 @@ const ABLATIONS: Record<Ablation, { readonly functions: readonly string[]; reado
   },
   'no-rename-fallback': {
     functions: ['capture_key'],
-    pattern: /CASE WHEN coalesce\(new_row, (\S+)\.hstore\(OLD\)\) OPERATOR\(\S+\.\?&\) TG_ARGV\s+THEN (\S+\.slice\(\S+\.hstore\(OLD\), TG_ARGV\)) ELSE \S+\.hstore\(OLD\) END/g,
+    pattern:
+      /CASE WHEN coalesce\(new_row, (\S+)\.hstore\(pgfanout\.as_record\(OLD\)\)\) OPERATOR\(\S+\.\?&\) TG_ARGV\s+THEN (\S+\.slice\(\S+\.hstore\(pgfanout\.as_record\(OLD\)\), TG_ARGV\)) ELSE \S+\.hstore\(pgfanout\.as_record\(OLD\)\) END/g,
     replacement: '$2',
   },
   'no-origin-guard': {

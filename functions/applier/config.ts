@@ -10,6 +10,10 @@ export interface ApplierConfig {
   readonly include: readonly string[];
   readonly exclude: readonly string[];
   readonly tls: (typeof DB_TLS_MODES)[number];
+  /** The source ids the replica follows. */
+  readonly sources: readonly string[];
+  /** Whether the replica runs the stream's schema changes. */
+  readonly allowSchemaChanges: boolean;
   /** Replica tables whose own triggers would fire (no session_replication_role): refused, or allowed to fire. */
   readonly replicaTriggers: (typeof REPLICA_TRIGGERS_MODES)[number];
 }
@@ -30,6 +34,11 @@ export function readApplierConfig(env: Env): ApplierConfig {
       if (!/^[^.]+\.[^.]+$/.test(table)) r.problem(`${name}: "${table}" must be schema.table`);
     }
   }
+  const sources = r.list(APPLIER_ENV.SOURCE_IDS);
+  if (sources.length === 0) {
+    r.problem(`environment variable ${APPLIER_ENV.SOURCE_IDS} is required: the source ids this replica follows (SELECT pgfanout.source_id() on the source), comma-separated`);
+  }
+  const allowSchemaChanges = r.oneOf(APPLIER_ENV.ALLOW_SCHEMA_CHANGES, ['true', 'false'], 'false') === 'true';
   r.done();
-  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, replicaTriggers };
+  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, sources, allowSchemaChanges, replicaTriggers };
 }

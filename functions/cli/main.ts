@@ -8,6 +8,9 @@ import { parseTableName } from '#core/pg/table-name.ts';
 import { installReplica, installSource } from '../ops/install.ts';
 import { replicatedTables, statusReport } from '../ops/status.ts';
 import { verifyTables, waitForReplicaPosition } from '../ops/verify.ts';
+import { awsClients } from '../ops/aws.ts';
+import { setReplicaEnabled } from '../ops/pause.ts';
+import { REPLICA_NAME_PATTERN } from '#core/config.ts';
 import { parse, parseReplicaArg, requireOption, UsageError } from './args.ts';
 import { formatStatus, formatVerify } from './format.ts';
 import { REDRIVE_USAGE, redriveCommand } from './redrive.ts';
@@ -86,6 +89,33 @@ for queues named P-NAME.fifo and P-NAME-dlq.fifo (default prefix: pgfanout-local
       else console.log(formatStatus(report));
       return 0;
     },
+  },
+  pause: {
+    summary: 'stop a replica\'s applier (its changes wait in its queue) while you fix or bootstrap the replica',
+    usage: `pgfanout pause --replica NAME [--replica …] [--prefix P]
+
+Disables the replica applier's event source mapping (Lambda UpdateEventSourceMapping):
+Lambda stops polling the replica's queue, invocations already running finish, and its
+changes wait in the queue (retention 14 days; the queue-age alarm fires long before). Nothing
+is received while paused, so nothing counts towards maxReceiveCount. \`pgfanout resume\`
+starts it again where it stopped, in order.
+The mapping is found by the replica queue's ARN (queue P-NAME.fifo; default prefix
+pgfanout-local; AWS_ENDPOINT_URL for \`pgfanout local\`'s endpoint or LocalStack). Needs
+sqs:GetQueueUrl, sqs:GetQueueAttributes, lambda:ListEventSourceMappings and
+lambda:UpdateEventSourceMapping.`,
+    run: (args) => setEnabledCommand(args, false),
+  },
+  resume: {
+    summary: 'start a paused replica\'s applier again, where it stopped',
+    usage: `pgfanout resume --replica NAME [--replica …] [--prefix P]
+
+Enables the replica applier's event source mapping again: Lambda resumes polling, and the
+replica applies what waited in its queue, in order.
+The mapping is found by the replica queue's ARN (queue P-NAME.fifo; default prefix
+pgfanout-local; AWS_ENDPOINT_URL for \`pgfanout local\`'s endpoint or LocalStack). Needs
+sqs:GetQueueUrl, sqs:GetQueueAttributes, lambda:ListEventSourceMappings and
+lambda:UpdateEventSourceMapping.`,
+    run: (args) => setEnabledCommand(args, true),
   },
   verify: {
     summary: 'compare tables on the source and replicas (chunked hashes by key, rows only where they differ)',
@@ -318,4 +348,31 @@ function progressLine(quiet: boolean | undefined, text: string, done = false): v
   lastProgress = now;
   progressShown = true;
   process.stderr.write(process.stderr.isTTY ? `\r\u001b[2K${text}` : `${text}\n`);
+}
+
+async function setEnabledCommand(args: readonly string[], enabled: boolean): Promise<number> {
+  const { values } = parse(args, {
+    replica: { type: 'string', multiple: true },
+    prefix: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  const names = values.replica ?? [];
+  if (names.length === 0) throw new UsageError('--replica NAME is required (the name in the stack\'s replica list)');
+  for (const name of names) {
+    if (!REPLICA_NAME_PATTERN.test(name)) throw new UsageError(`--replica takes a replica NAME (${REPLICA_NAME_PATTERN.source}), got "${name}"`);
+  }
+  const prefix = values.prefix ?? 'pgfanout-local';
+  const endpoint = process.env.AWS_ENDPOINT_URL;
+  const clients = awsClients(endpoint ? { endpoint } : {});
+  try {
+    for (const name of names) {
+      const states = await setReplicaEnabled(clients, prefix, name, enabled);
+      for (const m of states) console.log(`replica ${name}: ${enabled ? 'resumed' : 'paused'} (event source mapping ${m.uuid} of ${m.functionArn}: ${m.state})`);
+    }
+    return 0;
+  } finally {
+    clients.sns.destroy();
+    clients.sqs.destroy();
+    clients.lambda.destroy();
+  }
 }

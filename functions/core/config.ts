@@ -44,6 +44,13 @@ export const APPLIER_ENV = {
   /** TLS to a replica given by secret: verify-full (default), require or disable. */
   DB_TLS: 'PGFANOUT_DB_TLS',
   /**
+   * Comma-separated source ids (`SELECT pgfanout.source_id()` on each source) the replica
+   * follows; a message of any other source is refused. Required.
+   */
+  SOURCE_IDS: 'PGFANOUT_SOURCE_IDS',
+  /** `true` to run the schema changes (`S` changes) of the stream on this replica; default `false`. */
+  ALLOW_SCHEMA_CHANGES: 'PGFANOUT_ALLOW_SCHEMA_CHANGES',
+  /**
    * What the applier does with replica tables whose own triggers would fire because its role may
    * not set session_replication_role: `refuse` (default) or `fire`.
    */
@@ -75,6 +82,12 @@ export const METRICS = {
     appliedPosition: 'AppliedPosition',
     applyLagSeconds: 'ApplyLagSeconds',
     gapsDetected: 'GapsDetected',
+    /**
+     * Messages the applier refused as untrustworthy or as schema drift (an unknown source, a write
+     * to pgfanout's own tables, a batch that jumps, a duplicate that differs from the applied
+     * batch, a source that went back in time, a schema change it may not run, a dropped column).
+     */
+    messagesRefused: 'MessagesRefused',
     /** Conflicts detected and resolved by appliers of databases that are each other's replica. */
     conflictsDetected: 'ConflictsDetected',
     /** Invocations that stopped at a message failing for a transient reason (replica unreachable, …). */

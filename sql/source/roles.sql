@@ -32,6 +32,7 @@ GRANT USAGE ON SCHEMA pgfanout TO pgfanout_publisher;
 
 GRANT EXECUTE ON FUNCTION
     pgfanout.next_batch(),
+    pgfanout.batch_encoding(bigint, integer),
     pgfanout.batch_values(bigint),
     pgfanout.finish_batch(bigint),
     pgfanout.publisher_waiting(boolean),

@@ -18,6 +18,21 @@ export interface ColumnInfo {
   readonly identity: boolean;
   /** The column has a default expression (an INSERT that leaves it out evaluates it). */
   readonly hasDefault: boolean;
+  /** Quoted collation of the column (`"schema"."name"`), for comparisons as the column compares; undefined: not collatable. */
+  readonly collation: string | undefined;
+  /**
+   * Two values of the column are equal exactly when their texts (as the source writes them) are:
+   * a type of catalog.ts's EXACT_TEXT_TYPES, or an enum, under a deterministic collation.
+   */
+  readonly exactText: boolean;
+}
+
+/** A DEFERRABLE unique constraint of a replica table (its index, its key columns). */
+export interface DeferrableUnique {
+  readonly name: string;
+  readonly columns: readonly string[];
+  /** NULLS NOT DISTINCT (PostgreSQL 15+): NULLs collide like values. */
+  readonly nullsNotDistinct: boolean;
 }
 
 /** A replica table. */
@@ -35,6 +50,15 @@ export interface TableInfo {
    * collide on a constraint, whatever their order.
    */
   readonly uniqueIndexes: number;
+  /** Unique and exclusion indexes checked at once, row by row (not DEFERRABLE). */
+  readonly immediateIndexes: number;
+  /**
+   * DEFERRABLE unique constraints: under `session_replication_role = replica` PostgreSQL does not
+   * check them at all (their check is a trigger, which does not fire), so the applier does.
+   */
+  readonly deferrableUniques: readonly DeferrableUnique[];
+  /** A DEFERRABLE exclusion constraint exists (not checked under `session_replication_role = replica`). */
+  readonly deferrableExclusion: boolean;
   /**
    * Writes to this table affect no other table and read no other table under
    * `session_replication_role = replica`: a plain table (not partitioned, no partition, no
@@ -99,10 +123,48 @@ export interface Shape {
    * when it never moves past them.
    */
   readonly commuteKey: readonly string[] | undefined;
+  /** How later changes of this shape may join a run of it (see {@link Joining}). */
+  readonly joining: Joining;
+}
+
+/**
+ * How changes of one shape share a run (one set-based statement, matched against the table as
+ * it was before the statement, its rows written in an order PostgreSQL chooses):
+ * - `touched`: a change joins unless it touches a key value (old or new) the run touched; key
+ *   texts decide, which is exact for {@link ColumnInfo.exactText} keys that are checked at once;
+ * - `key-text`: the key's texts do not decide equality (numeric 1.0 and 1.00, a nondeterministic
+ *   collation): as `touched`, but an UPDATE that writes a key text other than its old one is a
+ *   run of its own, so equal keys written differently are never in one statement unless they
+ *   are one row's unchanged key;
+ * - `alone`: every change is its own statement: an UPDATE of a table with a unique constraint
+ *   checked at once besides its key (a run's row order could collide on it for a moment, as a
+ *   swap through a temporary value would);
+ * - `snapshot`: the key is DEFERRABLE, so two rows may hold one key value for a while and a
+ *   change's old key names the row that held it before the statement (a swap, a shift): UPDATEs
+ *   and DELETEs join whatever they touch, and an UPDATE run is cut where the replica's own
+ *   equality shows a later change needs an earlier one's result ({@link snapshotSplitSql}).
+ */
+export type Joining = 'touched' | 'key-text' | 'alone' | 'snapshot';
+
+const sameColumns = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((c) => b.includes(c));
+
+/** How changes of a shape join runs (see {@link Joining}); `key` is the shape's matching key. */
+export function joiningOf(op: 'I' | 'U' | 'D', table: TableInfo, key: readonly string[] | undefined): Joining {
+  if (op === 'I' || key === undefined) return 'touched';
+  const keyDeferrable = table.deferrableUniques.some((u) => sameColumns(u.columns, key));
+  if (op === 'U' && table.immediateIndexes > (keyDeferrable ? 0 : 1)) return 'alone';
+  if (keyDeferrable) return 'snapshot';
+  if (!key.every((c) => table.columns.get(c)?.exactText === true)) return 'key-text';
+  return 'touched';
 }
 
 export function cast(ref: string, column: ColumnInfo): string {
   return `${ref}::${column.castType}`;
+}
+
+/** `ref` as a value of `column`, compared with the column's collation. */
+export function typed(ref: string, column: ColumnInfo): string {
+  return column.collation === undefined ? `(${cast(ref, column)})` : `(${cast(ref, column)} COLLATE ${column.collation})`;
 }
 
 export function column(shape: Shape, name: string): ColumnInfo {
@@ -149,12 +211,56 @@ export function placementOf(op: 'I' | 'U' | 'D', table: TableInfo, oldColumns: r
   // An INSERT that leaves a column out evaluates its default (nextval(), now(), …) in statement order.
   const defaultsLeft = op === 'I' && [...table.columns.values()].some((c) => !c.generated && !inNew.has(c.name) && (c.hasDefault || c.identity));
   if (!table.independent || defaultsLeft) return { placement: 'ordered', commuteKey: undefined };
-  const only = table.uniqueIndexes === 1 && table.identities.length === 1 ? table.identities[0] : undefined;
+  // Commuting is decided by comparing key texts: only for a key whose texts are its values, checked at once.
+  const only = table.uniqueIndexes === 1 && table.immediateIndexes === 1 && table.identities.length === 1 ? table.identities[0] : undefined;
+  if (only !== undefined && !only.every((c) => table.columns.get(c)?.exactText === true)) return { placement: 'table', commuteKey: undefined };
   if (only === undefined) return { placement: 'table', commuteKey: undefined };
   const inOld = new Set(oldColumns);
   const carried = (image: ReadonlySet<string>) => only.every((c) => image.has(c));
   const commutes = op === 'I' ? carried(inNew) : op === 'D' ? carried(inOld) : carried(inOld) && carried(inNew);
   return { placement: 'table', commuteKey: commutes ? only : undefined };
+}
+
+/**
+ * For a run of UPDATEs matched by a DEFERRABLE key (see {@link Joining}): the first change (its
+ * `ord`, or NULL for none) that cannot be applied in one statement with the changes before it,
+ * decided with the replica's own equality (the key as the column's type and collation compare
+ * it). One statement matches every change against the table as it was before it, which is
+ * right unless a change's old key is an earlier change's old key (one row twice), or an earlier
+ * change's new key while no row holds that key now (it names the row the earlier change wrote;
+ * when a row does hold it, that row is the one meant, as when the source swapped or shifted keys
+ * in one statement).
+ */
+export function snapshotSplitSql(shape: Shape, source: RowSource): string {
+  const key = shape.key as readonly string[];
+  const oldRef = (name: string) => `u.v${shape.oldColumns.indexOf(name)}`;
+  const newRef = (name: string) => (shape.newColumns.includes(name) ? `u.v${shape.oldColumns.length + shape.newColumns.indexOf(name)}` : oldRef(name));
+  const keyed = key.flatMap((c, i) => [`${typed(oldRef(c), column(shape, c))} AS o${i}`, `${typed(newRef(c), column(shape, c))} AS n${i}`]);
+  const both = (a: string, b: string) => key.map((_, i) => `${a}${i} = ${b}${i}`).join(' AND ');
+  const held = key.map((c, i) => `t.${quoteIdent(c)} = w.o${i}`).join(' AND ');
+  return `WITH w AS MATERIALIZED (SELECT u.ord, ${keyed.join(', ')} FROM ${source.fromItem})
+SELECT pg_catalog.min(w.ord) AS split FROM w
+ WHERE EXISTS (SELECT FROM w AS p WHERE p.ord < w.ord AND ${both('p.o', 'w.o')})
+    OR (EXISTS (SELECT FROM w AS p WHERE p.ord < w.ord AND ${both('p.n', 'w.o')})
+        AND NOT EXISTS (SELECT FROM ${shape.table.quoted} AS t WHERE ${held}))`;
+}
+
+/**
+ * A check that `unique` holds for the key values in `source` (v0… in the constraint's column
+ * order): the first value held by more than one row, or none. With no source, the whole table
+ * is checked (for a batch that wrote more keys than are kept in memory).
+ */
+export function deferredCheckSql(table: TableInfo, unique: DeferrableUnique, source: RowSource | undefined): string {
+  const col = (c: string) => table.columns.get(c) as ColumnInfo;
+  if (source === undefined) {
+    const cols = unique.columns.map((c) => `t.${quoteIdent(c)}`);
+    const notNull = unique.nullsNotDistinct ? '' : ` WHERE ${cols.map((c) => `${c} IS NOT NULL`).join(' AND ')}`;
+    return `SELECT ${cols.map((c, i) => `${c}::pg_catalog.text AS v${i}`).join(', ')} FROM ${table.quoted} AS t${notNull} GROUP BY ${cols.join(', ')} HAVING pg_catalog.count(*) > 1 LIMIT 1`;
+  }
+  const op = unique.nullsNotDistinct ? 'IS NOT DISTINCT FROM' : '=';
+  const match = unique.columns.map((c, i) => `t.${quoteIdent(c)} ${op} ${cast(`u.v${i}`, col(c))}`).join(' AND ');
+  return `SELECT ${unique.columns.map((_, i) => `u.v${i}`).join(', ')} FROM ${source.fromItem}
+ WHERE (SELECT pg_catalog.count(*) FROM ${table.quoted} AS t WHERE ${match}) > 1 LIMIT 1`;
 }
 
 /** A prepared-statement name for `sql` (node-pg prepares each name once per connection). */

@@ -50,7 +50,7 @@ export interface OutgoingMessage {
   readonly bytes: number;
   /** FIFO message group id (one per source). */
   readonly groupId: string;
-  /** FIFO deduplication id (source, batch, part). */
+  /** FIFO deduplication id (source, batch, part, digest of `body`). */
   readonly dedupId: string;
   readonly batchId: string;
   readonly part: number;
@@ -60,12 +60,31 @@ export interface OutgoingMessage {
 }
 
 
+/**
+ * U+FFFE and U+FFFF: valid in PostgreSQL text and in JSON, but outside the characters SQS
+ * accepts in a message body (`#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD |
+ * #x10000 to #x10FFFF`, https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html):
+ * SNS accepts such a message and its delivery to SQS fails. The encoder writes them as the
+ * JSON escapes `\ufffe` and `\uffff`, which every JSON parser turns back into the same
+ * characters. The other characters SQS refuses are escaped by JSON itself (controls below
+ * U+0020 and lone surrogates) or cannot occur in PostgreSQL text (U+0000).
+ */
+const SQS_UNSAFE = /[\uFFFE\uFFFF]/;
+const SQS_UNSAFE_ALL = /[\uFFFE\uFFFF]/g;
+
+/** JSON text of `text` (quotes included) with the characters SQS refuses escaped. */
+function jsonString(text: string): string {
+  const json = JSON.stringify(text);
+  return SQS_UNSAFE.test(json) ? json.replace(SQS_UNSAFE_ALL, (c) => `\\u${c.charCodeAt(0).toString(16)}`) : json;
+}
+
 /** UTF-8 bytes of one UTF-16 code unit (non-surrogate) once JSON-escaped inside a string. */
 function escapedUnitBytes(code: number): number {
   if (code < 0x20) return code === 0x08 || code === 0x09 || code === 0x0a || code === 0x0c || code === 0x0d ? 2 : 6;
   if (code === 0x22 || code === 0x5c) return 2;
   if (code < 0x80) return 1;
   if (code < 0x800) return 2;
+  if (code >= 0xfffe) return 6;
   return 3;
 }
 
@@ -103,7 +122,7 @@ interface Encoded {
 
 function encode(text: string): Encoded {
   if (text.length < 256 && PLAIN_ASCII.test(text)) return { text: `"${text}"`, bytes: text.length + 2 };
-  const json = JSON.stringify(text);
+  const json = jsonString(text);
   return { text: json, bytes: Buffer.byteLength(json) };
 }
 
@@ -113,7 +132,7 @@ const PLAIN_ASCII = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
 function escapeContent(text: string): Encoded {
   if (text.length < 256 && PLAIN_ASCII.test(text)) return { text, bytes: text.length };
-  const json = JSON.stringify(text);
+  const json = jsonString(text);
   const inner = json.slice(1, -1);
   return { text: inner, bytes: Buffer.byteLength(json) - 2 };
 }
@@ -311,8 +330,8 @@ export class BatchEncoder {
 
   #startMessage(): void {
     const b = this.#batch;
-    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${JSON.stringify(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${this.#part}`;
-    if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${JSON.stringify(b.lastEventTime)}`;
+    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${jsonString(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${this.#part}`;
+    if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${jsonString(b.lastEventTime)}`;
     if (this.#after !== undefined) header += `,"${FIELDS.after}":"${this.#after}"`;
     header += `,"${FIELDS.changes}":[`;
     this.#header = header;
@@ -332,8 +351,8 @@ export class BatchEncoder {
   /** Budget of part `part` (whose header carries an `after` digest when part > 0). */
   #budgetOf(part: number): number {
     const b = this.#batch;
-    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${JSON.stringify(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${part}`;
-    if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${JSON.stringify(b.lastEventTime)}`;
+    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${jsonString(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${part}`;
+    if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${jsonString(b.lastEventTime)}`;
     if (part > 0) header += `,"${FIELDS.after}":"${'0'.repeat(DIGEST_HEX_LENGTH)}"`;
     header += `,"${FIELDS.changes}":[`;
     return this.#maxBytes - Buffer.byteLength(header) - TRAILER_RESERVE;
@@ -344,18 +363,19 @@ export class BatchEncoder {
     const body = this.#header + this.#pieces.join('') + trailer;
     const bytes = Buffer.byteLength(body);
     if (bytes > this.#maxBytes) this.#fail(`internal error: part ${this.#part} is ${bytes} bytes, above the limit ${this.#maxBytes}`);
+    const digest = bodyDigest(body);
     this.#ready.push({
       body,
       bytes,
       groupId: this.#groupId,
-      dedupId: messageDeduplicationId(this.#batch.sourceId, this.#batch.batchId, this.#part),
+      dedupId: messageDeduplicationId(this.#batch.sourceId, this.#batch.batchId, this.#part, digest),
       batchId: this.#batch.batchId,
       part: this.#part,
       final,
       changes: this.#changesInMessage,
     });
     if (!final) {
-      this.#after = bodyDigest(body);
+      this.#after = digest;
       this.#part++;
       this.#startMessage();
     }
