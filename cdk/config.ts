@@ -48,6 +48,13 @@ export interface ReplicaConfig extends SecretReference {
   readonly include?: readonly string[];
   /** `schema.table` names never to apply. @default none */
   readonly exclude?: readonly string[];
+  /**
+   * Where the applier's database role may not set session_replication_role, the replica's own
+   * triggers would fire on applied changes: `refuse` stops the applier with an error naming
+   * them and the fix; `fire` lets them (for triggers meant to fire on replicated changes).
+   * @default 'refuse'
+   */
+  readonly replicaTriggers?: 'refuse' | 'fire';
   /** Alarm when the replica is this many seconds behind the source. @default 300 */
   readonly lagAlarmSeconds?: number;
   /** Applier function timeout in seconds (1-900); the queue's visibility timeout is six times this. @default 300 */
@@ -264,6 +271,9 @@ function replicaProblems(replica: ReplicaConfig, index: number, prefix: string |
     }
   }
   problems.push(...secretProblems(where, replica));
+  if (replica.replicaTriggers !== undefined && replica.replicaTriggers !== 'refuse' && replica.replicaTriggers !== 'fire') {
+    problems.push(`${where}: replicaTriggers must be "refuse" or "fire", got ${show(replica.replicaTriggers)}`);
+  }
 
   if (replica.sources !== undefined) {
     if (!Array.isArray(replica.sources) || replica.sources.length === 0) {

@@ -195,6 +195,7 @@ export class PgfanoutReplica extends Construct {
         ...(config.allowSchemaChanges === true ? { [APPLIER_ENV.ALLOW_SCHEMA_CHANGES]: 'true' } : {}),
         ...(include.length > 0 ? { [APPLIER_ENV.INCLUDE_TABLES]: include.join(',') } : {}),
         ...(exclude.length > 0 ? { [APPLIER_ENV.EXCLUDE_TABLES]: exclude.join(',') } : {}),
+        ...(config.replicaTriggers === 'fire' ? { [APPLIER_ENV.REPLICA_TRIGGERS]: 'fire' } : {}),
         POWERTOOLS_SERVICE_NAME: APPLIER_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',

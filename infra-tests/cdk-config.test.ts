@@ -83,6 +83,13 @@ describe('configuration validation', () => {
     );
   });
 
+  it('accepts replicaTriggers "refuse" or "fire" and rejects anything else', () => {
+    expect(configProblems(withReplica({ name: 'eu', secretArn: secretArn('eu'), replicaTriggers: 'fire' }))).toEqual([]);
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), replicaTriggers: 'yes' as 'fire' }))).toThrow(
+      'replicas[0] ("eu"): replicaTriggers must be "refuse" or "fire", got "yes"',
+    );
+  });
+
   it('rejects a malformed secret ARN', () => {
     expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: 'arn:aws:s3:::bucket' }))).toThrow(
       'replicas[0] ("eu"): secretArn "arn:aws:s3:::bucket" is not a Secrets Manager secret ARN',

@@ -17,4 +17,11 @@ describe('readApplierConfig', () => {
       /PGFANOUT_ALLOW_SCHEMA_CHANGES must be one of true, false, got "yes"/,
     );
   });
+
+  it('refuses replica triggers unless PGFANOUT_REPLICA_TRIGGERS says fire; names a wrong value', () => {
+    const withSource = { ...base, [APPLIER_ENV.SOURCE_IDS]: 'a1' };
+    expect(readApplierConfig(withSource).replicaTriggers).toBe('refuse');
+    expect(readApplierConfig({ ...withSource, [APPLIER_ENV.REPLICA_TRIGGERS]: 'fire' }).replicaTriggers).toBe('fire');
+    expect(() => readApplierConfig({ ...withSource, [APPLIER_ENV.REPLICA_TRIGGERS]: 'yes' })).toThrow('environment variable PGFANOUT_REPLICA_TRIGGERS must be one of refuse, fire, got "yes"');
+  });
 });

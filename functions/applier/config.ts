@@ -1,5 +1,5 @@
 /** The applier's configuration, read once from the environment. */
-import { APPLIER_ENV, DB_TLS_MODES } from '#core/config.ts';
+import { APPLIER_ENV, DB_TLS_MODES, REPLICA_TRIGGERS_MODES } from '#core/config.ts';
 import { EnvReader, type Env } from '#core/env.ts';
 
 export interface ApplierConfig {
@@ -14,6 +14,8 @@ export interface ApplierConfig {
   readonly sources: readonly string[];
   /** Whether the replica runs the stream's schema changes. */
   readonly allowSchemaChanges: boolean;
+  /** Replica tables whose own triggers would fire (no session_replication_role): refused, or allowed to fire. */
+  readonly replicaTriggers: (typeof REPLICA_TRIGGERS_MODES)[number];
 }
 
 export function readApplierConfig(env: Env): ApplierConfig {
@@ -24,6 +26,7 @@ export function readApplierConfig(env: Env): ApplierConfig {
   if (url && secretArn) r.problem(`set only one of ${APPLIER_ENV.REPLICA_URL} and ${APPLIER_ENV.REPLICA_SECRET_ARN}`);
   if (!url && !secretArn) r.problem(`environment variable ${APPLIER_ENV.REPLICA_SECRET_ARN} or ${APPLIER_ENV.REPLICA_URL} is required`);
   const tls = r.oneOf(APPLIER_ENV.DB_TLS, DB_TLS_MODES, 'verify-full');
+  const replicaTriggers = r.oneOf(APPLIER_ENV.REPLICA_TRIGGERS, REPLICA_TRIGGERS_MODES, 'refuse');
   const include = r.list(APPLIER_ENV.INCLUDE_TABLES);
   const exclude = r.list(APPLIER_ENV.EXCLUDE_TABLES);
   for (const [name, list] of [[APPLIER_ENV.INCLUDE_TABLES, include], [APPLIER_ENV.EXCLUDE_TABLES, exclude]] as const) {
@@ -37,5 +40,5 @@ export function readApplierConfig(env: Env): ApplierConfig {
   }
   const allowSchemaChanges = r.oneOf(APPLIER_ENV.ALLOW_SCHEMA_CHANGES, ['true', 'false'], 'false') === 'true';
   r.done();
-  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, sources, allowSchemaChanges };
+  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, sources, allowSchemaChanges, replicaTriggers };
 }

@@ -256,7 +256,7 @@ Options:
           throw new UsageError(`--tables: ${(err as Error).message}`);
         }
       });
-      const { bootstrapReplica, formatBootstrap } = await import('../ops/bootstrap.ts');
+      const { bootstrapReplica, formatBootstrap } = await import('../ops/bootstrap/index.ts');
       const stop = new AbortController();
       const onSignal = () => stop.abort();
       process.once('SIGINT', onSignal);

@@ -50,7 +50,15 @@ export const APPLIER_ENV = {
   SOURCE_IDS: 'PGFANOUT_SOURCE_IDS',
   /** `true` to run the schema changes (`S` changes) of the stream on this replica; default `false`. */
   ALLOW_SCHEMA_CHANGES: 'PGFANOUT_ALLOW_SCHEMA_CHANGES',
+  /**
+   * What the applier does with replica tables whose own triggers would fire because its role may
+   * not set session_replication_role: `refuse` (default) or `fire`.
+   */
+  REPLICA_TRIGGERS: 'PGFANOUT_REPLICA_TRIGGERS',
 } as const;
+
+/** Values of APPLIER_ENV.REPLICA_TRIGGERS. */
+export const REPLICA_TRIGGERS_MODES = ['refuse', 'fire'] as const;
 
 /** TLS modes accepted by PUBLISHER_ENV.DB_TLS and APPLIER_ENV.DB_TLS. */
 export const DB_TLS_MODES = ['verify-full', 'require', 'disable'] as const;

@@ -280,7 +280,7 @@ describe.each(TEST_MAJORS)('applyMessage on PostgreSQL %i', (major) => {
     expect(await rows(client, 'public.child')).toEqual(['(1,9)']);
 
     const second = await messages(source, 2, [ins('audited', { id: '2', v: 'y' })]);
-    const [guarded] = await applyAll(client, second, { replicationRole: 'origin-guard' });
+    const [guarded] = await applyAll(client, second, { replicationRole: 'origin-guard', replicaTriggers: 'fire' });
     expect(guarded?.replicationRole).toBe('origin-guard');
     expect(await rows(client, 'public.audit_log')).toEqual([`(${source},2)`]);
     const setting = await client.query<{ v: string | null }>("SELECT current_setting('pgfanout.origin', true) AS v");
@@ -298,7 +298,7 @@ describe.each(TEST_MAJORS)('applyMessage on PostgreSQL %i', (major) => {
     const list = await messages(source, 1, [ins('audited', { id: '3', v: 'z' })]);
     await client.query('SET ROLE plain_applier');
     try {
-      const [result] = await applyAll(client, list);
+      const [result] = await applyAll(client, list, { replicaTriggers: 'fire' });
       expect(result).toMatchObject({ outcome: 'applied', replicationRole: 'origin-guard' });
     } finally {
       await client.query('RESET ROLE');

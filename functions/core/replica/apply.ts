@@ -67,7 +67,7 @@ import { checkConflictMode, type ConflictMode } from './conflicts.ts';
 import { TableFilter } from './filter.ts';
 import { checkDuplicate, checkOriginForward, decide, lockPosition, positionText, refuseBeforeBootstrap, REPLICA_HISTORY_BATCHES } from './position.ts';
 import { replicaCatalog } from './catalog.ts';
-import { beginSession, type ReplicationRole } from './session.ts';
+import { beginSession, type ReplicaTriggers, type ReplicationRole } from './session.ts';
 import { BatchApplier } from './batch-applier.ts';
 
 /** How {@link applyMessage} groups changes into statements. */
@@ -102,6 +102,13 @@ export interface ApplyOptions {
    * @default 'auto'
    */
   readonly replicationRole?: ReplicationRole;
+  /**
+   * Under the origin guard (the role may not set session_replication_role), a replica table's
+   * own triggers fire on applied changes: `refuse` stops the apply with an error naming them and
+   * the fix; `fire` lets them, for replicas whose triggers are meant to (see session.ts).
+   * @default 'refuse'
+   */
+  readonly replicaTriggers?: ReplicaTriggers;
   /**
    * How changes are grouped into set-based statements (see the module comment): `per-table`
    * groups changes by table where that provably gives the same result (only under
@@ -161,6 +168,7 @@ interface CheckedOptions {
   readonly conflicts: ConflictMode;
   readonly planning: Planning;
   readonly dryRun: boolean;
+  readonly replicaTriggers: ReplicaTriggers;
 }
 
 /** Checks options once, naming the option, the value and what is allowed. */
@@ -173,6 +181,10 @@ function checkOptions(options: ApplyOptions): CheckedOptions {
   if (planning !== 'per-table' && planning !== 'in-order') {
     throw new InvalidArgumentError(`planning ${describeValue(planning)} is not allowed; expected 'per-table' or 'in-order'`);
   }
+  const replicaTriggers = options.replicaTriggers ?? 'refuse';
+  if (replicaTriggers !== 'refuse' && replicaTriggers !== 'fire') {
+    throw new InvalidArgumentError(`replicaTriggers ${describeValue(replicaTriggers)} is not allowed; expected 'refuse' or 'fire'`);
+  }
   let sources: ReadonlySet<string> | undefined;
   if (options.sources !== undefined) {
     if (!Array.isArray(options.sources) || options.sources.length === 0 || options.sources.some((id) => typeof id !== 'string' || id.trim() === '')) {
@@ -184,6 +196,7 @@ function checkOptions(options: ApplyOptions): CheckedOptions {
     throw new InvalidArgumentError(`allowSchemaChanges ${describeValue(options.allowSchemaChanges)} is not allowed; expected true or false`);
   }
   return {
+    replicaTriggers,
     sources,
     allowSchemaChanges: options.allowSchemaChanges === true,
     filter: new TableFilter(options.include, options.exclude),
@@ -301,6 +314,7 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
       perTable: role === 'replica' && planning === 'per-table',
       allowSchemaChanges: options.allowSchemaChanges,
       checkDeferrable: role === 'replica',
+      refuseTriggers: role === 'origin-guard' && options.replicaTriggers === 'refuse',
     });
     const partDigests: string[] = [];
     for (let part = 0; part < envelope.part; part++) {

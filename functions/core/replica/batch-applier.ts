@@ -21,6 +21,7 @@ import {
 import { applyChecked, type ConflictMode } from './conflicts.ts';
 import { PGFANOUT_SCHEMA, runSchemaChange } from './schema-change.ts';
 import type { TableFilter } from './filter.ts';
+import { refuseReplicaTriggers, triggerNames } from './session.ts';
 import { CATALOG_MAX_AGE_MS, CATALOG_SQL, IDENTITIES_SQL, replicaCatalog, type ReplicaCatalog } from './catalog.ts';
 import {
   deferredCheckSql,
@@ -142,14 +143,27 @@ export class BatchApplier {
   /** Whether `S` changes run here (ApplyOptions.allowSchemaChanges). */
   readonly #allowSchemaChanges: boolean;
 
+  /** Refuse tables whose own triggers would fire (the origin guard is in effect and the options do not allow them). */
+  readonly #refuseTriggers: boolean;
+  /** Tables whose triggers were checked in this batch. */
+  readonly #triggersChecked = new Set<string>();
+
   constructor(
     client: pg.ClientBase,
     context: ApplyContext,
-    options: { readonly filter: TableFilter; readonly conflicts: ConflictMode; readonly perTable: boolean; readonly allowSchemaChanges?: boolean; readonly checkDeferrable?: boolean },
+    options: {
+      readonly filter: TableFilter;
+      readonly conflicts: ConflictMode;
+      readonly perTable: boolean;
+      readonly allowSchemaChanges?: boolean;
+      readonly checkDeferrable?: boolean;
+      readonly refuseTriggers?: boolean;
+    },
   ) {
     const { filter, conflicts, perTable } = options;
     this.#allowSchemaChanges = options.allowSchemaChanges === true;
     this.#checkDeferrable = options.checkDeferrable ?? false;
+    this.#refuseTriggers = options.refuseTriggers === true;
     this.#client = client;
     this.#context = context;
     this.#filter = filter;
@@ -292,6 +306,7 @@ export class BatchApplier {
       immediate_indexes: number;
       deferrable_exclusion: boolean;
       deferrable_uniques: DeferrableUnique[] | null;
+      origin_triggers: [string, string, string][];
     };
     for (const row of rows as { name: string | null; cast_type: string; collation: string | null; exact_text: boolean; generated: boolean; identity: string; has_default: boolean }[]) {
       if (row.name === null) continue;
@@ -319,10 +334,20 @@ export class BatchApplier {
       deferrableUniques: first.deferrable_uniques ?? [],
       deferrableExclusion: first.deferrable_exclusion,
       independent: first.independent,
+      originTriggers: triggerNames(first.origin_triggers),
       readAt: performance.now(),
     };
     this.#tables.set(cacheKey, info);
     return info;
+  }
+
+  /** Refuses, once per table and batch, a table whose own triggers would fire on the change. */
+  async #checkTriggers(schema: string, table: string): Promise<void> {
+    const key = `${schema}\u0000${table}`;
+    if (this.#triggersChecked.has(key)) return;
+    const info = await this.#table(schema, table);
+    if (info.originTriggers.length > 0) throw await refuseReplicaTriggers(this.#client, info, this.#context);
+    this.#triggersChecked.add(key);
   }
 
   /** The statement shape of a change, checked against the replica table (cached by layout). */
@@ -383,6 +408,7 @@ export class BatchApplier {
       this.skipped++;
       return;
     }
+    if (this.#refuseTriggers) await this.#checkTriggers(head.schema, head.table);
     if (head.op === 'T') {
       await this.#flushRun();
       const table = await this.#table(head.schema, head.table);

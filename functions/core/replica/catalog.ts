@@ -10,6 +10,27 @@ import type { Shape, TableInfo } from './statements.ts';
 export const CATALOG_MAX_AGE_MS = 60_000;
 
 /**
+ * The table's user triggers (and those of its partitions) that fire under the default
+ * session_replication_role (tgenabled 'O'), leaving out pgfanout's own capture triggers (they
+ * honour the origin guard) and the internal ones (foreign keys): as [schema, table, trigger].
+ */
+const ORIGIN_TRIGGERS_SQL = `
+SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(tn.nspname, tc.relname, g.tgname) ORDER BY tn.nspname, tc.relname, g.tgname), '[]'::pg_catalog.json)
+  FROM pg_catalog.pg_trigger g
+  JOIN pg_catalog.pg_class tc ON tc.oid = g.tgrelid
+  JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
+  JOIN pg_catalog.pg_proc f ON f.oid = g.tgfoid
+  JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace
+ WHERE (g.tgrelid = c.oid OR g.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(c.oid) p))
+   AND NOT g.tgisinternal AND g.tgenabled = 'O' AND fn.nspname <> 'pgfanout'`;
+
+/** {@link ORIGIN_TRIGGERS_SQL} for the table named by $1 (schema) and $2 (name): one row, `triggers`. */
+export const TABLE_ORIGIN_TRIGGERS_SQL = `
+SELECT (${ORIGIN_TRIGGERS_SQL}) AS triggers
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relname = $2`;
+
+/**
  * Types whose text, as the source's output function writes it (under the exact output settings
  * the capture uses: ISO dates), is equal exactly when the values are equal: comparing such keys
  * as text is comparing them as the replica does. Not in it, among others: numeric (1.0 = 1.00),
@@ -24,6 +45,7 @@ SELECT c.oid::pg_catalog.int8 AS oid,
          AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits h WHERE h.inhrelid = c.oid OR h.inhparent = c.oid)
          AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgenabled IN ('A', 'R')) AS independent,
        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND (i.indisunique OR i.indisexclusion))::pg_catalog.int4 AS unique_indexes,
+       (${ORIGIN_TRIGGERS_SQL}) AS origin_triggers,
        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND (i.indisunique OR i.indisexclusion) AND i.indimmediate)::pg_catalog.int4 AS immediate_indexes,
        EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisexclusion AND NOT i.indimmediate) AS deferrable_exclusion,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(

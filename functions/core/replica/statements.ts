@@ -65,6 +65,12 @@ export interface TableInfo {
    * inheritance), no rules, no trigger enabled ALWAYS or REPLICA.
    */
   readonly independent: boolean;
+  /**
+   * User triggers of the table and its partitions that fire when session_replication_role is
+   * not `replica` (enabled the default way), each `schema.table trigger` quoted; pgfanout's
+   * capture triggers and foreign-key triggers are not among them.
+   */
+  readonly originTriggers: readonly string[];
   /** When this was read (performance.now()), to read it again after CATALOG_MAX_AGE_MS. */
   readonly readAt: number;
 }

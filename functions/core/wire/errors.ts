@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   schemaChange: 'SCHEMA_CHANGE_FAILED',
   untrustedMessage: 'UNTRUSTED_MESSAGE',
   schemaDrift: 'SCHEMA_DRIFT',
+  replicaTriggers: 'REPLICA_TRIGGERS',
 } as const;
 
 /**
@@ -153,6 +154,25 @@ export class SchemaMismatchError extends PgfanoutError {
     this.table = table;
     this.column = column;
     this.reason = reason;
+  }
+}
+
+/**
+ * A replica table has triggers that would fire on applied changes (the applier could not set
+ * session_replication_role = replica) and the applier's options do not allow them.
+ */
+export class ReplicaTriggersError extends PgfanoutError {
+  readonly table: string;
+  readonly triggers: readonly string[];
+  constructor(table: string, triggers: readonly string[], fix: string, context: ApplyContext) {
+    super(
+      ERROR_CODES.replicaTriggers,
+      `replica table ${table} has trigger(s) ${triggers.join(', ')} that would fire on every applied change, because this role may not set ` +
+        `session_replication_role = replica: the replica would differ from the source (${where(context)}); nothing applied. ${fix}`,
+      { permanent: true },
+    );
+    this.table = table;
+    this.triggers = triggers;
   }
 }
 

@@ -38,6 +38,7 @@ export {
   GapError,
   NotBootstrappedError,
   SchemaMismatchError,
+  ReplicaTriggersError,
   UnknownTableError,
   RowNotFoundError,
   TransientDatabaseError,
