@@ -9,7 +9,7 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Aws, CfnCondition, Duration, Fn, IgnoreMode, NestedStack, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { ArnFormat, Aws, CfnCondition, Duration, Fn, IgnoreMode, NestedStack, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import { Dashboard, TextWidget, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
 import { FlowLogDestination, FlowLogTrafficType, IpAddresses, SecurityGroup, SubnetType, Vpc, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -129,14 +129,21 @@ export class Pgfanout extends Construct {
       removalPolicy: RemovalPolicy.DESTROY,
       pendingWindow: Duration.days(30),
     });
-    // CloudWatch publishes alarm notifications to the encrypted alarm topic.
+    // This stack's alarms, and only they, notify the alarm topic: every alarm is named
+    // `<prefix>-…`. Scoping a service principal by aws:SourceAccount and aws:SourceArn is what
+    // SNS documents against the confused deputy
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html).
+    const alarmArns = stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: `${this.namePrefix}-*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    const fromOurAlarms = { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID }, ArnLike: { 'aws:SourceArn': alarmArns } };
+    // CloudWatch publishes alarm notifications to the encrypted alarm topic, which needs the key
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
     this.encryptionKey.addToResourcePolicy(
       new PolicyStatement({
         sid: 'CloudWatchAlarmsPublishToTheAlarmTopic',
         principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
         actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
         resources: ['*'],
-        conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+        conditions: fromOurAlarms,
       }),
     );
 
@@ -166,6 +173,19 @@ export class Pgfanout extends Construct {
       masterKey: this.encryptionKey,
       enforceSSL: true,
     });
+    // A topic policy replaces SNS's default one, and enforceSSL creates one holding only its
+    // TLS deny; SnsAction adds no permission. Without this statement CloudWatch "is not authorized
+    // to perform: SNS:Publish" and no alarm notification arrives
+    // (https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger).
+    this.alarmTopic.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'CloudWatchAlarmsOfThisStackPublish',
+        principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.alarmTopic.topicArn],
+        conditions: fromOurAlarms,
+      }),
+    );
     this.#subscribeEmail(props.alarmEmail);
 
     this.vpc = props.vpc ?? this.#newVpc(logRetention);
