@@ -77,6 +77,13 @@ export interface PgfanoutProps {
   readonly projectRoot?: string;
   /** Retention of every log group. @default one month */
   readonly logRetention?: RetentionDays;
+  /**
+   * What happens to the replica queues (and the messages in them), their dead-letter queues and
+   * the KMS key when they leave the stack. Retained, a removed replica's queues stay (delete them
+   * by hand, or import them, before adding a replica of that name again).
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly dataRemovalPolicy?: RemovalPolicy;
 }
 
 /** The pgfanout deployment: topic, publisher, replicas, alarms and dashboard. */
@@ -122,11 +129,12 @@ export class Pgfanout extends Construct {
     });
     const projectRoot = props.projectRoot ?? PROJECT_ROOT;
     const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
+    const dataRemovalPolicy = props.dataRemovalPolicy ?? RemovalPolicy.RETAIN;
 
     this.encryptionKey = new Key(this, 'Key', {
       description: `pgfanout ${this.namePrefix}: the topic, the replica queues and the alarm topic`,
       enableKeyRotation: true,
-      removalPolicy: RemovalPolicy.DESTROY,
+      removalPolicy: dataRemovalPolicy,
       pendingWindow: Duration.days(30),
     });
     // This stack's alarms, and only they, notify the alarm topic: every alarm is named
@@ -269,6 +277,7 @@ export class Pgfanout extends Construct {
         applierEntry,
         projectRoot,
         logRetention,
+        dataRemovalPolicy,
       });
       replicas.set(config.name, replica);
       replicaStacks.set(config.name, nested);

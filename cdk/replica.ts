@@ -46,6 +46,8 @@ export interface PgfanoutReplicaProps {
   readonly projectRoot: string;
   /** Retention of the applier's logs. */
   readonly logRetention: RetentionDays;
+  /** What happens to the queue and the dead-letter queue when they leave the stack. @default RemovalPolicy.RETAIN */
+  readonly dataRemovalPolicy?: RemovalPolicy;
 }
 
 /** The alarms of one replica. */
@@ -104,7 +106,7 @@ export class PgfanoutReplica extends Construct {
       encryptionMasterKey: props.encryptionKey,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
-      removalPolicy: RemovalPolicy.DESTROY,
+      removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
     });
     this.queue = new Queue(this, 'Queue', {
       queueName: queueName(namePrefix, config.name),
@@ -119,7 +121,7 @@ export class PgfanoutReplica extends Construct {
       retentionPeriod: Duration.days(14),
       visibilityTimeout: Duration.seconds(Math.min(timeoutSeconds * LIMITS.visibilityTimeoutFactor, LIMITS.maxVisibilityTimeoutSeconds)),
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: config.maxReceiveCount ?? DEFAULTS.maxReceiveCount },
-      removalPolicy: RemovalPolicy.DESTROY,
+      removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
     });
     // Subscribed by hand rather than with SqsSubscription, which would make this (nested)
     // stack depend on the topic's stack, its parent. The key policy that lets SNS encrypt

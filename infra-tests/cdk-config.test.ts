@@ -243,6 +243,24 @@ describe('CDK context', () => {
     expect(() => readAppSettings(from({ source, replicas: '[{"name":"eu",}]' }))).toThrow(/context replicas: not valid JSON .*expected \[\{"name":"eu"/);
   });
 
+  it('requires the replica list, naming cdk.json as its place, and accepts an explicit empty one', () => {
+    const err = thrown(() => readAppSettings(from({ source })));
+    expect(err.code).toBe(CDK_ERROR_CODES.invalidContext);
+    expect(err.problems).toHaveLength(1);
+    expect(err.problems[0]).toMatch(/^context replicas is required: the list of replicas, \[\] for none\. Keep it in cdk\.json's "context"/);
+    expect(err.problems[0]).toContain('a deploy without it would remove every replica');
+    expect(() => readAppSettings(from({ source, replicas: '' }))).toThrow('context replicas is required');
+    expect(readAppSettings(from({ source, replicas: '[]' })).replicas).toEqual([]);
+    expect(readAppSettings(from({ source, replicas: [] })).replicas).toEqual([]);
+  });
+
+  it('retains data and protects the stack by default, and takes both settings from context', () => {
+    expect(readAppSettings(from({ source, replicas }))).toMatchObject({ dataRemovalPolicy: 'retain', terminationProtection: true });
+    expect(readAppSettings(from({ source, replicas, dataRemovalPolicy: 'destroy', terminationProtection: 'false' }))).toMatchObject({ dataRemovalPolicy: 'destroy', terminationProtection: false });
+    const err = thrown(() => readAppSettings(from({ source, replicas, dataRemovalPolicy: 'delete', terminationProtection: 'off' })));
+    expect(err.problems).toEqual(['context terminationProtection must be true or false, got "off"', 'context dataRemovalPolicy must be one of retain, destroy, got "delete"']);
+  });
+
   it('requires subnets with a VPC id', () => {
     expect(() => readAppSettings(from({ source, vpcId: 'vpc-0123456789abcdef0' }))).toThrow('context subnetIds is required with vpcId');
   });
@@ -252,7 +270,7 @@ describe('CDK context', () => {
   });
 
   it('rejects malformed ids', () => {
-    const err = thrown(() => readAppSettings(from({ source, vpcId: 'vpc-xyz', subnetIds: 'subnet-1,net-2', securityGroupIds: 'sg-zz' })));
+    const err = thrown(() => readAppSettings(from({ source, replicas: '[]', vpcId: 'vpc-xyz', subnetIds: 'subnet-1,net-2', securityGroupIds: 'sg-zz' })));
     expect(err.code).toBe(CDK_ERROR_CODES.invalidContext);
     expect(err.problems).toEqual([
       'context subnetIds: "subnet-1", "net-2" rejected; each must be a subnet id (subnet- and 8 or 17 hex digits)',

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Stack, type NestedStack } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack, type NestedStack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import type { CloudAssembly } from 'aws-cdk-lib/cx-api';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -365,6 +365,30 @@ describe('dashboard', () => {
     expect(metricsOf('publisher: lag (s)')).toContain(METRICS.publisher.publishLagSeconds);
     expect(metricsOf('publisher: oldest unpublished event (s)')).toContain(METRICS.publisher.oldestUnpublishedSeconds);
     expect(metricsOf('publisher: task health')).toContain('RunningTaskCount');
+  });
+});
+
+describe('nothing deleted by accident', () => {
+  it('retains the queues, the dead-letter queues and the key when they leave the stack', () => {
+    for (const template of [eu, us]) {
+      const queues = Object.values(template.findResources('AWS::SQS::Queue')) as Json[];
+      expect(queues).toHaveLength(2);
+      for (const q of queues) expect(q).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+    }
+    expect(resource(parent, 'AWS::KMS::Key')).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+  });
+
+  it('deletes them with the stack when told to', () => {
+    const { stack: disposable } = buildStack({ replicas: [replica('eu')], dataRemovalPolicy: RemovalPolicy.DESTROY });
+    const nested = Template.fromStack(disposable.pgfanout.replicaStacks.get('eu') as NestedStack);
+    for (const q of Object.values(nested.findResources('AWS::SQS::Queue')) as Json[]) expect(q.DeletionPolicy).toBe('Delete');
+    expect(Object.values(Template.fromStack(disposable).findResources('AWS::KMS::Key'))[0]).toMatchObject({ DeletionPolicy: 'Delete' });
+  });
+
+  it('turns termination protection on unless told otherwise', () => {
+    expect(stack.terminationProtection).toBe(true);
+    expect(assembly.getStackArtifact(stack.artifactId).terminationProtection).toBe(true);
+    expect(buildStack({ replicas: [], terminationProtection: false }).stack.terminationProtection).toBe(false);
   });
 });
 
