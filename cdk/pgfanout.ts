@@ -9,12 +9,12 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ArnFormat, Aws, CfnCondition, Duration, Fn, IgnoreMode, NestedStack, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { ArnFormat, Aws, CfnCondition, Duration, Fn, IgnoreMode, NestedStack, RemovalPolicy, Stack, Tags, Token, Validations } from 'aws-cdk-lib';
 import { Dashboard, TextWidget, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
 import { FlowLogDestination, FlowLogTrafficType, IpAddresses, SecurityGroup, SubnetType, Vpc, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
-import { AnyPrincipal, Effect, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { AccountRootPrincipal, AnyPrincipal, Effect, ManagedPolicy, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { CfnSubscription, Subscription, SubscriptionProtocol, Topic } from 'aws-cdk-lib/aws-sns';
@@ -31,6 +31,41 @@ export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url)).replac
 
 /** Path of the publisher's Dockerfile, relative to the project root. */
 export const PUBLISHER_DOCKERFILE = 'functions/publisher/Dockerfile';
+
+/** Tag carrying the deployment's name prefix on every replica resource (queues, function, event source mapping). */
+export const DEPLOYMENT_TAG = 'pgfanout:deployment';
+
+/**
+ * The operator's permissions, least privilege for what `pgfanout status`, `pgfanout redrive`
+ * (list, move back, skip) and pausing a replica call
+ * (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html):
+ * queues are matched by name (`<prefix>-<replica>.fifo`, `<prefix>-<replica>-dlq.fifo`; a
+ * deployment whose prefix starts with `<prefix>-` would match too), event source mappings,
+ * whose ids are generated, by the {@link DEPLOYMENT_TAG} tag
+ * (https://docs.aws.amazon.com/lambda/latest/dg/tags-esm.html). Pausing a replica is
+ * `UpdateEventSourceMapping` with `Enabled: false` on its mapping.
+ */
+export function operatorStatements(stack: Stack, prefix: string, keyArn: string): PolicyStatement[] {
+  const sqs = (name: string) => stack.formatArn({ service: 'sqs', resource: name });
+  return [
+    new PolicyStatement({ sid: 'Status', actions: ['sqs:GetQueueUrl', 'sqs:GetQueueAttributes'], resources: [sqs(`${prefix}-*.fifo`)] }),
+    new PolicyStatement({
+      sid: 'ListAndRedriveDeadLetters',
+      actions: ['sqs:ReceiveMessage', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:StartMessageMoveTask', 'sqs:ListMessageMoveTasks', 'sqs:CancelMessageMoveTask'],
+      resources: [sqs(`${prefix}-*-dlq.fifo`)],
+    }),
+    // A message move task sends into the destination queue with the caller's permissions.
+    new PolicyStatement({ sid: 'RedriveIntoTheQueues', actions: ['sqs:SendMessage'], resources: [sqs(`${prefix}-*.fifo`)] }),
+    new PolicyStatement({ sid: 'EncryptedMessages', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [keyArn] }),
+    new PolicyStatement({ sid: 'FindTheMappings', actions: ['lambda:ListEventSourceMappings'], resources: ['*'] }),
+    new PolicyStatement({
+      sid: 'PauseAndResume',
+      actions: ['lambda:GetEventSourceMapping', 'lambda:UpdateEventSourceMapping'],
+      resources: [stack.formatArn({ service: 'lambda', resource: 'event-source-mapping', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+      conditions: { StringEquals: { [`aws:ResourceTag/${DEPLOYMENT_TAG}`]: prefix } },
+    }),
+  ];
+}
 
 /** Properties of {@link Pgfanout}. */
 export interface PgfanoutProps {
@@ -114,6 +149,14 @@ export class Pgfanout extends Construct {
   readonly replicaStacks: ReadonlyMap<string, NestedStack>;
   /** The CloudWatch dashboard. */
   readonly dashboard: Dashboard;
+  /**
+   * The role operators assume for `pgfanout status`, `redrive` and pausing a replica: the only
+   * principal besides the topic that may send to the replica queues. Any principal of the
+   * account that is allowed sts:AssumeRole on it may assume it.
+   */
+  readonly operatorRole: Role;
+  /** What {@link operatorRole} may do, and nothing more (see {@link operatorStatements}). */
+  readonly operatorPolicy: ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: PgfanoutProps) {
     super(scope, id);
@@ -258,6 +301,22 @@ export class Pgfanout extends Construct {
       );
     }
 
+    this.operatorRole = new Role(this, 'OperatorRole', {
+      assumedBy: new AccountRootPrincipal(),
+      description: `pgfanout ${this.namePrefix} operator: status, dead-letter redrive, pausing a replica`,
+    });
+    this.operatorPolicy = new ManagedPolicy(this, 'OperatorPolicy', {
+      description: `pgfanout ${this.namePrefix}: pgfanout status, redrive and pause on this deployment's queues and event source mappings`,
+      statements: operatorStatements(stack, this.namePrefix, this.encryptionKey.keyArn),
+      roles: [this.operatorRole],
+    });
+    const reason =
+      "Scoped by name to this deployment's queues (<prefix>-*, so that adding a replica changes no policy), by tag to its event source mappings (whose ids are generated); lambda:ListEventSourceMappings supports no resource scoping.";
+    const arnPrefix = (service: string) => `arn:<AWS::Partition>:${service}:<AWS::Region>:<AWS::AccountId>`;
+    for (const resource of [`${arnPrefix('sqs')}:${this.namePrefix}-*.fifo`, `${arnPrefix('sqs')}:${this.namePrefix}-*-dlq.fifo`, '*', `${arnPrefix('lambda')}:event-source-mapping:*`]) {
+      Validations.of(this.operatorPolicy).acknowledge({ id: `AwsSolutions-IAM5[Resource::${resource}]`, reason });
+    }
+
     const replicas = new Map<string, PgfanoutReplica>();
     const replicaStacks = new Map<string, NestedStack>();
     const applierEntry = props.applierEntry ?? join(projectRoot, ENTRY_POINTS.applierHandler);
@@ -275,10 +334,13 @@ export class Pgfanout extends Construct {
         alarmTopic: this.alarmTopic,
         namePrefix: this.namePrefix,
         applierEntry,
+        operatorRoleArn: this.operatorRole.roleArn,
         projectRoot,
         logRetention,
         dataRemovalPolicy,
       });
+      // The operator policy finds this deployment's event source mappings by this tag.
+      Tags.of(replica).add(DEPLOYMENT_TAG, this.namePrefix);
       replicas.set(config.name, replica);
       replicaStacks.set(config.name, nested);
     }

@@ -7,7 +7,7 @@ import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { Alarm, ComparisonOperator, GraphWidget, MathExpression, TreatMissingData, type IMetric, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
-import { Effect, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { AnyPrincipal, Effect, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { IKey } from 'aws-cdk-lib/aws-kms';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -40,6 +40,11 @@ export interface PgfanoutReplicaProps {
   readonly alarmTopic?: ITopic;
   /** Prefix of the queue and alarm names. */
   readonly namePrefix: string;
+  /**
+   * ARN of the operator role: besides the topic, the only principal that may send to the
+   * queue (a dead-letter redrive sends with the caller's permissions). @default only the topic
+   */
+  readonly operatorRoleArn?: string;
   /** Path of the applier's handler module (exports `handler`). */
   readonly applierEntry: string;
   /** Folder holding package.json and package-lock.json, the root esbuild resolves from. */
@@ -133,6 +138,24 @@ export class PgfanoutReplica extends Construct {
         actions: ['sqs:SendMessage'],
         resources: [this.queue.queueArn],
         conditions: { ArnEquals: { 'aws:SourceArn': props.topic.topicArn } },
+      }),
+    );
+    // Anything sent to the queue runs on the replica, so nobody but the topic (and the operator's
+    // redrive) may send, whatever their IAM policies say: an explicit deny wins over any allow
+    // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
+    this.queue.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'OnlyTheTopicAndTheOperatorSend',
+        effect: Effect.DENY,
+        principals: [new AnyPrincipal()],
+        actions: ['sqs:SendMessage'],
+        resources: [this.queue.queueArn],
+        conditions: {
+          ArnNotEquals: {
+            'aws:SourceArn': props.topic.topicArn,
+            ...(props.operatorRoleArn !== undefined ? { 'aws:PrincipalArn': props.operatorRoleArn } : {}),
+          },
+        },
       }),
     );
     this.subscription = new Subscription(this, 'Subscription', {

@@ -77,6 +77,10 @@ export class PgfanoutStack extends Stack {
 
     new CfnOutput(this, 'TopicArn', { value: this.pgfanout.topic.topicArn, description: 'The SNS FIFO topic the publisher publishes to' });
     new CfnOutput(this, 'DashboardUrl', { value: this.pgfanout.dashboardUrl, description: 'The CloudWatch dashboard' });
+    new CfnOutput(this, 'OperatorRoleArn', {
+      value: this.pgfanout.operatorRole.roleArn,
+      description: 'Role to assume for pgfanout status, redrive and pausing a replica; besides the topic, the only principal that may send to the replica queues',
+    });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.pgfanout.alarmTopic.topicArn, description: 'The topic pgfanout alarms notify' });
     if (!props.network?.securityGroupIds?.length) {
       const publisherGroup = this.pgfanout.publisherSecurityGroups[0];
