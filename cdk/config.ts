@@ -158,9 +158,17 @@ export function topicName(prefix: string): string {
   return resourceNames(prefix).topic;
 }
 
+/**
+ * Name of a replica's delivery dead-letter queue: where SNS puts what it could not deliver to
+ * the replica's queue after its retries (the subscription's redrive policy).
+ */
+export function deliveryDeadLetterQueueName(prefix: string, replica: string): string {
+  return `${prefix}-${replica}-sns-dlq.fifo`;
+}
+
 /** The longest name derived from `prefix` and `replica`, without the length check. */
 function longestQueueName(prefix: string, replica: string): string {
-  return `${prefix}-${replica}-dlq.fifo`;
+  return deliveryDeadLetterQueueName(prefix, replica);
 }
 
 /** What `validatePgfanoutConfig` checks. */
@@ -189,7 +197,7 @@ export function configProblems(config: PgfanoutConfig): string[] {
     problems.push(`namePrefix ${show(prefix)} must start with a letter or digit and contain only letters, digits, "-" and "_"`);
   } else if (!prefixFits) {
     const most = LIMITS.maxQueueNameLength - longestQueueName('', 'a').length;
-    problems.push(`namePrefix ${show(prefix)} (the stack name unless given) has ${prefix.length} characters; queue names "<prefix>-<replica>-dlq.fifo" must fit in ${LIMITS.maxQueueNameLength}, so it may have at most ${most}`);
+    problems.push(`namePrefix ${show(prefix)} (the stack name unless given) has ${prefix.length} characters; queue names "<prefix>-<replica>-sns-dlq.fifo" must fit in ${LIMITS.maxQueueNameLength}, so it may have at most ${most}`);
   }
 
   if (config.source !== undefined || config.publisherService !== false) {

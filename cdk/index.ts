@@ -15,6 +15,7 @@ export {
   validatePgfanoutConfig,
   queueName,
   deadLetterQueueName,
+  deliveryDeadLetterQueueName,
   topicName,
   type LogLevel,
   type PgfanoutConfig,

@@ -10,7 +10,8 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ArnFormat, Aws, CfnCondition, Duration, Fn, IgnoreMode, NestedStack, RemovalPolicy, Stack, Tags, Token, Validations } from 'aws-cdk-lib';
-import { Dashboard, TextWidget, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
+import { Alarm, ComparisonOperator, Dashboard, TextWidget, TreatMissingData, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { FlowLogDestination, FlowLogTrafficType, IpAddresses, SecurityGroup, SubnetType, Vpc, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
@@ -149,6 +150,8 @@ export class Pgfanout extends Construct {
   readonly replicaStacks: ReadonlyMap<string, NestedStack>;
   /** The CloudWatch dashboard. */
   readonly dashboard: Dashboard;
+  /** SNS could neither deliver a message to a replica queue nor park it in the delivery dead-letter queue. */
+  readonly notificationsLostAlarm: Alarm;
   /**
    * The role operators assume for `pgfanout status`, `redrive` and pausing a replica: the only
    * principal besides the topic that may send to the replica queues. Any principal of the
@@ -346,6 +349,20 @@ export class Pgfanout extends Construct {
     }
     this.replicas = replicas;
     this.replicaStacks = replicaStacks;
+
+    // The last resort: SNS failed to deliver and then failed to put the message in the
+    // subscription's dead-letter queue, so it is gone from the pipeline
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-monitoring-using-cloudwatch.html).
+    this.notificationsLostAlarm = new Alarm(this, 'NotificationsLostAlarm', {
+      alarmName: `${this.namePrefix}-notifications-lost`,
+      alarmDescription: `pgfanout ${this.namePrefix}: SNS could neither deliver messages to a replica queue nor move them to its delivery dead-letter queue (<prefix>-<replica>-sns-dlq.fifo). Some replica misses them and stops at the gap: check the dead-letter queues' policies and the KMS key policy, then resynchronize that replica.`,
+      metric: this.topic.metric('NumberOfNotificationsFailedToRedriveToDlq', { statistic: 'Sum', period: Duration.minutes(1) }),
+      threshold: 0,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
+    this.notificationsLostAlarm.addAlarmAction(new SnsAction(this.alarmTopic));
 
     this.dashboard = new Dashboard(this, 'Dashboard', {
       dashboardName: this.namePrefix,

@@ -18,7 +18,7 @@ import { DeduplicationScope, FifoThroughputLimit, Queue, QueueEncryption } from 
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { APPLIER_ENV, METRIC_NAMESPACE, METRICS } from '#core/config.ts';
-import { DEFAULTS, LIMITS, deadLetterQueueName, queueName, type ReplicaConfig } from './config.ts';
+import { DEFAULTS, LIMITS, deadLetterQueueName, deliveryDeadLetterQueueName, queueName, type ReplicaConfig } from './config.ts';
 import { APPLIER_SERVICE_NAME, applierMetric } from './metrics.ts';
 import { grantSecretRead, resolveSecret, secretIdForRuntime } from './secrets.ts';
 
@@ -59,6 +59,8 @@ export interface PgfanoutReplicaProps {
 export interface ReplicaAlarms {
   /** Messages are waiting in the dead-letter queue. */
   readonly deadLetters: Alarm;
+  /** SNS could not deliver messages to the queue and put them in the delivery dead-letter queue. */
+  readonly undelivered: Alarm;
   /** The replica is further behind the source than its threshold. */
   readonly lag: Alarm;
   /** The applier function fails. */
@@ -77,6 +79,8 @@ export class PgfanoutReplica extends Construct {
   readonly subscription: Subscription;
   /** FIFO dead-letter queue of `queue`. */
   readonly deadLetterQueue: Queue;
+  /** FIFO dead-letter queue of the subscription: what SNS could not deliver to `queue`. */
+  readonly deliveryDeadLetterQueue: Queue;
   /** The applier function. */
   readonly function: NodejsFunction;
   /** The applier's execution role. */
@@ -140,30 +144,54 @@ export class PgfanoutReplica extends Construct {
         conditions: { ArnEquals: { 'aws:SourceArn': props.topic.topicArn } },
       }),
     );
-    // Anything sent to the queue runs on the replica, so nobody but the topic (and the operator's
-    // redrive) may send, whatever their IAM policies say: an explicit deny wins over any allow
-    // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
-    this.queue.addToResourcePolicy(
-      new PolicyStatement({
-        sid: 'OnlyTheTopicAndTheOperatorSend',
-        effect: Effect.DENY,
-        principals: [new AnyPrincipal()],
-        actions: ['sqs:SendMessage'],
-        resources: [this.queue.queueArn],
-        conditions: {
-          ArnNotEquals: {
-            'aws:SourceArn': props.topic.topicArn,
-            ...(props.operatorRoleArn !== undefined ? { 'aws:PrincipalArn': props.operatorRoleArn } : {}),
-          },
-        },
-      }),
-    );
+    // What SNS cannot deliver to the queue (after its retries; at once on a policy or key error)
+    // lands here instead of being discarded: a FIFO topic's subscription takes a FIFO queue
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html), encrypted with a
+    // key whose policy lets SNS use it (the Pgfanout construct's key does), and SNS needs
+    // sqs:SendMessage on it by the topic's ARN, which Subscription adds to its queue policy
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-configure-dead-letter-queue.html).
+    this.deliveryDeadLetterQueue = new Queue(this, 'DeliveryDeadLetterQueue', {
+      queueName: deliveryDeadLetterQueueName(namePrefix, config.name),
+      fifo: true,
+      contentBasedDeduplication: false,
+      encryption: QueueEncryption.KMS,
+      encryptionMasterKey: props.encryptionKey,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    Validations.of(this.deliveryDeadLetterQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason: "It is a dead-letter queue: the SNS subscription's (its RedrivePolicy), which the check does not recognise as it knows only SQS redrive policies.",
+    });
     this.subscription = new Subscription(this, 'Subscription', {
       topic: props.topic,
       protocol: SubscriptionProtocol.SQS,
       endpoint: this.queue.queueArn,
       rawMessageDelivery: true,
+      deadLetterQueue: this.deliveryDeadLetterQueue,
     });
+    // Anything sent to the queue runs on the replica, so nobody but the topic (and the operator's
+    // redrive) may send, whatever their IAM policies say: an explicit deny wins over any allow
+    // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
+    // The delivery dead-letter queue's messages go back into the queue, so it is closed the same way.
+    for (const queue of [this.queue, this.deliveryDeadLetterQueue]) {
+      queue.addToResourcePolicy(
+        new PolicyStatement({
+          sid: 'OnlyTheTopicAndTheOperatorSend',
+          effect: Effect.DENY,
+          principals: [new AnyPrincipal()],
+          actions: ['sqs:SendMessage'],
+          resources: [queue.queueArn],
+          conditions: {
+            ArnNotEquals: {
+              'aws:SourceArn': props.topic.topicArn,
+              ...(props.operatorRoleArn !== undefined ? { 'aws:PrincipalArn': props.operatorRoleArn } : {}),
+            },
+          },
+        }),
+      );
+    }
     if (allowTopic.policyDependable) this.subscription.node.addDependency(allowTopic.policyDependable);
 
     this.secret = resolveSecret(this, 'Secret', config);
@@ -277,6 +305,7 @@ export class PgfanoutReplica extends Construct {
           this.queue.metricApproximateNumberOfMessagesVisible({ ...minute, statistic: 'Maximum', label: 'waiting' }),
           this.queue.metricApproximateNumberOfMessagesNotVisible({ ...minute, statistic: 'Maximum', label: 'in flight' }),
           this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ ...minute, statistic: 'Maximum', label: 'dead letters' }),
+          this.deliveryDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ ...minute, statistic: 'Maximum', label: 'undelivered by SNS' }),
         ],
       }),
       new GraphWidget({
@@ -318,6 +347,13 @@ export class PgfanoutReplica extends Construct {
       deadLetters: alarm('DeadLettersAlarm', this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }), {
         suffix: 'dead-letters',
         description: `pgfanout replica ${name}: a message failed ${config.maxReceiveCount ?? DEFAULTS.maxReceiveCount} times and was parked in ${deadLetterQueueName(prefix, name)}. The replica stops at the gap it leaves. Read the applier's logs for the reason, fix it, then redrive the dead-letter queue to ${queueName(prefix, name)}.`,
+        threshold: 0,
+        evaluationPeriods: 1,
+        missing: TreatMissingData.NOT_BREACHING,
+      }),
+      undelivered: alarm('UndeliveredAlarm', this.deliveryDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }), {
+        suffix: 'undelivered',
+        description: `pgfanout replica ${name}: SNS could not deliver messages to ${queueName(prefix, name)} (queue policy, KMS key, or the queue gone) and put them in ${deliveryDeadLetterQueueName(prefix, name)}. The replica stops at the gap. Fix the cause, then move the messages into ${queueName(prefix, name)} with their message group and deduplication ids.`,
         threshold: 0,
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,

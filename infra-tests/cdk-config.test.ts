@@ -58,10 +58,10 @@ describe('configuration validation', () => {
 
   it('rejects a name that makes a queue name longer than 80 characters, saying how long it may be', () => {
     const prefix = 'p'.repeat(40);
-    // "<prefix>-<name>-dlq.fifo": 40 + 1 + name + 9 must fit in 80.
-    expect(configProblems(config({ namePrefix: prefix, replicas: [replica('a'.repeat(30))] }))).toEqual([]);
-    expect(() => validatePgfanoutConfig(config({ namePrefix: prefix, replicas: [replica('a'.repeat(31))] }))).toThrow(
-      `queue name "${prefix}-${'a'.repeat(31)}-dlq.fifo" is 81 characters, SQS allows 80; with prefix "${prefix}" a replica name may have at most 30 characters`,
+    // The longest, "<prefix>-<name>-sns-dlq.fifo": 40 + 1 + name + 13 must fit in 80.
+    expect(configProblems(config({ namePrefix: prefix, replicas: [replica('a'.repeat(26))] }))).toEqual([]);
+    expect(() => validatePgfanoutConfig(config({ namePrefix: prefix, replicas: [replica('a'.repeat(27))] }))).toThrow(
+      `queue name "${prefix}-${'a'.repeat(27)}-sns-dlq.fifo" is 81 characters, SQS allows 80; with prefix "${prefix}" a replica name may have at most 26 characters`,
     );
   });
 
@@ -209,8 +209,8 @@ describe('the construct validates before building anything', () => {
   });
 
   it('throws for a stack name too long for queue names', () => {
-    expect(() => buildStack({ replicas: [replica('eu')] }, `s${'x'.repeat(69)}`)).toThrow(
-      'namePrefix "sxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" (the stack name unless given) has 70 characters; queue names "<prefix>-<replica>-dlq.fifo" must fit in 80, so it may have at most 69',
+    expect(() => buildStack({ replicas: [replica('eu')] }, `s${'x'.repeat(65)}`)).toThrow(
+      `namePrefix "s${'x'.repeat(65)}" (the stack name unless given) has 66 characters; queue names "<prefix>-<replica>-sns-dlq.fifo" must fit in 80, so it may have at most 65`,
     );
   });
 });

@@ -219,3 +219,26 @@ describe('the operator policy', () => {
     expect(mappings[0].Properties.Tags).toContainEqual({ Key: 'pgfanout:deployment', Value: 'pgfanout' });
   });
 });
+
+describe('the delivery dead-letter queue of a subscription', () => {
+  let policy: Json;
+  beforeAll(() => {
+    policy = queuePolicy(nested('eu'), 'pgfanout-eu-sns-dlq.fifo');
+  });
+  const send = (principal: PolicyRequest['principal'], context: PolicyRequest['context'] = {}): PolicyRequest => ({
+    principal,
+    action: 'sqs:SendMessage',
+    resource: queueArn('pgfanout-eu-sns-dlq.fifo'),
+    context: { 'aws:SecureTransport': true, ...context },
+  });
+
+  it('lets SNS park what the topic could not deliver', () => {
+    expect(evaluate({ resourcePolicy: policy, resourceAccount: ACCOUNT }, send({ kind: 'service', service: 'sns.amazonaws.com' }, { 'aws:SourceArn': TOPIC_ARN })).decision).toBe('allow');
+  });
+
+  it('refuses anyone else, an administrator of the account included', () => {
+    const admin = { Statement: [{ Effect: 'Allow', Action: 'sqs:*', Resource: '*' }] };
+    expect(evaluate({ resourcePolicy: policy, resourceAccount: ACCOUNT, identityPolicies: [admin] }, send({ kind: 'aws', arn: `arn:aws:iam::${ACCOUNT}:role/admin`, account: ACCOUNT })).decision).toBe('explicit-deny');
+    expect(evaluate({ resourcePolicy: policy, resourceAccount: ACCOUNT }, send({ kind: 'service', service: 'sns.amazonaws.com' }, { 'aws:SourceArn': `arn:aws:sns:${REGION}:${ACCOUNT}:other.fifo` })).decision).not.toBe('allow');
+  });
+});

@@ -150,6 +150,33 @@ describe('a replica', () => {
     });
   });
 
+  it("gives the subscription a FIFO dead-letter queue, encrypted with the key, so that SNS parks what it cannot deliver", () => {
+    const sdlq = logicalId(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu-sns-dlq.fifo' } });
+    const props = resource(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu-sns-dlq.fifo' } }).Properties;
+    expect(props).toMatchObject({ FifoQueue: true, MessageRetentionPeriod: 1_209_600 });
+    expect(passedToNested(euStack(), props.KmsMasterKeyId)).toEqual({ 'Fn::GetAtt': [keyId(), 'Arn'] });
+    expect(resource(eu, 'AWS::SNS::Subscription').Properties.RedrivePolicy).toEqual({ deadLetterTargetArn: { 'Fn::GetAtt': [sdlq, 'Arn'] } });
+  });
+
+  it('alarms when SNS parks a message in the delivery dead-letter queue', () => {
+    const sdlq = logicalId(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu-sns-dlq.fifo' } });
+    eu.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: 'pgfanout-eu-undelivered',
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [sdlq, 'QueueName'] } }],
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 0,
+    });
+  });
+
+  it('alarms when SNS could not even park a message (the notification is lost)', () => {
+    const topicId = logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: true } });
+    const alarm = resource(parent, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-notifications-lost' } }).Properties;
+    expect(alarm).toMatchObject({ Namespace: 'AWS/SNS', MetricName: 'NumberOfNotificationsFailedToRedriveToDlq', Statistic: 'Sum', Threshold: 0, ComparisonOperator: 'GreaterThanThreshold' });
+    expect(alarm.Dimensions).toEqual([{ Name: 'TopicName', Value: { 'Fn::GetAtt': [topicId, 'TopicName'] } }]);
+  });
+
   it('runs the applier on nodejs24.x, arm64, in the VPC, with the timeout and memory asked for', () => {
     const fn = resource(eu, 'AWS::Lambda::Function').Properties;
     expect(fn).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], Handler: 'index.handler', Timeout: 60, MemorySize: 1024 });
@@ -245,7 +272,7 @@ describe('a replica', () => {
 
   it('sends every alarm and its recovery to the alarm topic', () => {
     const alarms = Object.values(eu.findResources('AWS::CloudWatch::Alarm')) as Json[];
-    expect(alarms).toHaveLength(4);
+    expect(alarms).toHaveLength(5);
     const alarmTopic = { Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: Match.absent() } }) };
     for (const alarm of alarms) {
       expect(passedToNested(euStack(), alarm.Properties.AlarmActions[0])).toEqual(alarmTopic);
@@ -372,7 +399,7 @@ describe('nothing deleted by accident', () => {
   it('retains the queues, the dead-letter queues and the key when they leave the stack', () => {
     for (const template of [eu, us]) {
       const queues = Object.values(template.findResources('AWS::SQS::Queue')) as Json[];
-      expect(queues).toHaveLength(2);
+      expect(queues).toHaveLength(3);
       for (const q of queues) expect(q).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
     }
     expect(resource(parent, 'AWS::KMS::Key')).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
