@@ -72,9 +72,10 @@ export interface PublisherOptions {
   /** Port of the publisher's health endpoint (1024-65535). @default 8080 */
   readonly healthPort?: number;
   /**
-   * TLS to the source database. `verify-full` also checks the server certificate, which needs
-   * the database's certificate authority in the image (see functions/publisher/Dockerfile).
-   * @default 'require' (encrypted; the image carries no RDS certificate authority)
+   * TLS to the source database. `verify-full` checks the server certificate against the Amazon
+   * RDS certificate authorities the image carries (functions/publisher/Dockerfile); `require`
+   * only encrypts (for a source whose CA is not in the image).
+   * @default 'verify-full'
    */
   readonly databaseTls?: (typeof DB_TLS_MODES)[number];
 }

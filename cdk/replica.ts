@@ -97,11 +97,14 @@ export class PgfanoutReplica extends Construct {
   readonly timeout: Duration;
   /** Lag, in seconds, above which the lag alarm fires. */
   readonly lagAlarmSeconds: number;
+  /** The `Deployment` metric dimension: the name prefix. */
+  readonly deployment: string;
 
   constructor(scope: Construct, id: string, props: PgfanoutReplicaProps) {
     super(scope, id);
     const { config, namePrefix } = props;
     this.replicaName = config.name;
+    this.deployment = namePrefix;
     const timeoutSeconds = config.timeoutSeconds ?? DEFAULTS.timeoutSeconds;
     this.timeout = Duration.seconds(timeoutSeconds);
     this.lagAlarmSeconds = config.lagAlarmSeconds ?? DEFAULTS.lagAlarmSeconds;
@@ -244,6 +247,7 @@ export class PgfanoutReplica extends Construct {
         [APPLIER_ENV.REPLICA_SECRET_ARN]: secretIdForRuntime(config, this.secret),
         ...(include.length > 0 ? { [APPLIER_ENV.INCLUDE_TABLES]: include.join(',') } : {}),
         ...(exclude.length > 0 ? { [APPLIER_ENV.EXCLUDE_TABLES]: exclude.join(',') } : {}),
+        [APPLIER_ENV.DEPLOYMENT]: namePrefix,
         POWERTOOLS_SERVICE_NAME: APPLIER_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
@@ -271,7 +275,7 @@ export class PgfanoutReplica extends Construct {
       label: `${this.replicaName} lag (s)`,
       expression: 'MAX([FILL(lag, 0), FILL(age, 0)])',
       usingMetrics: {
-        lag: applierMetric(this.replicaName, METRICS.applier.applyLagSeconds, { statistic: 'Maximum' }),
+        lag: applierMetric(this.replicaName, this.deployment, METRICS.applier.applyLagSeconds, { statistic: 'Maximum' }),
         age: this.queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(1) }),
       },
       period: Duration.minutes(1),
@@ -282,13 +286,13 @@ export class PgfanoutReplica extends Construct {
   widgets(): IWidget[] {
     const name = this.replicaName;
     const minute = { period: Duration.minutes(1) };
-    const changes = applierMetric(name, METRICS.applier.changesApplied, { statistic: 'Sum' });
+    const changes = applierMetric(name, this.deployment, METRICS.applier.changesApplied, { statistic: 'Sum' });
     return [
       new GraphWidget({
         title: `${name}: lag (s)`,
         width: 6,
         left: [
-          applierMetric(name, METRICS.applier.applyLagSeconds, { statistic: 'Maximum', label: 'replica lag' }),
+          applierMetric(name, this.deployment, METRICS.applier.applyLagSeconds, { statistic: 'Maximum', label: 'replica lag' }),
           this.queue.metricApproximateAgeOfOldestMessage({ ...minute, statistic: 'Maximum', label: 'age of oldest message' }),
         ],
         leftAnnotations: [{ value: this.lagAlarmSeconds, label: 'lag alarm' }],
@@ -314,7 +318,7 @@ export class PgfanoutReplica extends Construct {
         left: [
           this.function.metricErrors({ ...minute, statistic: 'Sum', label: 'errors' }),
           this.function.metricThrottles({ ...minute, statistic: 'Sum', label: 'throttles' }),
-          applierMetric(name, METRICS.applier.gapsDetected, { statistic: 'Sum', label: 'gaps' }),
+          applierMetric(name, this.deployment, METRICS.applier.gapsDetected, { statistic: 'Sum', label: 'gaps' }),
         ],
         right: [
           this.function.metricDuration({ ...minute, statistic: 'p99', label: 'duration p99 (ms)' }),
@@ -327,7 +331,11 @@ export class PgfanoutReplica extends Construct {
   #alarms(config: ReplicaConfig, prefix: string, alarmTopic: ITopic | undefined): ReplicaAlarms {
     const name = config.name;
     const lagSeconds = this.lagAlarmSeconds;
-    const alarm = (id: string, metric: IMetric, props: { readonly suffix: string; readonly description: string; readonly threshold: number; readonly evaluationPeriods: number; readonly missing: TreatMissingData }): Alarm => {
+    const alarm = (
+      id: string,
+      metric: IMetric,
+      props: { readonly suffix: string; readonly description: string; readonly threshold: number; readonly evaluationPeriods: number; readonly missing: TreatMissingData; readonly notifyRecovery: boolean },
+    ): Alarm => {
       const created = new Alarm(this, id, {
         alarmName: `${prefix}-${name}-${props.suffix}`,
         alarmDescription: props.description,
@@ -339,7 +347,9 @@ export class PgfanoutReplica extends Construct {
       });
       if (alarmTopic) {
         created.addAlarmAction(new SnsAction(alarmTopic));
-        created.addOkAction(new SnsAction(alarmTopic));
+        // Only alarms on metrics that arrive every minute notify their recovery: on a sparse
+        // metric (errors, gaps) every quiet minute would otherwise be an OK notification.
+        if (props.notifyRecovery) created.addOkAction(new SnsAction(alarmTopic));
       }
       return created;
     };
@@ -350,6 +360,7 @@ export class PgfanoutReplica extends Construct {
         threshold: 0,
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: true,
       }),
       undelivered: alarm('UndeliveredAlarm', this.deliveryDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }), {
         suffix: 'undelivered',
@@ -357,6 +368,7 @@ export class PgfanoutReplica extends Construct {
         threshold: 0,
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: true,
       }),
       lag: alarm('LagAlarm', this.lagExpression(), {
         suffix: 'lag',
@@ -364,6 +376,7 @@ export class PgfanoutReplica extends Construct {
         threshold: lagSeconds,
         evaluationPeriods: 3,
         missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: true,
       }),
       errors: alarm('ErrorsAlarm', this.function.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }), {
         suffix: 'applier-errors',
@@ -371,13 +384,15 @@ export class PgfanoutReplica extends Construct {
         threshold: 0,
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: false,
       }),
-      gaps: alarm('GapsAlarm', applierMetric(name, METRICS.applier.gapsDetected, { statistic: 'Sum' }), {
+      gaps: alarm('GapsAlarm', applierMetric(name, this.deployment, METRICS.applier.gapsDetected, { statistic: 'Sum' }), {
         suffix: 'gap',
         description: `pgfanout replica ${name}: the applier received a change whose predecessor it has not applied and stopped rather than apply past it. Usually the predecessor is in the dead-letter queue: fix its cause and redrive it.`,
         threshold: 0,
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: false,
       }),
     };
   }

@@ -10,7 +10,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import type { CloudAssembly } from 'aws-cdk-lib/cx-api';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { APPLIER_ENV, DIMENSIONS, METRIC_NAMESPACE, METRICS, PUBLISHER_ENV } from '#core/config.ts';
-import { applierDimensions, PUBLISHER_SERVICE_NAME } from '../cdk/metrics.ts';
+import { applierDimensions, publisherDimensions } from '../cdk/metrics.ts';
 import { Pgfanout } from '../cdk/pgfanout.ts';
 import type { PgfanoutPublisher } from '../cdk/publisher.ts';
 import type { PgfanoutStack } from '../cdk/stack.ts';
@@ -23,6 +23,10 @@ let assembly: CloudAssembly;
 let parent: Template;
 let eu: Template;
 let us: Template;
+
+function sortedDimensions(dimensions: Record<string, string>): { Name: string; Value: string }[] {
+  return Object.entries(dimensions).map(([Name, Value]) => ({ Name, Value })).sort((a, b) => a.Name.localeCompare(b.Name));
+}
 
 function logicalId(template: Template, type: string, props: Json = {}): string {
   const found = Object.keys(template.findResources(type, props));
@@ -260,7 +264,7 @@ describe('a replica', () => {
     expect(metrics.find((m) => m.Id === 'lag')?.MetricStat.Metric).toEqual({
       Namespace: METRIC_NAMESPACE,
       MetricName: METRICS.applier.applyLagSeconds,
-      Dimensions: Object.entries(applierDimensions('eu')).map(([Name, Value]) => ({ Name, Value })).sort((a, b) => a.Name.localeCompare(b.Name)),
+      Dimensions: Object.entries(applierDimensions('eu', 'pgfanout')).map(([Name, Value]) => ({ Name, Value })).sort((a, b) => a.Name.localeCompare(b.Name)),
     });
     expect(metrics.find((m) => m.Id === 'age')?.MetricStat.Metric.MetricName).toBe('ApproximateAgeOfOldestMessage');
   });
@@ -270,13 +274,26 @@ describe('a replica', () => {
     eu.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'pgfanout-eu-gap', Namespace: METRIC_NAMESPACE, MetricName: METRICS.applier.gapsDetected, Threshold: 0 });
   });
 
-  it('sends every alarm and its recovery to the alarm topic', () => {
+  it('sends every alarm to the alarm topic, and the recovery only of alarms on metrics that arrive every minute', () => {
     const alarms = Object.values(eu.findResources('AWS::CloudWatch::Alarm')) as Json[];
     expect(alarms).toHaveLength(5);
     const alarmTopic = { Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: Match.absent() } }) };
+    const withRecovery: string[] = [];
     for (const alarm of alarms) {
       expect(passedToNested(euStack(), alarm.Properties.AlarmActions[0])).toEqual(alarmTopic);
-      expect(alarm.Properties.OKActions).toEqual(alarm.Properties.AlarmActions);
+      if (alarm.Properties.OKActions) {
+        expect(alarm.Properties.OKActions).toEqual(alarm.Properties.AlarmActions);
+        withRecovery.push(alarm.Properties.AlarmName);
+      }
+    }
+    expect(withRecovery.sort()).toEqual(['pgfanout-eu-dead-letters', 'pgfanout-eu-lag', 'pgfanout-eu-undelivered']);
+  });
+
+  it('treats the missing data of sparse metrics (errors, gaps) as no news, so that those alarms do not flap', () => {
+    for (const name of ['pgfanout-eu-applier-errors', 'pgfanout-eu-gap']) {
+      const alarm = resource(eu, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: name } }).Properties;
+      expect(alarm.TreatMissingData, name).toBe('notBreaching');
+      expect(alarm.OKActions, name).toBeUndefined();
     }
   });
 
@@ -297,11 +314,11 @@ describe('the publisher', () => {
     expect(task()).toMatchObject({ Cpu: '256', Memory: '512', RequiresCompatibilities: ['FARGATE'], RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' } });
   });
 
-  it('runs one task, stopping the old one before starting a new one, with a rolling-back circuit breaker', () => {
+  it('runs one task, starting the new one before stopping the old one (a lock handover, not a gap), with a rolling-back circuit breaker', () => {
     parent.hasResourceProperties('AWS::ECS::Service', {
       DesiredCount: 1,
       LaunchType: 'FARGATE',
-      DeploymentConfiguration: { MinimumHealthyPercent: 0, MaximumPercent: 100, DeploymentCircuitBreaker: { Enable: true, Rollback: true } },
+      DeploymentConfiguration: { MinimumHealthyPercent: 100, MaximumPercent: 200, DeploymentCircuitBreaker: { Enable: true, Rollback: true } },
       NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'DISABLED' } },
     });
   });
@@ -309,8 +326,8 @@ describe('the publisher', () => {
   it('gets the source credentials from Secrets Manager, never as a plain environment value', () => {
     expect(container().Secrets).toEqual([{ Name: PUBLISHER_ENV.SOURCE_SECRET, ValueFrom: secretArn('pgfanout/source') }]);
     const env = Object.fromEntries((container().Environment as Json[]).map((e) => [e.Name, e.Value]));
-    expect(Object.keys(env).sort()).toEqual([PUBLISHER_ENV.DB_TLS, PUBLISHER_ENV.HEALTH_PORT, PUBLISHER_ENV.LOG_LEVEL, PUBLISHER_ENV.TICK_MS, PUBLISHER_ENV.TOPIC_ARN].sort());
-    expect(env[PUBLISHER_ENV.DB_TLS]).toBe('require');
+    expect(Object.keys(env).sort()).toEqual([PUBLISHER_ENV.DB_TLS, PUBLISHER_ENV.DEPLOYMENT, PUBLISHER_ENV.HEALTH_PORT, PUBLISHER_ENV.LOG_LEVEL, PUBLISHER_ENV.TICK_MS, PUBLISHER_ENV.TOPIC_ARN].sort());
+    expect(env[PUBLISHER_ENV.DB_TLS]).toBe('verify-full');
     expect(env[PUBLISHER_ENV.TOPIC_ARN]).toEqual({ Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: true } }) });
     expect(env[PUBLISHER_ENV.TICK_MS]).toBe('500');
   });
@@ -360,10 +377,28 @@ describe('the publisher', () => {
 
   it('alarms when events wait unpublished longer than the threshold', () => {
     const alarm = resource(parent, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-publisher-stalled' } }).Properties;
-    expect(alarm.Threshold).toBe(300);
-    expect(alarm.Metrics[0].Expression).toBe(
-      `SELECT MAX(${METRICS.publisher.oldestUnpublishedSeconds}) FROM SCHEMA("${METRIC_NAMESPACE}", ${DIMENSIONS.source}, service) WHERE service = '${PUBLISHER_SERVICE_NAME}'`,
-    );
+    expect(alarm).toMatchObject({ Threshold: 300, Namespace: METRIC_NAMESPACE, MetricName: METRICS.publisher.oldestUnpublishedSeconds, Statistic: 'Maximum' });
+    expect(alarm.Dimensions).toEqual(sortedDimensions(publisherDimensions('pgfanout')));
+  });
+
+  it('treats a publisher that reports nothing (cannot connect, not running) as stalled', () => {
+    const alarm = resource(parent, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-publisher-stalled' } }).Properties;
+    expect(alarm.TreatMissingData).toBe('breaching');
+  });
+
+  it('alarms when no publisher heartbeat arrives, with the dimensions the publisher emits', () => {
+    const alarm = resource(parent, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-publisher-silent' } }).Properties;
+    expect(alarm).toMatchObject({ MetricName: METRICS.publisher.heartbeat, Statistic: 'SampleCount', Threshold: 1, ComparisonOperator: 'LessThanThreshold', TreatMissingData: 'breaching' });
+    expect(alarm.Dimensions).toEqual(sortedDimensions(publisherDimensions('pgfanout')));
+  });
+
+  it("tells the publisher and the appliers the deployment, so that another stack's metrics stay apart", () => {
+    const env = Object.fromEntries((container().Environment as Json[]).map((e) => [e.Name, e.Value]));
+    expect(env[PUBLISHER_ENV.DEPLOYMENT]).toBe('pgfanout');
+    expect(resource(eu, 'AWS::Lambda::Function').Properties.Environment.Variables[APPLIER_ENV.DEPLOYMENT]).toBe('pgfanout');
+    const { stack: staging } = buildStack({ replicas: [replica('eu')], namePrefix: 'staging' });
+    const alarm = Object.values(Template.fromStack(staging).findResources('AWS::CloudWatch::Alarm')).find((a) => (a as Json).Properties.AlarmName === 'staging-publisher-stalled') as Json;
+    expect(alarm.Properties.Dimensions).toContainEqual({ Name: DIMENSIONS.deployment, Value: 'staging' });
   });
 });
 

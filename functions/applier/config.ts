@@ -1,5 +1,5 @@
 /** The applier's configuration, read once from the environment. */
-import { APPLIER_ENV, DB_TLS_MODES } from '#core/config.ts';
+import { APPLIER_ENV, DB_TLS_MODES, DEFAULT_DEPLOYMENT } from '#core/config.ts';
 import { EnvReader, type Env } from '#core/env.ts';
 
 export interface ApplierConfig {
@@ -10,6 +10,8 @@ export interface ApplierConfig {
   readonly include: readonly string[];
   readonly exclude: readonly string[];
   readonly tls: (typeof DB_TLS_MODES)[number];
+  /** The `Deployment` metric dimension (the stack's name prefix). */
+  readonly deployment: string;
 }
 
 export function readApplierConfig(env: Env): ApplierConfig {
@@ -27,6 +29,7 @@ export function readApplierConfig(env: Env): ApplierConfig {
       if (!/^[^.]+\.[^.]+$/.test(table)) r.problem(`${name}: "${table}" must be schema.table`);
     }
   }
+  const deployment = r.optional(APPLIER_ENV.DEPLOYMENT) || DEFAULT_DEPLOYMENT;
   r.done();
-  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls };
+  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, deployment };
 }
