@@ -67,6 +67,10 @@ export interface ReplicaAlarms {
   readonly errors: Alarm;
   /** The applier found a gap in the stream and stopped. */
   readonly gaps: Alarm;
+  /** The applier stopped at a message that fails for a permanent reason (poison message, schema mismatch). */
+  readonly permanentFailures: Alarm;
+  /** The oldest message has waited longer than `oldestMessageAlarmSeconds`: act well before SQS drops it after 14 days. */
+  readonly oldestMessage: Alarm;
 }
 
 /** One replica's queue, dead-letter queue, applier function, event source and alarms. */
@@ -234,7 +238,7 @@ export class PgfanoutReplica extends Construct {
       projectRoot: props.projectRoot,
       depsLockFilePath: join(props.projectRoot, 'package-lock.json'),
       runtime: Runtime.NODEJS_24_X,
-      architecture: Architecture.ARM_64,
+      architecture: config.architecture === 'x86_64' ? Architecture.X86_64 : Architecture.ARM_64,
       memorySize: config.memoryMiB ?? DEFAULTS.memoryMiB,
       timeout: this.timeout,
       role: this.role,
@@ -248,6 +252,7 @@ export class PgfanoutReplica extends Construct {
         ...(include.length > 0 ? { [APPLIER_ENV.INCLUDE_TABLES]: include.join(',') } : {}),
         ...(exclude.length > 0 ? { [APPLIER_ENV.EXCLUDE_TABLES]: exclude.join(',') } : {}),
         [APPLIER_ENV.DEPLOYMENT]: namePrefix,
+        ...(config.databaseTls !== undefined ? { [APPLIER_ENV.DB_TLS]: config.databaseTls } : {}),
         POWERTOOLS_SERVICE_NAME: APPLIER_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
@@ -262,6 +267,7 @@ export class PgfanoutReplica extends Construct {
     this.eventSource = new SqsEventSource(this.queue, {
       batchSize: 10,
       reportBatchItemFailures: true,
+      enabled: config.enabled ?? true,
       ...(config.maxConcurrency !== undefined ? { maxConcurrency: config.maxConcurrency } : {}),
     });
     this.function.addEventSource(this.eventSource);
@@ -385,6 +391,22 @@ export class PgfanoutReplica extends Construct {
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,
         notifyRecovery: false,
+      }),
+      permanentFailures: alarm('PermanentFailuresAlarm', applierMetric(name, this.deployment, METRICS.applier.permanentFailures, { statistic: 'Sum' }), {
+        suffix: 'permanent-failures',
+        description: `pgfanout replica ${name}: the applier stopped at a message that fails for a permanent reason (a poison message, a schema that does not match, a gap). The replica waits at it; the applier retries it every few minutes. Read the applier's logs for the message and the error, fix the cause on the replica (or skip the batch with pgfanout redrive).`,
+        threshold: 0,
+        evaluationPeriods: 1,
+        missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: false,
+      }),
+      oldestMessage: alarm('OldestMessageAlarm', this.queue.metricApproximateAgeOfOldestMessage({ period: Duration.minutes(5), statistic: 'Maximum' }), {
+        suffix: 'oldest-message',
+        description: `pgfanout replica ${name}: a message has waited in ${queueName(prefix, name)} for more than ${config.oldestMessageAlarmSeconds ?? DEFAULTS.oldestMessageAlarmSeconds} s. SQS deletes messages 14 days after they were sent, and a deleted message is a gap this replica cannot cross without a new bootstrap: find why the replica does not apply (paused, failing, unreachable) long before that.`,
+        threshold: config.oldestMessageAlarmSeconds ?? DEFAULTS.oldestMessageAlarmSeconds,
+        evaluationPeriods: 1,
+        missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: true,
       }),
       gaps: alarm('GapsAlarm', applierMetric(name, this.deployment, METRICS.applier.gapsDetected, { statistic: 'Sum' }), {
         suffix: 'gap',

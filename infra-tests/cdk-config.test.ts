@@ -144,6 +144,18 @@ describe('configuration validation', () => {
     );
   });
 
+  it('rejects per-replica options outside what they allow', () => {
+    const problems = configProblems(config({ replicas: [replica('eu', { enabled: 'no' as unknown as boolean, databaseTls: 'on' as never, architecture: 'x86' as never, oldestMessageAlarmSeconds: 30 })] }));
+    expect(problems).toEqual([
+      'replicas[0] ("eu"): oldestMessageAlarmSeconds must be an integer from 60 to 1123200, got 30',
+      'replicas[0] ("eu"): enabled must be true or false, got "no"',
+      'replicas[0] ("eu"): databaseTls "on" must be one of verify-full, require, disable',
+      'replicas[0] ("eu"): architecture "x86" must be one of arm64, x86_64',
+    ]);
+    expect(configProblems(config({ replicas: [replica('eu', { enabled: false, databaseTls: 'disable', architecture: 'x86_64', maxReceiveCount: 1000 })] }))).toEqual([]);
+    expect(configProblems(config({ replicas: [replica('eu', { maxReceiveCount: 1001 })] }))).toEqual(['replicas[0] ("eu"): maxReceiveCount must be an integer from 1 to 1000, got 1001']);
+  });
+
   it('rejects a replica entry that is not an object', () => {
     expect(() => validatePgfanoutConfig(config({ replicas: ['eu' as unknown as ReplicaConfig] }))).toThrow('replicas[0] must be an object like');
   });

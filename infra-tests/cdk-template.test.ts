@@ -110,7 +110,7 @@ describe('topic and key', () => {
 });
 
 describe('a replica', () => {
-  it('has a FIFO queue encrypted with the key, kept 14 days, visibility six times the function timeout, dead letters after 10 receives', () => {
+  it('has a FIFO queue encrypted with the key, kept 14 days, visibility six times the function timeout, dead letters only after 1000 receives (the most SQS allows)', () => {
     const dlq = logicalId(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu-dlq.fifo' } });
     const queue = resource(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu.fifo' } }).Properties;
     expect(queue).toMatchObject({
@@ -118,7 +118,7 @@ describe('a replica', () => {
       ContentBasedDeduplication: false,
       MessageRetentionPeriod: 1_209_600,
       VisibilityTimeout: 360,
-      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 10 },
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 1000 },
     });
     expect(passedToNested(euStack(), queue.KmsMasterKeyId)).toEqual({ 'Fn::GetAtt': [keyId(), 'Arn'] });
   });
@@ -276,7 +276,7 @@ describe('a replica', () => {
 
   it('sends every alarm to the alarm topic, and the recovery only of alarms on metrics that arrive every minute', () => {
     const alarms = Object.values(eu.findResources('AWS::CloudWatch::Alarm')) as Json[];
-    expect(alarms).toHaveLength(5);
+    expect(alarms).toHaveLength(7);
     const alarmTopic = { Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: Match.absent() } }) };
     const withRecovery: string[] = [];
     for (const alarm of alarms) {
@@ -286,11 +286,11 @@ describe('a replica', () => {
         withRecovery.push(alarm.Properties.AlarmName);
       }
     }
-    expect(withRecovery.sort()).toEqual(['pgfanout-eu-dead-letters', 'pgfanout-eu-lag', 'pgfanout-eu-undelivered']);
+    expect(withRecovery.sort()).toEqual(['pgfanout-eu-dead-letters', 'pgfanout-eu-lag', 'pgfanout-eu-oldest-message', 'pgfanout-eu-undelivered']);
   });
 
   it('treats the missing data of sparse metrics (errors, gaps) as no news, so that those alarms do not flap', () => {
-    for (const name of ['pgfanout-eu-applier-errors', 'pgfanout-eu-gap']) {
+    for (const name of ['pgfanout-eu-applier-errors', 'pgfanout-eu-gap', 'pgfanout-eu-permanent-failures']) {
       const alarm = resource(eu, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: name } }).Properties;
       expect(alarm.TreatMissingData, name).toBe('notBreaching');
       expect(alarm.OKActions, name).toBeUndefined();
@@ -427,6 +427,43 @@ describe('dashboard', () => {
     expect(metricsOf('publisher: lag (s)')).toContain(METRICS.publisher.publishLagSeconds);
     expect(metricsOf('publisher: oldest unpublished event (s)')).toContain(METRICS.publisher.oldestUnpublishedSeconds);
     expect(metricsOf('publisher: task health')).toContain('RunningTaskCount');
+  });
+});
+
+describe('per-replica options', () => {
+  let t: Template;
+  beforeAll(() => {
+    const { stack: local } = buildStack({
+      replicas: [replica('eu', { enabled: false, databaseTls: 'disable', architecture: 'x86_64', maxReceiveCount: 5, oldestMessageAlarmSeconds: 7200 })],
+    });
+    t = Template.fromStack(local.pgfanout.replicaStacks.get('eu') as NestedStack);
+  });
+
+  it('feeds the applier by default, and not when the replica is disabled (paused)', () => {
+    eu.hasResourceProperties('AWS::Lambda::EventSourceMapping', { Enabled: true });
+    t.hasResourceProperties('AWS::Lambda::EventSourceMapping', { Enabled: false });
+  });
+
+  it("sets the applier's TLS mode and architecture when asked (LocalStack on x86, a local PostgreSQL)", () => {
+    const fn = resource(t, 'AWS::Lambda::Function').Properties;
+    expect(fn.Architectures).toEqual(['x86_64']);
+    expect(fn.Environment.Variables[APPLIER_ENV.DB_TLS]).toBe('disable');
+  });
+
+  it('takes the receive count and the oldest-message threshold', () => {
+    expect(resource(t, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu.fifo' } }).Properties.RedrivePolicy.maxReceiveCount).toBe(5);
+    expect(resource(t, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-eu-oldest-message' } }).Properties.Threshold).toBe(7200);
+  });
+
+  it('alarms when the oldest message has waited an hour, long before SQS drops it after 14 days', () => {
+    const alarm = resource(eu, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-eu-oldest-message' } }).Properties;
+    expect(alarm).toMatchObject({ Namespace: 'AWS/SQS', MetricName: 'ApproximateAgeOfOldestMessage', Statistic: 'Maximum', Threshold: 3600, ComparisonOperator: 'GreaterThanThreshold' });
+  });
+
+  it("alarms on the applier's permanent failures", () => {
+    const alarm = resource(eu, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-eu-permanent-failures' } }).Properties;
+    expect(alarm).toMatchObject({ Namespace: METRIC_NAMESPACE, MetricName: METRICS.applier.permanentFailures, Statistic: 'Sum', Threshold: 0 });
+    expect(alarm.Dimensions).toEqual(sortedDimensions(applierDimensions('eu', 'pgfanout')));
   });
 });
 
