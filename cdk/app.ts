@@ -1,9 +1,9 @@
 /**
- * The ready-made pgfanout CDK app: `npx cdk deploy -c source='…' -c replicas='[…]'`, or
- * the same settings in cdk.json's context. Runs the cdk-nag AwsSolutions checks on
+ * The ready-made pgfanout CDK app. Its settings belong in cdk.json's `context`, the one
+ * place every deploy reads them from (`-c key=value` does not persist between deploys). Runs the cdk-nag AwsSolutions checks on
  * every synth; an unacknowledged finding stops it.
  */
-import { App, Validations } from 'aws-cdk-lib';
+import { App, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import nag from 'cdk-nag';
 import { readAppSettings } from './context.ts';
@@ -21,6 +21,8 @@ new PgfanoutStack(app, settings.stackName, {
   ...(settings.namePrefix ? { namePrefix: settings.namePrefix } : {}),
   ...(settings.publisher ? { publisher: settings.publisher } : {}),
   ...(settings.logRetentionDays ? { logRetention: settings.logRetentionDays as RetentionDays } : {}),
+  dataRemovalPolicy: settings.dataRemovalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
+  terminationProtection: settings.terminationProtection,
 });
 Validations.of(app).addPlugins(new nag.AwsSolutionsChecks(app));
 app.synth();

@@ -61,11 +61,40 @@ export interface ReplicaConfig extends SecretReference {
   readonly timeoutSeconds?: number;
   /** Applier function memory in MiB (128-10240). @default 512 */
   readonly memoryMiB?: number;
-  /** Receives of a message before it is moved to the dead-letter queue (1-1000). @default 10 */
+  /**
+   * Receives of a message before SQS moves it to the dead-letter queue (1-1000, SQS's range for
+   * a redrive policy's maxReceiveCount:
+   * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-configure-dead-letter-queue.html).
+   * The applier retries transient failures itself with a growing visibility timeout and a
+   * failing message stays at the head of its group, so the default is the most SQS allows: a
+   * message is parked only after days of failing, and the alarms on permanent failures and on
+   * the age of the oldest message speak long before.
+   * @default 1000
+   */
   readonly maxReceiveCount?: number;
+  /** Alarm when the oldest message in the queue is older than this (60 s to 13 days). @default 3600 (SQS drops messages after 14 days) */
+  readonly oldestMessageAlarmSeconds?: number;
+  /**
+   * Whether the applier takes messages from the queue (the event source mapping's `Enabled`).
+   * `false` pauses the replica: messages wait in the queue (up to 14 days).
+   * @default true
+   */
+  readonly enabled?: boolean;
+  /**
+   * TLS to the replica database: `verify-full` checks the certificate against the Amazon RDS
+   * certificate authorities the Lambda runtime ships; `require` only encrypts; `disable` (a
+   * local PostgreSQL under LocalStack) sends everything in the clear.
+   * @default 'verify-full'
+   */
+  readonly databaseTls?: (typeof DB_TLS_MODES)[number];
+  /** The applier's architecture; `x86_64` for LocalStack on an x86 machine. @default 'arm64' */
+  readonly architecture?: (typeof ARCHITECTURES)[number];
   /** Most concurrent applier invocations for this queue (2-1000). @default no limit beyond the FIFO message groups */
   readonly maxConcurrency?: number;
 }
+
+/** Lambda architectures an applier may run on. */
+export const ARCHITECTURES = ['arm64', 'x86_64'] as const;
 
 /** Log levels the publisher understands. */
 export const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
@@ -87,9 +116,10 @@ export interface PublisherOptions {
   /** Port of the publisher's health endpoint (1024-65535). @default 8080 */
   readonly healthPort?: number;
   /**
-   * TLS to the source database. `verify-full` also checks the server certificate, which needs
-   * the database's certificate authority in the image (see functions/publisher/Dockerfile).
-   * @default 'require' (encrypted; the image carries no RDS certificate authority)
+   * TLS to the source database. `verify-full` checks the server certificate against the Amazon
+   * RDS certificate authorities the image carries (functions/publisher/Dockerfile); `require`
+   * only encrypts (for a source whose CA is not in the image).
+   * @default 'verify-full'
    */
   readonly databaseTls?: (typeof DB_TLS_MODES)[number];
 }
@@ -126,7 +156,8 @@ export const DEFAULTS = {
   lagAlarmSeconds: 300,
   timeoutSeconds: 300,
   memoryMiB: 512,
-  maxReceiveCount: 10,
+  maxReceiveCount: 1000,
+  oldestMessageAlarmSeconds: 3600,
   publisherCpu: 256,
   publisherMemoryMiB: 512,
   publisherLogLevel: 'INFO' as LogLevel,
@@ -175,9 +206,17 @@ export function topicName(prefix: string): string {
   return resourceNames(prefix).topic;
 }
 
+/**
+ * Name of a replica's delivery dead-letter queue: where SNS puts what it could not deliver to
+ * the replica's queue after its retries (the subscription's redrive policy).
+ */
+export function deliveryDeadLetterQueueName(prefix: string, replica: string): string {
+  return `${prefix}-${replica}-sns-dlq.fifo`;
+}
+
 /** The longest name derived from `prefix` and `replica`, without the length check. */
 function longestQueueName(prefix: string, replica: string): string {
-  return `${prefix}-${replica}-dlq.fifo`;
+  return deliveryDeadLetterQueueName(prefix, replica);
 }
 
 /** What `validatePgfanoutConfig` checks. */
@@ -206,7 +245,7 @@ export function configProblems(config: PgfanoutConfig): string[] {
     problems.push(`namePrefix ${show(prefix)} must start with a letter or digit and contain only letters, digits, "-" and "_"`);
   } else if (!prefixFits) {
     const most = LIMITS.maxQueueNameLength - longestQueueName('', 'a').length;
-    problems.push(`namePrefix ${show(prefix)} (the stack name unless given) has ${prefix.length} characters; queue names "<prefix>-<replica>-dlq.fifo" must fit in ${LIMITS.maxQueueNameLength}, so it may have at most ${most}`);
+    problems.push(`namePrefix ${show(prefix)} (the stack name unless given) has ${prefix.length} characters; queue names "<prefix>-<replica>-sns-dlq.fifo" must fit in ${LIMITS.maxQueueNameLength}, so it may have at most ${most}`);
   }
 
   if (config.source !== undefined || config.publisherService !== false) {
@@ -308,6 +347,14 @@ function replicaProblems(replica: ReplicaConfig, index: number, prefix: string |
   problems.push(...integerProblems(where, 'memoryMiB', replica.memoryMiB, LIMITS.minMemoryMiB, LIMITS.maxMemoryMiB));
   problems.push(...integerProblems(where, 'maxReceiveCount', replica.maxReceiveCount, LIMITS.minMaxReceiveCount, LIMITS.maxMaxReceiveCount));
   problems.push(...integerProblems(where, 'maxConcurrency', replica.maxConcurrency, LIMITS.minMaxConcurrency, LIMITS.maxMaxConcurrency));
+  problems.push(...integerProblems(where, 'oldestMessageAlarmSeconds', replica.oldestMessageAlarmSeconds, 60, 13 * 86_400));
+  if (replica.enabled !== undefined && typeof replica.enabled !== 'boolean') problems.push(`${where}: enabled must be true or false, got ${show(replica.enabled)}`);
+  if (replica.databaseTls !== undefined && !(DB_TLS_MODES as readonly unknown[]).includes(replica.databaseTls)) {
+    problems.push(`${where}: databaseTls ${show(replica.databaseTls)} must be one of ${DB_TLS_MODES.join(', ')}`);
+  }
+  if (replica.architecture !== undefined && !(ARCHITECTURES as readonly unknown[]).includes(replica.architecture)) {
+    problems.push(`${where}: architecture ${show(replica.architecture)} must be one of ${ARCHITECTURES.join(', ')}`);
+  }
   return problems;
 }
 

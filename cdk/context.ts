@@ -28,7 +28,16 @@ export interface AppSettings {
   readonly namePrefix?: string;
   readonly publisher?: PublisherOptions;
   readonly logRetentionDays?: number;
+  /** What happens to the queues, dead-letter queues and the key when they leave the stack. */
+  readonly dataRemovalPolicy: DataRemovalPolicy;
+  /** CloudFormation termination protection of the stack. */
+  readonly terminationProtection: boolean;
 }
+
+/** `retain` keeps queues (with their messages), dead-letter queues and the key when they leave the stack; `destroy` deletes them. */
+export const DATA_REMOVAL_POLICIES = ['retain', 'destroy'] as const;
+/** One of {@link DATA_REMOVAL_POLICIES}. */
+export type DataRemovalPolicy = (typeof DATA_REMOVAL_POLICIES)[number];
 
 /** Context keys the app reads. */
 export const CONTEXT_KEYS = {
@@ -43,6 +52,8 @@ export const CONTEXT_KEYS = {
   publisher: 'publisher',
   logRetentionDays: 'logRetentionDays',
   publisherService: 'publisherService',
+  dataRemovalPolicy: 'dataRemovalPolicy',
+  terminationProtection: 'terminationProtection',
 } as const;
 
 /** Default stack name. */
@@ -115,7 +126,31 @@ export function readAppSettings(context: (key: string) => unknown): AppSettings 
       `context ${CONTEXT_KEYS.source} is required: -c source='{"secretArn":"arn:aws:secretsmanager:<region>:<account>:secret:<name>"}' (or "secretName"), unless -c ${CONTEXT_KEYS.publisherService}=false`,
     );
   }
+  // Required, even when empty: command-line context does not persist between deploys, and a
+  // `cdk deploy` that silently read "no replicas" would delete every replica's stack.
+  const replicasGiven = context(CONTEXT_KEYS.replicas);
+  if (replicasGiven === undefined || replicasGiven === null || replicasGiven === '') {
+    problems.push(
+      `context ${CONTEXT_KEYS.replicas} is required: the list of replicas, [] for none. Keep it in cdk.json's "context" (the source of truth for every deploy): ` +
+        `a deploy without it would remove every replica. For example "replicas": [{"name":"eu","secretArn":"arn:aws:secretsmanager:<region>:<account>:secret:<name>"}]`,
+    );
+  }
   const replicas = json<ReplicaConfig[]>(CONTEXT_KEYS.replicas, '[{"name":"eu","secretArn":"arn:aws:secretsmanager:…"}]') ?? [];
+  const flag = (key: string, fallback: boolean): boolean => {
+    const raw = context(key);
+    if (raw === undefined || raw === null || raw === '') return fallback;
+    if (raw === true || raw === 'true') return true;
+    if (raw === false || raw === 'false') return false;
+    problems.push(`context ${key} must be true or false, got ${JSON.stringify(raw)}`);
+    return fallback;
+  };
+  const terminationProtection = flag(CONTEXT_KEYS.terminationProtection, true);
+  const removalRaw = context(CONTEXT_KEYS.dataRemovalPolicy);
+  let dataRemovalPolicy: DataRemovalPolicy = 'retain';
+  if (removalRaw !== undefined && removalRaw !== null && removalRaw !== '') {
+    if ((DATA_REMOVAL_POLICIES as readonly unknown[]).includes(removalRaw)) dataRemovalPolicy = removalRaw as DataRemovalPolicy;
+    else problems.push(`context ${CONTEXT_KEYS.dataRemovalPolicy} must be one of ${DATA_REMOVAL_POLICIES.join(', ')}, got ${JSON.stringify(removalRaw)}`);
+  }
   const publisher = json<PublisherOptions>(CONTEXT_KEYS.publisher, '{"cpu":256,"memoryMiB":512}');
 
   const vpcId = text(CONTEXT_KEYS.vpcId);
@@ -151,6 +186,8 @@ export function readAppSettings(context: (key: string) => unknown): AppSettings 
     ...(namePrefix ? { namePrefix } : {}),
     ...(publisher !== undefined ? { publisher } : {}),
     ...(logRetentionDays !== undefined ? { logRetentionDays } : {}),
+    dataRemovalPolicy,
+    terminationProtection,
   };
   if (source !== undefined || replicas.length > 0) {
     problems.push(

@@ -15,6 +15,7 @@ export {
   validatePgfanoutConfig,
   queueName,
   deadLetterQueueName,
+  deliveryDeadLetterQueueName,
   topicName,
   type LogLevel,
   type PgfanoutConfig,
@@ -24,5 +25,5 @@ export {
   type SourceConfig,
 } from './config.ts';
 export { readAppSettings, CONTEXT_KEYS, DEFAULT_STACK_NAME, type AppSettings, type ExistingNetwork } from './context.ts';
-export { applierDimensions, applierMetric, publisherQuery, publisherRate, APPLIER_SERVICE_NAME, PUBLISHER_SERVICE_NAME, SERVICE_DIMENSION } from './metrics.ts';
+export { applierDimensions, applierMetric, publisherDimensions, publisherMetric, publisherRate, APPLIER_SERVICE_NAME, PUBLISHER_SERVICE_NAME, SERVICE_DIMENSION } from './metrics.ts';
 export { CDK_ERROR_CODES, PgfanoutCdkError, PgfanoutConfigError, type CdkErrorCode } from './errors.ts';

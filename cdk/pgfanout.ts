@@ -9,12 +9,13 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Aws, CfnCondition, Duration, Fn, IgnoreMode, NestedStack, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
-import { Dashboard, TextWidget, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
+import { ArnFormat, Aws, CfnCondition, Duration, Fn, IgnoreMode, NestedStack, RemovalPolicy, Stack, Tags, Token, Validations } from 'aws-cdk-lib';
+import { Alarm, ComparisonOperator, Dashboard, TextWidget, TreatMissingData, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { FlowLogDestination, FlowLogTrafficType, IpAddresses, SecurityGroup, SubnetType, Vpc, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
-import { AnyPrincipal, Effect, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { AccountRootPrincipal, AnyPrincipal, Effect, ManagedPolicy, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { CfnSubscription, Subscription, SubscriptionProtocol, Topic } from 'aws-cdk-lib/aws-sns';
@@ -31,6 +32,41 @@ export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url)).replac
 
 /** Path of the publisher's Dockerfile, relative to the project root. */
 export const PUBLISHER_DOCKERFILE = 'functions/publisher/Dockerfile';
+
+/** Tag carrying the deployment's name prefix on every replica resource (queues, function, event source mapping). */
+export const DEPLOYMENT_TAG = 'pgfanout:deployment';
+
+/**
+ * The operator's permissions, least privilege for what `pgfanout status`, `pgfanout redrive`
+ * (list, move back, skip) and pausing a replica call
+ * (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html):
+ * queues are matched by name (`<prefix>-<replica>.fifo`, `<prefix>-<replica>-dlq.fifo`; a
+ * deployment whose prefix starts with `<prefix>-` would match too), event source mappings,
+ * whose ids are generated, by the {@link DEPLOYMENT_TAG} tag
+ * (https://docs.aws.amazon.com/lambda/latest/dg/tags-esm.html). Pausing a replica is
+ * `UpdateEventSourceMapping` with `Enabled: false` on its mapping.
+ */
+export function operatorStatements(stack: Stack, prefix: string, keyArn: string): PolicyStatement[] {
+  const sqs = (name: string) => stack.formatArn({ service: 'sqs', resource: name });
+  return [
+    new PolicyStatement({ sid: 'Status', actions: ['sqs:GetQueueUrl', 'sqs:GetQueueAttributes'], resources: [sqs(`${prefix}-*.fifo`)] }),
+    new PolicyStatement({
+      sid: 'ListAndRedriveDeadLetters',
+      actions: ['sqs:ReceiveMessage', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:StartMessageMoveTask', 'sqs:ListMessageMoveTasks', 'sqs:CancelMessageMoveTask'],
+      resources: [sqs(`${prefix}-*-dlq.fifo`)],
+    }),
+    // A message move task sends into the destination queue with the caller's permissions.
+    new PolicyStatement({ sid: 'RedriveIntoTheQueues', actions: ['sqs:SendMessage'], resources: [sqs(`${prefix}-*.fifo`)] }),
+    new PolicyStatement({ sid: 'EncryptedMessages', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [keyArn] }),
+    new PolicyStatement({ sid: 'FindTheMappings', actions: ['lambda:ListEventSourceMappings'], resources: ['*'] }),
+    new PolicyStatement({
+      sid: 'PauseAndResume',
+      actions: ['lambda:GetEventSourceMapping', 'lambda:UpdateEventSourceMapping'],
+      resources: [stack.formatArn({ service: 'lambda', resource: 'event-source-mapping', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+      conditions: { StringEquals: { [`aws:ResourceTag/${DEPLOYMENT_TAG}`]: prefix } },
+    }),
+  ];
+}
 
 /** Properties of {@link Pgfanout}. */
 export interface PgfanoutProps {
@@ -77,6 +113,13 @@ export interface PgfanoutProps {
   readonly projectRoot?: string;
   /** Retention of every log group. @default one month */
   readonly logRetention?: RetentionDays;
+  /**
+   * What happens to the replica queues (and the messages in them), their dead-letter queues and
+   * the KMS key when they leave the stack. Retained, a removed replica's queues stay (delete them
+   * by hand, or import them, before adding a replica of that name again).
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly dataRemovalPolicy?: RemovalPolicy;
 }
 
 /** The pgfanout deployment: topic, publisher, replicas, alarms and dashboard. */
@@ -107,6 +150,16 @@ export class Pgfanout extends Construct {
   readonly replicaStacks: ReadonlyMap<string, NestedStack>;
   /** The CloudWatch dashboard. */
   readonly dashboard: Dashboard;
+  /** SNS could neither deliver a message to a replica queue nor park it in the delivery dead-letter queue. */
+  readonly notificationsLostAlarm: Alarm;
+  /**
+   * The role operators assume for `pgfanout status`, `redrive` and pausing a replica: the only
+   * principal besides the topic that may send to the replica queues. Any principal of the
+   * account that is allowed sts:AssumeRole on it may assume it.
+   */
+  readonly operatorRole: Role;
+  /** What {@link operatorRole} may do, and nothing more (see {@link operatorStatements}). */
+  readonly operatorPolicy: ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: PgfanoutProps) {
     super(scope, id);
@@ -122,21 +175,29 @@ export class Pgfanout extends Construct {
     });
     const projectRoot = props.projectRoot ?? PROJECT_ROOT;
     const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
+    const dataRemovalPolicy = props.dataRemovalPolicy ?? RemovalPolicy.RETAIN;
 
     this.encryptionKey = new Key(this, 'Key', {
       description: `pgfanout ${this.namePrefix}: the topic, the replica queues and the alarm topic`,
       enableKeyRotation: true,
-      removalPolicy: RemovalPolicy.DESTROY,
+      removalPolicy: dataRemovalPolicy,
       pendingWindow: Duration.days(30),
     });
-    // CloudWatch publishes alarm notifications to the encrypted alarm topic.
+    // This stack's alarms, and only they, notify the alarm topic: every alarm is named
+    // `<prefix>-…`. Scoping a service principal by aws:SourceAccount and aws:SourceArn is what
+    // SNS documents against the confused deputy
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html).
+    const alarmArns = stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: `${this.namePrefix}-*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    const fromOurAlarms = { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID }, ArnLike: { 'aws:SourceArn': alarmArns } };
+    // CloudWatch publishes alarm notifications to the encrypted alarm topic, which needs the key
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
     this.encryptionKey.addToResourcePolicy(
       new PolicyStatement({
         sid: 'CloudWatchAlarmsPublishToTheAlarmTopic',
         principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
         actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
         resources: ['*'],
-        conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+        conditions: fromOurAlarms,
       }),
     );
 
@@ -166,6 +227,19 @@ export class Pgfanout extends Construct {
       masterKey: this.encryptionKey,
       enforceSSL: true,
     });
+    // A topic policy replaces SNS's default one, and enforceSSL creates one holding only its
+    // TLS deny; SnsAction adds no permission. Without this statement CloudWatch "is not authorized
+    // to perform: SNS:Publish" and no alarm notification arrives
+    // (https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger).
+    this.alarmTopic.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'CloudWatchAlarmsOfThisStackPublish',
+        principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.alarmTopic.topicArn],
+        conditions: fromOurAlarms,
+      }),
+    );
     this.#subscribeEmail(props.alarmEmail);
 
     this.vpc = props.vpc ?? this.#newVpc(logRetention);
@@ -230,6 +304,22 @@ export class Pgfanout extends Construct {
       );
     }
 
+    this.operatorRole = new Role(this, 'OperatorRole', {
+      assumedBy: new AccountRootPrincipal(),
+      description: `pgfanout ${this.namePrefix} operator: status, dead-letter redrive, pausing a replica`,
+    });
+    this.operatorPolicy = new ManagedPolicy(this, 'OperatorPolicy', {
+      description: `pgfanout ${this.namePrefix}: pgfanout status, redrive and pause on this deployment's queues and event source mappings`,
+      statements: operatorStatements(stack, this.namePrefix, this.encryptionKey.keyArn),
+      roles: [this.operatorRole],
+    });
+    const reason =
+      "Scoped by name to this deployment's queues (<prefix>-*, so that adding a replica changes no policy), by tag to its event source mappings (whose ids are generated); lambda:ListEventSourceMappings supports no resource scoping.";
+    const arnPrefix = (service: string) => `arn:<AWS::Partition>:${service}:<AWS::Region>:<AWS::AccountId>`;
+    for (const resource of [`${arnPrefix('sqs')}:${this.namePrefix}-*.fifo`, `${arnPrefix('sqs')}:${this.namePrefix}-*-dlq.fifo`, '*', `${arnPrefix('lambda')}:event-source-mapping:*`]) {
+      Validations.of(this.operatorPolicy).acknowledge({ id: `AwsSolutions-IAM5[Resource::${resource}]`, reason });
+    }
+
     const replicas = new Map<string, PgfanoutReplica>();
     const replicaStacks = new Map<string, NestedStack>();
     const applierEntry = props.applierEntry ?? join(projectRoot, ENTRY_POINTS.applierHandler);
@@ -247,14 +337,32 @@ export class Pgfanout extends Construct {
         alarmTopic: this.alarmTopic,
         namePrefix: this.namePrefix,
         applierEntry,
+        operatorRoleArn: this.operatorRole.roleArn,
         projectRoot,
         logRetention,
+        dataRemovalPolicy,
       });
+      // The operator policy finds this deployment's event source mappings by this tag.
+      Tags.of(replica).add(DEPLOYMENT_TAG, this.namePrefix);
       replicas.set(config.name, replica);
       replicaStacks.set(config.name, nested);
     }
     this.replicas = replicas;
     this.replicaStacks = replicaStacks;
+
+    // The last resort: SNS failed to deliver and then failed to put the message in the
+    // subscription's dead-letter queue, so it is gone from the pipeline
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-monitoring-using-cloudwatch.html).
+    this.notificationsLostAlarm = new Alarm(this, 'NotificationsLostAlarm', {
+      alarmName: `${this.namePrefix}-notifications-lost`,
+      alarmDescription: `pgfanout ${this.namePrefix}: SNS could neither deliver messages to a replica queue nor move them to its delivery dead-letter queue (<prefix>-<replica>-sns-dlq.fifo). Some replica misses them and stops at the gap: check the dead-letter queues' policies and the KMS key policy, then resynchronize that replica.`,
+      metric: this.topic.metric('NumberOfNotificationsFailedToRedriveToDlq', { statistic: 'Sum', period: Duration.minutes(1) }),
+      threshold: 0,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
+    this.notificationsLostAlarm.addAlarmAction(new SnsAction(this.alarmTopic));
 
     this.dashboard = new Dashboard(this, 'Dashboard', {
       dashboardName: this.namePrefix,

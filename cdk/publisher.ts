@@ -26,7 +26,7 @@ import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { METRICS, PUBLISHER_ENV } from '#core/config.ts';
 import { DEFAULTS, type PublisherOptions } from './config.ts';
-import { publisherQuery, publisherRate } from './metrics.ts';
+import { publisherMetric, publisherRate } from './metrics.ts';
 import { grantSecretKeyDecrypt } from './secrets.ts';
 
 /** Properties of {@link PgfanoutPublisher}. */
@@ -72,25 +72,44 @@ export interface PublisherMonitoringProps {
 export class PublisherMonitoring extends Construct {
   /** Events have waited in the source's log longer than the threshold without being published. */
   readonly stalled: Alarm;
+  /** No publisher heartbeat: no publisher process runs. */
+  readonly silent: Alarm;
   /** The threshold of `stalled`, in seconds. */
   readonly stalledAlarmSeconds: number;
+  /** The `Deployment` metric dimension: the name prefix. */
+  readonly deployment: string;
 
   constructor(scope: Construct, id: string, props: PublisherMonitoringProps) {
     super(scope, id);
     this.stalledAlarmSeconds = props.stalledAlarmSeconds;
+    this.deployment = props.namePrefix;
     this.stalled = new Alarm(this, 'StalledAlarm', {
       alarmName: `${props.namePrefix}-publisher-stalled`,
-      alarmDescription: `pgfanout publisher: events have waited in the source's log for more than ${props.stalledAlarmSeconds} s without being published. Check the publisher logs (database connection, advisory lock held elsewhere, SNS errors) and the publish errors on the dashboard.`,
-      metric: publisherQuery(METRICS.publisher.oldestUnpublishedSeconds, 'MAX', 'oldest unpublished (s)'),
+      alarmDescription: `pgfanout publisher: events have waited in the source's log for more than ${props.stalledAlarmSeconds} s without being published, or no publisher holds the lock to report it (cannot reach the source, not running). Check the publisher logs (database connection, advisory lock held elsewhere, SNS errors) and the publish errors on the dashboard.`,
+      metric: publisherMetric(this.deployment, METRICS.publisher.oldestUnpublishedSeconds, { statistic: 'Maximum' }),
       threshold: props.stalledAlarmSeconds,
       comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
       evaluationPeriods: 3,
-      // A publisher that is down emits nothing: the not-running alarm covers that case.
-      treatMissingData: TreatMissingData.NOT_BREACHING,
+      // Only the active publisher, connected and holding the lock, reports the oldest event (every
+      // 10 s): no data means nothing is being published, which is the condition this alarm is for.
+      treatMissingData: TreatMissingData.BREACHING,
+    });
+    this.silent = new Alarm(this, 'SilentAlarm', {
+      alarmName: `${props.namePrefix}-publisher-silent`,
+      alarmDescription:
+        'pgfanout publisher: no heartbeat for 3 minutes, so no publisher process is running (or none can write its logs). Changes accumulate safely in the source event log. Check the ECS service (or wherever the publisher runs) and its logs.',
+      metric: publisherMetric(this.deployment, METRICS.publisher.heartbeat, { statistic: 'SampleCount' }),
+      threshold: 1,
+      comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      treatMissingData: TreatMissingData.BREACHING,
     });
     if (props.alarmTopic) {
-      this.stalled.addAlarmAction(new SnsAction(props.alarmTopic));
-      this.stalled.addOkAction(new SnsAction(props.alarmTopic));
+      // Both metrics arrive continuously while a publisher runs, so their recovery is news too.
+      for (const alarm of [this.stalled, this.silent]) {
+        alarm.addAlarmAction(new SnsAction(props.alarmTopic));
+        alarm.addOkAction(new SnsAction(props.alarmTopic));
+      }
     }
   }
 
@@ -100,17 +119,17 @@ export class PublisherMonitoring extends Construct {
       new GraphWidget({
         title: 'publisher: events per second',
         width: 6,
-        left: [publisherRate(METRICS.publisher.eventsPublished, 'events/s'), publisherRate(METRICS.publisher.messagesPublished, 'messages/s')],
+        left: [publisherRate(this.deployment, METRICS.publisher.eventsPublished, 'events/s'), publisherRate(this.deployment, METRICS.publisher.messagesPublished, 'messages/s')],
       }),
       new GraphWidget({
         title: 'publisher: lag (s)',
         width: 6,
-        left: [publisherQuery(METRICS.publisher.publishLagSeconds, 'MAX', 'commit to publish')],
+        left: [publisherMetric(this.deployment, METRICS.publisher.publishLagSeconds, { statistic: 'Maximum', label: 'commit to publish' })],
       }),
       new GraphWidget({
         title: 'publisher: oldest unpublished event (s)',
         width: 6,
-        left: [publisherQuery(METRICS.publisher.oldestUnpublishedSeconds, 'MAX', 'oldest unpublished')],
+        left: [publisherMetric(this.deployment, METRICS.publisher.oldestUnpublishedSeconds, { statistic: 'Maximum', label: 'oldest unpublished' })],
         leftAnnotations: [{ value: this.stalledAlarmSeconds, label: 'stalled alarm' }],
       }),
     ];
@@ -118,12 +137,16 @@ export class PublisherMonitoring extends Construct {
 
   /** Publish errors, for a dashboard without the service's task metrics. */
   errorsWidget(): IWidget {
-    return new GraphWidget({ title: 'publisher: publish errors', width: 6, left: [publisherErrors()] });
+    return new GraphWidget({ title: 'publisher: publish errors', width: 6, left: [publisherErrors(this.deployment)], right: [heartbeats(this.deployment)] });
   }
 }
 
-function publisherErrors() {
-  return publisherQuery(METRICS.publisher.publishErrors, 'SUM', 'publish errors');
+function publisherErrors(deployment: string): Metric {
+  return publisherMetric(deployment, METRICS.publisher.publishErrors, { statistic: 'Sum', label: 'publish errors' });
+}
+
+function heartbeats(deployment: string): Metric {
+  return publisherMetric(deployment, METRICS.publisher.heartbeat, { statistic: 'SampleCount', label: 'heartbeats' });
 }
 
 /** The alarms of the publisher service. */
@@ -146,6 +169,8 @@ export class PgfanoutPublisher extends Construct {
   readonly logGroup: LogGroup;
   /** The publisher service's alarms. */
   readonly alarms: PublisherAlarms;
+  /** The `Deployment` metric dimension: the name prefix. */
+  readonly deployment: string;
 
   constructor(scope: Construct, id: string, props: PgfanoutPublisherProps) {
     super(scope, id);
@@ -170,7 +195,8 @@ export class PgfanoutPublisher extends Construct {
         [PUBLISHER_ENV.TOPIC_ARN]: props.topic.topicArn,
         [PUBLISHER_ENV.HEALTH_PORT]: String(healthPort),
         [PUBLISHER_ENV.LOG_LEVEL]: options.logLevel ?? DEFAULTS.publisherLogLevel,
-        [PUBLISHER_ENV.DB_TLS]: options.databaseTls ?? 'require',
+        [PUBLISHER_ENV.DB_TLS]: options.databaseTls ?? 'verify-full',
+        [PUBLISHER_ENV.DEPLOYMENT]: props.namePrefix,
         ...(options.tickMs !== undefined ? { [PUBLISHER_ENV.TICK_MS]: String(options.tickMs) } : {}),
       },
       healthCheck: {
@@ -206,10 +232,11 @@ export class PgfanoutPublisher extends Construct {
       cluster: this.cluster,
       taskDefinition: this.taskDefinition,
       desiredCount: 1,
-      // Stop the old task before starting the new one (a replacement leaves a short gap);
-      // the advisory lock on the source keeps a second task from publishing if ECS runs two anyway.
-      minHealthyPercent: 0,
-      maxHealthyPercent: 100,
+      // Start the new task before stopping the old one: the new one stands by on the source's
+      // advisory lock and takes over within its lock poll (one second) of the old one's exit,
+      // instead of publishing nothing while ECS stops one task and then starts another.
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
       circuitBreaker: { enable: true, rollback: true },
       platformVersion: FargatePlatformVersion.LATEST,
       vpcSubnets: props.vpcSubnets ?? {},
@@ -226,6 +253,7 @@ export class PgfanoutPublisher extends Construct {
       reason: 'ECS pulls the image from ECR with ecr:GetAuthorizationToken, an action that supports no resource scoping.',
     });
 
+    this.deployment = props.namePrefix;
     this.alarms = this.#alarms(props.namePrefix, props.alarmTopic);
   }
 
@@ -240,7 +268,7 @@ export class PgfanoutPublisher extends Construct {
       new GraphWidget({
         title: 'publisher: task health',
         width: 6,
-        left: [this.runningTasks('Minimum'), this.#insightsMetric('PendingTaskCount', 'Maximum'), publisherErrors()],
+        left: [this.runningTasks('Minimum'), this.#insightsMetric('PendingTaskCount', 'Maximum'), publisherErrors(this.deployment), heartbeats(this.deployment)],
         right: [this.service.metricCpuUtilization({ period: Duration.minutes(1), label: 'CPU %' }), this.service.metricMemoryUtilization({ period: Duration.minutes(1), label: 'memory %' })],
       }),
     ];

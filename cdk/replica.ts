@@ -7,7 +7,7 @@ import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { Alarm, ComparisonOperator, GraphWidget, MathExpression, TreatMissingData, type IMetric, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
-import { Effect, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { AnyPrincipal, Effect, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { IKey } from 'aws-cdk-lib/aws-kms';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -18,7 +18,7 @@ import { DeduplicationScope, FifoThroughputLimit, Queue, QueueEncryption } from 
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { APPLIER_ENV, METRIC_NAMESPACE, METRICS } from '#core/config.ts';
-import { DEFAULTS, LIMITS, deadLetterQueueName, queueName, type ReplicaConfig } from './config.ts';
+import { DEFAULTS, LIMITS, deadLetterQueueName, deliveryDeadLetterQueueName, queueName, type ReplicaConfig } from './config.ts';
 import { APPLIER_SERVICE_NAME, applierMetric } from './metrics.ts';
 import { grantSecretRead, resolveSecret, secretIdForRuntime } from './secrets.ts';
 
@@ -40,18 +40,27 @@ export interface PgfanoutReplicaProps {
   readonly alarmTopic?: ITopic;
   /** Prefix of the queue and alarm names. */
   readonly namePrefix: string;
+  /**
+   * ARN of the operator role: besides the topic, the only principal that may send to the
+   * queue (a dead-letter redrive sends with the caller's permissions). @default only the topic
+   */
+  readonly operatorRoleArn?: string;
   /** Path of the applier's handler module (exports `handler`). */
   readonly applierEntry: string;
   /** Folder holding package.json and package-lock.json, the root esbuild resolves from. */
   readonly projectRoot: string;
   /** Retention of the applier's logs. */
   readonly logRetention: RetentionDays;
+  /** What happens to the queue and the dead-letter queue when they leave the stack. @default RemovalPolicy.RETAIN */
+  readonly dataRemovalPolicy?: RemovalPolicy;
 }
 
 /** The alarms of one replica. */
 export interface ReplicaAlarms {
   /** Messages are waiting in the dead-letter queue. */
   readonly deadLetters: Alarm;
+  /** SNS could not deliver messages to the queue and put them in the delivery dead-letter queue. */
+  readonly undelivered: Alarm;
   /** The replica is further behind the source than its threshold. */
   readonly lag: Alarm;
   /** The applier function fails. */
@@ -60,6 +69,10 @@ export interface ReplicaAlarms {
   readonly gaps: Alarm;
   /** The applier refused a message it must not trust, or a source's schema drifted, and stopped. */
   readonly refused: Alarm;
+  /** The applier stopped at a message that fails for a permanent reason (poison message, schema mismatch). */
+  readonly permanentFailures: Alarm;
+  /** The oldest message has waited longer than `oldestMessageAlarmSeconds`: act well before SQS drops it after 14 days. */
+  readonly oldestMessage: Alarm;
 }
 
 /** One replica's queue, dead-letter queue, applier function, event source and alarms. */
@@ -72,6 +85,8 @@ export class PgfanoutReplica extends Construct {
   readonly subscription: Subscription;
   /** FIFO dead-letter queue of `queue`. */
   readonly deadLetterQueue: Queue;
+  /** FIFO dead-letter queue of the subscription: what SNS could not deliver to `queue`. */
+  readonly deliveryDeadLetterQueue: Queue;
   /** The applier function. */
   readonly function: NodejsFunction;
   /** The applier's execution role. */
@@ -88,11 +103,14 @@ export class PgfanoutReplica extends Construct {
   readonly timeout: Duration;
   /** Lag, in seconds, above which the lag alarm fires. */
   readonly lagAlarmSeconds: number;
+  /** The `Deployment` metric dimension: the name prefix. */
+  readonly deployment: string;
 
   constructor(scope: Construct, id: string, props: PgfanoutReplicaProps) {
     super(scope, id);
     const { config, namePrefix } = props;
     this.replicaName = config.name;
+    this.deployment = namePrefix;
     const timeoutSeconds = config.timeoutSeconds ?? DEFAULTS.timeoutSeconds;
     this.timeout = Duration.seconds(timeoutSeconds);
     this.lagAlarmSeconds = config.lagAlarmSeconds ?? DEFAULTS.lagAlarmSeconds;
@@ -106,7 +124,7 @@ export class PgfanoutReplica extends Construct {
       encryptionMasterKey: props.encryptionKey,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
-      removalPolicy: RemovalPolicy.DESTROY,
+      removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
     });
     this.queue = new Queue(this, 'Queue', {
       queueName: queueName(namePrefix, config.name),
@@ -121,7 +139,7 @@ export class PgfanoutReplica extends Construct {
       retentionPeriod: Duration.days(14),
       visibilityTimeout: Duration.seconds(Math.min(timeoutSeconds * LIMITS.visibilityTimeoutFactor, LIMITS.maxVisibilityTimeoutSeconds)),
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: config.maxReceiveCount ?? DEFAULTS.maxReceiveCount },
-      removalPolicy: RemovalPolicy.DESTROY,
+      removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
     });
     // Subscribed by hand rather than with SqsSubscription, which would make this (nested)
     // stack depend on the topic's stack, its parent. The key policy that lets SNS encrypt
@@ -135,12 +153,54 @@ export class PgfanoutReplica extends Construct {
         conditions: { ArnEquals: { 'aws:SourceArn': props.topic.topicArn } },
       }),
     );
+    // What SNS cannot deliver to the queue (after its retries; at once on a policy or key error)
+    // lands here instead of being discarded: a FIFO topic's subscription takes a FIFO queue
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html), encrypted with a
+    // key whose policy lets SNS use it (the Pgfanout construct's key does), and SNS needs
+    // sqs:SendMessage on it by the topic's ARN, which Subscription adds to its queue policy
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-configure-dead-letter-queue.html).
+    this.deliveryDeadLetterQueue = new Queue(this, 'DeliveryDeadLetterQueue', {
+      queueName: deliveryDeadLetterQueueName(namePrefix, config.name),
+      fifo: true,
+      contentBasedDeduplication: false,
+      encryption: QueueEncryption.KMS,
+      encryptionMasterKey: props.encryptionKey,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    Validations.of(this.deliveryDeadLetterQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason: "It is a dead-letter queue: the SNS subscription's (its RedrivePolicy), which the check does not recognise as it knows only SQS redrive policies.",
+    });
     this.subscription = new Subscription(this, 'Subscription', {
       topic: props.topic,
       protocol: SubscriptionProtocol.SQS,
       endpoint: this.queue.queueArn,
       rawMessageDelivery: true,
+      deadLetterQueue: this.deliveryDeadLetterQueue,
     });
+    // Anything sent to the queue runs on the replica, so nobody but the topic (and the operator's
+    // redrive) may send, whatever their IAM policies say: an explicit deny wins over any allow
+    // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
+    // The delivery dead-letter queue's messages go back into the queue, so it is closed the same way.
+    for (const queue of [this.queue, this.deliveryDeadLetterQueue]) {
+      queue.addToResourcePolicy(
+        new PolicyStatement({
+          sid: 'OnlyTheTopicAndTheOperatorSend',
+          effect: Effect.DENY,
+          principals: [new AnyPrincipal()],
+          actions: ['sqs:SendMessage'],
+          resources: [queue.queueArn],
+          conditions: {
+            ArnNotEquals: {
+              'aws:SourceArn': props.topic.topicArn,
+              ...(props.operatorRoleArn !== undefined ? { 'aws:PrincipalArn': props.operatorRoleArn } : {}),
+            },
+          },
+        }),
+      );
+    }
     if (allowTopic.policyDependable) this.subscription.node.addDependency(allowTopic.policyDependable);
 
     this.secret = resolveSecret(this, 'Secret', config);
@@ -180,7 +240,7 @@ export class PgfanoutReplica extends Construct {
       projectRoot: props.projectRoot,
       depsLockFilePath: join(props.projectRoot, 'package-lock.json'),
       runtime: Runtime.NODEJS_24_X,
-      architecture: Architecture.ARM_64,
+      architecture: config.architecture === 'x86_64' ? Architecture.X86_64 : Architecture.ARM_64,
       memorySize: config.memoryMiB ?? DEFAULTS.memoryMiB,
       timeout: this.timeout,
       role: this.role,
@@ -196,6 +256,8 @@ export class PgfanoutReplica extends Construct {
         ...(include.length > 0 ? { [APPLIER_ENV.INCLUDE_TABLES]: include.join(',') } : {}),
         ...(exclude.length > 0 ? { [APPLIER_ENV.EXCLUDE_TABLES]: exclude.join(',') } : {}),
         ...(config.replicaTriggers === 'fire' ? { [APPLIER_ENV.REPLICA_TRIGGERS]: 'fire' } : {}),
+        [APPLIER_ENV.DEPLOYMENT]: namePrefix,
+        ...(config.databaseTls !== undefined ? { [APPLIER_ENV.DB_TLS]: config.databaseTls } : {}),
         POWERTOOLS_SERVICE_NAME: APPLIER_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
@@ -210,6 +272,7 @@ export class PgfanoutReplica extends Construct {
     this.eventSource = new SqsEventSource(this.queue, {
       batchSize: 10,
       reportBatchItemFailures: true,
+      enabled: config.enabled ?? true,
       ...(config.maxConcurrency !== undefined ? { maxConcurrency: config.maxConcurrency } : {}),
     });
     this.function.addEventSource(this.eventSource);
@@ -223,7 +286,7 @@ export class PgfanoutReplica extends Construct {
       label: `${this.replicaName} lag (s)`,
       expression: 'MAX([FILL(lag, 0), FILL(age, 0)])',
       usingMetrics: {
-        lag: applierMetric(this.replicaName, METRICS.applier.applyLagSeconds, { statistic: 'Maximum' }),
+        lag: applierMetric(this.replicaName, this.deployment, METRICS.applier.applyLagSeconds, { statistic: 'Maximum' }),
         age: this.queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(1) }),
       },
       period: Duration.minutes(1),
@@ -234,13 +297,13 @@ export class PgfanoutReplica extends Construct {
   widgets(): IWidget[] {
     const name = this.replicaName;
     const minute = { period: Duration.minutes(1) };
-    const changes = applierMetric(name, METRICS.applier.changesApplied, { statistic: 'Sum' });
+    const changes = applierMetric(name, this.deployment, METRICS.applier.changesApplied, { statistic: 'Sum' });
     return [
       new GraphWidget({
         title: `${name}: lag (s)`,
         width: 6,
         left: [
-          applierMetric(name, METRICS.applier.applyLagSeconds, { statistic: 'Maximum', label: 'replica lag' }),
+          applierMetric(name, this.deployment, METRICS.applier.applyLagSeconds, { statistic: 'Maximum', label: 'replica lag' }),
           this.queue.metricApproximateAgeOfOldestMessage({ ...minute, statistic: 'Maximum', label: 'age of oldest message' }),
         ],
         leftAnnotations: [{ value: this.lagAlarmSeconds, label: 'lag alarm' }],
@@ -257,6 +320,7 @@ export class PgfanoutReplica extends Construct {
           this.queue.metricApproximateNumberOfMessagesVisible({ ...minute, statistic: 'Maximum', label: 'waiting' }),
           this.queue.metricApproximateNumberOfMessagesNotVisible({ ...minute, statistic: 'Maximum', label: 'in flight' }),
           this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ ...minute, statistic: 'Maximum', label: 'dead letters' }),
+          this.deliveryDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ ...minute, statistic: 'Maximum', label: 'undelivered by SNS' }),
         ],
       }),
       new GraphWidget({
@@ -265,8 +329,8 @@ export class PgfanoutReplica extends Construct {
         left: [
           this.function.metricErrors({ ...minute, statistic: 'Sum', label: 'errors' }),
           this.function.metricThrottles({ ...minute, statistic: 'Sum', label: 'throttles' }),
-          applierMetric(name, METRICS.applier.gapsDetected, { statistic: 'Sum', label: 'gaps' }),
-          applierMetric(name, METRICS.applier.messagesRefused, { statistic: 'Sum', label: 'refused' }),
+          applierMetric(name, this.deployment, METRICS.applier.gapsDetected, { statistic: 'Sum', label: 'gaps' }),
+          applierMetric(name, this.deployment, METRICS.applier.messagesRefused, { statistic: 'Sum', label: 'refused' }),
         ],
         right: [
           this.function.metricDuration({ ...minute, statistic: 'p99', label: 'duration p99 (ms)' }),
@@ -279,7 +343,11 @@ export class PgfanoutReplica extends Construct {
   #alarms(config: ReplicaConfig, prefix: string, alarmTopic: ITopic | undefined): ReplicaAlarms {
     const name = config.name;
     const lagSeconds = this.lagAlarmSeconds;
-    const alarm = (id: string, metric: IMetric, props: { readonly suffix: string; readonly description: string; readonly threshold: number; readonly evaluationPeriods: number; readonly missing: TreatMissingData }): Alarm => {
+    const alarm = (
+      id: string,
+      metric: IMetric,
+      props: { readonly suffix: string; readonly description: string; readonly threshold: number; readonly evaluationPeriods: number; readonly missing: TreatMissingData; readonly notifyRecovery: boolean },
+    ): Alarm => {
       const created = new Alarm(this, id, {
         alarmName: `${prefix}-${name}-${props.suffix}`,
         alarmDescription: props.description,
@@ -291,7 +359,9 @@ export class PgfanoutReplica extends Construct {
       });
       if (alarmTopic) {
         created.addAlarmAction(new SnsAction(alarmTopic));
-        created.addOkAction(new SnsAction(alarmTopic));
+        // Only alarms on metrics that arrive every minute notify their recovery: on a sparse
+        // metric (errors, gaps) every quiet minute would otherwise be an OK notification.
+        if (props.notifyRecovery) created.addOkAction(new SnsAction(alarmTopic));
       }
       return created;
     };
@@ -302,6 +372,15 @@ export class PgfanoutReplica extends Construct {
         threshold: 0,
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: true,
+      }),
+      undelivered: alarm('UndeliveredAlarm', this.deliveryDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }), {
+        suffix: 'undelivered',
+        description: `pgfanout replica ${name}: SNS could not deliver messages to ${queueName(prefix, name)} (queue policy, KMS key, or the queue gone) and put them in ${deliveryDeadLetterQueueName(prefix, name)}. The replica stops at the gap. Fix the cause, then move the messages into ${queueName(prefix, name)} with their message group and deduplication ids.`,
+        threshold: 0,
+        evaluationPeriods: 1,
+        missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: true,
       }),
       lag: alarm('LagAlarm', this.lagExpression(), {
         suffix: 'lag',
@@ -309,6 +388,7 @@ export class PgfanoutReplica extends Construct {
         threshold: lagSeconds,
         evaluationPeriods: 3,
         missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: true,
       }),
       errors: alarm('ErrorsAlarm', this.function.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }), {
         suffix: 'applier-errors',
@@ -316,20 +396,39 @@ export class PgfanoutReplica extends Construct {
         threshold: 0,
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: false,
       }),
-      gaps: alarm('GapsAlarm', applierMetric(name, METRICS.applier.gapsDetected, { statistic: 'Sum' }), {
+      permanentFailures: alarm('PermanentFailuresAlarm', applierMetric(name, this.deployment, METRICS.applier.permanentFailures, { statistic: 'Sum' }), {
+        suffix: 'permanent-failures',
+        description: `pgfanout replica ${name}: the applier stopped at a message that fails for a permanent reason (a poison message, a schema that does not match, a gap). The replica waits at it; the applier retries it every few minutes. Read the applier's logs for the message and the error, fix the cause on the replica (or skip the batch with pgfanout redrive).`,
+        threshold: 0,
+        evaluationPeriods: 1,
+        missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: false,
+      }),
+      oldestMessage: alarm('OldestMessageAlarm', this.queue.metricApproximateAgeOfOldestMessage({ period: Duration.minutes(5), statistic: 'Maximum' }), {
+        suffix: 'oldest-message',
+        description: `pgfanout replica ${name}: a message has waited in ${queueName(prefix, name)} for more than ${config.oldestMessageAlarmSeconds ?? DEFAULTS.oldestMessageAlarmSeconds} s. SQS deletes messages 14 days after they were sent, and a deleted message is a gap this replica cannot cross without a new bootstrap: find why the replica does not apply (paused, failing, unreachable) long before that.`,
+        threshold: config.oldestMessageAlarmSeconds ?? DEFAULTS.oldestMessageAlarmSeconds,
+        evaluationPeriods: 1,
+        missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: true,
+      }),
+      gaps: alarm('GapsAlarm', applierMetric(name, this.deployment, METRICS.applier.gapsDetected, { statistic: 'Sum' }), {
         suffix: 'gap',
         description: `pgfanout replica ${name}: the applier received a change whose predecessor it has not applied and stopped rather than apply past it. Usually the predecessor is in the dead-letter queue: fix its cause and redrive it.`,
         threshold: 0,
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: false,
       }),
-      refused: alarm('RefusedAlarm', applierMetric(name, METRICS.applier.messagesRefused, { statistic: 'Sum' }), {
+      refused: alarm('RefusedAlarm', applierMetric(name, this.deployment, METRICS.applier.messagesRefused, { statistic: 'Sum' }), {
         suffix: 'refused',
         description: `pgfanout replica ${name}: the applier refused a message and stopped (a source it does not follow, a write to pgfanout's own tables, a batch that jumps or differs from the one applied under its id, a source that went back in time, a schema change it may not run, or schema drift on the source). The applier's log names the reason; nothing was applied.`,
         threshold: 0,
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: false,
       }),
     };
   }

@@ -3,7 +3,7 @@
  * parameter and the topic ARN, queue URLs and dashboard URL as outputs. It composes
  * the {@link Pgfanout} construct and adds nothing else but the network it is given.
  */
-import { CfnOutput, CfnParameter, Fn, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, CfnParameter, Fn, Stack, type RemovalPolicy, type StackProps } from 'aws-cdk-lib';
 import { SecurityGroup, Subnet, Vpc, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import type { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -34,6 +34,12 @@ export interface PgfanoutStackProps extends StackProps {
   readonly applierEntry?: string;
   /** Retention of every log group. @default one month */
   readonly logRetention?: RetentionDays;
+  /**
+   * What happens to the queues (with the messages in them), the dead-letter queues and the KMS
+   * key when they leave the stack (a replica removed, the stack deleted).
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly dataRemovalPolicy?: RemovalPolicy;
 }
 
 /** One pgfanout deployment. */
@@ -44,7 +50,8 @@ export class PgfanoutStack extends Stack {
   readonly alarmEmailParameter: CfnParameter;
 
   constructor(scope: Construct, id: string, props: PgfanoutStackProps) {
-    super(scope, id, props);
+    // Termination protection on unless turned off: deleting the stack deletes the topic and every subscription.
+    super(scope, id, { ...props, terminationProtection: props.terminationProtection ?? true });
     this.alarmEmailParameter = new CfnParameter(this, 'AlarmEmail', {
       type: 'String',
       default: props.alarmEmail ?? '',
@@ -65,10 +72,15 @@ export class PgfanoutStack extends Stack {
       ...(props.publisherImage !== undefined ? { publisherImage: props.publisherImage } : {}),
       ...(props.applierEntry !== undefined ? { applierEntry: props.applierEntry } : {}),
       ...(props.logRetention !== undefined ? { logRetention: props.logRetention } : {}),
+      ...(props.dataRemovalPolicy !== undefined ? { dataRemovalPolicy: props.dataRemovalPolicy } : {}),
     });
 
     new CfnOutput(this, 'TopicArn', { value: this.pgfanout.topic.topicArn, description: 'The SNS FIFO topic the publisher publishes to' });
     new CfnOutput(this, 'DashboardUrl', { value: this.pgfanout.dashboardUrl, description: 'The CloudWatch dashboard' });
+    new CfnOutput(this, 'OperatorRoleArn', {
+      value: this.pgfanout.operatorRole.roleArn,
+      description: 'Role to assume for pgfanout status, redrive and pausing a replica; besides the topic, the only principal that may send to the replica queues',
+    });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.pgfanout.alarmTopic.topicArn, description: 'The topic pgfanout alarms notify' });
     if (!props.network?.securityGroupIds?.length) {
       const publisherGroup = this.pgfanout.publisherSecurityGroups[0];

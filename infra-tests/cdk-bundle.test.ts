@@ -186,12 +186,12 @@ describe('the applier bundle built by the stack', () => {
       .filter((line) => line.startsWith('{') && line.includes('"_aws"'))
       .map((line) => JSON.parse(line) as Json);
     expect(emf.length).toBeGreaterThan(0);
-    const expected = Object.keys(applierDimensions('eu')).sort();
+    const expected = Object.keys(applierDimensions('eu', 'pgfanout')).sort();
     for (const entry of emf) {
       const directive = entry._aws.CloudWatchMetrics[0] as Json;
       expect(directive.Namespace).toBe(METRIC_NAMESPACE);
       for (const set of directive.Dimensions as string[][]) expect([...set].sort()).toEqual(expected);
-      for (const [name, value] of Object.entries(applierDimensions('eu'))) expect(entry[name]).toBe(value);
+      for (const [name, value] of Object.entries(applierDimensions('eu', 'pgfanout'))) expect(entry[name]).toBe(value);
     }
   });
 });

@@ -58,10 +58,10 @@ describe('configuration validation', () => {
 
   it('rejects a name that makes a queue name longer than 80 characters, saying how long it may be', () => {
     const prefix = 'p'.repeat(40);
-    // "<prefix>-<name>-dlq.fifo": 40 + 1 + name + 9 must fit in 80.
-    expect(configProblems(config({ namePrefix: prefix, replicas: [replica('a'.repeat(30))] }))).toEqual([]);
-    expect(() => validatePgfanoutConfig(config({ namePrefix: prefix, replicas: [replica('a'.repeat(31))] }))).toThrow(
-      `queue name "${prefix}-${'a'.repeat(31)}-dlq.fifo" is 81 characters, SQS allows 80; with prefix "${prefix}" a replica name may have at most 30 characters`,
+    // The longest, "<prefix>-<name>-sns-dlq.fifo": 40 + 1 + name + 13 must fit in 80.
+    expect(configProblems(config({ namePrefix: prefix, replicas: [replica('a'.repeat(26))] }))).toEqual([]);
+    expect(() => validatePgfanoutConfig(config({ namePrefix: prefix, replicas: [replica('a'.repeat(27))] }))).toThrow(
+      `queue name "${prefix}-${'a'.repeat(27)}-sns-dlq.fifo" is 81 characters, SQS allows 80; with prefix "${prefix}" a replica name may have at most 26 characters`,
     );
   });
 
@@ -160,6 +160,18 @@ describe('configuration validation', () => {
     );
   });
 
+  it('rejects per-replica options outside what they allow', () => {
+    const problems = configProblems(config({ replicas: [replica('eu', { enabled: 'no' as unknown as boolean, databaseTls: 'on' as never, architecture: 'x86' as never, oldestMessageAlarmSeconds: 30 })] }));
+    expect(problems).toEqual([
+      'replicas[0] ("eu"): oldestMessageAlarmSeconds must be an integer from 60 to 1123200, got 30',
+      'replicas[0] ("eu"): enabled must be true or false, got "no"',
+      'replicas[0] ("eu"): databaseTls "on" must be one of verify-full, require, disable',
+      'replicas[0] ("eu"): architecture "x86" must be one of arm64, x86_64',
+    ]);
+    expect(configProblems(config({ replicas: [replica('eu', { enabled: false, databaseTls: 'disable', architecture: 'x86_64', maxReceiveCount: 1000 })] }))).toEqual([]);
+    expect(configProblems(config({ replicas: [replica('eu', { maxReceiveCount: 1001 })] }))).toEqual(['replicas[0] ("eu"): maxReceiveCount must be an integer from 1 to 1000, got 1001']);
+  });
+
   it('rejects a replica entry that is not an object', () => {
     expect(() => validatePgfanoutConfig(config({ replicas: ['eu' as unknown as ReplicaConfig] }))).toThrow('replicas[0] must be an object like');
   });
@@ -225,8 +237,8 @@ describe('the construct validates before building anything', () => {
   });
 
   it('throws for a stack name too long for queue names', () => {
-    expect(() => buildStack({ replicas: [replica('eu')] }, `s${'x'.repeat(69)}`)).toThrow(
-      'namePrefix "sxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" (the stack name unless given) has 70 characters; queue names "<prefix>-<replica>-dlq.fifo" must fit in 80, so it may have at most 69',
+    expect(() => buildStack({ replicas: [replica('eu')] }, `s${'x'.repeat(65)}`)).toThrow(
+      `namePrefix "s${'x'.repeat(65)}" (the stack name unless given) has 66 characters; queue names "<prefix>-<replica>-sns-dlq.fifo" must fit in 80, so it may have at most 65`,
     );
   });
 });
@@ -259,6 +271,24 @@ describe('CDK context', () => {
     expect(() => readAppSettings(from({ source, replicas: '[{"name":"eu",}]' }))).toThrow(/context replicas: not valid JSON .*expected \[\{"name":"eu"/);
   });
 
+  it('requires the replica list, naming cdk.json as its place, and accepts an explicit empty one', () => {
+    const err = thrown(() => readAppSettings(from({ source })));
+    expect(err.code).toBe(CDK_ERROR_CODES.invalidContext);
+    expect(err.problems).toHaveLength(1);
+    expect(err.problems[0]).toMatch(/^context replicas is required: the list of replicas, \[\] for none\. Keep it in cdk\.json's "context"/);
+    expect(err.problems[0]).toContain('a deploy without it would remove every replica');
+    expect(() => readAppSettings(from({ source, replicas: '' }))).toThrow('context replicas is required');
+    expect(readAppSettings(from({ source, replicas: '[]' })).replicas).toEqual([]);
+    expect(readAppSettings(from({ source, replicas: [] })).replicas).toEqual([]);
+  });
+
+  it('retains data and protects the stack by default, and takes both settings from context', () => {
+    expect(readAppSettings(from({ source, replicas }))).toMatchObject({ dataRemovalPolicy: 'retain', terminationProtection: true });
+    expect(readAppSettings(from({ source, replicas, dataRemovalPolicy: 'destroy', terminationProtection: 'false' }))).toMatchObject({ dataRemovalPolicy: 'destroy', terminationProtection: false });
+    const err = thrown(() => readAppSettings(from({ source, replicas, dataRemovalPolicy: 'delete', terminationProtection: 'off' })));
+    expect(err.problems).toEqual(['context terminationProtection must be true or false, got "off"', 'context dataRemovalPolicy must be one of retain, destroy, got "delete"']);
+  });
+
   it('requires subnets with a VPC id', () => {
     expect(() => readAppSettings(from({ source, vpcId: 'vpc-0123456789abcdef0' }))).toThrow('context subnetIds is required with vpcId');
   });
@@ -268,7 +298,7 @@ describe('CDK context', () => {
   });
 
   it('rejects malformed ids', () => {
-    const err = thrown(() => readAppSettings(from({ source, vpcId: 'vpc-xyz', subnetIds: 'subnet-1,net-2', securityGroupIds: 'sg-zz' })));
+    const err = thrown(() => readAppSettings(from({ source, replicas: '[]', vpcId: 'vpc-xyz', subnetIds: 'subnet-1,net-2', securityGroupIds: 'sg-zz' })));
     expect(err.code).toBe(CDK_ERROR_CODES.invalidContext);
     expect(err.problems).toEqual([
       'context subnetIds: "subnet-1", "net-2" rejected; each must be a subnet id (subnet- and 8 or 17 hex digits)',

@@ -13,7 +13,7 @@ import { ReceiveMessageCommand, type Message } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installSource } from '#ops/install.ts';
-import { METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
+import { DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
 import { awsClients } from '#ops/aws.ts';
 import { createFanout, type Fanout } from '#local/fanout.ts';
 import { startEndpoint, type Endpoint } from '#local/endpoint/index.ts';
@@ -78,6 +78,12 @@ describe('the publisher image', () => {
     expect(files.filter((f) => f.endsWith('.test.ts'))).toEqual([]);
     expect(existsSync(join(image.workdir, 'cdk'))).toBe(false);
     expect(existsSync(join(image.workdir, 'package.json'))).toBe(true);
+  });
+
+  it('trusts the Amazon RDS certificate authorities, fetched when the image is built and readable by the node user', () => {
+    // Recorded, not downloaded: this machine cannot reach the URL; `docker build` fetches it.
+    expect(image.remoteAdds).toEqual([{ url: 'https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem', dest: '/etc/ssl/certs/rds-global-bundle.pem', chmod: '644' }]);
+    expect(image.env.NODE_EXTRA_CA_CERTS).toBe('/etc/ssl/certs/rds-global-bundle.pem');
   });
 
   it('runs node functions/publisher/main.ts as the unprivileged node user', () => {
@@ -167,8 +173,7 @@ describe('the publisher image', () => {
       expect(emf[SERVICE_DIMENSION]).toBe(PUBLISHER_SERVICE_NAME);
       for (const set of directive.Dimensions as string[][]) expect(set).toContain(SERVICE_DIMENSION);
     }
-    const withSourceDimension = metrics.filter((m) => (m._aws.CloudWatchMetrics[0].Dimensions as string[][]).some((set) => set.includes('Source')));
-    expect(withSourceDimension.length).toBeGreaterThan(0);
+    for (const m of metrics) expect((m._aws.CloudWatchMetrics[0].Dimensions as string[][]).map((set) => [...set].sort())).toEqual([[DIMENSIONS.deployment, SERVICE_DIMENSION].sort()]);
   });
 });
 

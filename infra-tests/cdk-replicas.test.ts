@@ -77,21 +77,21 @@ describe('adding a replica', () => {
     expect(resources.changed.map((id) => after.parent.Resources[id].Type)).toEqual(['AWS::CloudWatch::Dashboard']);
   });
 
-  it('adds exactly one queue, one dead-letter queue, one function, one event source and its alarms', () => {
+  it('adds exactly one queue, its two dead-letter queues, one function, one event source and its alarms', () => {
     const ap = after.nested.ap as Json;
     expect(typeCounts(ap)).toEqual({
-      'AWS::SQS::Queue': 2,
-      'AWS::SQS::QueuePolicy': 2,
+      'AWS::SQS::Queue': 3,
+      'AWS::SQS::QueuePolicy': 3,
       'AWS::SNS::Subscription': 1,
       'AWS::Logs::LogGroup': 1,
       'AWS::IAM::Role': 1,
       'AWS::IAM::Policy': 1,
       'AWS::Lambda::Function': 1,
       'AWS::Lambda::EventSourceMapping': 1,
-      'AWS::CloudWatch::Alarm': 4,
+      'AWS::CloudWatch::Alarm': 7,
     });
     const queues = Object.values(ap.Resources as Json).filter((r) => r.Type === 'AWS::SQS::Queue');
-    expect(queues.map((q) => q.Properties.QueueName).sort()).toEqual(['pgfanout-ap-dlq.fifo', 'pgfanout-ap.fifo']);
+    expect(queues.map((q) => q.Properties.QueueName).sort()).toEqual(['pgfanout-ap-dlq.fifo', 'pgfanout-ap-sns-dlq.fifo', 'pgfanout-ap.fifo']);
     expect(queues.filter((q) => q.Properties.RedrivePolicy)).toHaveLength(1);
   });
 

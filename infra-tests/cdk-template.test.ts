@@ -5,12 +5,12 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Stack, type NestedStack } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack, type NestedStack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import type { CloudAssembly } from 'aws-cdk-lib/cx-api';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { APPLIER_ENV, DIMENSIONS, METRIC_NAMESPACE, METRICS, PUBLISHER_ENV } from '#core/config.ts';
-import { applierDimensions, PUBLISHER_SERVICE_NAME } from '../cdk/metrics.ts';
+import { applierDimensions, publisherDimensions } from '../cdk/metrics.ts';
 import { Pgfanout } from '../cdk/pgfanout.ts';
 import type { PgfanoutPublisher } from '../cdk/publisher.ts';
 import type { PgfanoutStack } from '../cdk/stack.ts';
@@ -23,6 +23,10 @@ let assembly: CloudAssembly;
 let parent: Template;
 let eu: Template;
 let us: Template;
+
+function sortedDimensions(dimensions: Record<string, string>): { Name: string; Value: string }[] {
+  return Object.entries(dimensions).map(([Name, Value]) => ({ Name, Value })).sort((a, b) => a.Name.localeCompare(b.Name));
+}
 
 function logicalId(template: Template, type: string, props: Json = {}): string {
   const found = Object.keys(template.findResources(type, props));
@@ -114,7 +118,7 @@ describe('topic and key', () => {
 });
 
 describe('a replica', () => {
-  it('has a FIFO queue encrypted with the key, kept 14 days, visibility six times the function timeout, dead letters after 10 receives', () => {
+  it('has a FIFO queue encrypted with the key, kept 14 days, visibility six times the function timeout, dead letters only after 1000 receives (the most SQS allows)', () => {
     const dlq = logicalId(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu-dlq.fifo' } });
     const queue = resource(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu.fifo' } }).Properties;
     expect(queue).toMatchObject({
@@ -122,7 +126,7 @@ describe('a replica', () => {
       ContentBasedDeduplication: false,
       MessageRetentionPeriod: 1_209_600,
       VisibilityTimeout: 360,
-      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 10 },
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 1000 },
     });
     expect(passedToNested(euStack(), queue.KmsMasterKeyId)).toEqual({ 'Fn::GetAtt': [keyId(), 'Arn'] });
   });
@@ -156,6 +160,33 @@ describe('a replica', () => {
       Queues: [{ Ref: dlq }],
       PolicyDocument: { Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })] },
     });
+  });
+
+  it("gives the subscription a FIFO dead-letter queue, encrypted with the key, so that SNS parks what it cannot deliver", () => {
+    const sdlq = logicalId(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu-sns-dlq.fifo' } });
+    const props = resource(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu-sns-dlq.fifo' } }).Properties;
+    expect(props).toMatchObject({ FifoQueue: true, MessageRetentionPeriod: 1_209_600 });
+    expect(passedToNested(euStack(), props.KmsMasterKeyId)).toEqual({ 'Fn::GetAtt': [keyId(), 'Arn'] });
+    expect(resource(eu, 'AWS::SNS::Subscription').Properties.RedrivePolicy).toEqual({ deadLetterTargetArn: { 'Fn::GetAtt': [sdlq, 'Arn'] } });
+  });
+
+  it('alarms when SNS parks a message in the delivery dead-letter queue', () => {
+    const sdlq = logicalId(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu-sns-dlq.fifo' } });
+    eu.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: 'pgfanout-eu-undelivered',
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [sdlq, 'QueueName'] } }],
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 0,
+    });
+  });
+
+  it('alarms when SNS could not even park a message (the notification is lost)', () => {
+    const topicId = logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: true } });
+    const alarm = resource(parent, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-notifications-lost' } }).Properties;
+    expect(alarm).toMatchObject({ Namespace: 'AWS/SNS', MetricName: 'NumberOfNotificationsFailedToRedriveToDlq', Statistic: 'Sum', Threshold: 0, ComparisonOperator: 'GreaterThanThreshold' });
+    expect(alarm.Dimensions).toEqual([{ Name: 'TopicName', Value: { 'Fn::GetAtt': [topicId, 'TopicName'] } }]);
   });
 
   it('runs the applier on nodejs24.x, arm64, in the VPC, with the timeout and memory asked for', () => {
@@ -244,7 +275,7 @@ describe('a replica', () => {
     expect(metrics.find((m) => m.Id === 'lag')?.MetricStat.Metric).toEqual({
       Namespace: METRIC_NAMESPACE,
       MetricName: METRICS.applier.applyLagSeconds,
-      Dimensions: Object.entries(applierDimensions('eu')).map(([Name, Value]) => ({ Name, Value })).sort((a, b) => a.Name.localeCompare(b.Name)),
+      Dimensions: Object.entries(applierDimensions('eu', 'pgfanout')).map(([Name, Value]) => ({ Name, Value })).sort((a, b) => a.Name.localeCompare(b.Name)),
     });
     expect(metrics.find((m) => m.Id === 'age')?.MetricStat.Metric.MetricName).toBe('ApproximateAgeOfOldestMessage');
   });
@@ -255,13 +286,26 @@ describe('a replica', () => {
     eu.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'pgfanout-eu-refused', Namespace: METRIC_NAMESPACE, MetricName: METRICS.applier.messagesRefused, Threshold: 0 });
   });
 
-  it('sends every alarm and its recovery to the alarm topic', () => {
+  it('sends every alarm to the alarm topic, and the recovery only of alarms on metrics that arrive every minute', () => {
     const alarms = Object.values(eu.findResources('AWS::CloudWatch::Alarm')) as Json[];
-    expect(alarms).toHaveLength(5);
+    expect(alarms).toHaveLength(8);
     const alarmTopic = { Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: Match.absent() } }) };
+    const withRecovery: string[] = [];
     for (const alarm of alarms) {
       expect(passedToNested(euStack(), alarm.Properties.AlarmActions[0])).toEqual(alarmTopic);
-      expect(alarm.Properties.OKActions).toEqual(alarm.Properties.AlarmActions);
+      if (alarm.Properties.OKActions) {
+        expect(alarm.Properties.OKActions).toEqual(alarm.Properties.AlarmActions);
+        withRecovery.push(alarm.Properties.AlarmName);
+      }
+    }
+    expect(withRecovery.sort()).toEqual(['pgfanout-eu-dead-letters', 'pgfanout-eu-lag', 'pgfanout-eu-oldest-message', 'pgfanout-eu-undelivered']);
+  });
+
+  it('treats the missing data of sparse metrics (errors, gaps) as no news, so that those alarms do not flap', () => {
+    for (const name of ['pgfanout-eu-applier-errors', 'pgfanout-eu-gap', 'pgfanout-eu-permanent-failures']) {
+      const alarm = resource(eu, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: name } }).Properties;
+      expect(alarm.TreatMissingData, name).toBe('notBreaching');
+      expect(alarm.OKActions, name).toBeUndefined();
     }
   });
 
@@ -282,11 +326,11 @@ describe('the publisher', () => {
     expect(task()).toMatchObject({ Cpu: '256', Memory: '512', RequiresCompatibilities: ['FARGATE'], RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' } });
   });
 
-  it('runs one task, stopping the old one before starting a new one, with a rolling-back circuit breaker', () => {
+  it('runs one task, starting the new one before stopping the old one (a lock handover, not a gap), with a rolling-back circuit breaker', () => {
     parent.hasResourceProperties('AWS::ECS::Service', {
       DesiredCount: 1,
       LaunchType: 'FARGATE',
-      DeploymentConfiguration: { MinimumHealthyPercent: 0, MaximumPercent: 100, DeploymentCircuitBreaker: { Enable: true, Rollback: true } },
+      DeploymentConfiguration: { MinimumHealthyPercent: 100, MaximumPercent: 200, DeploymentCircuitBreaker: { Enable: true, Rollback: true } },
       NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'DISABLED' } },
     });
   });
@@ -294,8 +338,8 @@ describe('the publisher', () => {
   it('gets the source credentials from Secrets Manager, never as a plain environment value', () => {
     expect(container().Secrets).toEqual([{ Name: PUBLISHER_ENV.SOURCE_SECRET, ValueFrom: secretArn('pgfanout/source') }]);
     const env = Object.fromEntries((container().Environment as Json[]).map((e) => [e.Name, e.Value]));
-    expect(Object.keys(env).sort()).toEqual([PUBLISHER_ENV.DB_TLS, PUBLISHER_ENV.HEALTH_PORT, PUBLISHER_ENV.LOG_LEVEL, PUBLISHER_ENV.TICK_MS, PUBLISHER_ENV.TOPIC_ARN].sort());
-    expect(env[PUBLISHER_ENV.DB_TLS]).toBe('require');
+    expect(Object.keys(env).sort()).toEqual([PUBLISHER_ENV.DB_TLS, PUBLISHER_ENV.DEPLOYMENT, PUBLISHER_ENV.HEALTH_PORT, PUBLISHER_ENV.LOG_LEVEL, PUBLISHER_ENV.TICK_MS, PUBLISHER_ENV.TOPIC_ARN].sort());
+    expect(env[PUBLISHER_ENV.DB_TLS]).toBe('verify-full');
     expect(env[PUBLISHER_ENV.TOPIC_ARN]).toEqual({ Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: true } }) });
     expect(env[PUBLISHER_ENV.TICK_MS]).toBe('500');
   });
@@ -347,10 +391,28 @@ describe('the publisher', () => {
 
   it('alarms when events wait unpublished longer than the threshold', () => {
     const alarm = resource(parent, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-publisher-stalled' } }).Properties;
-    expect(alarm.Threshold).toBe(300);
-    expect(alarm.Metrics[0].Expression).toBe(
-      `SELECT MAX(${METRICS.publisher.oldestUnpublishedSeconds}) FROM SCHEMA("${METRIC_NAMESPACE}", ${DIMENSIONS.source}, service) WHERE service = '${PUBLISHER_SERVICE_NAME}'`,
-    );
+    expect(alarm).toMatchObject({ Threshold: 300, Namespace: METRIC_NAMESPACE, MetricName: METRICS.publisher.oldestUnpublishedSeconds, Statistic: 'Maximum' });
+    expect(alarm.Dimensions).toEqual(sortedDimensions(publisherDimensions('pgfanout')));
+  });
+
+  it('treats a publisher that reports nothing (cannot connect, not running) as stalled', () => {
+    const alarm = resource(parent, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-publisher-stalled' } }).Properties;
+    expect(alarm.TreatMissingData).toBe('breaching');
+  });
+
+  it('alarms when no publisher heartbeat arrives, with the dimensions the publisher emits', () => {
+    const alarm = resource(parent, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-publisher-silent' } }).Properties;
+    expect(alarm).toMatchObject({ MetricName: METRICS.publisher.heartbeat, Statistic: 'SampleCount', Threshold: 1, ComparisonOperator: 'LessThanThreshold', TreatMissingData: 'breaching' });
+    expect(alarm.Dimensions).toEqual(sortedDimensions(publisherDimensions('pgfanout')));
+  });
+
+  it("tells the publisher and the appliers the deployment, so that another stack's metrics stay apart", () => {
+    const env = Object.fromEntries((container().Environment as Json[]).map((e) => [e.Name, e.Value]));
+    expect(env[PUBLISHER_ENV.DEPLOYMENT]).toBe('pgfanout');
+    expect(resource(eu, 'AWS::Lambda::Function').Properties.Environment.Variables[APPLIER_ENV.DEPLOYMENT]).toBe('pgfanout');
+    const { stack: staging } = buildStack({ replicas: [replica('eu')], namePrefix: 'staging' });
+    const alarm = Object.values(Template.fromStack(staging).findResources('AWS::CloudWatch::Alarm')).find((a) => (a as Json).Properties.AlarmName === 'staging-publisher-stalled') as Json;
+    expect(alarm.Properties.Dimensions).toContainEqual({ Name: DIMENSIONS.deployment, Value: 'staging' });
   });
 });
 
@@ -379,6 +441,67 @@ describe('dashboard', () => {
     expect(metricsOf('publisher: lag (s)')).toContain(METRICS.publisher.publishLagSeconds);
     expect(metricsOf('publisher: oldest unpublished event (s)')).toContain(METRICS.publisher.oldestUnpublishedSeconds);
     expect(metricsOf('publisher: task health')).toContain('RunningTaskCount');
+  });
+});
+
+describe('per-replica options', () => {
+  let t: Template;
+  beforeAll(() => {
+    const { stack: local } = buildStack({
+      replicas: [replica('eu', { enabled: false, databaseTls: 'disable', architecture: 'x86_64', maxReceiveCount: 5, oldestMessageAlarmSeconds: 7200 })],
+    });
+    t = Template.fromStack(local.pgfanout.replicaStacks.get('eu') as NestedStack);
+  });
+
+  it('feeds the applier by default, and not when the replica is disabled (paused)', () => {
+    eu.hasResourceProperties('AWS::Lambda::EventSourceMapping', { Enabled: true });
+    t.hasResourceProperties('AWS::Lambda::EventSourceMapping', { Enabled: false });
+  });
+
+  it("sets the applier's TLS mode and architecture when asked (LocalStack on x86, a local PostgreSQL)", () => {
+    const fn = resource(t, 'AWS::Lambda::Function').Properties;
+    expect(fn.Architectures).toEqual(['x86_64']);
+    expect(fn.Environment.Variables[APPLIER_ENV.DB_TLS]).toBe('disable');
+  });
+
+  it('takes the receive count and the oldest-message threshold', () => {
+    expect(resource(t, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu.fifo' } }).Properties.RedrivePolicy.maxReceiveCount).toBe(5);
+    expect(resource(t, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-eu-oldest-message' } }).Properties.Threshold).toBe(7200);
+  });
+
+  it('alarms when the oldest message has waited an hour, long before SQS drops it after 14 days', () => {
+    const alarm = resource(eu, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-eu-oldest-message' } }).Properties;
+    expect(alarm).toMatchObject({ Namespace: 'AWS/SQS', MetricName: 'ApproximateAgeOfOldestMessage', Statistic: 'Maximum', Threshold: 3600, ComparisonOperator: 'GreaterThanThreshold' });
+  });
+
+  it("alarms on the applier's permanent failures", () => {
+    const alarm = resource(eu, 'AWS::CloudWatch::Alarm', { Properties: { AlarmName: 'pgfanout-eu-permanent-failures' } }).Properties;
+    expect(alarm).toMatchObject({ Namespace: METRIC_NAMESPACE, MetricName: METRICS.applier.permanentFailures, Statistic: 'Sum', Threshold: 0 });
+    expect(alarm.Dimensions).toEqual(sortedDimensions(applierDimensions('eu', 'pgfanout')));
+  });
+});
+
+describe('nothing deleted by accident', () => {
+  it('retains the queues, the dead-letter queues and the key when they leave the stack', () => {
+    for (const template of [eu, us]) {
+      const queues = Object.values(template.findResources('AWS::SQS::Queue')) as Json[];
+      expect(queues).toHaveLength(3);
+      for (const q of queues) expect(q).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+    }
+    expect(resource(parent, 'AWS::KMS::Key')).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+  });
+
+  it('deletes them with the stack when told to', () => {
+    const { stack: disposable } = buildStack({ replicas: [replica('eu')], dataRemovalPolicy: RemovalPolicy.DESTROY });
+    const nested = Template.fromStack(disposable.pgfanout.replicaStacks.get('eu') as NestedStack);
+    for (const q of Object.values(nested.findResources('AWS::SQS::Queue')) as Json[]) expect(q.DeletionPolicy).toBe('Delete');
+    expect(Object.values(Template.fromStack(disposable).findResources('AWS::KMS::Key'))[0]).toMatchObject({ DeletionPolicy: 'Delete' });
+  });
+
+  it('turns termination protection on unless told otherwise', () => {
+    expect(stack.terminationProtection).toBe(true);
+    expect(assembly.getStackArtifact(stack.artifactId).terminationProtection).toBe(true);
+    expect(buildStack({ replicas: [], terminationProtection: false }).stack.terminationProtection).toBe(false);
   });
 });
 

@@ -134,7 +134,7 @@ export async function localCommand(args: readonly string[]): Promise<number> {
       await addTables(p.sourceUrl, tables);
     } else if (p.replicas.some((r) => r.server)) {
       // Your source with local replicas: install on them and copy the source's tables.
-      const { bootstrapReplica } = await import('../functions/ops/bootstrap.ts');
+      const { bootstrapReplica } = await import('../functions/ops/bootstrap/index.ts');
       for (const r of p.replicas) {
         await withClient(r.url, (c) => installReplica(c), `replica ${r.name}`);
         console.log(`copying the source's tables into local replica ${r.name}…`);

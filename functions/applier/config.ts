@@ -1,5 +1,5 @@
 /** The applier's configuration, read once from the environment. */
-import { APPLIER_ENV, DB_TLS_MODES, REPLICA_TRIGGERS_MODES } from '#core/config.ts';
+import { APPLIER_ENV, DB_TLS_MODES, DEFAULT_DEPLOYMENT, REPLICA_TRIGGERS_MODES } from '#core/config.ts';
 import { EnvReader, type Env } from '#core/env.ts';
 
 export interface ApplierConfig {
@@ -16,6 +16,8 @@ export interface ApplierConfig {
   readonly allowSchemaChanges: boolean;
   /** Replica tables whose own triggers would fire (no session_replication_role): refused, or allowed to fire. */
   readonly replicaTriggers: (typeof REPLICA_TRIGGERS_MODES)[number];
+  /** The `Deployment` metric dimension (the stack's name prefix). */
+  readonly deployment: string;
 }
 
 export function readApplierConfig(env: Env): ApplierConfig {
@@ -39,6 +41,7 @@ export function readApplierConfig(env: Env): ApplierConfig {
     r.problem(`environment variable ${APPLIER_ENV.SOURCE_IDS} is required: the source ids this replica follows (SELECT pgfanout.source_id() on the source), comma-separated`);
   }
   const allowSchemaChanges = r.oneOf(APPLIER_ENV.ALLOW_SCHEMA_CHANGES, ['true', 'false'], 'false') === 'true';
+  const deployment = r.optional(APPLIER_ENV.DEPLOYMENT) || DEFAULT_DEPLOYMENT;
   r.done();
-  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, sources, allowSchemaChanges, replicaTriggers };
+  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, sources, allowSchemaChanges, replicaTriggers, deployment };
 }

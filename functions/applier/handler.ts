@@ -20,7 +20,7 @@ const logger = new Logger({ serviceName: 'pgfanout-applier', persistentKeys: { r
 const metrics = new Metrics({
   namespace: METRIC_NAMESPACE,
   serviceName: 'pgfanout-applier',
-  defaultDimensions: { [DIMENSIONS.replica]: config.replicaName },
+  defaultDimensions: { [DIMENSIONS.deployment]: config.deployment, [DIMENSIONS.replica]: config.replicaName },
 });
 
 async function connect(): Promise<pg.Client> {

@@ -27,6 +27,8 @@ export const PUBLISHER_ENV = {
   LOG_LEVEL: 'PGFANOUT_LOG_LEVEL',
   /** TLS to a source given by secret: verify-full (default), require (encrypted, certificate not checked) or disable. */
   DB_TLS: 'PGFANOUT_DB_TLS',
+  /** The deployment's name prefix (the stack's), carried as the `Deployment` metric dimension. @default "pgfanout" */
+  DEPLOYMENT: 'PGFANOUT_DEPLOYMENT',
 } as const;
 
 /** Environment variables of the applier (Lambda function, or a local runner). */
@@ -55,10 +57,15 @@ export const APPLIER_ENV = {
    * not set session_replication_role: `refuse` (default) or `fire`.
    */
   REPLICA_TRIGGERS: 'PGFANOUT_REPLICA_TRIGGERS',
+  /** The deployment's name prefix (the stack's), carried as the `Deployment` metric dimension. @default "pgfanout" */
+  DEPLOYMENT: 'PGFANOUT_DEPLOYMENT',
 } as const;
 
 /** Values of APPLIER_ENV.REPLICA_TRIGGERS. */
 export const REPLICA_TRIGGERS_MODES = ['refuse', 'fire'] as const;
+
+/** Value of the `Deployment` dimension when none is configured (the ready app's default prefix). */
+export const DEFAULT_DEPLOYMENT = 'pgfanout';
 
 /** TLS modes accepted by PUBLISHER_ENV.DB_TLS and APPLIER_ENV.DB_TLS. */
 export const DB_TLS_MODES = ['verify-full', 'require', 'disable'] as const;
@@ -75,6 +82,8 @@ export const METRICS = {
     publishLagSeconds: 'PublishLagSeconds',
     oldestUnpublishedSeconds: 'OldestUnpublishedSeconds',
     publishErrors: 'PublishErrors',
+    /** 1, once a minute, in every state (waiting for the lock, unable to connect, publishing). */
+    heartbeat: 'Heartbeat',
   },
   applier: {
     messagesHandled: 'MessagesHandled',
@@ -99,8 +108,12 @@ export const METRICS = {
   },
 } as const;
 
-/** Dimension names used with the metrics above. */
-export const DIMENSIONS = { source: 'Source', replica: 'Replica' } as const;
+/**
+ * Dimension names used with the metrics above. Every publisher metric carries
+ * `{ service, Deployment }`, every applier metric `{ service, Deployment, Replica }`:
+ * `Deployment` (the stack's name prefix) keeps two deployments in one account apart.
+ */
+export const DIMENSIONS = { source: 'Source', replica: 'Replica', deployment: 'Deployment' } as const;
 
 /** Paths of the deployables' entry points, relative to the repository root (used by the CDK stack). */
 export const ENTRY_POINTS = {

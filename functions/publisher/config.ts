@@ -1,6 +1,6 @@
 /** The publisher's configuration, read once from the environment. */
 import type { ClientConfig } from 'pg';
-import { DB_TLS_MODES, PUBLISHER_ENV } from '#core/config.ts';
+import { DB_TLS_MODES, DEFAULT_DEPLOYMENT, PUBLISHER_ENV } from '#core/config.ts';
 import { clientConfigFromSecret, clientConfigFromUrl } from '#core/pg/db.ts';
 import { EnvReader, type Env } from '#core/env.ts';
 
@@ -11,6 +11,8 @@ export interface PublisherConfig {
   readonly tickMs: number;
   readonly maxMessageBytes: number;
   readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  /** The `Deployment` metric dimension. */
+  readonly deployment: string;
 }
 
 export function readPublisherConfig(env: Env): PublisherConfig {
@@ -39,6 +41,7 @@ export function readPublisherConfig(env: Env): PublisherConfig {
     tickMs: r.integer(PUBLISHER_ENV.TICK_MS, 1000, 10, 600_000),
     maxMessageBytes: r.integer(PUBLISHER_ENV.MAX_MESSAGE_BYTES, 262_144, 4096, 262_144),
     logLevel: r.oneOf(PUBLISHER_ENV.LOG_LEVEL, ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const, 'INFO'),
+    deployment: r.optional(PUBLISHER_ENV.DEPLOYMENT) || DEFAULT_DEPLOYMENT,
   };
   r.done();
   return config;

@@ -5,12 +5,11 @@
  * is simply served again to the next publisher).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SNSClient } from '@aws-sdk/client-sns';
 import pg from 'pg';
-import { METRIC_NAMESPACE, DIMENSIONS } from '#core/config.ts';
 import { readPublisherConfig } from './config.ts';
 import { startHealthServer } from './health.ts';
+import { publisherMetrics } from './metrics.ts';
 import { Publisher } from './publisher.ts';
 
 const STOP_GRACE_MS = 20_000;
@@ -18,9 +17,8 @@ const STOP_GRACE_MS = 20_000;
 async function main(): Promise<void> {
   const config = readPublisherConfig(process.env);
   const logger = new Logger({ serviceName: 'pgfanout-publisher', logLevel: config.logLevel });
-  const metrics = new Metrics({ namespace: METRIC_NAMESPACE, serviceName: 'pgfanout-publisher' });
+  const emitted = publisherMetrics({ deployment: config.deployment });
   const sns = new SNSClient({ maxAttempts: 5 });
-  let dimensionSet: string | undefined;
   const publisher = new Publisher({
     connectSource: async () => {
       const client = new pg.Client({ ...config.source, application_name: 'pgfanout-publisher' });
@@ -30,17 +28,7 @@ async function main(): Promise<void> {
     sns,
     topicArn: config.topicArn,
     logger,
-    metrics: {
-      addMetric: (name, unit, value) => metrics.addMetric(name, unit, value),
-      publishStoredMetrics: () => {
-        const id = publisher.health().sourceId;
-        if (id && id !== dimensionSet) {
-          metrics.setDefaultDimensions({ [DIMENSIONS.source]: id });
-          dimensionSet = id;
-        }
-        metrics.publishStoredMetrics();
-      },
-    },
+    metrics: emitted.metrics,
     tickMs: config.tickMs,
     maxMessageBytes: config.maxMessageBytes,
   });
@@ -58,6 +46,7 @@ async function main(): Promise<void> {
   }
   logger.info('publisher starting', { topicArn: config.topicArn, healthPort: health.port });
   await publisher.run(stop.signal);
+  emitted.stop();
   await health.close();
   sns.destroy();
   logger.info('publisher stopped');
