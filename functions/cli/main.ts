@@ -217,7 +217,7 @@ Options:
   },
   bootstrap: {
     summary: 'copy the source\'s tables into a new or empty replica under one snapshot and record where its applier starts',
-    usage: `pgfanout bootstrap --source URL --replica NAME=URL [--tables T1,T2] [--jobs N] [--force]
+    usage: `pgfanout bootstrap --source URL --replica NAME=URL [--tables T1,T2] [--jobs N] [--force] [--pause --prefix P]
 
 Brings a new or empty replica in line while the source keeps writing: takes a snapshot of
 the source, closes a batch boundary B exactly at it (pgfanout.mark_snapshot_batch), copies
@@ -235,11 +235,19 @@ Options:
   --jobs N              tables copied at once (default 1)
   --force               empty replica tables that hold rows; re-bootstrap a replica that
                         already follows the source
+  --pause               pause the replica's applier (its event source mapping, found by
+                        the queue P-NAME.fifo) once the snapshot is taken and resume it when
+                        the bootstrap ends, so its messages wait unreceived however long the
+                        copy takes (without it they wait as NOT_BOOTSTRAPPED retries, every
+                        15 minutes at most)
+  --prefix P            the deployment's prefix, with --pause (default pgfanout-local)
   -h, --help            show this help`,
     run: async (args) => {
       const { values } = parse(args, {
         source: { type: 'string' },
         replica: { type: 'string' },
+        pause: { type: 'boolean', default: false },
+        prefix: { type: 'string' },
         tables: { type: 'string' },
         jobs: { type: 'string', default: '1' },
         force: { type: 'boolean', default: false },
@@ -257,15 +265,31 @@ Options:
         }
       });
       const { bootstrapReplica, formatBootstrap } = await import('../ops/bootstrap/index.ts');
+      if (values.prefix !== undefined && !values.pause) throw new UsageError('--prefix goes with --pause');
       const stop = new AbortController();
       const onSignal = () => stop.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
+      const endpoint = process.env.AWS_ENDPOINT_URL;
+      const clients = values.pause ? awsClients(endpoint ? { endpoint } : {}) : undefined;
+      const prefix = values.prefix ?? 'pgfanout-local';
       try {
         const result = await bootstrapReplica({
           sourceUrl,
           replicaName: replica.name,
           replicaUrl: replica.url,
+          ...(clients
+            ? {
+                pause: async () => {
+                  await setReplicaEnabled(clients, prefix, replica.name, false);
+                  console.error(`paused replica ${replica.name}'s applier for the bootstrap`);
+                },
+                resume: async () => {
+                  await setReplicaEnabled(clients, prefix, replica.name, true);
+                  console.error(`resumed replica ${replica.name}'s applier`);
+                },
+              }
+            : {}),
           ...(tables ? { tables } : {}),
           jobs,
           force: values.force === true,
@@ -277,6 +301,9 @@ Options:
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
+        clients?.sns.destroy();
+        clients?.sqs.destroy();
+        clients?.lambda.destroy();
       }
     },
   },
