@@ -36,10 +36,25 @@ export interface ReplicaConfig extends SecretReference {
    * It names the replica's queues (`<prefix>-<name>.fifo`), metrics, alarms and outputs.
    */
   readonly name: string;
+  /**
+   * The source ids this replica follows (`SELECT pgfanout.source_id()` on the source, after
+   * `pgfanout install --source`): the applier refuses messages of any other source. The applier
+   * does not start without them (PGFANOUT_SOURCE_IDS).
+   */
+  readonly sources?: readonly string[];
+  /** Whether the applier runs the stream's schema changes (`replicate_ddl`, DDL capture) on this replica. @default false */
+  readonly allowSchemaChanges?: boolean;
   /** `schema.table` names to apply; the others are skipped. @default every table */
   readonly include?: readonly string[];
   /** `schema.table` names never to apply. @default none */
   readonly exclude?: readonly string[];
+  /**
+   * Where the applier's database role may not set session_replication_role, the replica's own
+   * triggers would fire on applied changes: `refuse` stops the applier with an error naming
+   * them and the fix; `fire` lets them (for triggers meant to fire on replicated changes).
+   * @default 'refuse'
+   */
+  readonly replicaTriggers?: 'refuse' | 'fire';
   /** Alarm when the replica is this many seconds behind the source. @default 300 */
   readonly lagAlarmSeconds?: number;
   /** Applier function timeout in seconds (1-900); the queue's visibility timeout is six times this. @default 300 */
@@ -172,6 +187,8 @@ const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
 const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 /** `schema.table`: two non-empty parts, no commas (lists travel comma-separated), no quotes, no spaces. */
 const TABLE_NAME = /^[^\s.,"]+\.[^\s.,"]+$/;
+/** A source id as the applier's environment carries it (comma-separated). */
+const SOURCE_ID = /^[^\s,]{1,256}$/;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 
 /** Name of a replica's queue (the names `pgfanout local` and `pgfanout status` use too). */
@@ -293,6 +310,24 @@ function replicaProblems(replica: ReplicaConfig, index: number, prefix: string |
     }
   }
   problems.push(...secretProblems(where, replica));
+  if (replica.replicaTriggers !== undefined && replica.replicaTriggers !== 'refuse' && replica.replicaTriggers !== 'fire') {
+    problems.push(`${where}: replicaTriggers must be "refuse" or "fire", got ${show(replica.replicaTriggers)}`);
+  }
+
+  if (replica.sources !== undefined) {
+    if (!Array.isArray(replica.sources) || replica.sources.length === 0) {
+      problems.push(`${where}: sources must be a non-empty list of source ids (SELECT pgfanout.source_id() on the source), got ${show(replica.sources)}`);
+    } else {
+      replica.sources.forEach((id: unknown, i) => {
+        if (typeof id !== 'string' || (!Token.isUnresolved(id) && !SOURCE_ID.test(id))) {
+          problems.push(`${where}: sources[${i}] ${show(id)} is not a source id (1-256 characters without commas or spaces, as pgfanout.source_id() returns)`);
+        }
+      });
+    }
+  }
+  if (replica.allowSchemaChanges !== undefined && typeof replica.allowSchemaChanges !== 'boolean') {
+    problems.push(`${where}: allowSchemaChanges must be true or false, got ${show(replica.allowSchemaChanges)}`);
+  }
 
   const include = tableListProblems(where, 'include', replica.include);
   const exclude = tableListProblems(where, 'exclude', replica.exclude);

@@ -207,9 +207,11 @@ export class PgfanoutPublisher extends Construct {
           '-e',
           `fetch('http://127.0.0.1:${healthPort}/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`,
         ],
-        interval: Duration.seconds(30),
+        // The endpoint fails after 30 s without progress (functions/publisher/health.ts); two
+        // failed checks 10 s apart then replace the task, within a minute of it getting stuck.
+        interval: Duration.seconds(10),
         timeout: Duration.seconds(5),
-        retries: 3,
+        retries: 2,
         startPeriod: Duration.seconds(60),
       },
       // The publisher stops within 20 s of SIGTERM; an unfinished batch is served again to the next one.

@@ -67,6 +67,8 @@ export interface ReplicaAlarms {
   readonly errors: Alarm;
   /** The applier found a gap in the stream and stopped. */
   readonly gaps: Alarm;
+  /** The applier refused a message it must not trust, or a source's schema drifted, and stopped. */
+  readonly refused: Alarm;
   /** The applier stopped at a message that fails for a permanent reason (poison message, schema mismatch). */
   readonly permanentFailures: Alarm;
   /** The oldest message has waited longer than `oldestMessageAlarmSeconds`: act well before SQS drops it after 14 days. */
@@ -249,8 +251,11 @@ export class PgfanoutReplica extends Construct {
       environment: {
         [APPLIER_ENV.REPLICA_NAME]: config.name,
         [APPLIER_ENV.REPLICA_SECRET_ARN]: secretIdForRuntime(config, this.secret),
+        ...(config.sources !== undefined ? { [APPLIER_ENV.SOURCE_IDS]: config.sources.join(',') } : {}),
+        ...(config.allowSchemaChanges === true ? { [APPLIER_ENV.ALLOW_SCHEMA_CHANGES]: 'true' } : {}),
         ...(include.length > 0 ? { [APPLIER_ENV.INCLUDE_TABLES]: include.join(',') } : {}),
         ...(exclude.length > 0 ? { [APPLIER_ENV.EXCLUDE_TABLES]: exclude.join(',') } : {}),
+        ...(config.replicaTriggers === 'fire' ? { [APPLIER_ENV.REPLICA_TRIGGERS]: 'fire' } : {}),
         [APPLIER_ENV.DEPLOYMENT]: namePrefix,
         ...(config.databaseTls !== undefined ? { [APPLIER_ENV.DB_TLS]: config.databaseTls } : {}),
         POWERTOOLS_SERVICE_NAME: APPLIER_SERVICE_NAME,
@@ -325,6 +330,7 @@ export class PgfanoutReplica extends Construct {
           this.function.metricErrors({ ...minute, statistic: 'Sum', label: 'errors' }),
           this.function.metricThrottles({ ...minute, statistic: 'Sum', label: 'throttles' }),
           applierMetric(name, this.deployment, METRICS.applier.gapsDetected, { statistic: 'Sum', label: 'gaps' }),
+          applierMetric(name, this.deployment, METRICS.applier.messagesRefused, { statistic: 'Sum', label: 'refused' }),
         ],
         right: [
           this.function.metricDuration({ ...minute, statistic: 'p99', label: 'duration p99 (ms)' }),
@@ -411,6 +417,14 @@ export class PgfanoutReplica extends Construct {
       gaps: alarm('GapsAlarm', applierMetric(name, this.deployment, METRICS.applier.gapsDetected, { statistic: 'Sum' }), {
         suffix: 'gap',
         description: `pgfanout replica ${name}: the applier received a change whose predecessor it has not applied and stopped rather than apply past it. Usually the predecessor is in the dead-letter queue: fix its cause and redrive it.`,
+        threshold: 0,
+        evaluationPeriods: 1,
+        missing: TreatMissingData.NOT_BREACHING,
+        notifyRecovery: false,
+      }),
+      refused: alarm('RefusedAlarm', applierMetric(name, this.deployment, METRICS.applier.messagesRefused, { statistic: 'Sum' }), {
+        suffix: 'refused',
+        description: `pgfanout replica ${name}: the applier refused a message and stopped (a source it does not follow, a write to pgfanout's own tables, a batch that jumps or differs from the one applied under its id, a source that went back in time, a schema change it may not run, or schema drift on the source). The applier's log names the reason; nothing was applied.`,
         threshold: 0,
         evaluationPeriods: 1,
         missing: TreatMissingData.NOT_BREACHING,

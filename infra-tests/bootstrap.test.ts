@@ -14,7 +14,7 @@ import { installReplica, installSource } from '#ops/install.ts';
 import { METRIC_NAMESPACE } from '#core/config.ts';
 import { createApplierHandler } from '../functions/applier/app.ts';
 import { replicatedTables, statusReport } from '#ops/status.ts';
-import { bootstrapReplica, BootstrapError, COPY_APPLICATION_NAME, type BootstrapEvent } from '../functions/ops/bootstrap.ts';
+import { bootstrapReplica, BootstrapError, COPY_APPLICATION_NAME, type BootstrapEvent } from '#ops/bootstrap/index.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
 import { createFanout } from '#local/fanout.ts';
 import { waitForCatchUp } from '#local/command.ts';

@@ -40,10 +40,13 @@ let handler: Handler;
 let published: Message[] = [];
 const stdout: string[] = [];
 const originalWrite = process.stdout.write.bind(process.stdout);
+const SOURCE_ID = '6f1c2a0e-5b7d-4c1e-9a3f-0c2d4e6f8a10';
 
 beforeAll(async () => {
   // The stack's own bundle of the real handler, and the environment it gives the function.
-  const { app, stack } = buildStack({ replicas: [{ name: 'eu', secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgfanout/eu-AbCdEf' }], applierEntry: join(REPO_ROOT, ENTRY_POINTS.applierHandler) });
+  const { app, stack } = buildStack({
+    replicas: [{ name: 'eu', secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgfanout/eu-AbCdEf', sources: [SOURCE_ID] }],
+    applierEntry: join(REPO_ROOT, ENTRY_POINTS.applierHandler) });
   const assembly = app.synth();
   const nested = stack.pgfanout.replicaStacks.get('eu');
   const template = JSON.parse(readFileSync(join(assembly.directory, nested?.templateFile as string), 'utf8')) as Json;
@@ -59,6 +62,8 @@ beforeAll(async () => {
   const table = 'CREATE TABLE public.orders (id bigint PRIMARY KEY, note text, total numeric(12,2))';
   await withDb('source', async (c) => {
     await installSource(c);
+    // The source id the stack's replica follows (an operator reads it from pgfanout.source_id()).
+    await c.query('UPDATE pgfanout.source_info SET source_id = $1', [SOURCE_ID]);
     await c.query(table);
     await c.query('SELECT pgfanout.add_table($1::regclass)', ['public.orders']);
   });

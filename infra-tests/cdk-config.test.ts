@@ -83,6 +83,13 @@ describe('configuration validation', () => {
     );
   });
 
+  it('accepts replicaTriggers "refuse" or "fire" and rejects anything else', () => {
+    expect(configProblems(withReplica({ name: 'eu', secretArn: secretArn('eu'), replicaTriggers: 'fire' }))).toEqual([]);
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), replicaTriggers: 'yes' as 'fire' }))).toThrow(
+      'replicas[0] ("eu"): replicaTriggers must be "refuse" or "fire", got "yes"',
+    );
+  });
+
   it('rejects a malformed secret ARN', () => {
     expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: 'arn:aws:s3:::bucket' }))).toThrow(
       'replicas[0] ("eu"): secretArn "arn:aws:s3:::bucket" is not a Secrets Manager secret ARN',
@@ -97,6 +104,15 @@ describe('configuration validation', () => {
     expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), secretKeyArn: 'alias/mine' }))).toThrow(
       'secretKeyArn "alias/mine" is not a KMS key ARN',
     );
+  });
+
+  it('rejects source ids the applier could not read, and a non-boolean allowSchemaChanges', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), sources: [] }))).toThrow('replicas[0] ("eu"): sources must be a non-empty list of source ids');
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), sources: ['a,b'] }))).toThrow('replicas[0] ("eu"): sources[0] "a,b" is not a source id');
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), allowSchemaChanges: 'yes' as unknown as boolean }))).toThrow(
+      'replicas[0] ("eu"): allowSchemaChanges must be true or false, got "yes"',
+    );
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), sources: ['3f2c0a1e-7b6d-4e5f-8a9b-0c1d2e3f4a5b'], allowSchemaChanges: true }))).not.toThrow();
   });
 
   it('rejects a source without a secret', () => {

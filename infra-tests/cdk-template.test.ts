@@ -51,7 +51,15 @@ const euStack = () => stack.pgfanout.replicaStacks.get('eu') as NestedStack;
 beforeAll(() => {
   ({ stack } = buildStack({
     replicas: [
-      replica('eu', { include: ['public.orders', 'public.lines'], exclude: ['public.audit'], lagAlarmSeconds: 120, timeoutSeconds: 60, memoryMiB: 1024 }),
+      replica('eu', {
+        include: ['public.orders', 'public.lines'],
+        exclude: ['public.audit'],
+        lagAlarmSeconds: 120,
+        timeoutSeconds: 60,
+        memoryMiB: 1024,
+        sources: ['3f2c0a1e-7b6d-4e5f-8a9b-0c1d2e3f4a5b'],
+        allowSchemaChanges: true,
+      }),
       { name: 'us', secretName: 'pgfanout/us' },
     ],
     publisher: { tickMs: 500 },
@@ -196,10 +204,13 @@ describe('a replica', () => {
       [APPLIER_ENV.REPLICA_SECRET_ARN]: secretArn('pgfanout/eu'),
       [APPLIER_ENV.INCLUDE_TABLES]: 'public.orders,public.lines',
       [APPLIER_ENV.EXCLUDE_TABLES]: 'public.audit',
+      [APPLIER_ENV.SOURCE_IDS]: '3f2c0a1e-7b6d-4e5f-8a9b-0c1d2e3f4a5b',
+      [APPLIER_ENV.ALLOW_SCHEMA_CHANGES]: 'true',
     });
     const usEnv = resource(us, 'AWS::Lambda::Function').Properties.Environment.Variables;
     expect(usEnv[APPLIER_ENV.REPLICA_SECRET_ARN]).toBe('pgfanout/us');
     expect(usEnv).not.toHaveProperty(APPLIER_ENV.INCLUDE_TABLES);
+    expect(usEnv).not.toHaveProperty(APPLIER_ENV.ALLOW_SCHEMA_CHANGES);
     expect(usEnv).not.toHaveProperty(APPLIER_ENV.REPLICA_URL);
   });
 
@@ -269,14 +280,15 @@ describe('a replica', () => {
     expect(metrics.find((m) => m.Id === 'age')?.MetricStat.Metric.MetricName).toBe('ApproximateAgeOfOldestMessage');
   });
 
-  it('alarms on applier errors and on gaps in the stream', () => {
+  it('alarms on applier errors, on gaps in the stream and on refused messages', () => {
     eu.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'pgfanout-eu-applier-errors', Namespace: 'AWS/Lambda', MetricName: 'Errors', Threshold: 0 });
     eu.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'pgfanout-eu-gap', Namespace: METRIC_NAMESPACE, MetricName: METRICS.applier.gapsDetected, Threshold: 0 });
+    eu.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'pgfanout-eu-refused', Namespace: METRIC_NAMESPACE, MetricName: METRICS.applier.messagesRefused, Threshold: 0 });
   });
 
   it('sends every alarm to the alarm topic, and the recovery only of alarms on metrics that arrive every minute', () => {
     const alarms = Object.values(eu.findResources('AWS::CloudWatch::Alarm')) as Json[];
-    expect(alarms).toHaveLength(7);
+    expect(alarms).toHaveLength(8);
     const alarmTopic = { Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: Match.absent() } }) };
     const withRecovery: string[] = [];
     for (const alarm of alarms) {
@@ -336,6 +348,8 @@ describe('the publisher', () => {
     const check = container().HealthCheck;
     expect(check.Command.slice(0, 3)).toEqual(['CMD', 'node', '-e']);
     expect(check.Command[3]).toContain("fetch('http://127.0.0.1:8080/health')");
+    // Replaced within a minute of getting stuck: 30 s without progress, then two failed checks 10 s apart.
+    expect({ Interval: check.Interval, Retries: check.Retries, Timeout: check.Timeout }).toEqual({ Interval: 10, Retries: 2, Timeout: 5 });
     const env = Object.fromEntries((container().Environment as Json[]).map((e) => [e.Name, e.Value]));
     expect(env[PUBLISHER_ENV.HEALTH_PORT]).toBe('8080');
   });

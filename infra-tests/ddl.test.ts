@@ -29,7 +29,8 @@ async function rows(url: string, sql: string): Promise<string[]> {
 describe('schema changes end to end', () => {
   it('a column and a table added while the workload writes reach every replica, through replicate_ddl and through DDL capture', async () => {
     // Prepare
-    const p = await Pipeline.start({ startPublisher: false, tickMs: 200, visibilityTimeoutSeconds: 10, maxRetryDelaySeconds: 2 });
+    const replicas = [{ name: 'a', allowSchemaChanges: true }, { name: 'b', allowSchemaChanges: true }];
+    const p = await Pipeline.start({ replicas, startPublisher: false, tickMs: 200, visibilityTimeoutSeconds: 10, maxRetryDelaySeconds: 2 });
     pipelines.push(p);
     for (const url of [p.sourceUrl, ...p.replicas.map((r) => r.url)]) await withClient(url, (c) => c.query(DEMO_SCHEMA_SQL));
     await withClient(p.sourceUrl, async (c) => {
@@ -95,9 +96,9 @@ describe('lazy multi-master', () => {
     servers.push(a, b);
     const schema = 'CREATE SCHEMA mm; CREATE TABLE mm.accounts (id int PRIMARY KEY, owner text NOT NULL, balance int NOT NULL)';
     for (const s of [a, b]) await withClient(s.url(), (c) => c.query(schema));
-    const ab = await Pipeline.start({ sourceUrl: a.url(), replicas: [{ name: 'b', url: b.url(), conflicts: 'apply-remote' }], prefix: 'mm-ab', tickMs: 200, visibilityTimeoutSeconds: 10, maxRetryDelaySeconds: 2 });
+    const ab = await Pipeline.start({ sourceUrl: a.url(), replicas: [{ name: 'b', url: b.url(), conflicts: 'apply-remote', allowSchemaChanges: true }], prefix: 'mm-ab', tickMs: 200, visibilityTimeoutSeconds: 10, maxRetryDelaySeconds: 2 });
     pipelines.push(ab);
-    const ba = await Pipeline.start({ sourceUrl: b.url(), replicas: [{ name: 'a', url: a.url(), conflicts: 'keep-local' }], prefix: 'mm-ba', tickMs: 200, visibilityTimeoutSeconds: 10, maxRetryDelaySeconds: 2 });
+    const ba = await Pipeline.start({ sourceUrl: b.url(), replicas: [{ name: 'a', url: a.url(), conflicts: 'keep-local', allowSchemaChanges: true }], prefix: 'mm-ba', tickMs: 200, visibilityTimeoutSeconds: 10, maxRetryDelaySeconds: 2 });
     pipelines.push(ba);
     for (const s of [a, b]) await withClient(s.url(), (c) => c.query("SELECT pgfanout.add_table('mm.accounts'); SELECT pgfanout.set_old_image('mm.accounts', 'full')"));
 

@@ -14,7 +14,7 @@
  * (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html).
  */
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '#local/endpoint/index.ts';
 import { Pipeline, withClient, type RunningReplica } from '#local/pipeline.ts';
 import { runDemoWorkload, DEMO_SCHEMA_SQL, DEMO_TABLES } from '#local/workload.ts';
@@ -22,6 +22,7 @@ import { queueDepths } from '#ops/aws.ts';
 import { replicatedTables, statusReport } from '#ops/status.ts';
 import { verifyTables } from '#ops/verify.ts';
 import { ClockDriver, invocationRunning } from '#testing/clock-driver.ts';
+import { runCli } from '#testing/cli.ts';
 import { waitFor } from '#testing/wait.ts';
 
 const FUNCTION_TIMEOUT_S = 300;
@@ -194,5 +195,41 @@ describe('recovery at the deployed settings (visibility 1800 s, function timeout
     const resumedAfter = (clock.now() - fixedAt) / SECOND;
     expect(resumedAfter, `replica a resumed ${resumedAfter} simulated seconds after the fix`).toBeLessThanOrEqual(300 + 60);
     await expectConverged(p);
+  }, 300_000);
+
+  it('pgfanout pause holds a replica for 6 simulated hours while the source writes (nothing received, nothing parked); resume applies everything in order', async () => {
+    const { p, clock } = await startDeployed(600);
+    const [a, b] = p.replicas as [RunningReplica, RunningReplica];
+    vi.stubEnv('AWS_ENDPOINT_URL', p.endpointUrl);
+    try {
+      const unknown = await runCli('pause', '--replica', 'nosuch');
+      expect(unknown.code).not.toBe(0);
+      expect(unknown.err).toMatch(/replica nosuch: queue pgfanout-local-nosuch\.fifo not found/);
+
+      const paused = await runCli('pause', '--replica', 'a');
+      expect(paused.err).toBe('');
+      expect(paused.code).toBe(0);
+      expect(paused.out).toMatch(/replica a: paused \(event source mapping .* Disabling\)/);
+      // A poll already waiting when the mapping was disabled ends within its 20 s long poll.
+      await clock.until(clock.now() + 30 * SECOND);
+      const receivedBefore = a.runnerStats()?.messagesReceived ?? 0;
+      const appliedBefore = await applied(a);
+      const from = clock.now();
+      await runDemoWorkload(p.sourceUrl, { clients: 2, transactionsPerClient: 40, truncatePercent: 0 });
+      await waitFor('replica b to apply the writes', async () => (await applied(b)) >= (await finished(p)) && (await finished(p)) > appliedBefore, 60_000);
+      await clock.until(from + 6 * 60 * MINUTE);
+      expect(a.runnerStats()?.messagesReceived ?? 0).toBe(receivedBefore);
+      expect(await applied(a)).toBe(appliedBefore);
+      const waiting = await queueDepths(p.sqs, a);
+      expect(waiting.visible).toBeGreaterThan(0);
+      expect(waiting.deadLetter).toBe(0);
+
+      const resumed = await runCli('resume', '--replica', 'a');
+      expect(resumed.code).toBe(0);
+      expect(resumed.out).toMatch(/replica a: resumed \(event source mapping .* Enabling\)/);
+      await expectConverged(p);
+    } finally {
+      vi.unstubAllEnvs();
+    }
   }, 300_000);
 });

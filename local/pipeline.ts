@@ -12,9 +12,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { CreateEventSourceMappingCommand, GetEventSourceMappingCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
+import { connect } from '#core/pg/db.ts';
 import type { ConflictMode } from '#core/replica';
 import { installReplica, installSource } from '#ops/install.ts';
 import { DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
@@ -38,6 +40,8 @@ export interface ReplicaSpec {
   readonly exclude?: readonly string[];
   /** How this replica's applier treats conflicts (multi-master). @default 'error' */
   readonly conflicts?: ConflictMode;
+  /** Whether this replica's applier runs the stream's schema changes (ApplyOptions.allowSchemaChanges). @default false */
+  readonly allowSchemaChanges?: boolean;
 }
 
 export interface PipelineOptions {
@@ -71,8 +75,17 @@ export interface PipelineOptions {
   readonly clock?: Clock;
   /** Start the publisher process right away. @default true */
   readonly startPublisher?: boolean;
-  /** Receives log lines of the publisher and appliers. @default discarded */
+  /** Receives log lines of the publisher and appliers (Powertools' JSON lines). @default discarded */
   readonly log?: (line: string) => void;
+  /** Install pgfanout's SQL on the source and replicas. @default true */
+  readonly install?: boolean;
+  /** Keep the built-in endpoint's queues, topics and messages in this file across runs. @default in memory */
+  readonly endpointStateFile?: string;
+  /**
+   * Stops a start in progress: what was started so far is stopped and removed, and `start`
+   * rejects with the signal's reason.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface RunningReplica extends ReplicaQueues {
@@ -87,12 +100,16 @@ export interface RunningReplica extends ReplicaQueues {
 
 export class Pipeline {
   readonly sourceUrl: string;
+  /** The source's id (`pgfanout.source_id()`), the one source every replica's applier follows. */
+  readonly sourceId: string;
   readonly sourceServer?: LocalPostgres;
   readonly endpointUrl: string;
   readonly topicArn: string;
   readonly replicas: readonly RunningReplica[];
   readonly sns: SNSClient;
   readonly sqs: SQSClient;
+  /** Lambda client of the endpoint (event source mappings: pause and resume). */
+  readonly lambda: LambdaClient;
   readonly #options: PipelineOptions;
   readonly #closeEndpoint: (() => Promise<void>) | undefined;
   #publisher: ChildProcess | undefined;
@@ -101,22 +118,26 @@ export class Pipeline {
 
   private constructor(init: {
     sourceUrl: string;
+    sourceId: string;
     sourceServer?: LocalPostgres;
     endpointUrl: string;
     topicArn: string;
     replicas: RunningReplica[];
     sns: SNSClient;
     sqs: SQSClient;
+    lambda: LambdaClient;
     options: PipelineOptions;
     closeEndpoint?: () => Promise<void>;
   }) {
     this.sourceUrl = init.sourceUrl;
+    this.sourceId = init.sourceId;
     if (init.sourceServer) this.sourceServer = init.sourceServer;
     this.endpointUrl = init.endpointUrl;
     this.topicArn = init.topicArn;
     this.replicas = init.replicas;
     this.sns = init.sns;
     this.sqs = init.sqs;
+    this.lambda = init.lambda;
     this.#options = init.options;
     this.#closeEndpoint = init.closeEndpoint;
   }
@@ -124,13 +145,20 @@ export class Pipeline {
   static async start(options: PipelineOptions = {}): Promise<Pipeline> {
     const log = options.log ?? (() => {});
     const started: { stop(): Promise<void> }[] = [];
+    const checkpoint = () => options.signal?.throwIfAborted();
     try {
+      checkpoint();
       const specs = options.replicas ?? [{ name: 'a' }, { name: 'b' }];
-      const servers = await Promise.all([
+      // Every server that started is stopped again if another one (or the whole start) fails.
+      const settled = await Promise.allSettled([
         options.sourceUrl ? undefined : LocalPostgres.start({ major: options.major ?? 18 }),
         ...specs.map((s) => (s.url ? undefined : LocalPostgres.start({ major: options.major ?? 18 }))),
       ]);
-      for (const s of servers) if (s) started.push(s);
+      for (const s of settled) if (s.status === 'fulfilled' && s.value) started.push(s.value);
+      const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+      if (failed) throw failed.reason;
+      checkpoint();
+      const servers = settled.map((s) => (s as PromiseFulfilledResult<LocalPostgres | undefined>).value);
       const sourceServer = servers[0];
       const sourceUrl = options.sourceUrl ?? (sourceServer as LocalPostgres).url();
       const replicaUrls = specs.map((s, i) => s.url ?? (servers[i + 1] as LocalPostgres).url());
@@ -138,12 +166,25 @@ export class Pipeline {
       let endpointUrl = options.endpointUrl;
       let closeEndpoint: (() => Promise<void>) | undefined;
       if (!endpointUrl) {
-        const endpoint = await startEndpoint({ port: 0, ...(options.clock ? { clock: options.clock } : {}) });
+        const endpoint = await startEndpoint({
+          port: 0,
+          ...(options.clock ? { clock: options.clock } : {}),
+          ...(options.endpointStateFile ? { persistFile: options.endpointStateFile } : {}),
+          onError: (error) => log(`[endpoint] ${error.message}`),
+        });
         endpointUrl = endpoint.url;
         closeEndpoint = () => endpoint.close();
         started.push({ stop: closeEndpoint });
       }
-      const { sns, sqs } = awsClients({ endpoint: endpointUrl });
+      checkpoint();
+      const { sns, sqs, lambda } = awsClients({ endpoint: endpointUrl });
+      started.push({
+        stop: async () => {
+          sns.destroy();
+          sqs.destroy();
+          lambda.destroy();
+        },
+      });
       const fanout = await createFanout(sns, sqs, {
         prefix: options.prefix ?? 'pgfanout-local',
         replicas: specs.map((s) => s.name),
@@ -151,17 +192,43 @@ export class Pipeline {
         ...(options.visibilityTimeoutSeconds ? { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds } : {}),
       });
 
-      await withClient(sourceUrl, (c) => installSource(c));
-      for (const url of replicaUrls) await withClient(url, (c) => installReplica(c));
+      checkpoint();
+      if (options.install ?? true) {
+        await withClient(sourceUrl, (c) => installSource(c), 'source');
+        for (const [i, url] of replicaUrls.entries()) await withClient(url, (c) => installReplica(c), `replica ${specs[i]?.name ?? ''}`);
+      }
+      checkpoint();
+      const sourceId = await withClient(sourceUrl, async (c) => (await c.query<{ id: string }>('SELECT pgfanout.source_id() AS id')).rows[0]?.id as string, 'source');
+
+      // The built-in endpoint keeps each applier's event source mapping, so that `pgfanout
+      // pause|resume` (Lambda UpdateEventSourceMapping) stops and starts its runner as on AWS.
+      const mappings: (string | undefined)[] = [];
+      for (const [i, queues] of fanout.replicas.entries()) {
+        if (!closeEndpoint) {
+          mappings.push(undefined);
+          continue;
+        }
+        const created = await lambda.send(
+          new CreateEventSourceMappingCommand({
+            FunctionName: `pgfanout-applier-${(specs[i] as ReplicaSpec).name}`,
+            EventSourceArn: queues.queueArn,
+            BatchSize: 10,
+            FunctionResponseTypes: ['ReportBatchItemFailures'],
+          }),
+        );
+        mappings.push(created.UUID);
+      }
 
       const replicas: RunningReplica[] = fanout.replicas.map((queues, i) => {
+        const mappingUuid = mappings[i];
         const spec = specs[i] as ReplicaSpec;
         const url = replicaUrls[i] as string;
-        const logger = new Logger({ serviceName: 'pgfanout-applier', persistentKeys: { replica: spec.name }, logLevel: 'WARN' });
+        const logger = new LineLogger(log, { serviceName: 'pgfanout-applier', persistentKeys: { replica: spec.name }, logLevel: 'WARN' });
         const metrics = new Metrics({
           namespace: METRIC_NAMESPACE,
           serviceName: 'pgfanout-applier',
           defaultDimensions: { [DIMENSIONS.replica]: spec.name },
+          logger: metricsWarnings(log, spec.name),
         });
         const handler = createApplierHandler({
           replicaName: spec.name,
@@ -170,7 +237,14 @@ export class Pipeline {
             await client.connect();
             return client;
           },
-          apply: { include: spec.include ?? [], exclude: spec.exclude ?? [], replicationRole: 'auto', ...(spec.conflicts ? { conflicts: spec.conflicts } : {}) },
+          apply: {
+            sources: [sourceId],
+            include: spec.include ?? [],
+            exclude: spec.exclude ?? [],
+            replicationRole: 'auto',
+            allowSchemaChanges: spec.allowSchemaChanges === true,
+            ...(spec.conflicts ? { conflicts: spec.conflicts } : {}),
+          },
           logger,
           metrics,
           deferRecords: visibilityDeferral(sqs, () => queues.queueUrl, options.maxRetryDelaySeconds),
@@ -193,6 +267,9 @@ export class Pipeline {
               functionTimeoutMs: (options.functionTimeoutSeconds ?? options.visibilityTimeoutSeconds ?? 30) * 1000,
               ...(options.clock ? { clock: options.clock } : {}),
               functionName: `pgfanout-applier-${spec.name}`,
+              ...(mappingUuid
+                ? { enabled: async () => (await lambda.send(new GetEventSourceMappingCommand({ UUID: mappingUuid }))).State === 'Enabled' }
+                : {}),
               onError: (error) => log(`[applier ${spec.name}] ${error.message}`),
             });
           },
@@ -211,16 +288,27 @@ export class Pipeline {
 
       const pipeline = new Pipeline({
         sourceUrl,
+        sourceId,
         ...(sourceServer ? { sourceServer } : {}),
         endpointUrl,
         topicArn: fanout.topicArn,
         replicas,
         sns,
         sqs,
+        lambda,
         options: { ...options, log },
         ...(closeEndpoint ? { closeEndpoint } : {}),
       });
+      started.push({
+        stop: async () => {
+          for (const r of replicas) {
+            await r.stopRunner();
+            await r.handler.applier.close();
+          }
+        },
+      });
       pipeline.#healthPort = await freePort();
+      checkpoint();
       if (options.startPublisher ?? true) pipeline.startPublisher();
       return pipeline;
     } catch (err) {
@@ -263,7 +351,8 @@ export class Pipeline {
    * one, untracked, with its own health port: it stands by behind the active one's lock.
    */
   startPublisher(extra?: { healthPort: number }): ChildProcess {
-    const child = spawn(NODE, [PUBLISHER_MAIN], { env: this.publisherEnv(extra?.healthPort), stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group: a Ctrl-C at the terminal reaches this process only, which stops it.
+    const child = spawn(NODE, [PUBLISHER_MAIN], { env: this.publisherEnv(extra?.healthPort), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const log = this.#options.log ?? (() => {});
     child.stdout?.on('data', (d: Buffer) => log(`[publisher] ${d.toString().trimEnd()}`));
     child.stderr?.on('data', (d: Buffer) => log(`[publisher] ${d.toString().trimEnd()}`));
@@ -301,18 +390,46 @@ export class Pipeline {
     }
     this.sns.destroy();
     this.sqs.destroy();
+    this.lambda.destroy();
     if (this.#closeEndpoint) await this.#closeEndpoint();
     await Promise.all([this.sourceServer?.stop(), ...this.replicas.map((r) => r.server?.stop())]);
   }
 }
 
-/** Runs `fn` with a fresh connection to `url`, always closing it. */
-export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
+/**
+ * Runs `fn` with a fresh connection to `url`, always closing it. `role` (e.g. "replica a")
+ * names the database in a connection error.
+ */
+export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>, role = 'database'): Promise<T> {
+  const client = await connect(url, role);
   try {
     return await fn(client);
   } finally {
     await client.end();
   }
+}
+
+/** A Powertools Logger whose JSON lines go to `sink` instead of standard output. */
+class LineLogger extends Logger {
+  readonly #sink: (line: string) => void;
+  constructor(sink: (line: string) => void, options: ConstructorParameters<typeof Logger>[0]) {
+    super(options);
+    this.#sink = sink;
+  }
+  protected override printLog(_logLevel: number, log: Parameters<Logger['printLog']>[1]): void {
+    this.#sink(JSON.stringify(log.getAttributes()));
+  }
+}
+
+/**
+ * Where the Metrics utility's own warnings go: to `sink`, except the one about an invocation
+ * without application metrics, which is expected here (metrics are not published locally).
+ */
+function metricsWarnings(sink: (line: string) => void, replica: string): { debug(): void; info(): void; warn(...a: unknown[]): void; error(...a: unknown[]): void } {
+  const write = (level: string, parts: unknown[]) => {
+    const text = parts.map(String).join(' ');
+    if (text.startsWith('No application metrics to publish')) return;
+    sink(JSON.stringify({ level, service: 'pgfanout-applier', replica, message: text }));
+  };
+  return { debug() {}, info() {}, warn: (...a) => write('WARN', a), error: (...a) => write('ERROR', a) };
 }

@@ -3,12 +3,9 @@
  * foreign keys, a table without a primary key, and concurrent clients doing INSERT,
  * UPDATE, DELETE and the occasional TRUNCATE; or pgbench's TPC-B.
  */
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { promisify } from 'node:util';
 import pg from 'pg';
-
-const run = promisify(execFile);
 
 /** The demo schema; created identically on the source and every replica. */
 export const DEMO_SCHEMA_SQL = `
@@ -129,13 +126,40 @@ export function pgbenchConnection(url: string): { args: string[]; env: NodeJS.Pr
   };
 }
 
-/** Runs pgbench with `extra` arguments against `url` and returns its stdout. */
-export async function pgbench(url: string, extra: readonly string[]): Promise<string> {
+/**
+ * Runs pgbench with `extra` arguments against `url` and returns its stdout. pgbench runs in a
+ * process group of its own (a Ctrl-C at the terminal reaches only this process); `signal` stops
+ * it, and the promise then rejects with the signal's reason.
+ */
+export async function pgbench(url: string, extra: readonly string[], signal?: AbortSignal): Promise<string> {
   const bin = findPgbench();
   if (!bin) throw new Error('pgbench is not installed (Debian: apt-get install postgresql-15)');
+  signal?.throwIfAborted();
   const { args, env } = pgbenchConnection(url);
   const connection = args.slice(0, -1);
   const database = args.at(-1) as string;
-  const { stdout } = await run(bin, [...connection, ...extra, database], { env, maxBuffer: 64 * 1024 * 1024 });
-  return stdout;
+  return new Promise<string>((resolve, reject) => {
+    const child = spawn(bin, [...connection, ...extra, database], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < 64 * 1024) stderr += d;
+    });
+    const onAbort = () => child.kill('SIGINT');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', reject);
+    child.on('close', (code, killedBy) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (signal?.aborted) reject(signal.reason);
+      else if (code === 0) resolve(stdout);
+      else reject(new Error(`pgbench ${extra.join(' ')} on ${u(url)} failed (${killedBy ?? `exit code ${code}`}): ${stderr.trim().split('\n').slice(-3).join(' / ')}`));
+    });
+  });
+}
+
+/** host:port/database of a URL, for messages. */
+function u(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.hostname}:${parsed.port || '5432'}${parsed.pathname}`;
 }

@@ -18,6 +18,7 @@
  * number of round trips to the replica. Writes results.json and results.md beside this file.
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -33,8 +34,11 @@ import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '#local/workload.t
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
-/** The apply core before per-table planning, the catalog cache and the combined fixed statements. */
-const BASELINE_COMMIT = 'c222e37';
+/**
+ * The apply core before per-table planning, the catalog cache and the combined fixed statements;
+ * PGFANOUT_BENCH_BASELINE names another commit to measure against (e.g. the previous planner).
+ */
+const BASELINE_COMMIT = process.env.PGFANOUT_BENCH_BASELINE ?? 'c222e37';
 const transactionsPerClient = Number(process.argv[2] ?? 1500);
 const ROUNDS = 3;
 const CLIENTS = 4;
@@ -45,7 +49,10 @@ type Apply = (client: pg.ClientBase, body: string, options?: ApplyOptions) => Pr
 async function baselineApply(dir: string): Promise<Apply> {
   await run('sh', ['-c', `git -C "$1" archive "$2" functions/core | tar -x -C "$3"`, 'sh', root, BASELINE_COMMIT, dir]);
   await symlink(join(root, 'node_modules'), join(dir, 'node_modules'));
-  const module = (await import(pathToFileURL(join(dir, 'functions', 'core', 'apply.ts')).href)) as { applyMessage: Apply };
+  // The apply core moved to functions/core/replica/ after c222e37.
+  const layouts = [join(dir, 'functions', 'core', 'replica', 'apply.ts'), join(dir, 'functions', 'core', 'apply.ts')];
+  const entry = layouts.find((path) => existsSync(path)) as string;
+  const module = (await import(pathToFileURL(entry).href)) as { applyMessage: Apply };
   return module.applyMessage;
 }
 

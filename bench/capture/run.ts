@@ -73,9 +73,9 @@ const LABELS: Record<Config, string> = {
 };
 const CHANNEL: Partial<Record<Config, string>> = { c: 'pgfanout', d: 'x' };
 
-type Ablation = 'no-exact-check' | 'no-rename-fallback' | 'no-origin-guard';
+type Ablation = 'no-exact-check' | 'no-rename-fallback' | 'no-origin-guard' | 'unguarded-hstore';
 type Variant = 'none' | 'noop' | 'plain' | 'pgfanout' | Ablation;
-const VARIANTS: readonly Variant[] = ['none', 'noop', 'plain', 'pgfanout', 'no-exact-check', 'no-rename-fallback', 'no-origin-guard'];
+const VARIANTS: readonly Variant[] = ['none', 'noop', 'plain', 'pgfanout', 'no-exact-check', 'no-rename-fallback', 'no-origin-guard', 'unguarded-hstore'];
 const VARIANT_LABELS: Record<Variant, string> = {
   none: 'no trigger',
   noop: 'empty PL/pgSQL row trigger',
@@ -84,6 +84,7 @@ const VARIANT_LABELS: Record<Variant, string> = {
   'no-exact-check': 'pgfanout capture without the per-row exact-output-settings check (ablation)',
   'no-rename-fallback': 'pgfanout capture without the whole-old-row fallback for renamed identity columns (ablation)',
   'no-origin-guard': 'pgfanout capture without the pgfanout.origin check (ablation)',
+  'unguarded-hstore': 'pgfanout capture calling hstore(NEW) directly instead of hstore(pgfanout.as_record(NEW)), open to overloads (ablation)',
 };
 /**
  * Ablations: pgfanout's own capture functions with one safeguard cut out, to show what each
@@ -98,13 +99,19 @@ const ABLATIONS: Record<Ablation, { readonly functions: readonly string[]; reado
   },
   'no-rename-fallback': {
     functions: ['capture_key'],
-    pattern: /CASE WHEN coalesce\(new_row, (\S+)\.hstore\(OLD\)\) OPERATOR\(\S+\.\?&\) TG_ARGV\s+THEN (\S+\.slice\(\S+\.hstore\(OLD\), TG_ARGV\)) ELSE \S+\.hstore\(OLD\) END/g,
+    pattern:
+      /CASE WHEN coalesce\(new_row, (\S+)\.hstore\(pgfanout\.as_record\(OLD\)\)\) OPERATOR\(\S+\.\?&\) TG_ARGV\s+THEN (\S+\.slice\(\S+\.hstore\(pgfanout\.as_record\(OLD\)\), TG_ARGV\)) ELSE \S+\.hstore\(pgfanout\.as_record\(OLD\)\) END/g,
     replacement: '$2',
   },
   'no-origin-guard': {
     functions: ['capture_key', 'capture_full'],
     pattern: /WHEN pg_catalog\.current_setting\('pgfanout\.origin', true\) OPERATOR\(pg_catalog\.<>\) '' THEN 'origin'/g,
     replacement: "WHEN false THEN 'origin'",
+  },
+  'unguarded-hstore': {
+    functions: ['capture_key', 'capture_full'],
+    pattern: /\.hstore\(pgfanout\.as_record\((NEW|OLD)\)\)/g,
+    replacement: '.hstore($1)',
   },
 };
 /** The comparison triggers of the profile phase (pgfanout's own come from add_table). */

@@ -104,6 +104,7 @@ async function main(): Promise<void> {
           ...process.env,
           [APPLIER_ENV.REPLICA_NAME]: r.name,
           [APPLIER_ENV.REPLICA_URL]: r.url,
+          [APPLIER_ENV.SOURCE_IDS]: pipeline.sourceId,
           PGFANOUT_QUEUE_URL: r.queueUrl,
           AWS_ENDPOINT_URL: pipeline.endpointUrl,
           AWS_REGION: 'us-east-1',

@@ -9,6 +9,7 @@ import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '#local/postgres.ts';
+import { METRICS } from '#core/config.ts';
 import { createApplierHandler, PERMANENT_RETRY_MAX_SECONDS, retryDelaySeconds, RETRY_MIN_SECONDS, TRANSIENT_RETRY_MAX_SECONDS } from './app.ts';
 
 function record(i: number, firstReceiveMs: number, body = '{}'): SQSRecord {
@@ -110,5 +111,33 @@ describe('createApplierHandler', () => {
     expect(deferred).toEqual([{ ids: ['m0', 'm1'], delay: PERMANENT_RETRY_MAX_SECONDS }]);
     expect(handler.applier.lastFailure).toMatchObject({ kind: 'permanent', code: 'MALFORMED_MESSAGE' });
     expect(handler.applier.failureCounts.permanent).toBe(1);
+  });
+
+  it('refuses a message of a source the replica does not follow before touching the replica, and counts it in MessagesRefused', async () => {
+    const added: string[] = [];
+    class RecordingMetrics extends Metrics {
+      override addMetric(...args: Parameters<Metrics['addMetric']>): this {
+        added.push(args[0]);
+        super.addMetric(...args);
+        return this;
+      }
+    }
+    const now = 2_000_000_000_000;
+    const handler = createApplierHandler({
+      replicaName: 'r',
+      // A client that is never used: the message is refused before the database is touched.
+      connect: async () => new pg.Client(),
+      apply: { sources: ['the-source'] },
+      logger: new Logger({ logLevel: 'SILENT' }),
+      metrics: new RecordingMetrics({ namespace: 'test' }),
+      deferRecords: async () => undefined,
+      now: () => now,
+    });
+    const forged = JSON.stringify({ pgfanout: 1, source: 'someone-else', batch: '1', prev: '0', part: 0, changes: [], final: true, count: 0 });
+    const response = await handler({ Records: [record(0, now, forged)] }, context);
+    expect(response.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(['m0']);
+    expect(handler.applier.lastFailure).toMatchObject({ kind: 'permanent', code: 'UNTRUSTED_MESSAGE' });
+    expect(handler.applier.lastFailure?.message).toMatch(/replica refuses the message \(batch 1, part 0, source someone-else\): this replica follows only source the-source/);
+    expect(added).toContain(METRICS.applier.messagesRefused);
   });
 });

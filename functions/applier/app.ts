@@ -17,7 +17,7 @@ import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type { Client } from 'pg';
 import { Applier, type ApplyOptions, type ApplyResult } from '#core/replica';
-import { PgfanoutError } from '#core/wire';
+import { PgfanoutError, REFUSAL_CODES, type ErrorCode } from '#core/wire';
 import { METRICS } from '#core/config.ts';
 
 export interface ApplierDependencies {
@@ -147,6 +147,7 @@ export class RecordApplier {
       this.#lastFailure = { ...failure, messageId: record.messageId, at: (this.#deps.now ?? Date.now)() };
       this.#failureCounts[kind]++;
       if (failure.code === 'GAP') metrics.addMetric(METRICS.applier.gapsDetected, MetricUnit.Count, 1);
+      if (REFUSAL_CODES.includes(failure.code as ErrorCode)) metrics.addMetric(METRICS.applier.messagesRefused, MetricUnit.Count, 1);
       if (kind === 'transient' && client !== undefined) {
         // Connection-level trouble: start the next attempt on a fresh connection.
         if (this.#client === client) this.#client = undefined;

@@ -1,5 +1,5 @@
 /** The applier's configuration, read once from the environment. */
-import { APPLIER_ENV, DB_TLS_MODES, DEFAULT_DEPLOYMENT } from '#core/config.ts';
+import { APPLIER_ENV, DB_TLS_MODES, DEFAULT_DEPLOYMENT, REPLICA_TRIGGERS_MODES } from '#core/config.ts';
 import { EnvReader, type Env } from '#core/env.ts';
 
 export interface ApplierConfig {
@@ -10,6 +10,12 @@ export interface ApplierConfig {
   readonly include: readonly string[];
   readonly exclude: readonly string[];
   readonly tls: (typeof DB_TLS_MODES)[number];
+  /** The source ids the replica follows. */
+  readonly sources: readonly string[];
+  /** Whether the replica runs the stream's schema changes. */
+  readonly allowSchemaChanges: boolean;
+  /** Replica tables whose own triggers would fire (no session_replication_role): refused, or allowed to fire. */
+  readonly replicaTriggers: (typeof REPLICA_TRIGGERS_MODES)[number];
   /** The `Deployment` metric dimension (the stack's name prefix). */
   readonly deployment: string;
 }
@@ -22,6 +28,7 @@ export function readApplierConfig(env: Env): ApplierConfig {
   if (url && secretArn) r.problem(`set only one of ${APPLIER_ENV.REPLICA_URL} and ${APPLIER_ENV.REPLICA_SECRET_ARN}`);
   if (!url && !secretArn) r.problem(`environment variable ${APPLIER_ENV.REPLICA_SECRET_ARN} or ${APPLIER_ENV.REPLICA_URL} is required`);
   const tls = r.oneOf(APPLIER_ENV.DB_TLS, DB_TLS_MODES, 'verify-full');
+  const replicaTriggers = r.oneOf(APPLIER_ENV.REPLICA_TRIGGERS, REPLICA_TRIGGERS_MODES, 'refuse');
   const include = r.list(APPLIER_ENV.INCLUDE_TABLES);
   const exclude = r.list(APPLIER_ENV.EXCLUDE_TABLES);
   for (const [name, list] of [[APPLIER_ENV.INCLUDE_TABLES, include], [APPLIER_ENV.EXCLUDE_TABLES, exclude]] as const) {
@@ -29,7 +36,12 @@ export function readApplierConfig(env: Env): ApplierConfig {
       if (!/^[^.]+\.[^.]+$/.test(table)) r.problem(`${name}: "${table}" must be schema.table`);
     }
   }
+  const sources = r.list(APPLIER_ENV.SOURCE_IDS);
+  if (sources.length === 0) {
+    r.problem(`environment variable ${APPLIER_ENV.SOURCE_IDS} is required: the source ids this replica follows (SELECT pgfanout.source_id() on the source), comma-separated`);
+  }
+  const allowSchemaChanges = r.oneOf(APPLIER_ENV.ALLOW_SCHEMA_CHANGES, ['true', 'false'], 'false') === 'true';
   const deployment = r.optional(APPLIER_ENV.DEPLOYMENT) || DEFAULT_DEPLOYMENT;
   r.done();
-  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, deployment };
+  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, sources, allowSchemaChanges, replicaTriggers, deployment };
 }

@@ -56,7 +56,14 @@ const deferRecords = visibilityDeferral(sqs, (record) => queueUrlOf(record.event
 export const handler = createApplierHandler({
   replicaName: config.replicaName,
   connect,
-  apply: { include: config.include, exclude: config.exclude, replicationRole: 'auto' },
+  apply: {
+    sources: config.sources,
+    allowSchemaChanges: config.allowSchemaChanges,
+    include: config.include,
+    exclude: config.exclude,
+    replicationRole: 'auto',
+    replicaTriggers: config.replicaTriggers,
+  },
   logger,
   metrics,
   deferRecords,

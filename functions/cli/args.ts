@@ -35,3 +35,19 @@ export function requireOption(value: string | undefined, flag: string): string {
   if (!value) throw new UsageError(`${flag} is required`);
   return value;
 }
+
+/** The queue and topic prefix of `pgfanout local`, LocalStack setups and the tests. */
+export const DEFAULT_LOCAL_PREFIX = 'pgfanout-local';
+
+/**
+ * The deployment's prefix: `--prefix` when given; without it, `pgfanout-local` when
+ * AWS_ENDPOINT_URL points at a local endpoint or LocalStack; against AWS it must be given.
+ */
+export function queuePrefix(value: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (value) return value;
+  if (env.AWS_ENDPOINT_URL) return DEFAULT_LOCAL_PREFIX;
+  throw new UsageError(
+    `--prefix P is required against AWS: the prefix the stack was deployed with (queues are named P-REPLICA.fifo); ` +
+      `${DEFAULT_LOCAL_PREFIX} is the default only with AWS_ENDPOINT_URL set (the local endpoint or LocalStack)`,
+  );
+}

@@ -1,5 +1,5 @@
 /** What the `pgfanout` commands print: status and verify reports as text. */
-import type { StatusReport } from '../ops/status.ts';
+import type { StagingBatch, StatusReport } from '../ops/status.ts';
 import type { verifyTables } from '../ops/verify.ts';
 
 export function formatStatus(report: StatusReport): string {
@@ -9,12 +9,23 @@ export function formatStatus(report: StatusReport): string {
       (s.oldestPendingSeconds !== null ? `, oldest pending ${s.oldestPendingSeconds.toFixed(1)} s` : ''),
   ];
   for (const r of report.replicas) {
-    const q = r.queue ? `queue ${r.queue.visible} (+${r.queue.inFlight} in flight), dead-letter ${r.queue.deadLetter}` : 'queue unknown';
+    if (r.error) {
+      lines.push(`replica ${r.name}: error: ${r.error}`);
+      continue;
+    }
+    const q = r.queue ? `queue ${r.queue.visible} (+${r.queue.inFlight} in flight), dead-letter ${r.queue.deadLetter}` : `queue unknown: ${r.queueError ?? 'not read'}`;
     const lag = r.lagSeconds === null ? 'lag ?' : `lag ${r.lagSeconds.toFixed(1)} s`;
-    const staging = r.staging ? `, staging batch ${r.staging}` : '';
-    lines.push(`replica ${r.name}: applied batch ${r.appliedBatchId ?? '-'}${staging}, ${lag}, behind ${r.behindBatches ?? '?'} batch(es), ${q}${r.error ? `, error: ${r.error}` : ''}`);
+    const staging = r.stagingBatch ? `, ${formatStaging(r.stagingBatch)}` : '';
+    lines.push(`replica ${r.name}: applied batch ${r.appliedBatchId ?? '-'}${staging}, ${lag}, behind ${r.behindBatches ?? '?'} batch(es), ${q}`);
   }
   return lines.join('\n');
+}
+
+/** "staging batch 12 part 4 of ~40": a batch too large for one message, arriving part by part. */
+export function formatStaging(s: StagingBatch): string {
+  const of = s.partsEstimate !== null ? ` of ~${s.partsEstimate}` : '';
+  const changes = s.changes !== null ? ` (${s.changes} changes)` : '';
+  return `staging batch ${s.batchId} part ${s.part + 1}${of}${changes}`;
 }
 
 export function formatVerify(name: string, report: Awaited<ReturnType<typeof verifyTables>>): string {

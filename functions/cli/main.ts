@@ -6,9 +6,12 @@
 import { connect } from '#core/pg/db.ts';
 import { parseTableName } from '#core/pg/table-name.ts';
 import { installReplica, installSource } from '../ops/install.ts';
-import { replicatedTables, statusReport } from '../ops/status.ts';
+import { replicatedTables, statusProblems, statusReport } from '../ops/status.ts';
 import { verifyTables, waitForReplicaPosition } from '../ops/verify.ts';
-import { parse, parseReplicaArg, requireOption, UsageError } from './args.ts';
+import { awsClients } from '../ops/aws.ts';
+import { setReplicaEnabled } from '../ops/pause.ts';
+import { REPLICA_NAME_PATTERN } from '#core/config.ts';
+import { DEFAULT_LOCAL_PREFIX, parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
 import { formatStatus, formatVerify } from './format.ts';
 import { REDRIVE_USAGE, redriveCommand } from './redrive.ts';
 
@@ -53,10 +56,12 @@ TABLE is schema.table or table (schema public); quote names as in SQL ("My Table
       const tables = positionals.map(parseTableName);
       const client = await connect(url, 'source');
       try {
+        const installed = await client.query<{ ok: boolean }>("SELECT to_regprocedure('pgfanout.add_table(regclass)') IS NOT NULL AS ok");
+        if (installed.rows[0]?.ok !== true) throw new Error('pgfanout is not installed on the source: run pgfanout install --source URL first');
         for (const t of tables) {
           await client.query('SELECT pgfanout.add_table(format($1, $2::text, $3::text)::regclass)', ['%I.%I', t.schema, t.table]).catch((err: { code?: string; message?: string }) => {
             if (err.code === '42P01') throw new Error(`table ${t.schema}.${t.table} does not exist on the source`);
-            if (err.code === '3F000' || err.code === '42883') throw new Error('pgfanout is not installed on the source: run pgfanout install --source URL first');
+            if (err.code === '3F000') throw new Error(`table ${t.schema}.${t.table}: schema ${t.schema} does not exist on the source`);
             throw new Error(`${t.schema}.${t.table}: ${err.message ?? String(err)}`);
           });
           console.log(`capturing ${t.schema}.${t.table}`);
@@ -71,8 +76,15 @@ TABLE is schema.table or table (schema public); quote names as in SQL ("My Table
     summary: 'show the publisher\'s and each replica\'s position, lag and queue depths',
     usage: `pgfanout status --source URL [--replica NAME=URL…] [--prefix P] [--json]
 
-Queue depths are read from SQS (AWS_ENDPOINT_URL for a local endpoint or LocalStack)
-for queues named P-NAME.fifo and P-NAME-dlq.fifo (default prefix: pgfanout-local).`,
+Shows the source's batches (last created, published, events not yet in a batch) and, per
+replica, the last batch it applied (or the large batch it is staging part by part), its
+lag behind the source, and its queue depths, read from SQS (AWS_ENDPOINT_URL for a local
+endpoint or LocalStack) for the queues P-NAME.fifo and P-NAME-dlq.fifo.
+
+--prefix P is the deployment's prefix; it defaults to pgfanout-local only when
+AWS_ENDPOINT_URL is set (the local endpoint or LocalStack), and is required against AWS.
+Exits 1 when a replica cannot be read, a queue cannot be read, or a dead-letter queue
+holds messages.`,
     run: async (args) => {
       const { values } = parse(args, {
         source: { type: 'string' },
@@ -81,11 +93,44 @@ for queues named P-NAME.fifo and P-NAME-dlq.fifo (default prefix: pgfanout-local
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       });
-      const report = await statusReport(requireOption(values.source, '--source URL'), (values.replica ?? []).map(parseReplicaArg), { prefix: values.prefix ?? 'pgfanout-local' });
+      const sourceUrl = requireOption(values.source, '--source URL');
+      const replicas = (values.replica ?? []).map(parseReplicaArg);
+      const report = await statusReport(sourceUrl, replicas, { prefix: replicas.length > 0 ? queuePrefix(values.prefix) : (values.prefix ?? DEFAULT_LOCAL_PREFIX) });
       if (values.json) console.log(JSON.stringify(report, null, 2));
       else console.log(formatStatus(report));
-      return 0;
+      const problems = statusProblems(report);
+      for (const p of problems) console.error(`pgfanout status: ${p}`);
+      return problems.length === 0 ? 0 : 1;
     },
+  },
+  pause: {
+    summary: 'stop a replica\'s applier (its changes wait in its queue) while you fix or bootstrap the replica',
+    usage: `pgfanout pause --replica NAME [--replica …] [--prefix P]
+
+Disables the replica applier's event source mapping (Lambda UpdateEventSourceMapping):
+Lambda stops polling the replica's queue, invocations already running finish, and its
+changes wait in the queue (retention 14 days; the queue-age alarm fires long before). Nothing
+is received while paused, so nothing counts towards maxReceiveCount. \`pgfanout resume\`
+starts it again where it stopped, in order.
+The mapping is found by the replica queue's ARN (queue P-NAME.fifo; --prefix P is required
+against AWS, pgfanout-local by default only with AWS_ENDPOINT_URL set for \`pgfanout local\`'s
+endpoint or LocalStack). Needs
+sqs:GetQueueUrl, sqs:GetQueueAttributes, lambda:ListEventSourceMappings and
+lambda:UpdateEventSourceMapping.`,
+    run: (args) => setEnabledCommand(args, false),
+  },
+  resume: {
+    summary: 'start a paused replica\'s applier again, where it stopped',
+    usage: `pgfanout resume --replica NAME [--replica …] [--prefix P]
+
+Enables the replica applier's event source mapping again: Lambda resumes polling, and the
+replica applies what waited in its queue, in order.
+The mapping is found by the replica queue's ARN (queue P-NAME.fifo; --prefix P is required
+against AWS, pgfanout-local by default only with AWS_ENDPOINT_URL set for \`pgfanout local\`'s
+endpoint or LocalStack). Needs
+sqs:GetQueueUrl, sqs:GetQueueAttributes, lambda:ListEventSourceMappings and
+lambda:UpdateEventSourceMapping.`,
+    run: (args) => setEnabledCommand(args, true),
   },
   verify: {
     summary: 'compare tables on the source and replicas (chunked hashes by key, rows only where they differ)',
@@ -211,7 +256,7 @@ Options:
           throw new UsageError(`--tables: ${(err as Error).message}`);
         }
       });
-      const { bootstrapReplica, formatBootstrap } = await import('../ops/bootstrap.ts');
+      const { bootstrapReplica, formatBootstrap } = await import('../ops/bootstrap/index.ts');
       const stop = new AbortController();
       const onSignal = () => stop.abort();
       process.once('SIGINT', onSignal);
@@ -318,4 +363,31 @@ function progressLine(quiet: boolean | undefined, text: string, done = false): v
   lastProgress = now;
   progressShown = true;
   process.stderr.write(process.stderr.isTTY ? `\r\u001b[2K${text}` : `${text}\n`);
+}
+
+async function setEnabledCommand(args: readonly string[], enabled: boolean): Promise<number> {
+  const { values } = parse(args, {
+    replica: { type: 'string', multiple: true },
+    prefix: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  const names = values.replica ?? [];
+  if (names.length === 0) throw new UsageError('--replica NAME is required (the name in the stack\'s replica list)');
+  for (const name of names) {
+    if (!REPLICA_NAME_PATTERN.test(name)) throw new UsageError(`--replica takes a replica NAME (${REPLICA_NAME_PATTERN.source}), got "${name}"`);
+  }
+  const prefix = queuePrefix(values.prefix);
+  const endpoint = process.env.AWS_ENDPOINT_URL;
+  const clients = awsClients(endpoint ? { endpoint } : {});
+  try {
+    for (const name of names) {
+      const states = await setReplicaEnabled(clients, prefix, name, enabled);
+      for (const m of states) console.log(`replica ${name}: ${enabled ? 'resumed' : 'paused'} (event source mapping ${m.uuid} of ${m.functionArn}: ${m.state})`);
+    }
+    return 0;
+  } finally {
+    clients.sns.destroy();
+    clients.sqs.destroy();
+    clients.lambda.destroy();
+  }
 }

@@ -3,28 +3,34 @@
  * message on the replica), moves it back to the replica's queue (`--move`), or gives up one batch
  * on that replica (`--skip BATCH --yes`) and compares the tables it touched.
  */
+import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { awsClients } from '../ops/aws.ts';
-import { parse, parseReplicaArg, requireOption, UsageError } from './args.ts';
+import { parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
 import { connect } from '#core/pg/db.ts';
-import { listDeadLetters, findQueues, moveBack, planSkip, skipBatch, tableName, type DeadLetterListing, type ParkedMessage, type ReplicaQueuePair } from '../ops/redrive.ts';
+import { setReplicaEnabled } from '../ops/pause.ts';
+import { listDeadLetters, findQueues, moveBack, moveBacklogBehind, planSkip, skipBatch, tableName, type DeadLetterListing, type ParkedMessage, type ReplicaQueuePair } from '../ops/redrive.ts';
 import { verifyTables, waitForReplicaPosition, type VerifyReport } from '../ops/verify.ts';
 
 /** The command's help text. */
 export const REDRIVE_USAGE = `pgfanout redrive --replica NAME=URL [--prefix P] [--skip BATCH --source URL --yes] [--move [--force]]
 
-Lists the messages in replica NAME's dead-letter queue (P-NAME-dlq.fifo; default prefix
-pgfanout-local; AWS_ENDPOINT_URL for a local endpoint or LocalStack) in stream order, each
+Lists the messages in replica NAME's dead-letter queue (P-NAME-dlq.fifo; --prefix P is
+required against AWS, pgfanout-local by default only with AWS_ENDPOINT_URL set for a local
+endpoint or LocalStack) in stream order, each
 with its source, batch and part and what applying it on the replica would do now, from a
 dry run (every check, then rolled back): the error that parked it, or that it applies now.
 Listing receives each message with a short visibility timeout and puts it back at once; it
 never deletes. SQS FIFO shows at most 10 messages per source at a time: the first ones.
 
-  --move            fix the cause first, then move every parked message back to the
-                    replica's queue (SQS StartMessageMoveTask, order kept) and wait for it;
-                    refused while the first parked message of a source still fails its dry
-                    run, unless --force
+  --move            fix the cause first, then move every parked message back in stream
+                    order: the replica's applier is paused (its event source mapping
+                    disabled), the messages waiting in its queue are moved behind the parked
+                    ones, everything goes back (SQS StartMessageMoveTask), and the applier is
+                    resumed. Interrupted, the replica stays paused: run it again. Refused
+                    while the first parked message of a source still fails its dry run,
+                    unless --force
   --skip BATCH      give up batch BATCH on this replica: it is recorded as applied without
                     being applied (pgfanout.replica_skip: only the next batch the replica
                     expects) and its messages are deleted from the dead-letter queue; the
@@ -62,12 +68,13 @@ export async function redriveCommand(args: readonly string[]): Promise<number> {
   const target = replicas[0] as { name: string; url: string };
   const sourceUrl = values.skip !== undefined ? requireOption(values.source, '--source URL (the tables the skipped batch touched are compared with it)') : undefined;
 
+  const prefix = queuePrefix(values.prefix);
   const endpoint = process.env.AWS_ENDPOINT_URL;
-  const { sqs, sns } = awsClients(endpoint ? { endpoint } : {});
+  const { sqs, sns, lambda } = awsClients(endpoint ? { endpoint } : {});
   sns.destroy();
   const replica = await connect(target.url, `replica ${target.name}`);
   try {
-    const queues = await findQueues(sqs, values.prefix ?? 'pgfanout-local', target.name);
+    const queues = await findQueues(sqs, prefix, target.name);
     if (values.skip !== undefined) {
       const skipOptions = values['source-id'] ? { sourceId: values['source-id'] } : {};
       if (!values.yes) {
@@ -87,7 +94,7 @@ export async function redriveCommand(args: readonly string[]): Promise<number> {
       console.log(`its ${result.changes} change(s) to ${result.tables.map(tableName).join(', ') || 'no table'} are not on this replica: those tables differ from the source until repaired`);
       let parked = 0;
       if (values.move) {
-        const code = await listAndMove(sqs, queues, replica, { limit, timeoutMs, force: values.force === true });
+        const code = await listAndMove(sqs, queues, replica, { limit, timeoutMs, force: values.force === true, prefix: values.prefix ?? 'pgfanout-local', lambda });
         if (code !== 0) return code;
       } else {
         parked = (await listDeadLetters(sqs, queues, replica, { limit })).messages.length;
@@ -117,15 +124,16 @@ export async function redriveCommand(args: readonly string[]): Promise<number> {
       console.log(formatListing(await listDeadLetters(sqs, queues, replica, { limit })));
       return 0;
     }
-    return await listAndMove(sqs, queues, replica, { limit, timeoutMs, force: values.force === true });
+    return await listAndMove(sqs, queues, replica, { limit, timeoutMs, force: values.force === true, prefix: values.prefix ?? 'pgfanout-local', lambda });
   } finally {
     await replica.end();
     sqs.destroy();
+    lambda.destroy();
   }
 }
 
 /** Lists the dead-letter queue, then moves it back unless a source's first message still fails (and not `force`). */
-async function listAndMove(sqs: SQSClient, queues: ReplicaQueuePair, replica: pg.ClientBase, options: { limit: number; timeoutMs: number; force: boolean }): Promise<number> {
+async function listAndMove(sqs: SQSClient, queues: ReplicaQueuePair, replica: pg.ClientBase, options: { limit: number; timeoutMs: number; force: boolean; prefix: string; lambda: LambdaClient }): Promise<number> {
   const listing = await listDeadLetters(sqs, queues, replica, { limit: options.limit });
   console.log(formatListing(listing));
   if (listing.messages.length === 0) {
@@ -142,6 +150,21 @@ async function listAndMove(sqs: SQSClient, queues: ReplicaQueuePair, replica: pg
     console.error('fix the cause and run again, or --force to move anyway (the messages will fail again and park here after maxReceiveCount receives)');
     return 1;
   }
+  // Moved messages go behind what the queue holds (SQS makes them new messages), so the backlog
+  // that waited behind the parked ones leaves first: pause, backlog to the dead-letter queue,
+  // everything back, resume. Interrupted, the replica stays paused; run the command again.
+  const { lambda } = options;
+  await setReplicaEnabled({ sqs, lambda }, options.prefix, queues.replica, false);
+  console.error(`paused replica ${queues.replica}'s applier`);
+  let behind = 0;
+  await moveBacklogBehind(sqs, queues, {
+    timeoutMs: options.timeoutMs,
+    onProgress: (n) => {
+      behind = n;
+      if (n % 100 === 0) console.error(`moving the queue's backlog behind the parked messages: ${n}`);
+    },
+  });
+  if (behind > 0) console.error(`moved ${behind} message(s) of ${queues.queueName} behind the parked ones, in order`);
   let last = '';
   const moved = await moveBack(sqs, queues, {
     timeoutMs: options.timeoutMs,
@@ -151,6 +174,8 @@ async function listAndMove(sqs: SQSClient, queues: ReplicaQueuePair, replica: pg
       last = line;
     },
   });
+  await setReplicaEnabled({ sqs, lambda }, options.prefix, queues.replica, true);
+  console.error(`resumed replica ${queues.replica}'s applier`);
   console.log(`moved ${moved.moved} message(s) from ${queues.deadLetterQueueName} back to ${queues.queueName}`);
   return 0;
 }

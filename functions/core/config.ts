@@ -45,9 +45,24 @@ export const APPLIER_ENV = {
   EXCLUDE_TABLES: 'PGFANOUT_EXCLUDE_TABLES',
   /** TLS to a replica given by secret: verify-full (default), require or disable. */
   DB_TLS: 'PGFANOUT_DB_TLS',
+  /**
+   * Comma-separated source ids (`SELECT pgfanout.source_id()` on each source) the replica
+   * follows; a message of any other source is refused. Required.
+   */
+  SOURCE_IDS: 'PGFANOUT_SOURCE_IDS',
+  /** `true` to run the schema changes (`S` changes) of the stream on this replica; default `false`. */
+  ALLOW_SCHEMA_CHANGES: 'PGFANOUT_ALLOW_SCHEMA_CHANGES',
+  /**
+   * What the applier does with replica tables whose own triggers would fire because its role may
+   * not set session_replication_role: `refuse` (default) or `fire`.
+   */
+  REPLICA_TRIGGERS: 'PGFANOUT_REPLICA_TRIGGERS',
   /** The deployment's name prefix (the stack's), carried as the `Deployment` metric dimension. @default "pgfanout" */
   DEPLOYMENT: 'PGFANOUT_DEPLOYMENT',
 } as const;
+
+/** Values of APPLIER_ENV.REPLICA_TRIGGERS. */
+export const REPLICA_TRIGGERS_MODES = ['refuse', 'fire'] as const;
 
 /** Value of the `Deployment` dimension when none is configured (the ready app's default prefix). */
 export const DEFAULT_DEPLOYMENT = 'pgfanout';
@@ -76,6 +91,12 @@ export const METRICS = {
     appliedPosition: 'AppliedPosition',
     applyLagSeconds: 'ApplyLagSeconds',
     gapsDetected: 'GapsDetected',
+    /**
+     * Messages the applier refused as untrustworthy or as schema drift (an unknown source, a write
+     * to pgfanout's own tables, a batch that jumps, a duplicate that differs from the applied
+     * batch, a source that went back in time, a schema change it may not run, a dropped column).
+     */
+    messagesRefused: 'MessagesRefused',
     /** Conflicts detected and resolved by appliers of databases that are each other's replica. */
     conflictsDetected: 'ConflictsDetected',
     /** Invocations that stopped at a message failing for a transient reason (replica unreachable, …). */

@@ -30,6 +30,8 @@ async function rowsOf(client: pg.ClientBase, sql: string): Promise<string[]> {
 }
 
 const schemaChanges = (events: readonly CapturedEvent[]) => events.filter((e) => e.op === 'S');
+/** The replicas here run the stream's schema changes. */
+const DDL = { allowSchemaChanges: true } as const;
 
 describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
@@ -130,7 +132,7 @@ describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
       // Prepare
       const { source, replica } = await pair();
       await source.query("INSERT INTO app.items SELECT i, 'v' || i FROM generate_series(1, 3) i");
-      await syncOnce(source, replica);
+      await syncOnce(source, replica, DDL);
       // Act
       await source.query("SELECT pgfanout.replicate_ddl('ALTER TABLE app.items ADD COLUMN upper_v text; UPDATE app.items SET upper_v = upper(v)')");
       const events = await drainEvents(source);
@@ -193,7 +195,7 @@ describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
       // Prepare
       const { source, replica } = await pair();
       await source.query("INSERT INTO app.items VALUES (1, 'one')");
-      await syncOnce(source, replica);
+      await syncOnce(source, replica, DDL);
       // Act: one transaction, one batch
       await source.query(`BEGIN;
         INSERT INTO app.items VALUES (2, 'two');
@@ -201,7 +203,7 @@ describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
         INSERT INTO app.items VALUES (3, 'three', 4.5);
         UPDATE app.items SET qty = 7 WHERE id = 1;
         COMMIT`);
-      const results = await syncOnce(source, replica);
+      const results = await syncOnce(source, replica, DDL);
       // Assess
       expect(results.map((r) => [r.outcome, r.changes])).toEqual([['applied', 4]]);
       const sql = 'SELECT * FROM app.items';
@@ -213,7 +215,7 @@ describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
     it("uses the source's search path for the statement only", async () => {
       const { source, replica } = await pair();
       await source.query(`BEGIN; SET LOCAL search_path = app; SELECT pgfanout.replicate_ddl('CREATE TABLE made_here (id int)'); COMMIT`);
-      await syncOnce(source, replica);
+      await syncOnce(source, replica, DDL);
       expect((await replica.query("SELECT to_regclass('app.made_here')::text AS t, current_setting('search_path') AS path")).rows[0]).toEqual({
         t: 'app.made_here',
         path: '"$user", public',
@@ -225,7 +227,7 @@ describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
       await source.query("INSERT INTO app.items SELECT i, 'v' || i FROM generate_series(1, 3) i");
       await source.query("SELECT pgfanout.replicate_ddl('ALTER TABLE app.items ADD COLUMN upper_v text; UPDATE app.items SET upper_v = upper(v)')");
       await source.query("UPDATE app.items SET upper_v = 'changed' WHERE id = 2");
-      await syncOnce(source, replica);
+      await syncOnce(source, replica, DDL);
       const sql = 'SELECT * FROM app.items';
       expect(await rowsOf(replica, sql)).toEqual(await rowsOf(source, sql));
       expect(await rowsOf(replica, sql)).toContain('(1,v1,V1)');
@@ -235,16 +237,16 @@ describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
       // Prepare: the replica already has the column the source adds
       const { source, replica } = await pair();
       await replica.query('ALTER TABLE app.items ADD COLUMN qty int');
-      await source.query("INSERT INTO app.items VALUES (1, 'one'); SELECT pgfanout.replicate_ddl('ALTER TABLE app.items ADD COLUMN qty int')");
+      await source.query("SELECT pgfanout.replicate_ddl('ALTER TABLE app.items ADD COLUMN qty int'); INSERT INTO app.items VALUES (1, 'one', 5)");
       // Act
       const batch = await publishNext(source);
       const body = batch?.messages[0]?.body as string;
-      const error = await applyMessage(replica, body).catch((err: unknown) => err);
+      const error = await applyMessage(replica, body, DDL).catch((err: unknown) => err);
       // Assess
       expect(error).toBeInstanceOf(SchemaChangeError);
       expect((error as SchemaChangeError).permanent).toBe(true);
       expect((error as SchemaChangeError).message).toMatch(
-        /^replica could not run the schema change "ALTER TABLE app.items ADD COLUMN qty int" \(part 0 changes\[1\], batch 1, part 0, source [0-9a-f-]+\): column "qty" of relation "items" already exists \[SQLSTATE 42701\]; nothing applied$/,
+        /^replica could not run the schema change "ALTER TABLE app.items ADD COLUMN qty int" \(part 0 changes\[0\], batch 1, part 0, source [0-9a-f-]+\): column "qty" of relation "items" already exists \[SQLSTATE 42701\]; nothing applied$/,
       );
       expect(await replicaPosition(replica, JSON.parse(body).source)).toBe(null);
       expect((await replica.query('SELECT count(*)::int AS n FROM app.items')).rows[0].n).toBe(0);
@@ -255,7 +257,7 @@ describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
       const comment = 'x'.repeat(5000);
       await source.query('SELECT pgfanout.replicate_ddl($1)', [`COMMENT ON TABLE app.items IS '${comment}'`]);
       await source.query("INSERT INTO app.items VALUES (1, 'after')");
-      const results = await syncOnce(source, replica, {}, { maxMessageBytes: 1024 });
+      const results = await syncOnce(source, replica, DDL, { maxMessageBytes: 1024 });
       expect(results.length).toBeGreaterThan(3);
       expect((await replica.query("SELECT obj_description('app.items'::regclass) AS c")).rows[0].c).toBe(comment);
       expect(await rowsOf(replica, 'SELECT * FROM app.items')).toEqual(['(1,after)']);
@@ -274,7 +276,7 @@ describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
       await source.query('CREATE TABLE scratch.tmp (id int)');
       await source.query("INSERT INTO app.orders VALUES (1, 9.5); INSERT INTO app.items VALUES (1, 'a', 'n')");
       await source.query('DROP TABLE app.orders');
-      const changes = await syncChanges(source, replica);
+      const changes = await syncChanges(source, replica, DDL);
       // Assess
       expect(changes.map((e) => `${e.op} ${e.schema}.${e.table}`)).toEqual(['S app.orders', 'S app.items', 'I app.orders', 'I app.items', 'S app.orders']);
       expect(changes.filter((e) => e.op === 'S').map((e) => e.new?.sql)).toEqual([
@@ -308,9 +310,9 @@ describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
       await both.query('SELECT pgfanout.replica_start($1, $2)', [at.id, at.b]);
       await source.query("SELECT pgfanout.replicate_ddl('ALTER TABLE app.items ADD COLUMN d int')");
       await source.query('ALTER TABLE app.items ADD COLUMN e int');
-      await syncOnce(source, both, { replicationRole: 'origin-guard' });
+      await syncOnce(source, both, { ...DDL, replicationRole: 'origin-guard' });
       await source.query('CREATE TABLE app.f (id int); ALTER TABLE app.items ADD COLUMN g int');
-      await syncOnce(source, both, { replicationRole: 'replica' });
+      await syncOnce(source, both, { ...DDL, replicationRole: 'replica' });
       expect(await drainEvents(both)).toEqual([]);
       const columns = await both.query("SELECT string_agg(attname, ',' ORDER BY attnum) AS c FROM pg_attribute WHERE attrelid = 'app.items'::regclass AND attnum > 0");
       expect(columns.rows[0].c).toBe('id,v,a,b,c,d,e,g');

@@ -1,8 +1,9 @@
 /**
- * SNS and SQS clients for the operator commands, and what they read of a replica's queues: the
+ * SNS, SQS and Lambda clients for the operator commands, and what they read of a replica's queues: the
  * same code against the local endpoint, LocalStack or AWS (`AWS_ENDPOINT_URL` or the SDK's own
  * resolution).
  */
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 
@@ -12,7 +13,7 @@ export interface AwsEndpoint {
 }
 
 /** Clients for `endpoint` (or the SDK's default resolution when none is given). */
-export function awsClients(where: AwsEndpoint = {}): { sns: SNSClient; sqs: SQSClient } {
+export function awsClients(where: AwsEndpoint = {}): { sns: SNSClient; sqs: SQSClient; lambda: LambdaClient } {
   const common = {
     region: where.region ?? process.env.AWS_REGION ?? 'us-east-1',
     ...(where.endpoint
@@ -26,7 +27,7 @@ export function awsClients(where: AwsEndpoint = {}): { sns: SNSClient; sqs: SQSC
         }
       : {}),
   };
-  return { sns: new SNSClient(common), sqs: new SQSClient(common) };
+  return { sns: new SNSClient(common), sqs: new SQSClient(common), lambda: new LambdaClient(common) };
 }
 
 export interface ReplicaQueues {

@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import {
   parseScriptName,
   planInstall,
   quoteIdent,
+  REPLICA_SQL,
   SOURCE_SQL,
   type ScriptFile,
 } from './install.ts';
@@ -124,13 +126,23 @@ async function fingerprint(client: pg.ClientBase): Promise<string> {
   return rows.map((r) => r.line).join('\n');
 }
 
+/** The real 1.0.0 install script (the base of the made-up upgrade chains below). */
 const SOURCE_SCRIPT = join(SOURCE_SQL.dir, 'pgfanout--1.0.0.sql');
+/** The newest source version and its install script. */
+const NEWEST = readdirSync(SOURCE_SQL.dir)
+  .map((f) => parseScriptName('pgfanout', f)?.to)
+  .filter((v): v is string => v !== undefined)
+  .sort(compareVersions)
+  .at(-1) as string;
+const NEWEST_SCRIPT = join(SOURCE_SQL.dir, `pgfanout--${NEWEST}.sql`);
 
-/** A scripts folder with the real 1.0.0 source scripts and the given extra files. */
+/**
+ * A scripts folder with the real 1.0.0 source script and the given extra files (no roles.sql:
+ * the real one grants the newest version's functions, which these made-up chains lack).
+ */
 async function scriptsFolder(extra: Readonly<Record<string, string>>): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'pgfanout-sql-'));
   await copyFile(SOURCE_SCRIPT, join(dir, 'pgfanout--1.0.0.sql'));
-  await copyFile(join(SOURCE_SQL.dir, 'roles.sql'), join(dir, 'roles.sql'));
   for (const [name, text] of Object.entries(extra)) await writeFile(join(dir, name), text);
   return dir;
 }
@@ -160,17 +172,24 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
     return server.url(name);
   }
 
+  /** A new database installed from the scripts in `dir` up to `version`. */
+  async function databaseAt(dir: string, version: string): Promise<string> {
+    const url = await emptyDatabase();
+    await withClient(url, (c) => installSource(c, { dir, targetVersion: version }));
+    return url;
+  }
+
   it('installs from nothing: version, source id, publisher role', async () => {
     // Prepare
     const url = await emptyDatabase();
     // Act
     const result = await withClient(url, (c) => installSource(c));
     // Assess
-    expect(result).toMatchObject({ component: 'source', from: null, to: '1.0.0', scripts: ['pgfanout--1.0.0.sql'] });
-    expect(String(result)).toBe('1.0.0, new install');
+    expect(result).toMatchObject({ component: 'source', from: null, to: NEWEST, scripts: [`pgfanout--${NEWEST}.sql`] });
+    expect(String(result)).toBe(`${NEWEST}, new install`);
     await withClient(url, async (c) => {
       const { rows } = await c.query('SELECT pgfanout.version() AS v, pgfanout.source_id() AS id');
-      expect(rows[0].v).toBe('1.0.0');
+      expect(rows[0].v).toBe(NEWEST);
       expect(rows[0].id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
       const role = await c.query("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'pgfanout_publisher'");
       expect(role.rows).toEqual([{ rolcanlogin: 'f' }]);
@@ -192,15 +211,15 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
     // Act
     const result = await withClient(url, (c) => installSource(c));
     // Assess
-    expect(result).toMatchObject({ from: '1.0.0', to: '1.0.0', scripts: [] });
-    expect(String(result)).toBe('1.0.0, already installed');
+    expect(result).toMatchObject({ from: NEWEST, to: NEWEST, scripts: [] });
+    expect(String(result)).toBe(`${NEWEST}, already installed`);
     expect(await withClient(url, fingerprint)).toBe(before);
   });
 
   it('the install script itself can run again without changing or losing anything', async () => {
     // Prepare
     const url = await sourceDatabase(server);
-    const script = await import('node:fs/promises').then((fs) => fs.readFile(SOURCE_SCRIPT, 'utf8'));
+    const script = await import('node:fs/promises').then((fs) => fs.readFile(NEWEST_SCRIPT, 'utf8'));
     const before = await withClient(url, async (c) => {
       await c.query('CREATE TABLE t (id int PRIMARY KEY)');
       await c.query("SELECT pgfanout.add_table('t')");
@@ -221,9 +240,9 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
 
   it('upgrades along the chain of upgrade scripts, keeping data', async () => {
     // Prepare: a database at 1.0.0 with an event, and a folder with 1.0.0 → 1.1.0 → 1.2.0
-    const url = await sourceDatabase(server);
     const dir = await scriptsFolder({ 'pgfanout--1.0.0--1.1.0.sql': upgradeTo('1.1.0'), 'pgfanout--1.1.0--1.2.0.sql': upgradeTo('1.2.0') });
     folders.push(dir);
+    const url = await databaseAt(dir, '1.0.0');
     const sourceId = await withClient(url, async (c) => {
       await c.query('CREATE TABLE t (id int PRIMARY KEY)');
       await c.query("SELECT pgfanout.add_table('t')");
@@ -257,11 +276,11 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
 
   it('a failing script rolls the whole install back and names the file and line', async () => {
     // Prepare: the upgrade's second statement fails
-    const url = await sourceDatabase(server);
     const dir = await scriptsFolder({
       'pgfanout--1.0.0--1.1.0.sql': `${upgradeTo('1.1.0')}\nSELECT 1;\nSELECT no_such_column FROM pgfanout.source_info;\n`,
     });
     folders.push(dir);
+    const url = await databaseAt(dir, '1.0.0');
     const before = await withClient(url, fingerprint);
     // Act
     const error = await withClient(url, (c) => installSource(c, { dir })).catch((e: unknown) => e);
@@ -272,18 +291,17 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
   });
 
   it('refuses to downgrade and leaves the database as it was', async () => {
-    // Prepare: a database at 1.1.0
-    const url = await sourceDatabase(server);
-    const dir = await scriptsFolder({ 'pgfanout--1.0.0--1.1.0.sql': upgradeTo('1.1.0') });
+    // Prepare: a database at 99.0.0
+    const dir = await scriptsFolder({ 'pgfanout--1.0.0--99.0.0.sql': upgradeTo('99.0.0') });
     folders.push(dir);
-    await withClient(url, (c) => installSource(c, { dir }));
+    const url = await databaseAt(dir, '99.0.0');
     const before = await withClient(url, fingerprint);
     // Act
     const error = await withClient(url, (c) => installSource(c)).catch((e: unknown) => e);
     // Assess
     expect(error).toBeInstanceOf(InstallError);
     expect(error).toBeInstanceOf(PgfanoutError);
-    expect((error as Error).message).toBe('source: the database has version 1.1.0, newer than 1.0.0; pgfanout does not downgrade');
+    expect((error as Error).message).toBe(`source: the database has version 99.0.0, newer than ${NEWEST}; pgfanout does not downgrade`);
     expect(await withClient(url, fingerprint)).toBe(before);
   });
 
@@ -295,7 +313,7 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
       // Act
       const results = await Promise.all([installSource(a), installSource(b)]);
       // Assess
-      expect(results.map((r) => r.from).sort()).toEqual(['1.0.0', null]);
+      expect(results.map((r) => r.from).sort()).toEqual([NEWEST, null]);
       expect((await a.query('SELECT count(*) AS n FROM pgfanout.source_info')).rows[0].n).toBe('1');
     } finally {
       await a.end();
@@ -313,9 +331,9 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
     // Assess
     expect(replica.from).toBeNull();
     expect(source.from).toBeNull();
-    expect(again.map(String)).toEqual([`${replica.to}, already installed`, '1.0.0, already installed']);
+    expect(again.map(String)).toEqual([`${replica.to}, already installed`, `${NEWEST}, already installed`]);
     expect(await withClient(url, async (c) => (await c.query('SELECT pgfanout.version() AS s, pgfanout.replica_version() AS r')).rows[0])).toEqual({
-      s: '1.0.0',
+      s: NEWEST,
       r: replica.to,
     });
   });
@@ -337,6 +355,42 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
     const third = await withClient(url, (c) => installReplica(c, { dir }));
     // Assess
     expect([first, second, third].map(String)).toEqual(['1.0.0, new install', '1.0.1, upgraded from 1.0.0', '1.0.1, already installed']);
+  });
+
+  it('a replica upgraded from 1.0.0 has exactly what a fresh install of the newest version has', async () => {
+    // Everything in schema pgfanout by name (no oids): functions, relations, columns, constraints, indexes, rights.
+    const shape = async (c: pg.ClientBase) =>
+      (
+        await c.query<{ line: string }>(`
+          SELECT line FROM (
+            SELECT 'function ' || p.oid::regprocedure::text || ' ' || md5(pg_get_functiondef(p.oid)) || ' ' || coalesce(p.proacl::text, '') AS line
+              FROM pg_proc p WHERE p.pronamespace = 'pgfanout'::regnamespace
+            UNION ALL
+            SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' ' || c.relpersistence::text || ' ' || coalesce(c.relacl::text, '')
+              FROM pg_class c WHERE c.relnamespace = 'pgfanout'::regnamespace AND c.relkind <> 'i'
+            UNION ALL
+            SELECT 'index ' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'pgfanout'::regnamespace
+            UNION ALL
+            SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull || ' '
+                   || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+              LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE c.relnamespace = 'pgfanout'::regnamespace AND c.relkind <> 'i' AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = 'pgfanout'::regnamespace
+          ) lines ORDER BY line COLLATE "C"`)
+      ).rows.map((r) => r.line);
+    const upgradedUrl = await emptyDatabase();
+    const freshUrl = await emptyDatabase();
+    // 1.0.0 from a folder holding only its script (roles.sql describes the newest version).
+    const old = await mkdtemp(join(tmpdir(), 'pgfanout-sql-'));
+    folders.push(old);
+    await copyFile(join(REPLICA_SQL.dir, 'pgfanout_replica--1.0.0.sql'), join(old, 'pgfanout_replica--1.0.0.sql'));
+    const steps = await withClient(upgradedUrl, async (c) => [await installReplica(c, { dir: old }), await installReplica(c)]);
+    const fresh = await withClient(freshUrl, (c) => installReplica(c));
+    expect(steps.map(String)).toEqual(['1.0.0, new install', `${fresh.to}, upgraded from 1.0.0`]);
+    expect(fresh.scripts).toEqual([`pgfanout_replica--${fresh.to}.sql`]);
+    expect(await withClient(upgradedUrl, shape)).toEqual(await withClient(freshUrl, shape));
   });
 
   it('names the folder it cannot read', async () => {

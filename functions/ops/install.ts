@@ -5,7 +5,9 @@
  * A folder holds versioned scripts named like PostgreSQL extension scripts:
  * `<prefix>--<version>.sql` installs a version from nothing, and
  * `<prefix>--<from>--<to>.sql` upgrades one version to the next. An optional `roles.sql`
- * (roles and grants, idempotent, always for the newest version) runs after them.
+ * (roles and grants, idempotent, always for the newest version) runs after them when they
+ * lead to the newest version (an install or upgrade stopped at an older `targetVersion` gets
+ * the grants of its own scripts only).
  *
  * `installSource` / `installReplica` run, in one transaction under an advisory lock (so two
  * installers at once are safe): nothing but the grants file when the database is at the
@@ -238,7 +240,8 @@ export async function installComponent(client: pg.ClientBase, component: SqlComp
     const before = await installedVersion(client, component, what);
     const plan = planInstall(component.name, scripts, before, options.targetVersion);
     for (const file of plan.files) await runScript(client, component, dir, file);
-    if (hasGrants) await runScript(client, component, dir, component.grantsFile);
+    const newest = scripts.map((s) => s.to).sort(compareVersions).at(-1);
+    if (hasGrants && plan.to === newest) await runScript(client, component, dir, component.grantsFile);
     const after = await installedVersion(client, component, what);
     if (after !== plan.to) {
       throw new InstallError(

@@ -28,10 +28,12 @@ import { randomUUID } from 'node:crypto';
 import {
   ChangeMessageVisibilityBatchCommand,
   DeleteMessageBatchCommand,
+  DeleteMessageCommand,
   GetQueueAttributesCommand,
   GetQueueUrlCommand,
   ListMessageMoveTasksCommand,
   ReceiveMessageCommand,
+  SendMessageCommand,
   StartMessageMoveTaskCommand,
   type Message,
   type SQSClient,
@@ -273,6 +275,79 @@ function checkInteger(name: string, value: number | undefined, fallback: number,
 export interface MoveResult {
   readonly moved: number;
   readonly toMove: number;
+}
+
+/**
+ * Moves the replica's queue backlog behind the parked messages in the dead-letter queue, in
+ * stream order: every message of the main queue is received in order (FIFO), sent to the
+ * dead-letter queue with its group and attributes, and only then deleted from the main queue.
+ * Afterwards the dead-letter queue holds the parked messages followed by everything that
+ * waited behind them, and moving it back gives the main queue the stream in order again. SQS
+ * documents that moved messages are new messages placed behind what the destination already
+ * holds ("interweave with the new messages";
+ * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-configure-dead-letter-queue-redrive.html),
+ * which is why the backlog must leave first. Safe to interrupt: a message sent but not yet
+ * deleted is sent again on the next run (deduplicated by SQS for 5 minutes, otherwise a
+ * duplicate the replica recognises by its position), and nothing is deleted before it is in
+ * the dead-letter queue. Run it only while the replica's applier is paused.
+ */
+export async function moveBacklogBehind(
+  sqs: SQSClient,
+  queues: ReplicaQueuePair,
+  options: { readonly timeoutMs?: number; readonly pollMs?: number; readonly onProgress?: (moved: number) => void } = {},
+): Promise<number> {
+  const timeoutMs = checkInteger('timeoutMs', options.timeoutMs, 1_200_000, 0, 86_400_000);
+  const pollMs = checkInteger('pollMs', options.pollMs, 1000, 1, 60_000);
+  const deadline = Date.now() + timeoutMs;
+  let moved = 0;
+  for (;;) {
+    const depth = await sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: queues.queueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+    );
+    const visible = Number(depth.Attributes?.ApproximateNumberOfMessages ?? 0);
+    const inFlight = Number(depth.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+    if (visible === 0 && inFlight === 0) return moved;
+    if (visible === 0) {
+      // Messages a failed invocation deferred (or one still running) come back when their
+      // visibility timeout ends; the backlog cannot pass them, so wait.
+      if (Date.now() >= deadline) {
+        throw new OpsError(
+          OPS_ERROR_CODES.timeout,
+          `${queues.queueName}: ${inFlight} message(s) still in flight after ${timeoutMs / 1000} s; is the replica's applier paused (pgfanout pause --replica ${queues.replica})? Run again to go on`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      continue;
+    }
+    const out = await sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queues.queueUrl,
+        MaxNumberOfMessages: 10,
+        VisibilityTimeout: 120,
+        WaitTimeSeconds: 1,
+        MessageSystemAttributeNames: ['MessageGroupId'],
+        MessageAttributeNames: ['All'],
+      }),
+    );
+    for (const m of out.Messages ?? []) {
+      const group = m.Attributes?.MessageGroupId;
+      if (!m.MessageId || !m.ReceiptHandle || m.Body === undefined || !group) {
+        throw new OpsError(OPS_ERROR_CODES.moveFailed, `${queues.queueName}: a received message lacks its id, receipt handle, body or group; nothing of it was moved`);
+      }
+      await sqs.send(
+        new SendMessageCommand({
+          QueueUrl: queues.deadLetterQueueUrl,
+          MessageBody: m.Body,
+          MessageGroupId: group,
+          MessageDeduplicationId: `backlog-${m.MessageId}`,
+          ...(m.MessageAttributes && Object.keys(m.MessageAttributes).length > 0 ? { MessageAttributes: m.MessageAttributes } : {}),
+        }),
+      );
+      await sqs.send(new DeleteMessageCommand({ QueueUrl: queues.queueUrl, ReceiptHandle: m.ReceiptHandle }));
+      moved++;
+      options.onProgress?.(moved);
+    }
+  }
 }
 
 /**

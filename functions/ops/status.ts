@@ -1,11 +1,15 @@
 /**
  * `pgfanout status`: where the source's publisher and each replica stand (batches, lag, the
  * batch being staged) and each replica's queue depths, read from the databases and from SQS.
+ *
+ * The replicas are read before the source, so a replica never shows a batch the source has
+ * not yet published: a batch published in between only makes the replica look one batch
+ * further behind than it is by the time the report is printed.
  */
 import { GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { resourceNames } from '#core/config.ts';
-import { connect } from '#core/pg/db.ts';
+import { connect, redactUrl } from '#core/pg/db.ts';
 import { awsClients, queueDepths } from './aws.ts';
 import type { TableRef } from './verify.ts';
 
@@ -17,19 +21,39 @@ export async function replicatedTables(source: pg.ClientBase): Promise<TableRef[
   return rows;
 }
 
+/** A batch a replica is staging part by part (a batch too large for one message). */
+export interface StagingBatch {
+  readonly batchId: string;
+  /** The last part staged (parts count from 0). */
+  readonly part: number;
+  /** Changes in the batch, from the source; null when the source no longer keeps the batch. */
+  readonly changes: number | null;
+  /**
+   * The number of parts the batch is expected to take: its changes divided by the changes in
+   * its first part (parts holding pieces of large values carry fewer, so it is an estimate).
+   */
+  readonly partsEstimate: number | null;
+}
+
+export interface ReplicaStatus {
+  readonly name: string;
+  readonly appliedBatchId: string | null;
+  /** The batch and part being staged ("12 part 3"), if any; details in `stagingBatch`. */
+  readonly staging: string | null;
+  readonly stagingBatch?: StagingBatch;
+  /** Seconds since the source time of the last applied batch; 0 when nothing is pending. */
+  readonly lagSeconds: number | null;
+  readonly behindBatches: number | null;
+  readonly queue: { readonly visible: number; readonly inFlight: number; readonly deadLetter: number } | null;
+  /** Why `queue` is null. */
+  readonly queueError?: string;
+  /** Why the replica's position could not be read. */
+  readonly error?: string;
+}
+
 export interface StatusReport {
   readonly source: { readonly sourceId: string; readonly lastBatchId: string | null; readonly finishedBatchId: string | null; readonly pendingEvents: string | null; readonly oldestPendingSeconds: number | null };
-  readonly replicas: readonly {
-    readonly name: string;
-    readonly appliedBatchId: string | null;
-    /** The batch and part being staged (a batch too large for one message), if any. */
-    readonly staging: string | null;
-    /** Seconds since the source time of the last applied batch; 0 when nothing is pending. */
-    readonly lagSeconds: number | null;
-    readonly behindBatches: number | null;
-    readonly queue: { readonly visible: number; readonly inFlight: number; readonly deadLetter: number } | null;
-    readonly error?: string;
-  }[];
+  readonly replicas: readonly ReplicaStatus[];
 }
 
 export interface StatusWhere {
@@ -39,78 +63,169 @@ export interface StatusWhere {
   readonly endpoint?: string;
 }
 
+/** Problems a report shows: a replica that cannot be read, a queue that cannot be read, dead letters. */
+export function statusProblems(report: StatusReport): string[] {
+  const problems: string[] = [];
+  for (const r of report.replicas) {
+    if (r.error) problems.push(`replica ${r.name}: ${r.error}`);
+    if (r.queueError) problems.push(`replica ${r.name}: queue unknown: ${r.queueError}`);
+    if (r.queue && r.queue.deadLetter > 0) problems.push(`replica ${r.name}: ${r.queue.deadLetter} message(s) in the dead-letter queue (see pgfanout redrive)`);
+  }
+  return problems;
+}
+
+type SourcePosition = { last_batch_id: string | null; finished_batch_id: string | null; pending_events: string | null; oldest: Date | null };
+
 export async function statusReport(sourceUrl: string, replicas: readonly { name: string; url: string }[], where: StatusWhere): Promise<StatusReport> {
   const prefix = where.prefix;
   const source = await connect(sourceUrl, 'source');
-  let sourceStatus: StatusReport['source'];
   try {
-    const id = (await source.query<{ id: string }>('SELECT pgfanout.source_id() AS id')).rows[0]?.id as string;
-    const { rows } = await source.query<{ last_batch_id: string | null; finished_batch_id: string | null; pending_events: string | null; oldest: Date | null }>(
+    let sourceId: string;
+    try {
+      sourceId = (await source.query<{ id: string }>('SELECT pgfanout.source_id() AS id')).rows[0]?.id as string;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === '3F000' || code === '42883') {
+        throw new Error(`source ${redactUrl(sourceUrl)}: pgfanout is not installed there: run pgfanout install --source URL first`, { cause: err });
+      }
+      throw new Error(`source ${redactUrl(sourceUrl)}: ${(err as Error).message}`, { cause: err });
+    }
+    const positions = await Promise.all(replicas.map((r) => replicaPosition(r, sourceId)));
+    // The source after the replicas: a replica is never ahead of what the source reports.
+    const { rows } = await source.query<SourcePosition>(
       'SELECT last_batch_id::text, finished_batch_id::text, pending_events::text, oldest_pending_event_time AS oldest FROM pgfanout.status()',
     );
     const s = rows[0];
-    sourceStatus = {
-      sourceId: id,
+    const sourceStatus: StatusReport['source'] = {
+      sourceId,
       lastBatchId: s?.last_batch_id ?? null,
       finishedBatchId: s?.finished_batch_id ?? null,
       pendingEvents: s?.pending_events ?? null,
       oldestPendingSeconds: s?.oldest ? (Date.now() - s.oldest.getTime()) / 1000 : null,
     };
+    const stagedChanges = new Map<string, number | null>();
+    for (const p of positions) {
+      if (p.staging && !stagedChanges.has(p.staging.batchId)) {
+        const { rows: b } = await source.query<{ n: string }>('SELECT event_count::text AS n FROM pgfanout.batch WHERE batch_id = $1', [p.staging.batchId]);
+        stagedChanges.set(p.staging.batchId, b[0] ? Number(b[0].n) : null);
+      }
+    }
+    const queues = await queueStates(replicas, prefix, where.endpoint ?? process.env.AWS_ENDPOINT_URL);
+    const finished = sourceStatus.finishedBatchId ?? sourceStatus.lastBatchId;
+    const out = replicas.map((r, i): ReplicaStatus => {
+      const p = positions[i] as ReplicaPositionRead;
+      const q = queues[i] as QueueState;
+      const changes = p.staging ? (stagedChanges.get(p.staging.batchId) ?? null) : null;
+      const stagingBatch = p.staging
+        ? {
+            ...p.staging,
+            changes,
+            partsEstimate: changes !== null && p.staging.firstPartChanges ? Math.max(p.staging.part + 2, Math.ceil(changes / p.staging.firstPartChanges)) : null,
+          }
+        : undefined;
+      return {
+        name: r.name,
+        appliedBatchId: p.appliedBatchId,
+        staging: p.staging ? `${p.staging.batchId} part ${p.staging.part}` : null,
+        ...(stagingBatch ? { stagingBatch: { batchId: stagingBatch.batchId, part: stagingBatch.part, changes: stagingBatch.changes, partsEstimate: stagingBatch.partsEstimate } } : {}),
+        lagSeconds: p.appliedBatchId !== null && p.appliedBatchId === finished && sourceStatus.pendingEvents === '0' ? 0 : p.lagSeconds,
+        behindBatches: finished !== null && p.error === undefined ? Number(finished) - Number(p.appliedBatchId ?? 0) : null,
+        queue: q.queue,
+        ...(q.error ? { queueError: q.error } : {}),
+        ...(p.error ? { error: p.error } : {}),
+      };
+    });
+    return { source: sourceStatus, replicas: out };
   } finally {
     await source.end();
   }
-  const endpoint = where.endpoint ?? process.env.AWS_ENDPOINT_URL;
-  const { sqs } = awsClients(endpoint ? { endpoint } : {});
-  const out: StatusReport['replicas'][number][] = [];
+}
+
+interface ReplicaPositionRead {
+  readonly appliedBatchId: string | null;
+  readonly lagSeconds: number | null;
+  readonly staging?: { batchId: string; part: number; firstPartChanges: number | null };
+  readonly error?: string;
+}
+
+async function replicaPosition(r: { name: string; url: string }, sourceId: string): Promise<ReplicaPositionRead> {
+  let client: pg.Client;
   try {
-    for (const r of replicas) {
-      let appliedBatchId: string | null = null;
-      let lagSeconds: number | null = null;
-      let staging: string | null = null;
-      let error: string | undefined;
-      try {
-        const client = await connect(r.url, `replica ${r.name}`);
-        try {
-          const { rows } = await client.query<{ applied: string; staging: string | null; lag: number | null }>(
-            `SELECT applied_batch_id::text AS applied,
-                    CASE WHEN state = 'staging' THEN batch_id || ' part ' || part END AS staging,
-                    extract(epoch FROM clock_timestamp() - source_time)::float8 AS lag
-               FROM pgfanout.replica_position WHERE source_id = $1`,
-            [sourceStatus.sourceId],
-          );
-          appliedBatchId = rows[0]?.applied ?? null;
-          staging = rows[0]?.staging ?? null;
-          lagSeconds = rows[0]?.lag ?? null;
-        } finally {
-          await client.end();
-        }
-      } catch (err) {
-        error = (err as Error).message;
-      }
-      let queue: StatusReport['replicas'][number]['queue'] = null;
-      try {
+    client = await connect(r.url, `replica ${r.name}`);
+  } catch (err) {
+    return { appliedBatchId: null, lagSeconds: null, error: (err as Error).message };
+  }
+  try {
+    const { rows } = await client.query<{ applied: string; batch_id: string; part: number | null; staging: boolean; lag: number | null; first_part_changes: number | null }>(
+      `SELECT p.applied_batch_id::text AS applied, p.batch_id::text, p.part, p.state = 'staging' AS staging,
+              extract(epoch FROM clock_timestamp() - p.source_time)::float8 AS lag,
+              CASE WHEN p.state = 'staging' THEN
+                (SELECT json_array_length(s.body::json -> 'changes') FROM pgfanout.replica_staged_part s
+                  WHERE s.source_id = p.source_id AND s.batch_id = p.batch_id AND s.part = 0) END AS first_part_changes
+         FROM pgfanout.replica_position p WHERE p.source_id = $1`,
+      [sourceId],
+    );
+    const row = rows[0];
+    if (!row) return { appliedBatchId: null, lagSeconds: null };
+    return {
+      appliedBatchId: row.applied,
+      lagSeconds: row.lag,
+      ...(row.staging && row.part !== null ? { staging: { batchId: row.batch_id, part: row.part, firstPartChanges: row.first_part_changes } } : {}),
+    };
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const error =
+      code === '42P01' || code === '3F000'
+        ? `pgfanout is not installed on replica ${r.name} (${redactUrl(r.url)}): run pgfanout install --replica URL, then pgfanout bootstrap`
+        : `replica ${r.name} (${redactUrl(r.url)}): ${(err as Error).message}`;
+    return { appliedBatchId: null, lagSeconds: null, error };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+interface QueueState {
+  readonly queue: ReplicaStatus['queue'];
+  readonly error?: string;
+}
+
+async function queueStates(replicas: readonly { name: string }[], prefix: string, endpoint: string | undefined): Promise<QueueState[]> {
+  if (replicas.length === 0) return [];
+  const { sqs } = awsClients(endpoint ? { endpoint } : {});
+  try {
+    return await Promise.all(
+      replicas.map(async (r): Promise<QueueState> => {
         const names = resourceNames(prefix, r.name);
-        const [q, d] = await Promise.all([
-          sqs.send(new GetQueueUrlCommand({ QueueName: names.queue })),
-          sqs.send(new GetQueueUrlCommand({ QueueName: names.deadLetterQueue })),
-        ]);
-        queue = await queueDepths(sqs, { name: r.name, queueUrl: q.QueueUrl as string, queueArn: '', deadLetterQueueUrl: d.QueueUrl as string });
-      } catch {
-        queue = null;
-      }
-      const finished = sourceStatus.finishedBatchId ?? sourceStatus.lastBatchId;
-      out.push({
-        name: r.name,
-        appliedBatchId,
-        staging,
-        lagSeconds: appliedBatchId !== null && appliedBatchId === (sourceStatus.finishedBatchId ?? sourceStatus.lastBatchId) && sourceStatus.pendingEvents === '0' ? 0 : lagSeconds,
-        behindBatches: finished !== null ? Number(finished) - Number(appliedBatchId ?? 0) : null,
-        queue,
-        ...(error ? { error } : {}),
-      });
-    }
+        try {
+          const [q, d] = await Promise.all([
+            sqs.send(new GetQueueUrlCommand({ QueueName: names.queue })),
+            sqs.send(new GetQueueUrlCommand({ QueueName: names.deadLetterQueue })),
+          ]);
+          return { queue: await queueDepths(sqs, { name: r.name, queueUrl: q.QueueUrl as string, queueArn: '', deadLetterQueueUrl: d.QueueUrl as string }) };
+        } catch (err) {
+          return { queue: null, error: describeQueueError(err, names.queue, prefix, endpoint) };
+        }
+      }),
+    );
   } finally {
     sqs.destroy();
   }
-  return { source: sourceStatus, replicas: out };
+}
+
+/** Why a queue could not be read, and what to check. */
+export function describeQueueError(err: unknown, queue: string, prefix: string, endpoint: string | undefined): string {
+  const e = err as { name?: string; message?: string; Code?: string };
+  const where = endpoint ? `at ${endpoint}` : 'in AWS';
+  // QueueDoesNotExist also answers a request sent to another region than the queue's:
+  // https://repost.aws/knowledge-center/sqs-queuedoesnotexist-errors
+  if (e.name === 'QueueDoesNotExist' || e.name === 'AWS.SimpleQueueService.NonExistentQueue') {
+    return `no queue ${queue} ${where}${endpoint ? '' : ` in region ${process.env.AWS_REGION ?? 'us-east-1'} (AWS_REGION)`} (queue names are PREFIX-REPLICA.fifo: is "${prefix}" the deployment's prefix (--prefix)?)`;
+  }
+  if (e.name === 'CredentialsProviderError') {
+    return `no AWS credentials found for reading ${queue} ${where} (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)`;
+  }
+  if (e.name === 'ECONNREFUSED' || /ECONNREFUSED/.test(e.message ?? '')) {
+    return `nothing answers ${where} (is the endpoint running? AWS_ENDPOINT_URL=${endpoint ?? ''})`;
+  }
+  return `reading ${queue} ${where}: ${e.name && e.name !== 'Error' ? `${e.name}: ` : ''}${e.message ?? String(err)}`;
 }

@@ -3,14 +3,16 @@
  * capture wake-up (and ticks on a timer, so a missed NOTIFY costs latency only), runs
  * the batch protocol and publishes each batch to the SNS FIFO topic with PublishBatch.
  * A batch is finished on the source only after SNS accepted every message of it; a
- * crash anywhere before that makes the source serve the same batch again, which encodes
- * to the same messages with the same deduplication ids.
+ * crash anywhere before that makes the source serve the same batch again. The source
+ * records the message size a batch was first published with (`pgfanout.batch_encoding`)
+ * and every re-publish uses it, so the batch encodes to the same messages with the same
+ * deduplication ids even when the publisher restarted with another size.
  *
  * Plain code: no environment reading, no SDK client construction (see main.ts).
  */
 import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } from '@aws-sdk/client-sns';
 import type { Client, Notification } from 'pg';
-import { encodeBatch, readBatch, type OutgoingMessage } from '#core/source';
+import { encodeBatch, MIN_MAX_MESSAGE_BYTES, readBatch, type OutgoingMessage } from '#core/source';
 import { METRICS } from '#core/config.ts';
 
 /** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */
@@ -56,6 +58,28 @@ export interface PublisherOptions {
   readonly backoffMs?: { readonly initial: number; readonly max: number };
   /** How often pgfanout.status() is sampled for the oldest-unpublished metric. @default 10000 */
   readonly statusEveryMs?: number;
+  /**
+   * The publisher is unhealthy when its loop made no progress (a poll as standby, a look for the
+   * next batch, a PublishBatch accepted) for this long, so the container health check replaces a
+   * blocked or stopped publisher. @default 30000, and at least three ticks and three standby polls
+   */
+  readonly progressTimeoutMs?: number;
+  /** `lock_timeout` of the publisher's session: a lock waited for longer fails the loop, which reconnects (its advisory lock goes with the session). @default 5000 */
+  readonly lockTimeoutMs?: number;
+  /**
+   * `statement_timeout` of the publisher's session, for every statement but the COPY of a batch
+   * and `finish_batch` (the COPY streams as fast as SNS accepts the batch; the progress timeout
+   * watches it instead). @default 30000
+   */
+  readonly statementTimeoutMs?: number;
+  /** `idle_in_transaction_session_timeout` of the publisher's session. @default 30000 */
+  readonly idleInTransactionTimeoutMs?: number;
+  /**
+   * `idle_session_timeout` of the publisher's session (PostgreSQL 14 and later): the server ends
+   * the session of a publisher that stopped answering (a stopped process, a lost network path),
+   * which frees the single-publisher lock for the standby. @default the progress timeout
+   */
+  readonly idleSessionTimeoutMs?: number;
 }
 
 /** What the health endpoint and the status command report. */
@@ -64,6 +88,10 @@ export interface PublisherHealth {
   readonly sourceId: string | null;
   readonly lastBatchId: string | null;
   readonly lastProgressAt: string | null;
+  /** When the loop last made progress (see {@link PublisherOptions.progressTimeoutMs}). */
+  readonly lastLoopAt: string;
+  /** The progress timeout in force: the health check fails after this long without progress. */
+  readonly progressTimeoutMs: number;
   readonly lastError: string | null;
   readonly batchesPublished: number;
   readonly messagesPublished: number;
@@ -78,13 +106,53 @@ interface BatchRow {
   event_count: string;
   first_event_time: Date | null;
   last_event_time: Date | null;
+  /** The message size this batch is encoded with (recorded on the source at its first publish). */
+  max_message_bytes: number;
+  /** Where on the source the batch was made (the envelope's `origin`), recorded at its first publish. */
+  origin_system: string;
+  origin_timeline: string;
+  origin_lsn: string;
 }
+
+/**
+ * The next batch and the message size it is published with, in one transaction: the size is
+ * recorded with the batch before any of its messages is published.
+ */
+const NEXT_BATCH_SQL = `SELECT b.batch_id::text, b.prev_batch_id::text, b.event_count::text, b.first_event_time, b.last_event_time,
+  e.max_message_bytes, e.origin_system, e.origin_timeline::text, e.origin_lsn, pg_catalog.set_config('statement_timeout', '0', false) AS no_statement_timeout
+  FROM pgfanout.next_batch() b CROSS JOIN LATERAL pgfanout.batch_encoding(b.batch_id, $1) AS e`;
+/*
+ * When a batch is returned, the statement above also lifts the statement timeout for what
+ * follows (it still applies to the statement itself): the COPY of the batch lasts as long as
+ * publishing it. FINISH_BATCH_SQL puts the timeout back for the statements after it.
+ */
+const FINISH_BATCH_SQL = `SELECT pgfanout.finish_batch($1), pg_catalog.set_config('statement_timeout', $2, false)`;
+
+/**
+ * The publisher's session settings, set once per connection (values as parameters):
+ * synchronous_commit on, whatever the server's or database's default: the next_batch
+ * statement's transaction always writes (it locks the batch cursor, and makes or records
+ * the batch), so its commit returns only once the WAL up to it is flushed (and, with
+ * synchronous standbys, replicated). That covers the batch row and every transaction in
+ * the batch, asynchronously committed ones included (their commit records come earlier in
+ * the WAL): nothing is published that a crash of the source could take back, so a batch id
+ * is never published twice with different contents. Lock, statement and idle timeouts, so a publisher
+ * blocked on the source, or gone, fails or is disconnected instead of holding its lock.
+ * idle_session_timeout exists from PostgreSQL 14; on 13 it is left unset.
+ */
+const SESSION_SQL = `SELECT pg_catalog.set_config('synchronous_commit', 'on', false),
+  pg_catalog.set_config('lock_timeout', $1, false),
+  pg_catalog.set_config('statement_timeout', $2, false),
+  pg_catalog.set_config('idle_in_transaction_session_timeout', $3, false),
+  CASE WHEN pg_catalog.current_setting('server_version_num')::int >= 140000
+       THEN pg_catalog.set_config('idle_session_timeout', $4, false) END`;
 
 /** Thrown inside the loop when the stop signal fired; never escapes `run`. */
 class Stopped extends Error {}
 
 export class Publisher {
   readonly #o: Required<Omit<PublisherOptions, 'metrics'>> & { metrics?: PublisherMetrics };
+  #lastLoopAt = new Date();
   #state: PublisherState = 'starting';
   #sourceId: string | null = null;
   #lastBatchId: string | null = null;
@@ -98,14 +166,36 @@ export class Publisher {
   #wake: (() => void) | null = null;
 
   constructor(options: PublisherOptions) {
+    const tickMs = options.tickMs ?? 1000;
+    const standbyPollMs = options.standbyPollMs ?? 1000;
+    const progressTimeoutMs = Math.max(options.progressTimeoutMs ?? 30_000, 3 * tickMs, 3 * standbyPollMs);
     this.#o = {
-      tickMs: 1000,
       maxMessageBytes: PUBLISH_BATCH_MAX_BYTES,
-      standbyPollMs: 1000,
       backoffMs: { initial: 200, max: 30_000 },
       statusEveryMs: 10_000,
+      lockTimeoutMs: 5_000,
+      statementTimeoutMs: 30_000,
+      idleInTransactionTimeoutMs: 30_000,
+      idleSessionTimeoutMs: progressTimeoutMs,
       ...options,
+      tickMs,
+      standbyPollMs,
+      progressTimeoutMs,
     };
+    const o = this.#o;
+    if (o.idleSessionTimeoutMs <= 2 * Math.max(tickMs, standbyPollMs)) {
+      throw new Error(`idleSessionTimeoutMs ${o.idleSessionTimeoutMs} must be above twice the tick (${tickMs} ms) and the standby poll (${standbyPollMs} ms): an idle publisher would be disconnected`);
+    }
+  }
+
+  /** The health check fails after this long without progress (see {@link PublisherOptions.progressTimeoutMs}). */
+  get progressTimeoutMs(): number {
+    return this.#o.progressTimeoutMs;
+  }
+
+  /** The loop made progress. */
+  #progress(): void {
+    this.#lastLoopAt = new Date();
   }
 
   health(): PublisherHealth {
@@ -114,6 +204,8 @@ export class Publisher {
       sourceId: this.#sourceId,
       lastBatchId: this.#lastBatchId,
       lastProgressAt: this.#lastProgressAt?.toISOString() ?? null,
+      lastLoopAt: this.#lastLoopAt.toISOString(),
+      progressTimeoutMs: this.#o.progressTimeoutMs,
       lastError: this.#lastError,
       batchesPublished: this.#batches,
       messagesPublished: this.#messages,
@@ -125,12 +217,15 @@ export class Publisher {
   /** Runs until `signal` aborts; reconnects with backoff on any failure. */
   async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
+    this.#progress();
     while (!signal.aborted) {
       let client: Client | undefined;
       try {
         client = await this.#o.connectSource();
         // A connection that dies while idle must not crash the process: the next query fails instead.
         client.on('error', (err) => this.#o.logger.warn('source connection error', { error: err.message }));
+        const o = this.#o;
+        await client.query(SESSION_SQL, [`${o.lockTimeoutMs}ms`, `${o.statementTimeoutMs}ms`, `${o.idleInTransactionTimeoutMs}ms`, `${o.idleSessionTimeoutMs}ms`]);
         await this.#holdLock(client, signal);
         failures = 0;
         await this.#work(client, signal);
@@ -142,7 +237,10 @@ export class Publisher {
         this.#o.logger.error('publisher loop failed; reconnecting', { error: this.#lastError, attempt: failures });
         this.#o.metrics?.addMetric(METRICS.publisher.publishErrors, 'Count', 1);
         this.#o.metrics?.publishStoredMetrics();
-        await sleep(backoff(this.#o.backoffMs, failures), signal).catch(() => undefined);
+        // The session (and with it the single-publisher lock) is closed below. Wait longer than a
+        // standby's poll before trying the lock again, so a standby takes over from a publisher
+        // that fails (e.g. blocked on the source) instead of this one taking the lock back.
+        await sleep(Math.max(backoff(this.#o.backoffMs, failures), 2 * this.#o.standbyPollMs), signal).catch(() => undefined);
       } finally {
         if (client) await client.end().catch(() => undefined);
       }
@@ -160,6 +258,7 @@ export class Publisher {
       if (rows[0]?.locked) break;
       if (!announced) this.#o.logger.info('another publisher is active on this source; standing by', {});
       this.#state = 'standby';
+      this.#progress();
       await sleep(this.#o.standbyPollMs, signal);
     }
     const { rows } = await client.query<{ id: string }>('SELECT pgfanout.source_id() AS id');
@@ -190,9 +289,8 @@ export class Publisher {
         lastStatus = Date.now();
       }
       this.#woken = false;
-      const { rows } = await client.query<BatchRow>(
-        'SELECT batch_id::text, prev_batch_id::text, event_count::text, first_event_time, last_event_time FROM pgfanout.next_batch()',
-      );
+      const { rows } = await client.query<BatchRow>(NEXT_BATCH_SQL, [this.#o.maxMessageBytes]);
+      this.#progress();
       const batch = rows[0];
       if (batch) {
         if (waiting) {
@@ -231,6 +329,19 @@ export class Publisher {
   async #publishBatch(client: Client, batch: BatchRow, signal: AbortSignal): Promise<void> {
     const started = Date.now();
     const sourceId = this.#sourceId as string;
+    const maxMessageBytes = batch.max_message_bytes;
+    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < MIN_MAX_MESSAGE_BYTES || maxMessageBytes > PUBLISH_BATCH_MAX_BYTES) {
+      throw new Error(
+        `batch ${batch.batch_id} is recorded on the source with message size ${String(maxMessageBytes)}; this publisher encodes ${MIN_MAX_MESSAGE_BYTES} to ${PUBLISH_BATCH_MAX_BYTES} bytes`,
+      );
+    }
+    if (maxMessageBytes !== this.#o.maxMessageBytes) {
+      this.#o.logger.info('publishing a batch with the message size it was first published with', {
+        batchId: batch.batch_id,
+        maxMessageBytes,
+        configured: this.#o.maxMessageBytes,
+      });
+    }
     const messages = encodeBatch(
       {
         sourceId,
@@ -238,9 +349,10 @@ export class Publisher {
         prevBatchId: batch.prev_batch_id,
         eventCount: batch.event_count,
         ...(batch.last_event_time ? { lastEventTime: batch.last_event_time.toISOString() } : {}),
+        origin: { system: batch.origin_system, timeline: Number(batch.origin_timeline), lsn: batch.origin_lsn },
       },
       readBatch(client, batch.batch_id),
-      { maxMessageBytes: this.#o.maxMessageBytes },
+      { maxMessageBytes },
     );
     let pending: OutgoingMessage[] = [];
     let pendingBytes = 0;
@@ -259,7 +371,8 @@ export class Publisher {
       count += 1;
     }
     if (pending.length > 0) await this.#send(pending, signal);
-    await client.query('SELECT pgfanout.finish_batch($1)', [batch.batch_id]);
+    await client.query(FINISH_BATCH_SQL, [batch.batch_id, `${this.#o.statementTimeoutMs}ms`]);
+    this.#progress();
 
     const events = Number(batch.event_count);
     this.#batches += 1;
@@ -302,7 +415,10 @@ export class Publisher {
           { abortSignal: signal },
         );
         const failed = out.Failed ?? [];
-        if (failed.length === 0) return;
+        if (failed.length === 0) {
+          this.#progress();
+          return;
+        }
         const senderFault = failed.find((f) => f.SenderFault);
         if (senderFault) {
           // The request itself is wrong (e.g. too large): retrying cannot help, and skipping would lose data.

@@ -1,7 +1,8 @@
 /**
  * The HTTP edge of the local endpoint: one port for both services, Node's built-in HTTP
  * server, routing by wire protocol (SQS: `X-Amz-Target: AmazonSQS.*` with an AWS JSON 1.0
- * body; SNS: a form-encoded query-protocol body), request ids, body limits, clean
+ * body; SNS: a form-encoded query-protocol body; Lambda's event source mappings: REST-JSON
+ * under `/2015-03-31/event-source-mappings`), request ids, body limits, clean
  * shutdown. Request signatures are not checked: any credentials are accepted.
  *
  * Two local-only routes help tooling: `GET /_pgfanout/health` and `GET /_pgfanout/stats`
@@ -13,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Clock, systemClock } from './clock.ts';
+import { ESM_PATH, EventSourceMappings } from './lambda/event-source-mappings.ts';
 import { AwsApiError, EndpointOptionError, type PersistenceError, snsError, sqsError } from './errors.ts';
 import { loadState, type PersistedState, STATE_FORMAT_VERSION, StateFile } from './persistence.ts';
 import { handleSnsRequest, queryErrorReply } from './sns/query-protocol.ts';
@@ -127,6 +129,7 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
   const onChange = (): void => store?.changed();
 
   const sqs = new SqsService({ clock, region, accountId, baseUrl: origin, onChange });
+  const mappings = new EventSourceMappings({ clock, region, accountId });
   const sns = new SnsService({
     clock,
     region,
@@ -173,6 +176,9 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
       return typeof target === 'string'
         ? sqsErrorReply(sqsError('InternalFailure', error))
         : queryErrorReply(snsError('InternalError', error), requestId);
+    }
+    if (url.pathname === ESM_PATH || url.pathname.startsWith(`${ESM_PATH}/`)) {
+      return mappings.handle(req.method ?? 'GET', url, body);
     }
     if (typeof target === 'string') {
       const abort = new AbortController();

@@ -196,6 +196,19 @@ describe('publishing and delivery', () => {
     expect((await drain(q.url)).map((m) => m.Body)).toEqual(['once', 'new']);
   });
 
+  it('a message with U+FFFF is accepted by SNS but not delivered to an SQS queue, which refuses that character', async () => {
+    // SQS accepts only #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF
+    // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html); SNS discards a
+    // message its endpoint refuses with a client-side error unless the subscription has a dead-letter queue
+    // (https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html, "Why do message deliveries fail?").
+    const topic = await fifoTopic();
+    const q = await queue();
+    await subscribe(topic, q.arn);
+    await sns.send(new PublishCommand({ TopicArn: topic, Message: 'bad \uFFFF', MessageGroupId: 'g', MessageDeduplicationId: 'bad' }));
+    await sns.send(new PublishCommand({ TopicArn: topic, Message: 'escaped \\uffff', MessageGroupId: 'g', MessageDeduplicationId: 'ok' }));
+    expect((await drain(q.url)).map((m) => m.Body)).toEqual(['escaped \\uffff']);
+  });
+
   it('the topic\'s deduplication interval is 5 minutes: the same MessageDeduplicationId is delivered again after it', async () => {
     const clock = new ManualClock();
     const local = await startEndpoint({ port: 0, clock });

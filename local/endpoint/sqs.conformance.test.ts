@@ -286,6 +286,22 @@ describe('sending', () => {
     expect(error.message).toContain('#x7');
   });
 
+  it('U+FFFE and U+FFFF (beyond #xFFFD) are InvalidMessageContents; the same text JSON-escaped is accepted', async () => {
+    // https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html: "If a message
+    // contains characters outside the allowed set, Amazon SQS rejects the message and returns an InvalidMessageContents error."
+    const { url } = await fifoQueue();
+    for (const [char, name] of [['\uFFFE', '#xFFFE'], ['\uFFFF', '#xFFFF']] as const) {
+      const error = await rejection(sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: `{"v":"a${char}"}`, MessageGroupId: 'g', MessageDeduplicationId: name })));
+      expect(error).toBeInstanceOf(InvalidMessageContents);
+      expect(error.message).toContain(name);
+    }
+    const escaped = '{"v":"a\\ufffe\\uffff\uFFFD"}';
+    await sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: escaped, MessageGroupId: 'g', MessageDeduplicationId: 'ok' }));
+    const out = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url }));
+    expect(out.Messages?.[0]?.Body).toBe(escaped);
+    expect(JSON.parse(escaped).v).toBe('a\uFFFE\uFFFF\uFFFD');
+  });
+
   it('SendMessageBatch: more than 10 entries is TooManyEntriesInBatchRequest; repeated Ids are BatchEntryIdsNotDistinct', async () => {
     const { url } = await fifoQueue();
     const entry = (i: number, id = `e${i}`) => ({ Id: id, MessageBody: `m${i}`, MessageGroupId: 'g', MessageDeduplicationId: `d${i}` });

@@ -68,6 +68,12 @@ export interface EventSourceRunnerOptions {
    * @default the system clock
    */
   readonly clock?: Clock;
+  /**
+   * Whether the event source mapping is enabled, read before every poll: while it says false
+   * the runner receives nothing (invocations in progress finish), as Lambda stops polling a
+   * disabled mapping. @default always enabled
+   */
+  readonly enabled?: () => Promise<boolean>;
 }
 
 /** Counters of a runner. */
@@ -118,6 +124,9 @@ function integerIn(problems: string[], name: string, value: number | undefined, 
     problems.push(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
   }
 }
+
+/** How often a disabled mapping is read again (real milliseconds). */
+const DISABLED_RECHECK_MS = 250;
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -258,6 +267,10 @@ export function startEventSourceRunner(options: EventSourceRunnerOptions): Event
   async function poll(queue: { arn: string; region: string; accountId: string; fifo: boolean }): Promise<void> {
     let backoff = 100;
     while (!stopping.signal.aborted) {
+      if (options.enabled && !(await options.enabled().catch(() => true))) {
+        await delay(DISABLED_RECHECK_MS, stopping.signal);
+        continue;
+      }
       let messages: Message[];
       try {
         const out = await sqs.send(

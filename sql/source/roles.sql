@@ -39,3 +39,12 @@ GRANT EXECUTE ON FUNCTION
     pgfanout.source_id(),
     pgfanout.version()
 TO pgfanout_publisher;
+
+-- Functions of later versions: this file also runs after installing an older version on request.
+DO $grants$
+BEGIN
+    IF pg_catalog.to_regprocedure('pgfanout.batch_encoding(bigint, integer)') IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION pgfanout.batch_encoding(bigint, integer) TO pgfanout_publisher;
+    END IF;
+END
+$grants$;

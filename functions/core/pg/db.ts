@@ -4,6 +4,7 @@
  * operator tools with errors that say what went wrong and where.
  */
 import pg, { type ClientConfig } from 'pg';
+import { lookUpPasswordFile, passwordFilePath } from './pgpass.ts';
 
 /** TLS mode for connections built from a secret. */
 export type TlsMode = 'disable' | 'require' | 'verify-full';
@@ -72,9 +73,39 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** The server asked for a password and none was found: not in the URL, PGPASSWORD or the password file. */
+export class PasswordNeededError extends Error {
+  readonly code = 'PGFANOUT_PASSWORD_NEEDED';
+}
+
+/**
+ * A client for `url` that finds a password as libpq's tools do when the URL has none:
+ * `PGPASSWORD`, then the password file (see pgpass.ts); when the server asks for one and there
+ * is none, connecting fails with a {@link PasswordNeededError} that says where to put it.
+ */
+export function newClient(url: string, config: Omit<ClientConfig, 'connectionString' | 'password'> = {}): pg.Client {
+  const client = new pg.Client({ ...config, connectionString: url });
+  const settings = client as unknown as { password: unknown; host: string; port: number; database: string; user: string };
+  // pg has applied the URL's password and PGPASSWORD; where neither gave one, this function runs
+  // only if the server asks for a password.
+  if (settings.password === null || settings.password === undefined || settings.password === '') {
+    settings.password = async () => {
+      const target = { host: settings.host, port: settings.port, database: settings.database, user: settings.user };
+      const lookup = lookUpPasswordFile(target);
+      if ('found' in lookup) return lookup.found;
+      const file = 'ignored' in lookup ? lookup.ignored : `${passwordFilePath()}: ${lookup.missing === 'no file' ? 'none' : `no line for ${target.host}:${target.port}:${target.database}:${target.user}`}`;
+      throw new PasswordNeededError(
+        `the server asks for a password for user "${target.user}" and none was given: put it in the URL ` +
+          `(postgres://${target.user}:PASSWORD@…), set PGPASSWORD, or add a line to the password file (${file})`,
+      );
+    };
+  }
+  return client;
+}
+
 /** Connects to `url`; unreachable servers, bad credentials and missing databases get clear messages. */
 export async function connect(url: string, role: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url, application_name: 'pgfanout-cli', connectionTimeoutMillis: 10_000 });
+  const client = newClient(url, { application_name: 'pgfanout-cli', connectionTimeoutMillis: 10_000 });
   try {
     await client.connect();
   } catch (err) {
@@ -87,6 +118,7 @@ export async function connect(url: string, role: string): Promise<pg.Client> {
 /** A connection error in words: what failed and what to check. */
 export function describeConnectError(err: unknown): string {
   const e = err as { code?: string; message?: string };
+  if (err instanceof PasswordNeededError) return err.message;
   switch (e.code) {
     case 'ECONNREFUSED':
       return 'connection refused (is the server running and listening on that host and port?)';

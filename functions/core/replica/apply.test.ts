@@ -44,11 +44,16 @@ describe('decide', () => {
   it('applies the next batch, skips what is at or below the position, refuses gaps', () => {
     expect(decide(undefined, msg('1'), 'd')).toEqual({ kind: 'apply', restart: false });
     expect(decide(at(4n), msg('5'), 'd')).toEqual({ kind: 'apply', restart: false });
-    expect(decide(at(4n), msg('4'), 'd')).toEqual({ kind: 'duplicate' });
-    expect(decide(at(4n), msg('2'), 'd')).toEqual({ kind: 'duplicate' });
+    expect(decide(at(4n), msg('4'), 'd')).toEqual({ kind: 'applied-before' });
+    expect(decide(at(4n), msg('2'), 'd')).toEqual({ kind: 'applied-before' });
     expect(decide(at(4n), msg('6'), 'd')).toEqual({ kind: 'gap', expected: 'the batch after batch 4' });
     expect(decide(undefined, msg('2'), 'd')).toEqual({ kind: 'gap', expected: 'the batch after batch 0' });
     expect(decide(at(4n), msg('5', 1, true, 'x'), 'd')).toEqual({ kind: 'gap', expected: 'batch 5 part 0' });
+  });
+
+  it('refuses a batch that does not follow its own prev: batches are consecutive, so nothing jumps the position', () => {
+    expect(decide(at(4n), { ...msg('1000000000000000000'), prev: '4' }, 'd')).toMatchObject({ kind: 'refuse', reason: expect.stringContaining('consecutive') });
+    expect(decide(at(4n), { ...msg('3'), prev: '1' }, 'd')).toMatchObject({ kind: 'refuse' });
   });
 
   it('stages parts in order and follows the digest chain', () => {
@@ -275,7 +280,7 @@ describe.each(TEST_MAJORS)('applyMessage on PostgreSQL %i', (major) => {
     expect(await rows(client, 'public.child')).toEqual(['(1,9)']);
 
     const second = await messages(source, 2, [ins('audited', { id: '2', v: 'y' })]);
-    const [guarded] = await applyAll(client, second, { replicationRole: 'origin-guard' });
+    const [guarded] = await applyAll(client, second, { replicationRole: 'origin-guard', replicaTriggers: 'fire' });
     expect(guarded?.replicationRole).toBe('origin-guard');
     expect(await rows(client, 'public.audit_log')).toEqual([`(${source},2)`]);
     const setting = await client.query<{ v: string | null }>("SELECT current_setting('pgfanout.origin', true) AS v");
@@ -293,7 +298,7 @@ describe.each(TEST_MAJORS)('applyMessage on PostgreSQL %i', (major) => {
     const list = await messages(source, 1, [ins('audited', { id: '3', v: 'z' })]);
     await client.query('SET ROLE plain_applier');
     try {
-      const [result] = await applyAll(client, list);
+      const [result] = await applyAll(client, list, { replicaTriggers: 'fire' });
       expect(result).toMatchObject({ outcome: 'applied', replicationRole: 'origin-guard' });
     } finally {
       await client.query('RESET ROLE');

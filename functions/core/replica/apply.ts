@@ -3,11 +3,23 @@
  *
  * `applyMessage` runs in one transaction on the replica:
  * 1. validate the envelope (malformed or unknown-version messages never reach the database);
- * 2. lock the source's row of `pgfanout.replica_position`;
- * 3. a message at or below the recorded position is a duplicate (nothing happens); one that does
- *    not follow it is a gap (refused with both positions named);
- * 4. a part that is not final is staged; the final part applies every staged part (read back one
- *    at a time), then itself, and records the batch as applied, all in the same transaction.
+ * 2. refuse a message of a source the replica does not follow (`sources`), before anything else;
+ * 3. lock the source's row of `pgfanout.replica_position`;
+ * 4. a message whose batch is not its `prev` + 1 is refused (batches are consecutive, so nothing
+ *    can jump the position); one at or below the recorded position is a duplicate once it matches
+ *    the replica's record of that batch (position.ts: same origin, or same part digest; nothing
+ *    happens), and stops the replica when it does not; one that does not follow the position is a
+ *    gap (refused with both positions named); a new batch from an earlier WAL position of the
+ *    same source system and timeline is refused;
+ * 5. a part that is not final is staged; the final part applies every staged part (read back one
+ *    at a time and checked against the digest chain), then itself, and records the batch as
+ *    applied with its part digests and origin, all in the same transaction.
+ *
+ * A change to pgfanout's own schema is refused; so is a schema change on a replica that does not
+ * allow them (`allowSchemaChanges`), or one holding transaction control or more than it shows
+ * (schema-change.ts); an INSERT that no longer carries a replica column the replica would leave
+ * NULL is schema drift (batch-applier.ts). Each refusal is a permanent error that stops the
+ * replica: nothing of the message is applied.
  *
  * Changes are applied with set-based statements over runs of changes to one table with one
  * operation (split wherever a later change touches a row an earlier one in the run touched, so the
@@ -22,6 +34,10 @@
  *   touches the same identity value, and an INSERT leaves no column to a default. A table with
  *   triggers that fire in replica mode, rules, inheritance or partitions keeps its exact place in
  *   the batch; TRUNCATE, split changes and schema changes are barriers for every table.
+ * Keys compare as the replica compares them (type and collation), never as text where the two
+ * differ, and DEFERRABLE keys and other unique constraints shape the runs (`Joining` in
+ * statements.ts); DEFERRABLE unique constraints, which PostgreSQL does not check under
+ * `session_replication_role = replica`, are checked before commit for the keys the batch wrote.
  *
  * What the applier reads from the replica's catalog (columns, types, identities) is kept per
  * connection across messages ({@link replicaCatalog}), forgotten on any failed apply, after a
@@ -46,12 +62,12 @@
 import type pg from 'pg';
 import { parseEnvelope } from '../wire/envelope.ts';
 import { bodyDigest } from '../wire/digest.ts';
-import { classifyDatabaseError, describeValue, GapError, InvalidArgumentError, MalformedMessageError, type ApplyContext } from '../wire/errors.ts';
+import { classifyDatabaseError, describeValue, GapError, InvalidArgumentError, MalformedMessageError, UntrustedMessageError, type ApplyContext } from '../wire/errors.ts';
 import { checkConflictMode, type ConflictMode } from './conflicts.ts';
 import { TableFilter } from './filter.ts';
-import { decide, lockPosition, positionText, refuseBeforeBootstrap } from './position.ts';
+import { checkDuplicate, checkOriginForward, decide, lockPosition, positionText, refuseBeforeBootstrap, REPLICA_HISTORY_BATCHES } from './position.ts';
 import { replicaCatalog } from './catalog.ts';
-import { beginSession, type ReplicationRole } from './session.ts';
+import { beginSession, type ReplicaTriggers, type ReplicationRole } from './session.ts';
 import { BatchApplier } from './batch-applier.ts';
 
 /** How {@link applyMessage} groups changes into statements. */
@@ -59,6 +75,23 @@ export type Planning = 'per-table' | 'in-order';
 
 /** Options of {@link applyMessage}. */
 export interface ApplyOptions {
+  /**
+   * The source ids (`pgfanout.source_id()` on each source) this replica follows: a message of any
+   * other source is refused (a permanent `UNTRUSTED_MESSAGE` error) before the replica is touched.
+   * The deployed applier always sets it (PGFANOUT_SOURCE_IDS); absent, any source is accepted,
+   * which only tests and tools reading one known stream should rely on.
+   * @default any source
+   */
+  readonly sources?: readonly string[];
+  /**
+   * Whether this replica runs the schema changes (`S` changes) of its sources. Off, a schema
+   * change stops the replica with a permanent `UNTRUSTED_MESSAGE` error naming the statement:
+   * running a statement from the stream is a trust the replica's operator grants. On, each
+   * statement still runs only if it is exactly the statements it shows, none of them transaction
+   * or session control, `COPY`, `DO` or naming pgfanout's own schema (see schema-change.ts).
+   * @default false
+   */
+  readonly allowSchemaChanges?: boolean;
   /** Tables to apply (`schema.table`, `"schema"."table"` or `schema.*`); empty or absent means all. */
   readonly include?: readonly string[];
   /** Tables never to apply, same forms; wins over `include`. */
@@ -69,6 +102,13 @@ export interface ApplyOptions {
    * @default 'auto'
    */
   readonly replicationRole?: ReplicationRole;
+  /**
+   * Under the origin guard (the role may not set session_replication_role), a replica table's
+   * own triggers fire on applied changes: `refuse` stops the apply with an error naming them and
+   * the fix; `fire` lets them, for replicas whose triggers are meant to (see session.ts).
+   * @default 'refuse'
+   */
+  readonly replicaTriggers?: ReplicaTriggers;
   /**
    * How changes are grouped into set-based statements (see the module comment): `per-table`
    * groups changes by table where that provably gives the same result (only under
@@ -97,6 +137,12 @@ export interface ApplyOptions {
 export interface ApplyResult {
   /** `applied`: the batch is applied; `staged`: a non-final part was stored; `duplicate`: nothing to do. */
   readonly outcome: 'applied' | 'staged' | 'duplicate';
+  /**
+   * For a duplicate of an applied batch: true when it was checked against the replica's record of
+   * that batch, false when the replica keeps none (older than its history, copied by a bootstrap,
+   * or skipped). Absent otherwise.
+   */
+  readonly verified?: boolean;
   readonly sourceId: string;
   readonly batchId: string;
   readonly part: number;
@@ -114,11 +160,15 @@ export interface ApplyResult {
 
 /** The checked form of {@link ApplyOptions}. */
 interface CheckedOptions {
+  /** Undefined: any source. */
+  readonly sources: ReadonlySet<string> | undefined;
+  readonly allowSchemaChanges: boolean;
   readonly filter: TableFilter;
   readonly mode: ReplicationRole;
   readonly conflicts: ConflictMode;
   readonly planning: Planning;
   readonly dryRun: boolean;
+  readonly replicaTriggers: ReplicaTriggers;
 }
 
 /** Checks options once, naming the option, the value and what is allowed. */
@@ -131,7 +181,24 @@ function checkOptions(options: ApplyOptions): CheckedOptions {
   if (planning !== 'per-table' && planning !== 'in-order') {
     throw new InvalidArgumentError(`planning ${describeValue(planning)} is not allowed; expected 'per-table' or 'in-order'`);
   }
+  const replicaTriggers = options.replicaTriggers ?? 'refuse';
+  if (replicaTriggers !== 'refuse' && replicaTriggers !== 'fire') {
+    throw new InvalidArgumentError(`replicaTriggers ${describeValue(replicaTriggers)} is not allowed; expected 'refuse' or 'fire'`);
+  }
+  let sources: ReadonlySet<string> | undefined;
+  if (options.sources !== undefined) {
+    if (!Array.isArray(options.sources) || options.sources.length === 0 || options.sources.some((id) => typeof id !== 'string' || id.trim() === '')) {
+      throw new InvalidArgumentError(`sources ${describeValue(options.sources)} is not allowed; expected a non-empty list of source ids (pgfanout.source_id() on each source)`);
+    }
+    sources = new Set(options.sources);
+  }
+  if (options.allowSchemaChanges !== undefined && typeof options.allowSchemaChanges !== 'boolean') {
+    throw new InvalidArgumentError(`allowSchemaChanges ${describeValue(options.allowSchemaChanges)} is not allowed; expected true or false`);
+  }
   return {
+    replicaTriggers,
+    sources,
+    allowSchemaChanges: options.allowSchemaChanges === true,
     filter: new TableFilter(options.include, options.exclude),
     mode,
     conflicts: checkConflictMode(options.conflicts ?? 'error'),
@@ -179,6 +246,13 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     ...(envelope.time === undefined ? {} : { sourceTime: envelope.time }),
   };
   const where = `(batch ${envelope.batch}, part ${envelope.part}, source ${envelope.source})`;
+  if (options.sources !== undefined && !options.sources.has(envelope.source)) {
+    throw new UntrustedMessageError(
+      envelope.source,
+      `this replica follows only source${options.sources.size > 1 ? 's' : ''} ${[...options.sources].join(', ')} (its sources option, PGFANOUT_SOURCE_IDS)`,
+      { batchId: envelope.batch, part: envelope.part },
+    );
+  }
   let role: 'replica' | 'origin-guard';
   try {
     role = await beginSession(client, mode, envelope.source);
@@ -198,6 +272,12 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
       stagedFirst = rows[0]?.digest;
     }
     const decision = decide(position, envelope, digest, stagedFirst);
+    if (decision.kind === 'refuse') throw new UntrustedMessageError(envelope.source, decision.reason, { batchId: envelope.batch, part: envelope.part });
+    if (decision.kind === 'applied-before') {
+      const verified = await checkDuplicate(client, envelope, digest);
+      await client.query('ROLLBACK');
+      return { outcome: 'duplicate', ...base, verified, changes: 0, skipped: 0 };
+    }
     if (decision.kind === 'duplicate') {
       await client.query('ROLLBACK');
       return { outcome: 'duplicate', ...base, changes: 0, skipped: 0 };
@@ -205,6 +285,7 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     if (decision.kind === 'gap') {
       throw new GapError(envelope.source, decision.expected, `${positionText(envelope.batch, envelope.part)} (prev ${envelope.prev})`);
     }
+    if (envelope.part === 0) checkOriginForward(position, envelope);
     if (decision.restart) {
       await client.query('DELETE FROM pgfanout.replica_staged_part WHERE source_id = $1', [envelope.source]);
     }
@@ -227,16 +308,41 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     }
 
     // Per-table planning is valid only while session_replication_role = replica is in effect.
-    const applier = new BatchApplier(client, context, { filter, conflicts, perTable: role === 'replica' && planning === 'per-table' });
+    const applier = new BatchApplier(client, context, {
+      filter,
+      conflicts,
+      perTable: role === 'replica' && planning === 'per-table',
+      allowSchemaChanges: options.allowSchemaChanges,
+      checkDeferrable: role === 'replica',
+      refuseTriggers: role === 'origin-guard' && options.replicaTriggers === 'refuse',
+    });
+    const partDigests: string[] = [];
     for (let part = 0; part < envelope.part; part++) {
-      const { rows } = await client.query<{ body: string }>(
-        'SELECT body FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = $3',
+      const { rows } = await client.query<{ body: string; digest: string }>(
+        'SELECT body, digest FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = $3',
         [envelope.source, envelope.batch, part],
       );
       const staged = rows[0];
       if (staged === undefined) throw new GapError(envelope.source, `staged ${positionText(envelope.batch, part)}`, `the final ${positionText(envelope.batch, envelope.part)} without it`);
-      await applier.part(parseEnvelope(staged.body).changes, part);
+      // What was staged must be what arrived: its digest, and the chain of `after` digests from this message back.
+      const stagedEnvelope = parseEnvelope(staged.body);
+      const stagedDigest = bodyDigest(staged.body);
+      if (stagedDigest !== staged.digest || (part > 0 && stagedEnvelope.after !== partDigests[part - 1]) || stagedEnvelope.source !== envelope.source || stagedEnvelope.batch !== envelope.batch) {
+        throw new UntrustedMessageError(envelope.source, `the staged ${positionText(envelope.batch, part)} is not the part that arrived (its digest or its link to the part before differs)`, {
+          batchId: envelope.batch,
+          part: envelope.part,
+        });
+      }
+      partDigests.push(stagedDigest);
+      await applier.part(stagedEnvelope.changes, part);
     }
+    if (envelope.part > 0 && envelope.after !== partDigests[envelope.part - 1]) {
+      throw new UntrustedMessageError(envelope.source, `the final ${positionText(envelope.batch, envelope.part)} does not follow the staged part before it (digest ${partDigests[envelope.part - 1]}, after ${envelope.after})`, {
+        batchId: envelope.batch,
+        part: envelope.part,
+      });
+    }
+    partDigests.push(digest);
     await applier.part(envelope.changes, envelope.part);
     await applier.finish();
     if (applier.seen !== envelope.count) {
@@ -246,12 +352,23 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     if (envelope.part > 0) {
       await client.query('DELETE FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8', [envelope.source, envelope.batch]);
     }
+    // The position, the batch's record (part digests, origin) and the end of the kept history, in one statement.
+    const origin = envelope.origin;
     await client.query(
-      `UPDATE pgfanout.replica_position
+      `WITH recorded AS (
+         INSERT INTO pgfanout.replica_applied_batch AS h (source_id, batch_id, part_digests, origin_system, origin_timeline, origin_lsn)
+         VALUES ($1, $2::pg_catalog.int8, $4::pg_catalog.text[], $5, $6::pg_catalog.int8, $7::pg_catalog.pg_lsn)
+         ON CONFLICT (source_id, batch_id) DO UPDATE
+            SET part_digests = excluded.part_digests, origin_system = excluded.origin_system, origin_timeline = excluded.origin_timeline,
+                origin_lsn = excluded.origin_lsn, applied_at = pg_catalog.now()
+       ), forgotten AS (
+         DELETE FROM pgfanout.replica_applied_batch WHERE source_id = $1 AND batch_id <= $2::pg_catalog.int8 - $8::pg_catalog.int8
+       )
+       UPDATE pgfanout.replica_position
           SET batch_id = $2::pg_catalog.int8, part = NULL, state = 'applied', applied_batch_id = $2::pg_catalog.int8, part_digest = NULL,
               applied_at = pg_catalog.now(), source_time = COALESCE($3::pg_catalog.timestamptz, source_time)
         WHERE source_id = $1`,
-      [envelope.source, envelope.batch, envelope.time ?? null],
+      [envelope.source, envelope.batch, envelope.time ?? null, partDigests, origin?.system ?? null, origin?.timeline ?? null, origin?.lsn ?? null, REPLICA_HISTORY_BATCHES],
     );
     await client.query(options.dryRun ? 'ROLLBACK' : 'COMMIT');
     // A schema change rolled back by a dry run must not stay in what was read of the catalog.

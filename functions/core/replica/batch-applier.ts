@@ -8,23 +8,44 @@ import type pg from 'pg';
 import { checkImages, checkSchemaChange, type ChangeHead, type ChangeItem, type RowImage } from '../wire/envelope.ts';
 import {
   classifyDatabaseError,
+  DatabaseError,
   describeValue,
   MalformedMessageError,
   RowNotFoundError,
+  SchemaDriftError,
   SchemaMismatchError,
   UnknownTableError,
+  UntrustedMessageError,
   type ApplyContext,
 } from '../wire/errors.ts';
 import { applyChecked, type ConflictMode } from './conflicts.ts';
-import { runSchemaChange } from './schema-change.ts';
+import { PGFANOUT_SCHEMA, runSchemaChange } from './schema-change.ts';
 import type { TableFilter } from './filter.ts';
+import { refuseReplicaTriggers, triggerNames } from './session.ts';
 import { CATALOG_MAX_AGE_MS, CATALOG_SQL, IDENTITIES_SQL, replicaCatalog, type ReplicaCatalog } from './catalog.ts';
-import { placementOf, stagedSource, statementName, statementSql, unnestSource, type ColumnInfo, type RowSource, type Shape, type TableInfo } from './statements.ts';
+import {
+  deferredCheckSql,
+  joiningOf,
+  placementOf,
+  keyClassesSql,
+  snapshotCuts,
+  stagedSource,
+  statementName,
+  statementSql,
+  unnestSource,
+  type ColumnInfo,
+  type DeferrableUnique,
+  type RowSource,
+  type Shape,
+  type TableInfo,
+} from './statements.ts';
 import { qualified, quoteIdent } from '../pg/sql.ts';
 
 /** Rows per set-based statement, and text bytes, before a run is written. */
 const RUN_MAX_ROWS = 5000;
 const RUN_MAX_BYTES = 8 * 1024 * 1024;
+/** Key values of DEFERRABLE unique constraints kept per table for the check before commit; beyond, the whole table is checked. */
+const DEFERRED_MAX_KEYS = 100_000;
 
 /** Changes written together by one set-based statement. */
 interface Run {
@@ -42,6 +63,17 @@ interface Run {
   /** Where the run's first and last changes are in the batch, for error messages. */
   readonly first: string;
   last: string;
+  /** No later change may join (an `alone` change, see Joining). */
+  readonly sealed: boolean;
+}
+
+/** The key values a batch wrote into one table's DEFERRABLE unique constraints, to check before commit. */
+interface DeferredKeys {
+  readonly table: TableInfo;
+  /** Per constraint (in table.deferrableUniques' order): distinct key values, as JSON of their texts. */
+  readonly values: Set<string>[];
+  /** Too many to keep, or some arrived in pieces: check the whole table. */
+  whole: boolean;
 }
 
 /** The lane of changes that keep their place in the batch (every change, under in-order planning). */
@@ -84,6 +116,19 @@ export class BatchApplier {
   #bufferedBytes = 0;
   /** Group changes per table (see apply.ts); only valid under `session_replication_role = replica`. */
   readonly #perTable: boolean;
+  /**
+   * Check DEFERRABLE unique constraints before commit: under `session_replication_role = replica`
+   * PostgreSQL does not. Their index only reports a possible duplicate; the check is the internal
+   * constraint trigger `unique_key_recheck` (src/backend/commands/constraint.c), created enabled
+   * in origin mode ('O'), and triggers so enabled do not fire, nor are queued, in replica mode
+   * (TriggerEnabled in src/backend/commands/trigger.c;
+   * https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-SESSION-REPLICATION-ROLE:
+   * "triggers and rules (that have not been altered from their default configuration) will not
+   * fire on the replica"). So `SET CONSTRAINTS ALL IMMEDIATE` checks nothing either: two rows
+   * with one DEFERRABLE key are committed silently (tested in apply-keys.test.ts).
+   */
+  readonly #checkDeferrable: boolean;
+  readonly #deferred = new Map<string, DeferredKeys>();
   #truncate: { txid: string; tables: TableInfo[] } | undefined;
   #pending: Pending | undefined;
   #seq = 0;
@@ -95,9 +140,30 @@ export class BatchApplier {
   /** How conflicts are handled, and how many were. */
   readonly #conflicts: ConflictMode;
   conflictCount = 0;
+  /** Whether `S` changes run here (ApplyOptions.allowSchemaChanges). */
+  readonly #allowSchemaChanges: boolean;
 
-  constructor(client: pg.ClientBase, context: ApplyContext, options: { readonly filter: TableFilter; readonly conflicts: ConflictMode; readonly perTable: boolean }) {
+  /** Refuse tables whose own triggers would fire (the origin guard is in effect and the options do not allow them). */
+  readonly #refuseTriggers: boolean;
+  /** Tables whose triggers were checked in this batch. */
+  readonly #triggersChecked = new Set<string>();
+
+  constructor(
+    client: pg.ClientBase,
+    context: ApplyContext,
+    options: {
+      readonly filter: TableFilter;
+      readonly conflicts: ConflictMode;
+      readonly perTable: boolean;
+      readonly allowSchemaChanges?: boolean;
+      readonly checkDeferrable?: boolean;
+      readonly refuseTriggers?: boolean;
+    },
+  ) {
     const { filter, conflicts, perTable } = options;
+    this.#allowSchemaChanges = options.allowSchemaChanges === true;
+    this.#checkDeferrable = options.checkDeferrable ?? false;
+    this.#refuseTriggers = options.refuseTriggers === true;
     this.#client = client;
     this.#context = context;
     this.#filter = filter;
@@ -115,6 +181,14 @@ export class BatchApplier {
     if (head.table !== '' && !this.#filter.applies(head.schema, head.table)) {
       this.skipped++;
       return;
+    }
+    if (!this.#allowSchemaChanges) {
+      throw new UntrustedMessageError(
+        this.#context.sourceId,
+        `the schema change ${describeValue(sql, 200)} at ${where}: this replica does not run schema changes from the stream (allowSchemaChanges is off); ` +
+          'run it on the replica by hand and skip the batch, or allow schema changes for this replica',
+        { batchId: this.#context.batchId, part: this.#context.part },
+      );
     }
     await runSchemaChange(this.#client, sql, searchPath, where, this.#context);
     // Any table may have changed (and statements may name several): forget them all.
@@ -150,6 +224,62 @@ export class BatchApplier {
   async finish(): Promise<void> {
     if (this.#pending !== undefined) throw new MalformedMessageError(this.#pending.index, 'a split change never finished', 'a last "+" item without "more"');
     await this.#flush();
+    await this.#checkDeferred();
+  }
+
+  /** Remembers the key values a written row holds in its table's DEFERRABLE unique constraints. */
+  #noteDeferred(table: TableInfo, neu: RowImage | undefined): void {
+    if (!this.#checkDeferrable || table.deferrableUniques.length === 0) return;
+    let keys = this.#deferred.get(table.quoted);
+    if (keys === undefined) {
+      keys = { table, values: table.deferrableUniques.map(() => new Set<string>()), whole: false };
+      this.#deferred.set(table.quoted, keys);
+    }
+    if (keys.whole) return;
+    if (neu === undefined) {
+      keys.whole = true;
+      return;
+    }
+    table.deferrableUniques.forEach((unique, i) => {
+      const set = keys.values[i] as Set<string>;
+      set.add(JSON.stringify(unique.columns.map((c) => neu[c] ?? null)));
+      if (set.size > DEFERRED_MAX_KEYS) keys.whole = true;
+    });
+    if (keys.whole) for (const set of keys.values) set.clear();
+  }
+
+  /**
+   * Checks, before commit, that the batch left no DEFERRABLE unique key held by two rows: only
+   * rows the batch wrote can collide, so only their keys are looked up (one statement per
+   * constraint), or the whole table when there were too many to keep.
+   */
+  async #checkDeferred(): Promise<void> {
+    for (const { table, values, whole } of this.#deferred.values()) {
+      for (const [i, unique] of table.deferrableUniques.entries()) {
+        let source: RowSource | undefined;
+        if (!whole) {
+          const keys = [...(values[i] as Set<string>)].map((k) => JSON.parse(k) as (string | null)[]);
+          if (keys.length === 0) continue;
+          source = unnestSource(unique.columns.map((_, c) => keys.map((k) => k[c] ?? null)), keys.length);
+        }
+        const { rows } = await this.#query(deferredCheckSql(table, unique, source), source?.params ?? [], `checking unique constraint ${quoteIdent(unique.name)} of replica table ${table.display}`);
+        const row = rows[0] as Record<string, string | null> | undefined;
+        if (row !== undefined) throw this.#deferredViolation(table, unique, unique.columns.map((_, c) => row[`v${c}`] ?? null));
+      }
+    }
+    this.#deferred.clear();
+  }
+
+  #deferredViolation(table: TableInfo, unique: DeferrableUnique, values: readonly (string | null)[]): DatabaseError {
+    const shown = values.map((v) => (v === null ? 'NULL' : describeValue(v).slice(1, -1))).join(', ');
+    return new DatabaseError(
+      `replica table ${table.display}: unique constraint ${quoteIdent(unique.name)} (DEFERRABLE) is violated by (${unique.columns.map(quoteIdent).join(', ')})=(${shown}) ` +
+        `when the batch's changes are applied (batch ${this.#context.batchId}, part ${this.#context.part}, source ${this.#context.sourceId}); ` +
+        'PostgreSQL does not check DEFERRABLE constraints under session_replication_role = replica, so the applier checks the keys a batch wrote before it commits; ' +
+        'the replica differs from the source; nothing applied',
+      '23505',
+      undefined,
+    );
   }
 
   async #query(sql: string, params: unknown[], what: string): Promise<pg.QueryResult> {
@@ -169,8 +299,16 @@ export class BatchApplier {
     const { rows } = await this.#query(CATALOG_SQL, [schema, table], `reading the catalog of replica table ${display}`);
     if (rows.length === 0) throw new UnknownTableError(display, this.#context);
     const columns = new Map<string, ColumnInfo>();
-    const first = rows[0] as { oid: string; independent: boolean; unique_indexes: number };
-    for (const row of rows as { name: string | null; cast_type: string; generated: boolean; identity: string; has_default: boolean }[]) {
+    const first = rows[0] as {
+      oid: string;
+      independent: boolean;
+      unique_indexes: number;
+      immediate_indexes: number;
+      deferrable_exclusion: boolean;
+      deferrable_uniques: DeferrableUnique[] | null;
+      origin_triggers: [string, string, string][];
+    };
+    for (const row of rows as { name: string | null; cast_type: string; collation: string | null; exact_text: boolean; generated: boolean; identity: string; has_default: boolean }[]) {
       if (row.name === null) continue;
       columns.set(row.name, {
         name: row.name,
@@ -179,6 +317,8 @@ export class BatchApplier {
         identity: row.identity !== '',
         identityAlways: row.identity === 'a',
         hasDefault: row.has_default,
+        collation: row.collation ?? undefined,
+        exactText: row.exact_text,
       });
     }
     const ids = await this.#query(IDENTITIES_SQL, [first.oid], `reading the unique indexes of replica table ${display}`);
@@ -190,11 +330,24 @@ export class BatchApplier {
       columns,
       identities: (ids.rows as { columns: string[] }[]).map((r) => r.columns),
       uniqueIndexes: first.unique_indexes,
+      immediateIndexes: first.immediate_indexes,
+      deferrableUniques: first.deferrable_uniques ?? [],
+      deferrableExclusion: first.deferrable_exclusion,
       independent: first.independent,
+      originTriggers: triggerNames(first.origin_triggers),
       readAt: performance.now(),
     };
     this.#tables.set(cacheKey, info);
     return info;
+  }
+
+  /** Refuses, once per table and batch, a table whose own triggers would fire on the change. */
+  async #checkTriggers(schema: string, table: string): Promise<void> {
+    const key = `${schema}\u0000${table}`;
+    if (this.#triggersChecked.has(key)) return;
+    const info = await this.#table(schema, table);
+    if (info.originTriggers.length > 0) throw await refuseReplicaTriggers(this.#client, info, this.#context);
+    this.#triggersChecked.add(key);
   }
 
   /** The statement shape of a change, checked against the replica table (cached by layout). */
@@ -209,22 +362,53 @@ export class BatchApplier {
         }
       }
     }
+    if (op === 'I') this.#checkDrift(table, newColumns);
     let key: readonly string[] | undefined;
     if (op !== 'I') {
       const old = new Set(oldColumns);
       key = table.identities.find((identity) => identity.every((c) => old.has(c)));
     }
-    const shape: Shape = { op, table, oldColumns, newColumns, key, ...placementOf(op, table, oldColumns, newColumns) };
+    const shape: Shape = { op, table, oldColumns, newColumns, key, ...placementOf(op, table, oldColumns, newColumns), joining: joiningOf(op, table, key) };
     this.#shapes.set(signature, shape);
     return shape;
   }
 
+  /** Refuses a data change to pgfanout's own schema (positions, staging, the source's log in multi-master). */
+  #refuseOwnSchema(head: ChangeHead, where: string): void {
+    if (head.schema !== PGFANOUT_SCHEMA) return;
+    throw new UntrustedMessageError(this.#context.sourceId, `${where} is a change to ${quoteIdent(head.schema)}.${quoteIdent(head.table)}: pgfanout's own tables are never written from the stream`, {
+      batchId: this.#context.batchId,
+      part: this.#context.part,
+    });
+  }
+
+  /**
+   * Schema drift: an INSERT carries the source's whole new row, so a replica column it lacks that
+   * the replica would fill with NULL (no default, not generated, not an identity) is a column the
+   * source no longer has (dropped or renamed there without `replicate_ddl`). UPDATEs are not
+   * checked: a new image that leaves a column out leaves it as it is.
+   */
+  #checkDrift(table: TableInfo, newColumns: readonly string[]): void {
+    const carried = new Set(newColumns);
+    const missing = [...table.columns.values()].filter((c) => !carried.has(c.name) && !c.generated && !c.identity && !c.hasDefault).map((c) => c.name);
+    if (missing.length === 0) return;
+    throw new SchemaDriftError(
+      table.display,
+      missing,
+      `the source's rows no longer carry column${missing.length > 1 ? 's' : ''} ${missing.map(quoteIdent).join(', ')}, which the replica would leave NULL ` +
+        '(dropped or renamed on the source without pgfanout.replicate_ddl); apply the same change to the replica, or give the column a default if it is the replica\'s own',
+      this.#context,
+    );
+  }
+
   async #change(head: ChangeHead, old: RowImage | undefined, neu: RowImage | undefined, where: string): Promise<void> {
     if (head.op === 'S') return this.#schemaChange(head, neu, where);
+    this.#refuseOwnSchema(head, where);
     if (!this.#filter.applies(head.schema, head.table)) {
       this.skipped++;
       return;
     }
+    if (this.#refuseTriggers) await this.#checkTriggers(head.schema, head.table);
     if (head.op === 'T') {
       await this.#flushRun();
       const table = await this.#table(head.schema, head.table);
@@ -240,6 +424,7 @@ export class BatchApplier {
     const newColumns = neu ? Object.keys(neu) : [];
     const signature = `${op}\u0000${head.schema}\u0000${head.table}\u0000${oldColumns.join('\u0000')}\u0001${newColumns.join('\u0000')}`;
     const shape = await this.#shape(op, head, oldColumns, newColumns, signature);
+    if (op !== 'D') this.#noteDeferred(shape.table, neu);
     if (this.#conflicts !== 'error') {
       // One change at a time, each looking at the row it touches first.
       await this.#flushRun();
@@ -274,10 +459,14 @@ export class BatchApplier {
       // An INSERT's key matters only where changes pass each other by key.
       if (shape.op === 'U' || (shape.op === 'I' && shape.commuteKey !== undefined)) keys.push(JSON.stringify(keyColumns.map((c) => neu?.[c] ?? null)));
     }
+    // How this change may join the latest run of its lane (see Joining in statements.ts).
+    const alone = shape.joining === 'alone' || (shape.joining === 'key-text' && shape.op === 'U' && (shape.key as readonly string[]).some((c) => old?.[c] !== neu?.[c]));
+    const joins = (candidate: Run) =>
+      candidate.signature === signature && !candidate.sealed && !alone && (shape.joining === 'snapshot' || !keys.some((k) => candidate.touched.has(k)));
     let run: Run | undefined;
     let tableLane: Lane | undefined;
     if (lane === ORDERED) {
-      if (last?.lane === ORDERED && last.signature === signature && !keys.some((k) => last.touched.has(k))) run = last;
+      if (last?.lane === ORDERED && joins(last)) run = last;
       else await this.#flushRun();
     } else {
       tableLane = this.#lanes.get(lane);
@@ -293,11 +482,11 @@ export class BatchApplier {
         if (candidate !== undefined && candidate.seq > tableLane.fence && keys.every((k) => (lastTouch.get(k) ?? 0) < candidate.seq)) run = candidate;
       } else {
         const candidate = tableLane.runs.at(-1);
-        if (candidate !== undefined && candidate.signature === signature && !keys.some((k) => candidate.touched.has(k))) run = candidate;
+        if (candidate !== undefined && joins(candidate)) run = candidate;
       }
     }
     if (run === undefined) {
-      run = { shape, signature, lane, seq: ++this.#runSeq, columns: [...shape.oldColumns, ...shape.newColumns].map(() => []), rows: 0, bytes: 0, touched: new Set(), first: where, last: where };
+      run = { shape, signature, lane, seq: ++this.#runSeq, columns: [...shape.oldColumns, ...shape.newColumns].map(() => []), rows: 0, bytes: 0, touched: new Set(), first: where, last: where, sealed: alone };
       this.#runs.push(run);
       if (tableLane !== undefined) {
         tableLane.runs.push(run);
@@ -366,7 +555,25 @@ export class BatchApplier {
   }
 
   async #write(run: Run): Promise<void> {
+    if (run.shape.joining === 'snapshot' && run.shape.op === 'U' && run.rows > 1) return this.#writeSnapshot(run);
     await this.#execute(run.shape, unnestSource(run.columns, run.rows), run.rows === 1 ? run.first : `one of the changes ${run.first} … ${run.last}`);
+  }
+
+  /**
+   * Writes a run of UPDATEs matched by a DEFERRABLE key: as few statements as the replica's
+   * equality allows: one query classes the keys, snapshotCuts plans the statements.
+   */
+  async #writeSnapshot(run: Run): Promise<void> {
+    const plan = unnestSource(run.columns, run.rows);
+    const { rows } = await this.#query(keyClassesSql(run.shape, plan), plan.params, `planning updates of replica table ${run.shape.table.display}`);
+    const classes = (rows as { o: string; n: string; oh: boolean; nh: boolean }[]).map((r) => ({ o: Number(r.o), n: Number(r.n), oh: r.oh, nh: r.nh }));
+    let start = 0;
+    for (const end of [...snapshotCuts(classes), run.rows]) {
+      if (end <= start) continue;
+      const rows = end - start;
+      await this.#execute(run.shape, unnestSource(run.columns.map((c) => c.slice(start, end)), rows), `one of the changes ${run.first} … ${run.last}`);
+      start = end;
+    }
   }
 
   /** Runs one statement for `source` and checks it touched exactly one row per change. */
@@ -376,6 +583,9 @@ export class BatchApplier {
     const result = await this.#query(sql, source.params, `${verb} replica table ${shape.table.display}`);
     if (result.rowCount !== source.rows) {
       const how = shape.key ? `by ${shape.key.map(quoteIdent).join(', ')}` : 'matching the whole old row';
+      if ((result.rowCount ?? 0) > source.rows) {
+        throw new RowNotFoundError(shape.table.display, `${result.rowCount} rows matched ${how} for ${source.rows} changes (${where}): a key is held by more than one row`, this.#context);
+      }
       throw new RowNotFoundError(shape.table.display, `${source.rows - (result.rowCount ?? 0)} of ${source.rows} rows to ${shape.op === 'U' ? 'update' : 'delete'} not found ${how} (${where})`, this.#context);
     }
   }
@@ -432,11 +642,12 @@ export class BatchApplier {
       );
       const values = new Map((rows as { slot: number; value: string | null }[]).map((r) => [r.slot, r.value]));
       await this.#schemaChange(head, Object.fromEntries(newColumns.map((c) => [c, values.get(pending.slots.get(`new\u0000${c}`) as number) ?? null])), pending.index);
-    } else if (!this.#filter.applies(head.schema, head.table)) this.skipped++;
+    } else if ((this.#refuseOwnSchema(head, pending.index), !this.#filter.applies(head.schema, head.table))) this.skipped++;
     else {
       const op = head.op as 'I' | 'U' | 'D';
       const signature = `${op}\u0000${head.schema}\u0000${head.table}\u0000${oldColumns.join('\u0000')}\u0001${newColumns.join('\u0000')}`;
       const shape = await this.#shape(op, head, oldColumns, newColumns, signature);
+      if (op !== 'D') this.#noteDeferred(shape.table, undefined);
       // Slots were numbered in arrival order, old image first: make v0… follow the shape's order.
       const order = [...oldColumns.map((c) => pending.slots.get(`old\u0000${c}`)), ...newColumns.map((c) => pending.slots.get(`new\u0000${c}`))] as number[];
       const identity = order.every((slot, i) => slot === i);

@@ -7,5 +7,5 @@ export { applyMessage, Applier, type ApplyOptions, type ApplyResult, type Planni
 export { replicaPosition, type ReplicaPosition } from './position.ts';
 export { replicaCatalog, ReplicaCatalog } from './catalog.ts';
 export { TableFilter } from './filter.ts';
-export { ORIGIN_SETTING, type ReplicationRole } from './session.ts';
+export { ORIGIN_SETTING, type ReplicaTriggers, type ReplicationRole } from './session.ts';
 export { CONFLICT_MODES, type ConflictMode, type ConflictKind } from './conflicts.ts';

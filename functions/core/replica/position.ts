@@ -1,10 +1,25 @@
 /**
  * The replica's position per source: what a message means at the recorded position (a pure
- * decision), and reading and locking the position row inside the apply transaction.
+ * decision), reading and locking the position row inside the apply transaction, and checking a
+ * message against what the replica applied before:
+ * - batches are consecutive (the source's `pgfanout.batch` holds `prev_batch_id = batch_id - 1`),
+ *   so a message whose batch is not its `prev` + 1 is refused: nothing can move the position
+ *   past batches that were never sent;
+ * - a message at or below the position is dropped as a duplicate only after it is checked against
+ *   the applied batch's record in `pgfanout.replica_applied_batch` (kept for the last
+ *   {@link REPLICA_HISTORY_BATCHES} batches): the same origin, or without origins the same part
+ *   digest; anything else is a source that went back in time, or a forged message, and stops the
+ *   replica. A batch with no record (older, copied by a bootstrap, or skipped) cannot be checked
+ *   and is dropped as before;
+ * - a new batch of the same source system and timeline must not come from a lower WAL position
+ *   than the batch applied last.
  */
 import type pg from 'pg';
-import type { Envelope } from '../wire/envelope.ts';
-import { classifyDatabaseError, NotBootstrappedError } from '../wire/errors.ts';
+import { lsnValue, type BatchOrigin, type Envelope } from '../wire/envelope.ts';
+import { classifyDatabaseError, NotBootstrappedError, UntrustedMessageError } from '../wire/errors.ts';
+
+/** How many applied batches per source `pgfanout.replica_applied_batch` keeps for checking duplicates. */
+export const REPLICA_HISTORY_BATCHES = 1000;
 
 /** Where a replica stands for one source. */
 export interface ReplicaPosition {
@@ -20,12 +35,18 @@ export interface PositionRow {
   readonly part: number | null;
   readonly appliedBatchId: bigint;
   readonly partDigest: string | null;
+  /** The origin of the batch applied last, when the replica recorded one. */
+  readonly appliedOrigin?: BatchOrigin;
 }
 
 /** What to do with a message, given the recorded position. */
 export type Decision =
   | { readonly kind: 'duplicate' }
   | { readonly kind: 'gap'; readonly expected: string }
+  /** The message cannot be genuine (a batch that does not follow its own `prev`). */
+  | { readonly kind: 'refuse'; readonly reason: string }
+  /** At or below the applied batch: a duplicate once {@link checkDuplicate} agrees. */
+  | { readonly kind: 'applied-before' }
   | { readonly kind: 'stage' | 'apply'; readonly restart: boolean };
 
 export function positionText(batch: bigint | string, part: number | null): string {
@@ -40,7 +61,10 @@ export function decide(position: PositionRow | undefined, message: Pick<Envelope
   const batch = BigInt(message.batch);
   const applied = position?.appliedBatchId ?? 0n;
   const go = (restart: boolean): Decision => ({ kind: message.final ? 'apply' : 'stage', restart });
-  if (batch <= applied) return { kind: 'duplicate' };
+  if (batch !== BigInt(message.prev) + 1n) {
+    return { kind: 'refuse', reason: `batch ${message.batch} names batch ${message.prev} as its predecessor, but a source's batches are consecutive (prev = batch - 1)` };
+  }
+  if (batch <= applied) return { kind: 'applied-before' };
   if (position !== undefined && position.part !== null) {
     const staging = position.batchId;
     const staged = position.part;
@@ -58,12 +82,27 @@ export function decide(position: PositionRow | undefined, message: Pick<Envelope
   return go(false);
 }
 
-const POSITION_SQL =
-  'SELECT batch_id::pg_catalog.text, part, applied_batch_id::pg_catalog.text, part_digest FROM pgfanout.replica_position WHERE source_id = $1 FOR UPDATE';
+const POSITION_SQL = `SELECT p.batch_id::pg_catalog.text, p.part, p.applied_batch_id::pg_catalog.text, p.part_digest,
+        h.origin_system, h.origin_timeline::pg_catalog.int8::pg_catalog.text AS origin_timeline, h.origin_lsn::pg_catalog.text AS origin_lsn
+   FROM pgfanout.replica_position p
+   LEFT JOIN pgfanout.replica_applied_batch h ON h.source_id = p.source_id AND h.batch_id = p.applied_batch_id
+  WHERE p.source_id = $1 FOR UPDATE OF p`;
+
+type OriginColumns = { origin_system: string | null; origin_timeline: string | null; origin_lsn: string | null };
+
+function originOf(row: OriginColumns): BatchOrigin | undefined {
+  if (row.origin_system === null || row.origin_timeline === null || row.origin_lsn === null) return undefined;
+  return { system: row.origin_system, timeline: Number(row.origin_timeline), lsn: row.origin_lsn };
+}
+
+/** An origin as an error message names it. */
+export function originText(origin: BatchOrigin | undefined): string {
+  return origin === undefined ? 'no origin' : `system ${origin.system}, timeline ${origin.timeline}, LSN ${origin.lsn}`;
+}
 
 /** Locks and reads the source's position row, creating it on the source's first message. */
 export async function lockPosition(client: pg.ClientBase, sourceId: string): Promise<PositionRow | undefined> {
-  type Row = { batch_id: string; part: number | null; applied_batch_id: string; part_digest: string | null };
+  type Row = { batch_id: string; part: number | null; applied_batch_id: string; part_digest: string | null } & OriginColumns;
   let { rows } = await client.query<Row>(POSITION_SQL, [sourceId]);
   if (rows.length === 0) {
     await client.query(
@@ -75,7 +114,62 @@ export async function lockPosition(client: pg.ClientBase, sourceId: string): Pro
   }
   const row = rows[0];
   if (row === undefined) return undefined;
-  return { batchId: BigInt(row.batch_id), part: row.part, appliedBatchId: BigInt(row.applied_batch_id), partDigest: row.part_digest };
+  const appliedOrigin = originOf(row);
+  return { batchId: BigInt(row.batch_id), part: row.part, appliedBatchId: BigInt(row.applied_batch_id), partDigest: row.part_digest, ...(appliedOrigin ? { appliedOrigin } : {}) };
+}
+
+/**
+ * Checks a message of a batch at or below the position against the replica's record of that batch.
+ * Returns true when it is verified as a duplicate, false when the replica has no record of the
+ * batch (it cannot tell, and drops it as before); throws {@link UntrustedMessageError} when it
+ * differs from what was applied.
+ */
+export async function checkDuplicate(client: pg.ClientBase, message: Pick<Envelope, 'source' | 'batch' | 'part' | 'origin'>, digest: string): Promise<boolean> {
+  const { rows } = await client.query<{ part_digests: string[] } & OriginColumns>(
+    `SELECT part_digests, origin_system, origin_timeline::pg_catalog.int8::pg_catalog.text AS origin_timeline, origin_lsn::pg_catalog.text AS origin_lsn
+       FROM pgfanout.replica_applied_batch WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8`,
+    [message.source, message.batch],
+  );
+  const row = rows[0];
+  if (row === undefined) return false;
+  const at = { batchId: message.batch, part: message.part };
+  const applied = originOf(row);
+  if (applied !== undefined && message.origin !== undefined) {
+    if (applied.system === message.origin.system && applied.timeline === message.origin.timeline && lsnValue(applied.lsn) === lsnValue(message.origin.lsn)) return true;
+    throw new UntrustedMessageError(
+      message.source,
+      `batch ${message.batch} was applied from ${originText(applied)}, and arrives again from ${originText(message.origin)}: the source went back in time ` +
+        '(a crash that lost committed batches, a failover to a standby that had not received them, or a restored backup) and reuses batch ids; ' +
+        'the replica holds changes the source no longer has: rebuild it from the source (pgfanout bootstrap)',
+      at,
+    );
+  }
+  const expected = row.part_digests[message.part];
+  if (expected === digest) return true;
+  throw new UntrustedMessageError(
+    message.source,
+    expected === undefined
+      ? `batch ${message.batch} was applied in ${row.part_digests.length} part(s), and a part ${message.part} of it arrives: another batch under the same id (a source that went back in time, or a forged message)`
+      : `batch ${message.batch} part ${message.part} was applied with digest ${expected}, and arrives again with digest ${digest}: another batch under the same id (a source that went back in time, or a forged message)`,
+    at,
+  );
+}
+
+/**
+ * Refuses a new batch whose origin lies before the batch applied last on the same source system
+ * and timeline (a lower timeline, or a lower WAL position on the same one).
+ */
+export function checkOriginForward(position: PositionRow | undefined, message: Pick<Envelope, 'source' | 'batch' | 'part' | 'origin'>): void {
+  const last = position?.appliedOrigin;
+  const next = message.origin;
+  if (last === undefined || next === undefined || last.system !== next.system) return;
+  if (next.timeline > last.timeline || (next.timeline === last.timeline && lsnValue(next.lsn) >= lsnValue(last.lsn))) return;
+  throw new UntrustedMessageError(
+    message.source,
+    `batch ${message.batch} comes from ${originText(next)}, before batch ${position?.appliedBatchId} applied last (${originText(last)}): the source went back in time; ` +
+      'the replica holds changes the source no longer has: rebuild it from the source (pgfanout bootstrap)',
+    { batchId: message.batch, part: message.part },
+  );
 }
 
 /**

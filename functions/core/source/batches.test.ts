@@ -113,6 +113,33 @@ describe.each(testedMajors())('batch protocol on PostgreSQL %i', (major) => {
     expect(ids(next?.events ?? [])).toEqual(['c']);
   });
 
+  it('batch_encoding records the first message size of the open batch and returns it to every later publish, with the batch\'s origin', async () => {
+    // Prepare
+    const { conn } = await source();
+    const [w, p, p2] = [await conn(), await conn(), await conn()];
+    await w.query("INSERT INTO t VALUES ('a')");
+    const sql =
+      'SELECT b.batch_id, e.max_message_bytes AS size, e.origin_system, e.origin_timeline, e.origin_lsn FROM pgfanout.next_batch() b CROSS JOIN LATERAL pgfanout.batch_encoding(b.batch_id, $1) e';
+    // Act
+    const first = (await p.query(sql, [1024])).rows[0];
+    const again = (await p2.query(sql, [262144])).rows[0];
+    await p.query('SELECT pgfanout.finish_batch(1)');
+    await w.query("INSERT INTO t VALUES ('b')");
+    const next = (await p2.query(sql, [262144])).rows[0];
+    // Assess
+    const system = (await p.query('SELECT system_identifier::text AS s FROM pg_control_system()')).rows[0].s;
+    expect(first).toEqual({ batch_id: '1', size: '1024', origin_system: system, origin_timeline: '1', origin_lsn: expect.stringMatching(/^[0-9A-F]+\/[0-9A-F]+$/) });
+    expect(again).toEqual(first);
+    expect(next).toMatchObject({ batch_id: '2', size: '262144', origin_system: system, origin_timeline: '1' });
+    const lsnOrder = (await p.query('SELECT $1::pg_lsn < $2::pg_lsn AS later', [first.origin_lsn, next.origin_lsn])).rows[0];
+    expect(lsnOrder).toEqual({ later: 't' });
+    expect(await failure(p, 'SELECT pgfanout.batch_encoding(1, 4096)')).toBe('pgfanout.batch_encoding: batch 1 is not the open batch (the open batch is 2)');
+    expect(await failure(p, 'SELECT pgfanout.batch_encoding(2, 0)')).toBe(
+      'pgfanout.batch_encoding: batch id 2 and message size 0 are not allowed; expected a batch id and a positive size in bytes',
+    );
+    expect(await failure(p, 'SELECT pgfanout.batch_encoding(NULL, 4096)')).toMatch(/^pgfanout\.batch_encoding: batch id NULL and message size 4096 are not allowed/);
+  });
+
   it('finish_batch: finishing again does nothing; any other id is an error naming both ids; batch_values reads only the open batch', async () => {
     // Prepare
     const { conn } = await source();
@@ -362,11 +389,12 @@ describe.each(testedMajors())('batch protocol on PostgreSQL %i', (major) => {
     await publisher.query('SELECT pgfanout.publisher_waiting(true)');
     await publisher.query('SELECT pgfanout.publisher_waiting(false)');
     const batch = await nextBatch(publisher);
+    expect((await publisher.query('SELECT max_message_bytes FROM pgfanout.batch_encoding($1, 4096)', [batch?.batch_id])).rows[0]).toEqual({ max_message_bytes: '4096' });
     const events = foldEvents(await batchValues(publisher, batch?.batch_id as string));
     await publisher.query('SELECT pgfanout.finish_batch($1)', [batch?.batch_id]);
     const status = (await publisher.query('SELECT finished_batch_id FROM pgfanout.status()')).rows[0];
     // Assess: the protocol works
-    expect(identity.v).toBe('1.0.0');
+    expect(identity.v).toMatch(/^\d+\.\d+\.\d+$/);
     expect(events.map((e) => [e.op, e.row?.v])).toEqual([
       ['I', 'secret'],
       ['U', 'changed'],

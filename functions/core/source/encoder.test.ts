@@ -8,6 +8,12 @@ import { isValidFifoId, messageGroupId } from '../wire/ids.ts';
 import type { ValueToken } from './reader.ts';
 import { anyChange, anyText, collect, tokensOf } from '#testing/batches.ts';
 
+/** A character outside `#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF` (SQS SendMessage). */
+const SQS_REFUSED = /[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/u;
+
+/** JSON text of a string as the envelope writes it: U+FFFE and U+FFFF as escapes. */
+const sqsSafeJson = (text: string) => JSON.stringify(text).replaceAll('\uFFFE', '\\ufffe').replaceAll('\uFFFF', '\\uffff');
+
 const META: BatchMeta = { sourceId: '3f2c7e9a-0000-4000-8000-000000000001', batchId: '412', prevBatchId: '411', lastEventTime: '2024-05-01T12:00:00.123Z' };
 
 async function encode(changes: readonly Change[], maxMessageBytes?: number, cuts?: (text: string) => readonly number[], meta: BatchMeta = META) {
@@ -20,6 +26,8 @@ function checkMessages(messages: readonly OutgoingMessage[], maxBytes: number, m
   let previous: string | undefined;
   messages.forEach((m, i) => {
     expect(m.bytes).toBe(Buffer.byteLength(m.body));
+    // Only characters SQS accepts in a body (API_SendMessage): U+FFFE and U+FFFF travel escaped.
+    expect(m.body).not.toMatch(SQS_REFUSED);
     expect(m.bytes).toBeLessThanOrEqual(maxBytes);
     expect(m.part).toBe(i);
     expect(m.final).toBe(i === messages.length - 1);
@@ -37,6 +45,30 @@ function checkMessages(messages: readonly OutgoingMessage[], maxBytes: number, m
 }
 
 describe('encodeBatch', () => {
+  it('writes the batch origin on every part', async () => {
+    const origin = { system: '7301234567890123456', timeline: 2, lsn: '16/B374D848' };
+    const meta: BatchMeta = { ...META, origin };
+    const changes: Change[] = Array.from({ length: 40 }, (_, i) => ({ op: 'I', schema: 'public', table: 't', txid: '1', new: { id: String(i), v: 'x'.repeat(100) } }));
+    const messages = await encode(changes, 1024, undefined, meta);
+    expect(messages.length).toBeGreaterThan(3);
+    const envelopes = checkMessages(messages, 1024, meta);
+    for (const e of envelopes) expect(e.origin).toEqual(origin);
+    expect(messages[0]?.body).toContain(`"time":"${META.lastEventTime}","origin":{"system":"7301234567890123456","timeline":2,"lsn":"16/B374D848"},"changes":[`);
+    await expect(encode(changes, 1024, undefined, { ...META, origin: { ...origin, lsn: 'nope' } })).rejects.toThrow(/origin is .*origin\.lsn/);
+  });
+
+  it('escapes U+FFFE and U+FFFF, which SQS refuses, and the parsed envelope holds them again exactly', async () => {
+    const odd = 'a\uFFFEb\uFFFFc';
+    const changes: Change[] = [
+      { op: 'I', schema: 's\uFFFF', table: 't\uFFFE', txid: '1', new: { ['c\uFFFF']: odd, big: '\uFFFF\uFFFE'.repeat(3000) } },
+    ];
+    const messages = await encode(changes, 4096);
+    expect(messages.length).toBeGreaterThan(3);
+    expect(messages[0]?.body).toContain('"s\\uffff"');
+    const envelopes = checkMessages(messages, 4096);
+    expect(mergeChangeItems(envelopes.flatMap((e) => e.changes))).toEqual(changes);
+  });
+
   it('writes a small batch as one final message in the documented format', async () => {
     const changes: Change[] = [
       { op: 'I', schema: 'public', table: 'orders', txid: '7301', new: { id: '1', note: 'hi', total: '12.50' } },
@@ -159,14 +191,14 @@ describe('encodeBatch', () => {
     fc.assert(
       fc.property(anyText(60), fc.nat(200), (text, room) => {
         const { length, bytes } = fittingPrefix(text, room);
-        const escaped = JSON.stringify(text.slice(0, length)).slice(1, -1);
+        const escaped = sqsSafeJson(text.slice(0, length)).slice(1, -1);
         expect(Buffer.byteLength(escaped)).toBe(bytes);
         expect(bytes).toBeLessThanOrEqual(room);
         if (length < text.length) {
           const next = fittingPrefix(text, room + 0);
           expect(next.length).toBe(length);
           const one = text.codePointAt(length) as number > 0xffff ? 2 : 1;
-          expect(Buffer.byteLength(JSON.stringify(text.slice(0, length + one)).slice(1, -1))).toBeGreaterThan(room);
+          expect(Buffer.byteLength(sqsSafeJson(text.slice(0, length + one)).slice(1, -1))).toBeGreaterThan(room);
         }
       }),
     );

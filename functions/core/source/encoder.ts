@@ -12,7 +12,7 @@
  *
  * Memory: one message being filled plus at most one message's worth of the current change.
  */
-import { CHANGE_FIELDS, DIGEST_HEX_LENGTH, ENVELOPE_VERSION, FIELDS, isBigintText, isTimestampText, MAX_SOURCE_ID_LENGTH, OPS, type ChangeOp, type ImageName } from '../wire/envelope.ts';
+import { CHANGE_FIELDS, DIGEST_HEX_LENGTH, ENVELOPE_VERSION, FIELDS, isBigintText, isTimestampText, MAX_SOURCE_ID_LENGTH, OPS, ORIGIN_FIELDS, validateEnvelope, type BatchOrigin, type ChangeOp, type ImageName } from '../wire/envelope.ts';
 import { describeValue, InvalidArgumentError, InvalidStreamError } from '../wire/errors.ts';
 import { messageDeduplicationId, messageGroupId } from '../wire/ids.ts';
 import { bodyDigest } from '../wire/digest.ts';
@@ -34,6 +34,8 @@ export interface BatchMeta {
   readonly eventCount?: string;
   /** Source time of the batch's last event; carried as the envelope's `time`. */
   readonly lastEventTime?: string;
+  /** Where on the source the batch was made (`pgfanout.batch_encoding`); carried as the envelope's `origin`. */
+  readonly origin?: BatchOrigin;
 }
 
 /** Options of {@link encodeBatch}. */
@@ -50,7 +52,7 @@ export interface OutgoingMessage {
   readonly bytes: number;
   /** FIFO message group id (one per source). */
   readonly groupId: string;
-  /** FIFO deduplication id (source, batch, part). */
+  /** FIFO deduplication id (source, batch, part, digest of `body`). */
   readonly dedupId: string;
   readonly batchId: string;
   readonly part: number;
@@ -60,12 +62,31 @@ export interface OutgoingMessage {
 }
 
 
+/**
+ * U+FFFE and U+FFFF: valid in PostgreSQL text and in JSON, but outside the characters SQS
+ * accepts in a message body (`#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD |
+ * #x10000 to #x10FFFF`, https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html):
+ * SNS accepts such a message and its delivery to SQS fails. The encoder writes them as the
+ * JSON escapes `\ufffe` and `\uffff`, which every JSON parser turns back into the same
+ * characters. The other characters SQS refuses are escaped by JSON itself (controls below
+ * U+0020 and lone surrogates) or cannot occur in PostgreSQL text (U+0000).
+ */
+const SQS_UNSAFE = /[\uFFFE\uFFFF]/;
+const SQS_UNSAFE_ALL = /[\uFFFE\uFFFF]/g;
+
+/** JSON text of `text` (quotes included) with the characters SQS refuses escaped. */
+function jsonString(text: string): string {
+  const json = JSON.stringify(text);
+  return SQS_UNSAFE.test(json) ? json.replace(SQS_UNSAFE_ALL, (c) => `\\u${c.charCodeAt(0).toString(16)}`) : json;
+}
+
 /** UTF-8 bytes of one UTF-16 code unit (non-surrogate) once JSON-escaped inside a string. */
 function escapedUnitBytes(code: number): number {
   if (code < 0x20) return code === 0x08 || code === 0x09 || code === 0x0a || code === 0x0c || code === 0x0d ? 2 : 6;
   if (code === 0x22 || code === 0x5c) return 2;
   if (code < 0x80) return 1;
   if (code < 0x800) return 2;
+  if (code >= 0xfffe) return 6;
   return 3;
 }
 
@@ -103,7 +124,7 @@ interface Encoded {
 
 function encode(text: string): Encoded {
   if (text.length < 256 && PLAIN_ASCII.test(text)) return { text: `"${text}"`, bytes: text.length + 2 };
-  const json = JSON.stringify(text);
+  const json = jsonString(text);
   return { text: json, bytes: Buffer.byteLength(json) };
 }
 
@@ -113,7 +134,7 @@ const PLAIN_ASCII = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
 function escapeContent(text: string): Encoded {
   if (text.length < 256 && PLAIN_ASCII.test(text)) return { text, bytes: text.length };
-  const json = JSON.stringify(text);
+  const json = jsonString(text);
   const inner = json.slice(1, -1);
   return { text: inner, bytes: Buffer.byteLength(json) - 2 };
 }
@@ -138,6 +159,13 @@ function validateMeta(batch: BatchMeta, maxBytes: number): void {
   if (!isBigintText(batch.batchId) || batch.batchId === '0') problems.push(`batchId is ${describeValue(batch.batchId)}; allowed: a positive decimal bigint`);
   else if (!isBigintText(batch.prevBatchId) || BigInt(batch.prevBatchId) >= BigInt(batch.batchId)) {
     problems.push(`prevBatchId is ${describeValue(batch.prevBatchId)}; allowed: a decimal bigint below batchId ${batch.batchId}`);
+  }
+  if (batch.origin !== undefined) {
+    try {
+      validateEnvelope({ [FIELDS.version]: ENVELOPE_VERSION, [FIELDS.source]: 's', [FIELDS.batch]: '1', [FIELDS.prev]: '0', [FIELDS.part]: 0, [FIELDS.origin]: batch.origin, [FIELDS.changes]: [], [FIELDS.final]: true, [FIELDS.count]: 0 });
+    } catch (err) {
+      problems.push(`origin is ${describeValue(batch.origin)}: ${(err as Error).message}`);
+    }
   }
   if (batch.eventCount !== undefined && !isBigintText(batch.eventCount)) problems.push(`eventCount is ${describeValue(batch.eventCount)}; allowed: a decimal count`);
   if (batch.lastEventTime !== undefined && !isTimestampText(batch.lastEventTime)) {
@@ -310,13 +338,8 @@ export class BatchEncoder {
   // ---- messages ----
 
   #startMessage(): void {
-    const b = this.#batch;
-    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${JSON.stringify(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${this.#part}`;
-    if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${JSON.stringify(b.lastEventTime)}`;
-    if (this.#after !== undefined) header += `,"${FIELDS.after}":"${this.#after}"`;
-    header += `,"${FIELDS.changes}":[`;
-    this.#header = header;
-    this.#budget = this.#maxBytes - Buffer.byteLength(header) - TRAILER_RESERVE;
+    this.#header = this.#headerOf(this.#part, this.#after);
+    this.#budget = this.#maxBytes - Buffer.byteLength(this.#header) - TRAILER_RESERVE;
     this.#nextBudget = this.#budgetOf(this.#part + 1);
     this.#pieces = [];
     this.#used = 0;
@@ -331,12 +354,21 @@ export class BatchEncoder {
 
   /** Budget of part `part` (whose header carries an `after` digest when part > 0). */
   #budgetOf(part: number): number {
-    const b = this.#batch;
-    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${JSON.stringify(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${part}`;
-    if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${JSON.stringify(b.lastEventTime)}`;
-    if (part > 0) header += `,"${FIELDS.after}":"${'0'.repeat(DIGEST_HEX_LENGTH)}"`;
-    header += `,"${FIELDS.changes}":[`;
+    const header = this.#headerOf(part, part > 0 ? '0'.repeat(DIGEST_HEX_LENGTH) : undefined);
     return this.#maxBytes - Buffer.byteLength(header) - TRAILER_RESERVE;
+  }
+
+  /** The envelope up to the opening of `changes`, for part `part` following digest `after`. */
+  #headerOf(part: number, after: string | undefined): string {
+    const b = this.#batch;
+    let header = `{"${FIELDS.version}":${ENVELOPE_VERSION},"${FIELDS.source}":${jsonString(b.sourceId)},"${FIELDS.batch}":"${b.batchId}","${FIELDS.prev}":"${b.prevBatchId}","${FIELDS.part}":${part}`;
+    if (b.lastEventTime !== undefined) header += `,"${FIELDS.time}":${jsonString(b.lastEventTime)}`;
+    if (b.origin !== undefined) {
+      const o = b.origin;
+      header += `,"${FIELDS.origin}":{"${ORIGIN_FIELDS.system}":"${o.system}","${ORIGIN_FIELDS.timeline}":${o.timeline},"${ORIGIN_FIELDS.lsn}":"${o.lsn}"}`;
+    }
+    if (after !== undefined) header += `,"${FIELDS.after}":"${after}"`;
+    return `${header},"${FIELDS.changes}":[`;
   }
 
   #flush(final: boolean): void {
@@ -344,18 +376,19 @@ export class BatchEncoder {
     const body = this.#header + this.#pieces.join('') + trailer;
     const bytes = Buffer.byteLength(body);
     if (bytes > this.#maxBytes) this.#fail(`internal error: part ${this.#part} is ${bytes} bytes, above the limit ${this.#maxBytes}`);
+    const digest = bodyDigest(body);
     this.#ready.push({
       body,
       bytes,
       groupId: this.#groupId,
-      dedupId: messageDeduplicationId(this.#batch.sourceId, this.#batch.batchId, this.#part),
+      dedupId: messageDeduplicationId(this.#batch.sourceId, this.#batch.batchId, this.#part, digest),
       batchId: this.#batch.batchId,
       part: this.#part,
       final,
       changes: this.#changesInMessage,
     });
     if (!final) {
-      this.#after = bodyDigest(body);
+      this.#after = digest;
       this.#part++;
       this.#startMessage();
     }

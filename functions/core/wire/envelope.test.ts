@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mergeChangeItems, parseEnvelope, SUPPORTED_VERSIONS, type ChangeItem } from './envelope.ts';
+import { lsnValue, mergeChangeItems, parseEnvelope, SUPPORTED_VERSIONS, type ChangeItem } from './envelope.ts';
 import { MalformedMessageError, UnsupportedVersionError } from './errors.ts';
 
 const valid = {
@@ -75,6 +75,23 @@ describe('parseEnvelope', () => {
   ])('rejects %s, naming the field, the value and what is allowed', (_name, text, message) => {
     expect(() => parseEnvelope(text)).toThrow(MalformedMessageError);
     expect(() => parseEnvelope(text)).toThrow(message);
+  });
+
+  it('accepts an origin and refuses one it cannot read, naming the field', () => {
+    const origin = { system: '7301234567890123456', timeline: 3, lsn: '16/B374D848' };
+    expect(parseEnvelope(body({ origin })).origin).toEqual(origin);
+    for (const [patch, field] of [
+      [{ ...origin, system: '-1' }, 'origin.system'],
+      [{ ...origin, system: '18446744073709551616' }, 'origin.system'],
+      [{ ...origin, timeline: 0 }, 'origin.timeline'],
+      [{ ...origin, lsn: '16/b374d848x' }, 'origin.lsn'],
+      [{ ...origin, extra: 1 }, 'origin.extra'],
+      ['0/1', 'origin'],
+    ] as const) {
+      expect(() => parseEnvelope(body({ origin: patch }))).toThrow(expect.objectContaining({ field }));
+    }
+    expect(lsnValue('16/B374D848') > lsnValue('16/B374D847')).toBe(true);
+    expect(lsnValue('17/0') > lsnValue('16/FFFFFFFF')).toBe(true);
   });
 
   it('accepts a schema change, with or without the table it is about', () => {

@@ -26,6 +26,13 @@
  *   arrives. `after` (parts ≥ 1): the first 32 hex digits of the SHA-256 of the previous part's
  *   body, so parts of two different encodings of one batch can never be mixed.
  * - `time`: the source time of the batch's last event (optional, as the publisher gave it).
+ * - `origin` (optional): where on the source the batch was made, so a replica can tell a source
+ *   that went back in time (a crash that lost the batch's commit, a failover to a standby that had
+ *   not received it, a restored backup) from a duplicate: `{"system":"7301234567890123456",
+ *   "timeline":1,"lsn":"0/16B3748"}`, the source cluster's system identifier (decimal), its
+ *   timeline and the WAL position of the batch's making (`pg_lsn` text). Every part of a batch
+ *   carries the same origin. A replica stops when a batch it applied arrives again with another
+ *   origin, or when the LSN of a following batch of the same system and timeline is lower.
  * - `final`: true on the batch's last part, which also carries `count`, the number of changes in the
  *   whole batch, checked by the replica before it commits.
  * - `changes`: one whole batch is one or more whole source transactions, in commit order. Each change:
@@ -42,6 +49,13 @@
  *   `"more":true` until the last. A column that appears again in a following item continues its
  *   value: the strings concatenate. Items may continue into the next part; the replica reassembles
  *   values inside its database, so no process holds a whole value.
+ *
+ * - Characters: the body holds only characters SQS accepts (`#x9 | #xA | #xD | #x20 to #xD7FF |
+ *   #xE000 to #xFFFD | #x10000 to #x10FFFF`,
+ *   https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html).
+ *   PostgreSQL text may hold U+FFFE and U+FFFF: the publisher writes them as the JSON escapes
+ *   `\ufffe` and `\uffff`, which JSON parsing restores exactly (controls below U+0020 are
+ *   escaped by JSON itself). A reader needs nothing beyond a JSON parser.
  *
  * Unknown fields are rejected, so a newer format can never be half understood.
  */
@@ -60,6 +74,7 @@ export const FIELDS = {
   prev: 'prev',
   part: 'part',
   time: 'time',
+  origin: 'origin',
   after: 'after',
   changes: 'changes',
   final: 'final',
@@ -119,6 +134,19 @@ export interface ChangeContinuation {
 /** One element of `changes`. */
 export type ChangeItem = ChangeHead | ChangeContinuation;
 
+/** Where on the source a batch was made (see the `origin` field above). */
+export interface BatchOrigin {
+  /** The source cluster's system identifier, decimal. */
+  readonly system: string;
+  /** The source's timeline. */
+  readonly timeline: number;
+  /** The WAL position of the batch's making, as `pg_lsn` text (`16/B374D848`). */
+  readonly lsn: string;
+}
+
+/** Field names of the `origin` object. */
+export const ORIGIN_FIELDS = { system: 'system', timeline: 'timeline', lsn: 'lsn' } as const;
+
 /** A validated message. */
 export interface Envelope {
   readonly pgfanout: number;
@@ -127,6 +155,7 @@ export interface Envelope {
   readonly prev: string;
   readonly part: number;
   readonly time?: string;
+  readonly origin?: BatchOrigin;
   readonly after?: string;
   readonly changes: readonly ChangeItem[];
   readonly final: boolean;
@@ -219,6 +248,7 @@ export function validateEnvelope(value: unknown): Envelope {
   if (time !== undefined && !isTimestampText(time)) {
     throw new MalformedMessageError(FIELDS.time, describeValue(time), 'absent, or a timestamp with time zone such as "2024-05-01T12:00:00.123Z" or "2024-05-01 12:00:00.123+00"');
   }
+  const origin = value[FIELDS.origin] === undefined ? undefined : validateOrigin(value[FIELDS.origin]);
   const after = value[FIELDS.after];
   if (part === 0 ? after !== undefined : typeof after !== 'string' || !HEX_DIGEST.test(after)) {
     throw new MalformedMessageError(
@@ -258,12 +288,43 @@ export function validateEnvelope(value: unknown): Envelope {
     prev,
     part,
     ...(time === undefined ? {} : { time: time as string }),
+    ...(origin === undefined ? {} : { origin }),
     ...(after === undefined ? {} : { after: after as string }),
     changes: items,
     final,
     ...(count === undefined ? {} : { count: count as number }),
   };
   return envelope;
+}
+
+const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/;
+const ORIGIN_KEYS = new Set<string>(Object.values(ORIGIN_FIELDS));
+
+/** The LSN `text` (`pg_lsn` output, `16/B374D848`) as a number, for comparing. */
+export function lsnValue(text: string): bigint {
+  const [high, low] = text.split('/') as [string, string];
+  return (BigInt(`0x${high}`) << 32n) | BigInt(`0x${low}`);
+}
+
+function validateOrigin(value: unknown): BatchOrigin {
+  const path = FIELDS.origin;
+  if (!isPlainObject(value)) throw new MalformedMessageError(path, describeValue(value), 'an object {"system","timeline","lsn"}');
+  for (const key of Object.keys(value)) {
+    if (!ORIGIN_KEYS.has(key)) throw new MalformedMessageError(`${path}.${key}`, 'present', `only the fields ${[...ORIGIN_KEYS].join(', ')}`);
+  }
+  const system = value[ORIGIN_FIELDS.system];
+  if (typeof system !== 'string' || system.length > 20 || !DECIMAL.test(system) || BigInt(system) >= 2n ** 64n) {
+    throw new MalformedMessageError(`${path}.${ORIGIN_FIELDS.system}`, describeValue(system), 'the source system identifier as a decimal string (an unsigned 64-bit number)');
+  }
+  const timeline = value[ORIGIN_FIELDS.timeline];
+  if (typeof timeline !== 'number' || !Number.isInteger(timeline) || timeline < 1 || timeline > 0xffffffff) {
+    throw new MalformedMessageError(`${path}.${ORIGIN_FIELDS.timeline}`, describeValue(timeline), 'an integer from 1 to 4294967295');
+  }
+  const lsn = value[ORIGIN_FIELDS.lsn];
+  if (typeof lsn !== 'string' || !LSN.test(lsn)) {
+    throw new MalformedMessageError(`${path}.${ORIGIN_FIELDS.lsn}`, describeValue(lsn), 'a WAL position as pg_lsn prints it, such as "16/B374D848"');
+  }
+  return { system, timeline, lsn };
 }
 
 function validateItem(value: unknown, index: number): ChangeItem {

@@ -22,7 +22,18 @@ export const ERROR_CODES = {
   invalidArgument: 'INVALID_ARGUMENT',
   invalidStream: 'INVALID_STREAM',
   schemaChange: 'SCHEMA_CHANGE_FAILED',
+  untrustedMessage: 'UNTRUSTED_MESSAGE',
+  schemaDrift: 'SCHEMA_DRIFT',
+  replicaTriggers: 'REPLICA_TRIGGERS',
 } as const;
+
+/**
+ * Codes of the errors by which a replica refuses a message it must not trust (a source it does not
+ * follow, a write to pgfanout's own tables, a batch that jumps, a duplicate that differs from what
+ * was applied, a source that went back in time, a schema change it may not run) or a source whose
+ * schema drifted: each stops the replica and counts in the `MessagesRefused` metric and its alarm.
+ */
+export const REFUSAL_CODES: readonly ErrorCode[] = [ERROR_CODES.untrustedMessage, ERROR_CODES.schemaDrift];
 
 /** One of {@link ERROR_CODES}. */
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
@@ -146,6 +157,25 @@ export class SchemaMismatchError extends PgfanoutError {
   }
 }
 
+/**
+ * A replica table has triggers that would fire on applied changes (the applier could not set
+ * session_replication_role = replica) and the applier's options do not allow them.
+ */
+export class ReplicaTriggersError extends PgfanoutError {
+  readonly table: string;
+  readonly triggers: readonly string[];
+  constructor(table: string, triggers: readonly string[], fix: string, context: ApplyContext) {
+    super(
+      ERROR_CODES.replicaTriggers,
+      `replica table ${table} has trigger(s) ${triggers.join(', ')} that would fire on every applied change, because this role may not set ` +
+        `session_replication_role = replica: the replica would differ from the source (${where(context)}); nothing applied. ${fix}`,
+      { permanent: true },
+    );
+    this.table = table;
+    this.triggers = triggers;
+  }
+}
+
 /** The change names a table the replica does not have. */
 export class UnknownTableError extends PgfanoutError {
   readonly table: string;
@@ -167,6 +197,35 @@ export class RowNotFoundError extends PgfanoutError {
       permanent: true,
     });
     this.table = table;
+  }
+}
+
+/**
+ * The replica refuses a message it must not trust: what it is and why are named. Permanent:
+ * nothing of the message is applied and the replica stops there until an operator looks.
+ */
+export class UntrustedMessageError extends PgfanoutError {
+  readonly sourceId: string;
+  readonly reason: string;
+  constructor(sourceId: string, reason: string, at?: StreamPosition) {
+    const position = at === undefined ? '' : ` (batch ${at.batchId}${at.part === null ? '' : `, part ${at.part}`}, source ${sourceId})`;
+    super(ERROR_CODES.untrustedMessage, `replica refuses the message${position || ` of source ${sourceId}`}: ${reason}; nothing applied`, { permanent: true });
+    this.sourceId = sourceId;
+    this.reason = reason;
+  }
+}
+
+/**
+ * The source's table changed without the change reaching the replica (a column dropped or renamed
+ * on the source outside `replicate_ddl`): applying would leave the replica's columns silently NULL.
+ */
+export class SchemaDriftError extends PgfanoutError {
+  readonly table: string;
+  readonly columns: readonly string[];
+  constructor(table: string, columns: readonly string[], detail: string, context: ApplyContext) {
+    super(ERROR_CODES.schemaDrift, `schema drift on replica table ${table}: ${detail} (${where(context)}); nothing applied`, { permanent: true });
+    this.table = table;
+    this.columns = columns;
   }
 }
 
