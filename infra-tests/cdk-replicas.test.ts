@@ -88,7 +88,7 @@ describe('adding a replica', () => {
       'AWS::IAM::Policy': 1,
       'AWS::Lambda::Function': 1,
       'AWS::Lambda::EventSourceMapping': 1,
-      'AWS::CloudWatch::Alarm': 7,
+      'AWS::CloudWatch::Alarm': 8,
     });
     const queues = Object.values(ap.Resources as Json).filter((r) => r.Type === 'AWS::SQS::Queue');
     expect(queues.map((q) => q.Properties.QueueName).sort()).toEqual(['pgfanout-ap-dlq.fifo', 'pgfanout-ap-sns-dlq.fifo', 'pgfanout-ap.fifo']);
