@@ -156,4 +156,42 @@ describe('pgfanout redrive', () => {
     const recorded = await withClient(a.url, (c) => c.query('SELECT batch_id::int, tables, reason FROM pgfanout.replica_skipped'));
     expect(recorded.rows).toEqual([{ batch_id: poison, tables: ['demo.items'], reason: expect.stringMatching(/no_poison/) }]);
   });
+
+  it('moves the parked batches back in stream order when more batches wait in the queue behind them: the backlog goes behind the parked ones first, and the replica applies every batch once, in order', async () => {
+    pipeline = await start();
+    const a = pipeline.replicas[0]!;
+    await withClient(pipeline.sourceUrl, (c) => c.query('ALTER TABLE demo.audit ADD COLUMN severity int'));
+    await withClient(pipeline.replicas[1]!.url, (c) => c.query('ALTER TABLE demo.audit ADD COLUMN severity int'));
+    pipeline.startPublisher();
+    await commitOwnBatch(pipeline, `INSERT INTO demo.customers (name) VALUES ('before the poison')`);
+    await commitOwnBatch(pipeline, `INSERT INTO demo.audit (kind, note, severity) VALUES ('poison', 'x', 3)`);
+    await commitOwnBatch(pipeline, `INSERT INTO demo.customers (name) VALUES ('after the poison')`);
+    await waitFor('both batches to park in replica a\'s dead-letter queue', async () => (await deadLetterDepth(pipeline!, 0)).visible >= 2, 60_000);
+
+    // While the cause is being fixed the replica's applier is paused, and the stream goes on: these
+    // batches wait in its queue. Moved back without care, the parked ones would land behind them.
+    const paused = await pgfanout('pause', '--replica', 'a');
+    expect(paused.code, paused.err).toBe(0);
+    const backlog: number[] = [];
+    for (let i = 1; i <= 3; i++) backlog.push(await commitOwnBatch(pipeline, `INSERT INTO demo.customers (name) VALUES ('waiting ${i}')`));
+    await waitFor('the backlog to wait in replica a\'s queue', async () => {
+      const out = await pipeline!.sqs.send(new GetQueueAttributesCommand({ QueueUrl: a.queueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
+      return Number(out.Attributes?.ApproximateNumberOfMessages) === 3;
+    });
+
+    await withClient(a.url, (c) => c.query('ALTER TABLE demo.audit ADD COLUMN severity int'));
+    const moved = await pgfanout('redrive', '--replica', `a=${a.url}`, '--move');
+    expect(moved.code, moved.err).toBe(0);
+    // A poll already waiting when the mapping was disabled may still take the first of them (Lambda
+    // too finishes what it polled), which then parks on its own behind the parked ones: in order.
+    expect(moved.err).toMatch(/moved [1-3] message\(s\) of pgfanout-local-a\.fifo behind the parked ones, in order/);
+    expect(moved.out).toContain('moved 5 message(s) from pgfanout-local-a-dlq.fifo back to pgfanout-local-a.fifo');
+    expect(moved.err).toContain("resumed replica a's applier");
+
+    await waitForCatchUp(pipeline, 120_000);
+    for (const r of [0, 1]) expect((await compare(pipeline, r)).differences).toEqual([]);
+    expect(await deadLetterDepth(pipeline, 0)).toEqual({ visible: 0, hidden: 0 });
+    const applied = await withClient(a.url, async (c) => (await c.query<{ b: string }>('SELECT max(applied_batch_id)::text AS b FROM pgfanout.replica_position')).rows[0]?.b);
+    expect(Number(applied)).toBe(backlog.at(-1));
+  });
 });
