@@ -323,29 +323,44 @@ export async function moveBacklogBehind(
       new ReceiveMessageCommand({
         QueueUrl: queues.queueUrl,
         MaxNumberOfMessages: 10,
-        VisibilityTimeout: 120,
+        VisibilityTimeout: 30,
         WaitTimeSeconds: 1,
         MessageSystemAttributeNames: ['MessageGroupId'],
         MessageAttributeNames: ['All'],
       }),
     );
-    for (const m of out.Messages ?? []) {
-      const group = m.Attributes?.MessageGroupId;
-      if (!m.MessageId || !m.ReceiptHandle || m.Body === undefined || !group) {
-        throw new OpsError(OPS_ERROR_CODES.moveFailed, `${queues.queueName}: a received message lacks its id, receipt handle, body or group; nothing of it was moved`);
+    const received = out.Messages ?? [];
+    let done = 0;
+    try {
+      for (const m of received) {
+        const group = m.Attributes?.MessageGroupId;
+        if (!m.MessageId || !m.ReceiptHandle || m.Body === undefined || !group) {
+          throw new OpsError(OPS_ERROR_CODES.moveFailed, `${queues.queueName}: a received message lacks its id, receipt handle, body or group; nothing of it was moved`);
+        }
+        await sqs.send(
+          new SendMessageCommand({
+            QueueUrl: queues.deadLetterQueueUrl,
+            MessageBody: m.Body,
+            MessageGroupId: group,
+            MessageDeduplicationId: `backlog-${m.MessageId}`,
+            ...(m.MessageAttributes && Object.keys(m.MessageAttributes).length > 0 ? { MessageAttributes: m.MessageAttributes } : {}),
+          }),
+        );
+        await sqs.send(new DeleteMessageCommand({ QueueUrl: queues.queueUrl, ReceiptHandle: m.ReceiptHandle }));
+        done++;
+        moved++;
+        options.onProgress?.(moved);
       }
-      await sqs.send(
-        new SendMessageCommand({
-          QueueUrl: queues.deadLetterQueueUrl,
-          MessageBody: m.Body,
-          MessageGroupId: group,
-          MessageDeduplicationId: `backlog-${m.MessageId}`,
-          ...(m.MessageAttributes && Object.keys(m.MessageAttributes).length > 0 ? { MessageAttributes: m.MessageAttributes } : {}),
-        }),
-      );
-      await sqs.send(new DeleteMessageCommand({ QueueUrl: queues.queueUrl, ReceiptHandle: m.ReceiptHandle }));
-      moved++;
-      options.onProgress?.(moved);
+    } catch (err) {
+      // Stopped part way: what was received and not moved is made visible again at once, in its
+      // place at the head of the queue (a killed process leaves it for the 30 s receive timeout).
+      const rest = received.slice(done).filter((m) => m.ReceiptHandle);
+      if (rest.length > 0) {
+        await sqs
+          .send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queues.queueUrl, Entries: rest.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle as string, VisibilityTimeout: 0 })) }))
+          .catch(() => undefined);
+      }
+      throw err;
     }
   }
 }
