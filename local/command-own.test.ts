@@ -10,8 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, runCliWith, startCliStoppedAfterEach } from '#testing/cli.ts';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, runCliWith, startCli as start, type CliProcess } from '#testing/cli.ts';
 import { LocalPostgres } from './postgres.ts';
 
 let server: LocalPostgres;
@@ -40,7 +40,18 @@ afterAll(async () => {
 });
 
 /** Runs still going when a test ends (it failed or timed out) are stopped as a user would. */
-const startCli = startCliStoppedAfterEach();
+const started: CliProcess[] = [];
+function startCli(...args: Parameters<typeof start>): CliProcess {
+  const run = start(...args);
+  started.push(run);
+  return run;
+}
+afterEach(async () => {
+  for (const run of started.splice(0)) {
+    if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGINT');
+    await run.done;
+  }
+});
 
 describe('pgfanout local with your own databases', () => {
   it('refuses a source without pgfanout and changes nothing', async () => {

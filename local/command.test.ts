@@ -8,8 +8,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { startCliStoppedAfterEach } from '#testing/cli.ts';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { startCli as start, type CliProcess } from '#testing/cli.ts';
 import { findPgbench } from './workload.ts';
 
 const folders: string[] = [];
@@ -41,7 +41,18 @@ async function waitUntil(check: () => Promise<boolean>): Promise<void> {
 }
 
 /** Runs still going when a test ends (it failed or timed out) are stopped as a user would. */
-const startCli = startCliStoppedAfterEach();
+const started: CliProcess[] = [];
+function startCli(...args: Parameters<typeof start>): CliProcess {
+  const run = start(...args);
+  started.push(run);
+  return run;
+}
+afterEach(async () => {
+  for (const run of started.splice(0)) {
+    if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGINT');
+    await run.done;
+  }
+});
 
 describe('pgfanout local and Ctrl-C', () => {
   it('Ctrl-C during start-up stops the servers already started and removes every data folder', async () => {

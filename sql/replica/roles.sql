@@ -42,4 +42,11 @@ GRANT SELECT ON pgfanout.replica_skipped TO pgfanout_applier;
 GRANT EXECUTE ON FUNCTION pgfanout.replica_version() TO pgfanout_applier;
 GRANT SELECT, INSERT ON pgfanout.replica_conflict TO pgfanout_applier;
 -- Since 1.1.0: the applied batches' digests and origins, kept for the last batches only.
-GRANT SELECT, INSERT, UPDATE, DELETE ON pgfanout.replica_applied_batch TO pgfanout_applier;
+-- Tables of later versions: this file also runs after installing an older version on request.
+DO $grants$
+BEGIN
+    IF pg_catalog.to_regclass('pgfanout.replica_applied_batch') IS NOT NULL THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE ON pgfanout.replica_applied_batch TO pgfanout_applier;
+    END IF;
+END
+$grants$;

@@ -32,7 +32,6 @@ GRANT USAGE ON SCHEMA pgfanout TO pgfanout_publisher;
 
 GRANT EXECUTE ON FUNCTION
     pgfanout.next_batch(),
-    pgfanout.batch_encoding(bigint, integer),
     pgfanout.batch_values(bigint),
     pgfanout.finish_batch(bigint),
     pgfanout.publisher_waiting(boolean),
@@ -41,3 +40,11 @@ GRANT EXECUTE ON FUNCTION
     pgfanout.version()
 TO pgfanout_publisher;
 
+-- Functions of later versions: this file also runs after installing an older version on request.
+DO $grants$
+BEGIN
+    IF pg_catalog.to_regprocedure('pgfanout.batch_encoding(bigint, integer)') IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION pgfanout.batch_encoding(bigint, integer) TO pgfanout_publisher;
+    END IF;
+END
+$grants$;
