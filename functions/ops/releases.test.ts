@@ -22,6 +22,10 @@ import { compareVersions, installComponent, parseScriptName, quoteIdent, REPLICA
 const RELEASED: Readonly<Record<string, string>> = {
   'source/pgfanout--1.0.0.sql': 'b561d6f8c662aab102fabb23104b7646482f37c5cb87b018185c540fb472c744',
   'replica/pgfanout_replica--1.0.0.sql': '267385c85a9bebbafcce1e7d4cc53027e63caab40ae5d556aabe994f07451fa1',
+  'source/pgfanout--1.1.0.sql': 'ab0a8808feee2df368ee9961730b0aba1e61af329260218fc6780d96c93f4a78',
+  'source/pgfanout--1.0.0--1.1.0.sql': '86046990e30ffd96565b51b74eaf746aafdb1ce7e6d87d701c2b03f7c2a407f2',
+  'replica/pgfanout_replica--1.1.0.sql': '55beb4a33e0dfb222225b7b5e3aff7627d78b281ca87541488ddaf45c28a0854',
+  'replica/pgfanout_replica--1.0.0--1.1.0.sql': 'b6b69466bb3a603e1852c0ad2ddb6b993957ad4f6d1a8fd3a3e0d857af5e9f2d',
 };
 
 const COMPONENTS: readonly SqlComponent[] = [SOURCE_SQL, REPLICA_SQL];
