@@ -154,8 +154,10 @@ export class Pgfanout extends Construct {
   readonly publisherMonitoring: PublisherMonitoring;
   /** The replicas by name, in the order given. */
   readonly replicas: ReadonlyMap<string, PgfanoutReplica>;
-  /** The nested stack of each replica, by name. */
+  /** The nested stack of each replica, by name (a replica of shard N > 0 is nested in {@link shardStacks}' N). */
   readonly replicaStacks: ReadonlyMap<string, NestedStack>;
+  /** The nested stack of each shard but 0, by shard number: its topic, its replicas, its dashboard and alarm. */
+  readonly shardStacks: ReadonlyMap<number, NestedStack>;
   /** The CloudWatch dashboard: the publisher and the replicas of shard 0. */
   readonly dashboard: Dashboard;
   /**
@@ -217,8 +219,17 @@ export class Pgfanout extends Construct {
     );
 
     const topics = new Map<number, Topic>();
-    for (const shard of shardsInUse(props.replicas)) topics.set(shard, this.#shardTopic(stack, shard));
+    // Shard 0 lives in this stack, as the only topic always has. Every further shard is one nested
+    // stack holding its topic, its replicas' nested stacks, its dashboard and its alarm: the parent
+    // template grows by one resource per shard, not by each replica's resource and dashboard row
+    // (CloudFormation takes a template of at most 1 MB).
+    const shardStacks = new Map<number, NestedStack>();
+    for (const shard of shardsInUse(props.replicas)) {
+      if (shard > 0) shardStacks.set(shard, new NestedStack(this, `Shard${shard}`, { description: `pgfanout ${this.namePrefix}: topic shard ${shard} and its replicas` }));
+      topics.set(shard, this.#shardTopic(shardStacks.get(shard) ?? this, stack, shard));
+    }
     this.topics = topics;
+    this.shardStacks = shardStacks;
     this.topic = topics.get(0) as Topic;
     this.alarmTopic = new Topic(this, 'AlarmTopic', {
       displayName: `pgfanout ${this.namePrefix} alarms`,
@@ -325,7 +336,7 @@ export class Pgfanout extends Construct {
     const replicaStacks = new Map<string, NestedStack>();
     const applierEntry = props.applierEntry ?? join(projectRoot, ENTRY_POINTS.applierHandler);
     for (const config of props.replicas) {
-      const nested = new NestedStack(this, `Replica-${config.name}`, {
+      const nested = new NestedStack(this.shardStacks.get(replicaShard(config)) ?? this, `Replica-${config.name}`, {
         description: `pgfanout ${this.namePrefix}: replica ${config.name}`,
       });
       const replica = new PgfanoutReplica(nested, 'Replica', {
@@ -357,7 +368,7 @@ export class Pgfanout extends Construct {
     const lostAlarms = new Map<number, Alarm>();
     for (const [shard, topic] of this.topics) {
       const name = shard === 0 ? this.namePrefix : `${this.namePrefix}-shard${shard}`;
-      const alarm = new Alarm(this, shard === 0 ? 'NotificationsLostAlarm' : `NotificationsLostAlarmShard${shard}`, {
+      const alarm = new Alarm(this.shardStacks.get(shard) ?? this, 'NotificationsLostAlarm', {
         alarmName: `${name}-notifications-lost`,
         alarmDescription: `pgfanout ${this.namePrefix}: SNS could neither deliver messages of topic ${topicName(this.namePrefix, shard)} to a replica queue nor move them to its delivery dead-letter queue (<prefix>-<replica>-sns-dlq.fifo). Some replica of that topic misses them and stops at the gap: check the dead-letter queues' policies and the KMS key policy, then resynchronize that replica.`,
         metric: topic.metric('NumberOfNotificationsFailedToRedriveToDlq', { statistic: 'Sum', period: Duration.minutes(1) }),
@@ -376,7 +387,7 @@ export class Pgfanout extends Construct {
     for (const shard of this.topics.keys()) {
       dashboards.set(
         shard,
-        new Dashboard(this, shard === 0 ? 'Dashboard' : `DashboardShard${shard}`, {
+        new Dashboard(this.shardStacks.get(shard) ?? this, 'Dashboard', {
           dashboardName: shard === 0 ? this.namePrefix : `${this.namePrefix}-shard${shard}`,
           defaultInterval: Duration.hours(3),
           widgets: this.#dashboardRows(shard, props.replicas),
@@ -426,8 +437,8 @@ export class Pgfanout extends Construct {
    * topic delivers into the (encrypted) replica queues. Every shard's topic is built here, so
    * that their settings and policies cannot differ.
    */
-  #shardTopic(stack: Stack, shard: number): Topic {
-    const topic = new Topic(this, shard === 0 ? 'Topic' : `TopicShard${shard}`, {
+  #shardTopic(scope: Construct, stack: Stack, shard: number): Topic {
+    const topic = new Topic(scope, 'Topic', {
       topicName: topicName(this.namePrefix, shard),
       displayName: shard === 0 ? `pgfanout ${this.namePrefix}` : `pgfanout ${this.namePrefix} shard ${shard}`,
       fifo: true,
