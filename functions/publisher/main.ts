@@ -26,7 +26,7 @@ async function main(): Promise<void> {
       return client;
     },
     sns,
-    topicArn: config.topicArn,
+    topicArns: config.topicArns,
     logger,
     metrics: emitted.metrics,
     tickMs: config.tickMs,
@@ -44,7 +44,7 @@ async function main(): Promise<void> {
       }, STOP_GRACE_MS).unref();
     });
   }
-  logger.info('publisher starting', { topicArn: config.topicArn, healthPort: health.port });
+  logger.info('publisher starting', { topicArns: config.topicArns, healthPort: health.port });
   await publisher.run(stop.signal);
   emitted.stop();
   await health.close();

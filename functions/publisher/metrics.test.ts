@@ -81,7 +81,7 @@ describe('publisher metrics', () => {
         return client;
       },
       sns,
-      topicArn: 'arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo',
+      topicArns: ['arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo'],
       logger: quiet,
       metrics: m.metrics,
       backoffMs: { initial: 10, max: 20 },
@@ -110,7 +110,7 @@ describe('publisher metrics', () => {
         return client;
       },
       sns,
-      topicArn: 'arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo',
+      topicArns: ['arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo'],
       logger: quiet,
       metrics: m.metrics,
       standbyPollMs: 20,
