@@ -43,7 +43,7 @@ function runPublisher(
       return client;
     },
     sns: p.sns,
-    topicArn: p.topicArn,
+    topicArns: p.topicArns,
     signingKeys: p.signingKeys(),
     logger: quiet,
     tickMs: 100,
