@@ -6,7 +6,9 @@
  * crash anywhere before that makes the source serve the same batch again. The source
  * records the message size a batch was first published with (`pgfanout.batch_encoding`)
  * and every re-publish uses it, so the batch encodes to the same messages with the same
- * deduplication ids even when the publisher restarted with another size.
+ * deduplication ids even when the publisher restarted with another size. Every message is signed
+ * (core/wire/signature.ts) with the current key of the signing secret; the signature travels in
+ * message attributes, so the body, its digest and its deduplication id do not depend on the key.
  *
  * Plain code: no environment reading, no SDK client construction (see main.ts).
  */
@@ -14,6 +16,8 @@ import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } fr
 import type { Client, Notification } from 'pg';
 import { encodeBatch, MIN_MAX_MESSAGE_BYTES, readBatch, type OutgoingMessage } from '#core/source';
 import { METRICS } from '#core/config.ts';
+import type { SigningKeys } from '#core/signing-keys.ts';
+import { signatureAttributeBytes, signatureAttributes, SIGNATURE_ATTRIBUTES_MAX_BYTES, type SigningKey } from '#core/wire';
 
 /** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */
 export const PUBLISH_BATCH_MAX_ENTRIES = 10;
@@ -46,6 +50,8 @@ export interface PublisherOptions {
   readonly connectSource: () => Promise<Client>;
   readonly sns: SNSClient;
   readonly topicArn: string;
+  /** The key every message is signed with: the signing secret's current one. */
+  readonly signingKeys: SigningKeys;
   readonly logger: PublisherLogger;
   readonly metrics?: PublisherMetrics;
   /** Wake up this often even without a notification. @default 1000 */
@@ -342,6 +348,10 @@ export class Publisher {
         configured: this.#o.maxMessageBytes,
       });
     }
+    const key = await this.#o.signingKeys.current();
+    // SNS counts message attributes in a message's size: the body leaves room for the signature's.
+    const bodyBytes = Math.min(maxMessageBytes, PUBLISH_BATCH_MAX_BYTES - SIGNATURE_ATTRIBUTES_MAX_BYTES);
+    const attributeBytes = signatureAttributeBytes(key.id);
     const messages = encodeBatch(
       {
         sourceId,
@@ -352,7 +362,7 @@ export class Publisher {
         origin: { system: batch.origin_system, timeline: Number(batch.origin_timeline), lsn: batch.origin_lsn },
       },
       readBatch(client, batch.batch_id),
-      { maxMessageBytes },
+      { maxMessageBytes: bodyBytes },
     );
     let pending: OutgoingMessage[] = [];
     let pendingBytes = 0;
@@ -360,17 +370,17 @@ export class Publisher {
     let bytes = 0;
     for await (const message of messages) {
       if (signal.aborted) throw new Stopped();
-      if (pending.length === PUBLISH_BATCH_MAX_ENTRIES || pendingBytes + message.bytes > PUBLISH_BATCH_MAX_BYTES) {
-        await this.#send(pending, signal);
+      if (pending.length === PUBLISH_BATCH_MAX_ENTRIES || pendingBytes + message.bytes + attributeBytes > PUBLISH_BATCH_MAX_BYTES) {
+        await this.#send(pending, key, signal);
         pending = [];
         pendingBytes = 0;
       }
       pending.push(message);
-      pendingBytes += message.bytes;
+      pendingBytes += message.bytes + attributeBytes;
       bytes += message.bytes;
       count += 1;
     }
-    if (pending.length > 0) await this.#send(pending, signal);
+    if (pending.length > 0) await this.#send(pending, key, signal);
     await client.query(FINISH_BATCH_SQL, [batch.batch_id, `${this.#o.statementTimeoutMs}ms`]);
     this.#progress();
 
@@ -394,12 +404,12 @@ export class Publisher {
   }
 
   /**
-   * Publishes `entries` in order with one PublishBatch call, retrying with backoff. When
+   * Publishes `entries` in order, signed with `key`, with one PublishBatch call, retrying with backoff. When
    * SNS reports failed entries, everything from the first failed one on is sent again
    * (already accepted entries after it deduplicate by MessageDeduplicationId), so the
    * topic never sees a message before its predecessor.
    */
-  async #send(entries: readonly OutgoingMessage[], signal: AbortSignal): Promise<void> {
+  async #send(entries: readonly OutgoingMessage[], key: SigningKey, signal: AbortSignal): Promise<void> {
     let remaining = entries;
     for (let attempt = 1; ; attempt++) {
       if (signal.aborted) throw new Stopped();
@@ -409,6 +419,7 @@ export class Publisher {
           Message: m.body,
           MessageGroupId: m.groupId,
           MessageDeduplicationId: m.dedupId,
+          MessageAttributes: signatureAttributes(m.body, key),
         }));
         const out = await this.#o.sns.send(
           new PublishBatchCommand({ TopicArn: this.#o.topicArn, PublishBatchRequestEntries: request }),
