@@ -659,21 +659,15 @@ export class BatchApplier {
     const head = pending.head;
     const { old: oldColumns, new: newColumns } = pending.columns;
     checkImages(head.op, oldColumns.length > 0, newColumns.length > 0, pending.index);
-    if (head.op === 'T') {
-      // A TRUNCATE naming its partition, split only by a tiny message size: read the names back.
-      const { rows } = await this.#query(
-        `SELECT s.slot, pg_catalog.string_agg(s.value, '' ORDER BY s.seq) AS value FROM pgfanout.replica_staged_value s
-          WHERE s.source_id = $1 AND s.batch_id = $2::pg_catalog.int8 GROUP BY s.slot`,
-        [this.#context.sourceId, this.#context.batchId],
-        'reading back the pieces of a split TRUNCATE',
-      );
-      const values = new Map((rows as { slot: number; value: string | null }[]).map((r) => [r.slot, r.value]));
-      const old = Object.fromEntries(oldColumns.map((c) => [c, values.get(pending.slots.get(`old\u0000${c}`) as number) ?? null]));
-      await this.#change(head, old, undefined, pending.index);
-    } else if (head.op === 'S') {
-      // A statement must be whole to run: read it back from its pieces.
-      const values = await stagedValues(this.#query.bind(this), this.#context, newColumns.map((c) => pending.slots.get(`new\u0000${c}`) as number));
-      await this.#schemaChange(head, Object.fromEntries(newColumns.map((c) => [c, values.get(pending.slots.get(`new\u0000${c}`) as number) ?? null])), pending.index);
+    if (head.op === 'S' || head.op === 'T') {
+      // A statement must be whole to run, and a TRUNCATE's partition name whole to look up
+      // (another writer of the format may split even so small a change): read them back.
+      const columns = head.op === 'S' ? newColumns : oldColumns;
+      const image = head.op === 'S' ? 'new' : 'old';
+      const values = await stagedValues(this.#query.bind(this), this.#context, columns.map((c) => pending.slots.get(`${image}\u0000${c}`) as number));
+      const whole = Object.fromEntries(columns.map((c) => [c, values.get(pending.slots.get(`${image}\u0000${c}`) as number) ?? null]));
+      if (head.op === 'S') await this.#schemaChange(head, whole, pending.index);
+      else await this.#change(head, whole, undefined, pending.index);
     } else if ((this.#refuseOwnSchema(head, pending.index), !this.#filter.applies(head.schema, head.table))) this.skipped++;
     else {
       const op = head.op as 'I' | 'U' | 'D';
