@@ -6,9 +6,9 @@
  * or a clear error when its table is not partitioned like the source's.
  */
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { createDatabase, TEST_MAJORS, type TestDatabase } from '#testing/servers.ts';
+import { createDatabase, describeEachMajor, type TestDatabase } from '#testing/servers.ts';
 import { drainEvents } from '#testing/source.ts';
 import { publishNext, syncChanges, syncOnce } from '#testing/stream.ts';
 import { installReplica, installSource } from '../ops/install.ts';
@@ -41,7 +41,7 @@ async function count(client: pg.ClientBase, table: string): Promise<number> {
   return Number(rows[0]?.n);
 }
 
-describe.each(TEST_MAJORS)('TRUNCATE of partitions on PostgreSQL %i', (major) => {
+describeEachMajor('TRUNCATE of partitions on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let source: TestDatabase;
   let replica: TestDatabase;
