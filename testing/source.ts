@@ -96,7 +96,7 @@ export async function batchValuesCopy(client: pg.ClientBase, batchId: string): P
 }
 
 /** Parses COPY text format (tab-separated, `\N` for NULL, backslash escapes). */
-export function parseCopyText(text: string): (string | null)[][] {
+function parseCopyText(text: string): (string | null)[][] {
   const rows: (string | null)[][] = [];
   for (const line of text.split('\n')) {
     if (line === '') continue;

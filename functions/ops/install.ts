@@ -63,7 +63,7 @@ export const REPLICA_SQL: SqlComponent = {
  * as the publisher's lock, another object). One lock for both sides, because both create
  * the schema `pgfanout`.
  */
-export const INSTALL_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 2 } as const;
+const INSTALL_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 2 } as const;
 
 /** Options of {@link installSource} and {@link installReplica}. */
 export interface InstallOptions {

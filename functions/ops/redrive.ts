@@ -188,7 +188,7 @@ function streamOrder(a: Held, b: Held): number {
 }
 
 /** Each table `envelope`'s changes touch, in first-seen order. */
-export function touchedTables(envelope: Envelope): TableRef[] {
+function touchedTables(envelope: Envelope): TableRef[] {
   const seen = new Map<string, TableRef>();
   for (const change of envelope.changes) {
     const head = change as { schema?: unknown; table?: unknown };

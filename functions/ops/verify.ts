@@ -128,7 +128,7 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
 }
 
 /** The columns of a table in attnum order (dropped columns excluded). */
-export async function tableColumns(client: ClientBase, ref: TableRef): Promise<string[]> {
+async function tableColumns(client: ClientBase, ref: TableRef): Promise<string[]> {
   const { rows } = await client.query<{ attname: string }>(
     `SELECT a.attname FROM pg_catalog.pg_attribute a
        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
@@ -529,7 +529,7 @@ async function fullMerge(
 }
 
 /** Orders strings by their UTF-8 bytes, as PostgreSQL's COLLATE "C" does (JS `<` compares UTF-16 units). */
-export function byteOrder(a: string, b: string): number {
+function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 

@@ -16,14 +16,14 @@ import { encodeBatch, MIN_MAX_MESSAGE_BYTES, readBatch, type OutgoingMessage } f
 import { METRICS } from '#core/config.ts';
 
 /** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */
-export const PUBLISH_BATCH_MAX_ENTRIES = 10;
-export const PUBLISH_BATCH_MAX_BYTES = 262_144;
+const PUBLISH_BATCH_MAX_ENTRIES = 10;
+const PUBLISH_BATCH_MAX_BYTES = 262_144;
 
 /** Advisory lock key (two int4 halves) held by the active publisher of a source database. */
 export const PUBLISHER_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 1 } as const;
 
 /** The notification channel capture uses to wake the publisher. */
-export const WAKE_CHANNEL = 'pgfanout';
+const WAKE_CHANNEL = 'pgfanout';
 
 export type PublisherState = 'starting' | 'standby' | 'active' | 'reconnecting' | 'stopped';
 
@@ -469,13 +469,13 @@ function errorText(err: unknown): string {
 }
 
 /** Exponential backoff with full jitter. */
-export function backoff(limits: { readonly initial: number; readonly max: number }, attempt: number): number {
+function backoff(limits: { readonly initial: number; readonly max: number }, attempt: number): number {
   const ceiling = Math.min(limits.max, limits.initial * 2 ** Math.min(attempt - 1, 20));
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
 }
 
 /** Resolves after `ms`, or rejects with Stopped as soon as `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(new Stopped());
     const timer = setTimeout(() => {

@@ -12,7 +12,7 @@
 export type AwsService = 'sqs' | 'sns';
 
 /** Base class of every error raised by the local endpoint. */
-export class EndpointError extends Error {
+class EndpointError extends Error {
   /** Stable, machine-readable code. */
   readonly code: string;
 
@@ -118,7 +118,7 @@ export function snsError(name: SnsErrorName, message: string, options?: { readon
 }
 
 /** Codes of the endpoint's own (non-AWS) errors. */
-export const ENDPOINT_ERROR_CODES = {
+const ENDPOINT_ERROR_CODES = {
   persistence: 'LOCAL_ENDPOINT_PERSISTENCE',
   invalidOption: 'LOCAL_ENDPOINT_INVALID_OPTION',
   closed: 'LOCAL_ENDPOINT_CLOSED',

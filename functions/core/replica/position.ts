@@ -96,7 +96,7 @@ function originOf(row: OriginColumns): BatchOrigin | undefined {
 }
 
 /** An origin as an error message names it. */
-export function originText(origin: BatchOrigin | undefined): string {
+function originText(origin: BatchOrigin | undefined): string {
   return origin === undefined ? 'no origin' : `system ${origin.system}, timeline ${origin.timeline}, LSN ${origin.lsn}`;
 }
 
