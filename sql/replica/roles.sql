@@ -1,5 +1,7 @@
 -- pgfanout replica: roles and grants. installReplica() runs this after the install or upgrade
--- scripts, every time; it is idempotent and always describes the newest version.
+-- scripts whenever they lead to the newest version (an install stopped at an older
+-- targetVersion gets none of it), so every object named here exists; it is idempotent and
+-- always describes the newest version.
 --
 -- pgfanout_applier (NOLOGIN): the applier's login role is made a member of it. It may read and
 -- write the replica_* tables (positions and staging). Writing the replicated tables themselves
@@ -17,8 +19,11 @@ BEGIN
         BEGIN
             CREATE ROLE pgfanout_applier NOLOGIN;
         EXCEPTION
-            WHEN duplicate_object THEN
-                NULL; -- created a moment ago by an installer in another database of this cluster
+            -- Created a moment ago by an installer in another database of this cluster (the
+            -- advisory lock is per database): duplicate_object once it has committed; while it
+            -- had not, CREATE ROLE waited for it on pg_authid's unique index and fails there.
+            WHEN duplicate_object OR unique_violation THEN
+                NULL;
             WHEN insufficient_privilege THEN
                 RAISE EXCEPTION 'pgfanout: role pgfanout_applier does not exist and role % may not create it', current_user
                     USING ERRCODE = 'insufficient_privilege',
@@ -41,12 +46,5 @@ REVOKE ALL ON FUNCTION pgfanout.replica_skip(text, bigint, text, text[]) FROM PU
 GRANT SELECT ON pgfanout.replica_skipped TO pgfanout_applier;
 GRANT EXECUTE ON FUNCTION pgfanout.replica_version() TO pgfanout_applier;
 GRANT SELECT, INSERT ON pgfanout.replica_conflict TO pgfanout_applier;
--- Since 1.1.0: the applied batches' digests and origins, kept for the last batches only.
--- Tables of later versions: this file also runs after installing an older version on request.
-DO $grants$
-BEGIN
-    IF pg_catalog.to_regclass('pgfanout.replica_applied_batch') IS NOT NULL THEN
-        GRANT SELECT, INSERT, UPDATE, DELETE ON pgfanout.replica_applied_batch TO pgfanout_applier;
-    END IF;
-END
-$grants$;
+-- The applied batches' digests and origins, kept for the last batches only.
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgfanout.replica_applied_batch TO pgfanout_applier;
