@@ -3,6 +3,7 @@
  * a connected client.
  */
 import pg from 'pg';
+import { quoteIdent } from '#core/pg/sql.ts';
 import { availableMajors, LocalPostgres, type Major } from '#local/postgres.ts';
 
 /** The majors the core is tested on (13 and 18 ship with the dependencies). */
@@ -20,7 +21,7 @@ export async function createDatabase(server: LocalPostgres, name: string, settin
   const admin = new pg.Client(server.url());
   await admin.connect();
   try {
-    await admin.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`);
+    await admin.query(`CREATE DATABASE ${quoteIdent(name)}`);
   } finally {
     await admin.end();
   }

@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { availableMajors, type LocalPostgres, type Major } from '#local/postgres.ts';
-import { installSource, quoteIdent } from '../functions/ops/install.ts';
+import { quoteIdent } from '#core/pg/sql.ts';
+import { installSource } from '../functions/ops/install.ts';
 
 /** The majors the source SQL is tested on: 13, 15 and 18, where this machine has them. */
 export function testedMajors(): Major[] {

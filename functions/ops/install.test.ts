@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
+import { quoteIdent } from '#core/pg/sql.ts';
 import { DatabaseError, PgfanoutError } from '#core/wire/errors.ts';
 import {
   compareVersions,
@@ -14,7 +15,6 @@ import {
   installSource,
   parseScriptName,
   planInstall,
-  quoteIdent,
   REPLICA_SQL,
   SOURCE_SQL,
   type ScriptFile,

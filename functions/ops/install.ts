@@ -22,6 +22,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { quoteIdent } from '#core/pg/sql.ts';
 import { classifyDatabaseError, InvalidArgumentError } from '#core/wire/errors.ts';
 
 /** A set of versioned SQL scripts and how to tell which version a database has. */
@@ -319,9 +320,4 @@ async function run<R extends pg.QueryResultRow = pg.QueryResultRow>(
   } catch (err) {
     throw classifyDatabaseError(err, what);
   }
-}
-
-/** Quotes an SQL identifier (always, doubling embedded quotes). */
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }

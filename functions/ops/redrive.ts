@@ -43,6 +43,7 @@ import { applyMessage, type ApplyOptions } from '#core/replica';
 import { skipBatch as skipReplicaBatch, stagedBodies } from '#core/replica/protocol.ts';
 import { parseEnvelope, type Envelope } from '#core/wire';
 import { resourceNames } from '#core/config.ts';
+import { quoteIdent } from '#core/pg/sql.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
 import type { TableRef } from './verify.ts';
 
@@ -200,7 +201,7 @@ function touchedTables(envelope: Envelope): TableRef[] {
 
 /** `schema.table` as SQL would read it: parts quoted only where they need it. */
 export function tableName(ref: TableRef): string {
-  const part = (name: string) => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`);
+  const part = (name: string) => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name : quoteIdent(name));
   return `${part(ref.schema)}.${part(ref.table)}`;
 }
 

@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { quoteIdent } from '../../ops/install.ts';
+import { quoteIdent } from '../pg/sql.ts';
 import { batchValuesCopy, connect, drainEvents, foldEvents, batchValues, nextBatch, sourceWithTable, takeBatch, testedMajors, type CapturedEvent } from '#testing/source.ts';
 
 /** Error message of a query expected to fail. */
