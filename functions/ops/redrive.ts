@@ -46,6 +46,7 @@ import { resourceNames } from '#core/config.ts';
 import { quoteIdent } from '#core/pg/sql.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
 import type { TableRef } from './verify.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A replica's queue and dead-letter queue. */
 export interface ReplicaQueuePair {
@@ -318,7 +319,7 @@ export async function moveBacklogBehind(
           `${queues.queueName}: ${inFlight} message(s) still in flight after ${timeoutMs / 1000} s; is the replica's applier paused (pgfanout pause --replica ${queues.replica})? Run again to go on`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      await sleep(pollMs);
       continue;
     }
     const out = await sqs.send(
@@ -405,7 +406,7 @@ export async function moveBack(
     if (Date.now() >= deadline) {
       throw new OpsError(OPS_ERROR_CODES.timeout, `moving ${queues.deadLetterQueueName} back to ${queues.queueName}: ${moved} of ${toMove} message(s) moved after ${timeoutMs / 1000} s; the task goes on (ListMessageMoveTasks)`);
     }
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    await sleep(pollMs);
   }
 }
 

@@ -35,6 +35,7 @@ import type { ClientBase } from 'pg';
 import { replicaState } from '#core/replica/protocol.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
 import { qualified, quoteIdent, setStableOutput } from '#core/pg/sql.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface TableRef {
   readonly schema: string;
@@ -610,6 +611,6 @@ export async function waitForReplicaPosition(
       );
     }
     options.onWait?.(at);
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    await sleep(pollMs);
   }
 }
