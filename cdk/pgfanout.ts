@@ -34,7 +34,7 @@ export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url)).replac
 export const PUBLISHER_DOCKERFILE = 'functions/publisher/Dockerfile';
 
 /** Tag carrying the deployment's name prefix on every replica resource (queues, function, event source mapping). */
-export const DEPLOYMENT_TAG = 'pgfanout:deployment';
+const DEPLOYMENT_TAG = 'pgfanout:deployment';
 
 /**
  * The operator's permissions, least privilege for what `pgfanout status`, `pgfanout redrive`
@@ -46,7 +46,7 @@ export const DEPLOYMENT_TAG = 'pgfanout:deployment';
  * (https://docs.aws.amazon.com/lambda/latest/dg/tags-esm.html). Pausing a replica is
  * `UpdateEventSourceMapping` with `Enabled: false` on its mapping.
  */
-export function operatorStatements(stack: Stack, prefix: string, keyArn: string): PolicyStatement[] {
+function operatorStatements(stack: Stack, prefix: string, keyArn: string): PolicyStatement[] {
   const sqs = (name: string) => stack.formatArn({ service: 'sqs', resource: name });
   return [
     new PolicyStatement({ sid: 'Status', actions: ['sqs:GetQueueUrl', 'sqs:GetQueueAttributes'], resources: [sqs(`${prefix}-*.fifo`)] }),

@@ -22,16 +22,17 @@ import { encodeBatch, MIN_MAX_MESSAGE_BYTES, readBatch, type OutgoingMessage } f
 import { METRICS } from '#core/config.ts';
 import type { SigningKeys } from '#core/signing-keys.ts';
 import { signatureAttributeBytes, signatureAttributes, SIGNATURE_ATTRIBUTES_MAX_BYTES, type SigningKey } from '#core/wire';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */
-export const PUBLISH_BATCH_MAX_ENTRIES = 10;
-export const PUBLISH_BATCH_MAX_BYTES = 262_144;
+const PUBLISH_BATCH_MAX_ENTRIES = 10;
+const PUBLISH_BATCH_MAX_BYTES = 262_144;
 
 /** Advisory lock key (two int4 halves) held by the active publisher of a source database. */
 export const PUBLISHER_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 1 } as const;
 
 /** The notification channel capture uses to wake the publisher. */
-export const WAKE_CHANNEL = 'pgfanout';
+const WAKE_CHANNEL = 'pgfanout';
 
 export type PublisherState = 'starting' | 'standby' | 'active' | 'reconnecting' | 'stopped';
 
@@ -256,7 +257,7 @@ export class Publisher {
         // The session (and with it the single-publisher lock) is closed below. Wait longer than a
         // standby's poll before trying the lock again, so a standby takes over from a publisher
         // that fails (e.g. blocked on the source) instead of this one taking the lock back.
-        await sleep(Math.max(backoff(this.#o.backoffMs, failures), 2 * this.#o.standbyPollMs), signal).catch(() => undefined);
+        await sleep(Math.max(backoff(this.#o.backoffMs, failures), 2 * this.#o.standbyPollMs), undefined, { signal }).catch(() => undefined);
       } finally {
         if (client) await client.end().catch(() => undefined);
       }
@@ -275,7 +276,7 @@ export class Publisher {
       if (!announced) this.#o.logger.info('another publisher is active on this source; standing by', {});
       this.#state = 'standby';
       this.#progress();
-      await sleep(this.#o.standbyPollMs, signal);
+      await sleep(this.#o.standbyPollMs, undefined, { signal });
     }
     const { rows } = await client.query<{ id: string }>('SELECT pgfanout.source_id() AS id');
     this.#sourceId = rows[0]?.id ?? null;
@@ -464,7 +465,7 @@ export class Publisher {
         if (isPermanentSnsError(err) || attempt >= 8) throw err;
         this.#o.logger.warn('PublishBatch failed; retrying', { topicArn, error: errorText(err), attempt });
       }
-      await sleep(backoff(this.#o.backoffMs, attempt), signal);
+      await sleep(backoff(this.#o.backoffMs, attempt), undefined, { signal });
     }
   }
 
@@ -501,23 +502,7 @@ function errorText(err: unknown): string {
 }
 
 /** Exponential backoff with full jitter. */
-export function backoff(limits: { readonly initial: number; readonly max: number }, attempt: number): number {
+function backoff(limits: { readonly initial: number; readonly max: number }, attempt: number): number {
   const ceiling = Math.min(limits.max, limits.initial * 2 ** Math.min(attempt - 1, 20));
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-}
-
-/** Resolves after `ms`, or rejects with Stopped as soon as `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new Stopped());
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new Stopped());
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
