@@ -245,8 +245,9 @@ describeEachMajor('bootstrap builds a faithful schema on PostgreSQL %i', (major)
         DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'plain_boot') THEN CREATE ROLE plain_boot LOGIN PASSWORD 'plain-boot'; END IF; END $$;
         GRANT CREATE ON DATABASE plain TO plain_boot;
         GRANT pgfanout_applier TO plain_boot;
-        GRANT SELECT, INSERT, UPDATE, DELETE ON pgfanout.replica_bootstrap, pgfanout.replica_bootstrap_table TO plain_boot;
-        GRANT EXECUTE ON FUNCTION pgfanout.replica_start(text, bigint) TO plain_boot;
+        GRANT EXECUTE ON FUNCTION pgfanout.replica_bootstrap_begin(text, boolean), pgfanout.replica_bootstrap_record(text, bigint, text, boolean, text[], text[]),
+          pgfanout.replica_bootstrap_tables(text), pgfanout.replica_bootstrap_copy_begin(text, text, text),
+          pgfanout.replica_bootstrap_copy_done(text, text, text, bigint), pgfanout.replica_bootstrap_finish(text) TO plain_boot;
       `),
     );
     const plain = new URL(url);

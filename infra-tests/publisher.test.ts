@@ -43,7 +43,8 @@ function runPublisher(
       return client;
     },
     sns: p.sns,
-    topicArn: p.topicArn,
+    topicArns: p.topicArns,
+    signingKeys: p.signingKeys(),
     logger: quiet,
     tickMs: 100,
     standbyPollMs: 100,

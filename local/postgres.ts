@@ -42,7 +42,7 @@ function run(file: string, args: readonly string[], options: { uid?: number; gid
 }
 
 export type Major = 13 | 15 | 18;
-export const DEFAULT_MAJOR: Major = 18;
+const DEFAULT_MAJOR: Major = 18;
 
 /** Where the server binaries of `major` live, or undefined when this machine has none. */
 export function binDir(major: Major): string | undefined {
@@ -295,7 +295,7 @@ async function ownedFolder(baseDir?: string): Promise<string> {
  * made once per PostgreSQL version and reused. The copy is assembled in a temporary folder and
  * renamed into place, so a concurrent or interrupted start never sees half a copy.
  */
-export async function binariesForPostgresUser(bin: string, cacheRoot = join(tmpdir(), 'pgfanout-pg-bin')): Promise<string> {
+async function binariesForPostgresUser(bin: string, cacheRoot = join(tmpdir(), 'pgfanout-pg-bin')): Promise<string> {
   const ids = postgresUser();
   if (runsAs(bin, ids)) return bin;
   // The folder itself, not a link to it (a package linked into node_modules): the copy must hold the files.

@@ -4,6 +4,7 @@
  */
 import pg from 'pg';
 import { describe } from 'vitest';
+import { quoteIdent } from '#core/pg/sql.ts';
 import { availableMajors, installHint, LocalPostgres, type Major } from '#local/postgres.ts';
 
 /**
@@ -52,7 +53,7 @@ export async function createDatabase(server: LocalPostgres, name: string, settin
   const admin = new pg.Client(server.url());
   await admin.connect();
   try {
-    await admin.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`);
+    await admin.query(`CREATE DATABASE ${quoteIdent(name)}`);
   } finally {
     await admin.end();
   }

@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { LocalPostgres } from '#local/postgres.ts';
-import { installSource, quoteIdent } from '../functions/ops/install.ts';
+import { quoteIdent } from '#core/pg/sql.ts';
+import { installSource } from '../functions/ops/install.ts';
 
 /** Every column comes back as the text the server sent (its output function's text). */
 const RAW_TEXT: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };
@@ -91,7 +92,7 @@ export async function batchValuesCopy(client: pg.ClientBase, batchId: string): P
 }
 
 /** Parses COPY text format (tab-separated, `\N` for NULL, backslash escapes). */
-export function parseCopyText(text: string): (string | null)[][] {
+function parseCopyText(text: string): (string | null)[][] {
   const rows: (string | null)[][] = [];
   for (const line of text.split('\n')) {
     if (line === '') continue;

@@ -172,6 +172,7 @@ describe('pgfanout redrive dry runs', () => {
       [APPLIER_ENV.REPLICA_URL]: server.url('redrive'),
       [APPLIER_ENV.SOURCE_IDS]: sources,
       [APPLIER_ENV.ALLOW_SCHEMA_CHANGES]: 'true',
+      [APPLIER_ENV.SIGNING_KEY_SECRET]: `${prefix}-signing-key`,
     };
     await lambda.send(new CreateFunctionCommand({ FunctionName: `${prefix}-applier-a`, Role: 'arn:aws:iam::000000000000:role/r', Code: { ZipFile: new Uint8Array() }, Environment: { Variables: env } }));
     await lambda.send(new CreateEventSourceMappingCommand({ FunctionName: `${prefix}-applier-a`, EventSourceArn: queues.queueArn }));

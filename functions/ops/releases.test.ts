@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { describeEachMajor } from '#testing/servers.ts';
 import { connect, withClient } from '#testing/source.ts';
-import { compareVersions, installComponent, parseScriptName, quoteIdent, REPLICA_SQL, SOURCE_SQL, type ScriptFile, type SqlComponent } from './install.ts';
+import { quoteIdent } from '#core/pg/sql.ts';
+import { compareVersions, installComponent, parseScriptName, REPLICA_SQL, SOURCE_SQL, type ScriptFile, type SqlComponent } from './install.ts';
 
 /**
  * Every released script and its sha256. A release adds its scripts here; nothing here is ever

@@ -53,7 +53,7 @@ async function counted(client: pg.Client, body: string, options: ApplyOptions = 
 
 /** Queries that write changes (not the transaction, settings, position or catalog). */
 const changeStatements = (queries: readonly string[]) =>
-  queries.filter((q) => !/^\s*(BEGIN|COMMIT|ROLLBACK)\b|replica_position|replica_staged|pg_catalog\.pg_(class|index)/.test(q));
+  queries.filter((q) => !/^\s*(BEGIN|COMMIT|ROLLBACK)\b|pgfanout\.replica_|pg_catalog\.pg_(class|index)/.test(q));
 
 async function rows(client: pg.ClientBase, table: string): Promise<string[]> {
   const result = await client.query<{ r: string }>(`SELECT t::text AS r FROM ${table} AS t ORDER BY 1`);

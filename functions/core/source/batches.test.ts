@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { quoteIdent } from '../../ops/install.ts';
+import { quoteIdent } from '../pg/sql.ts';
 import { batchValuesCopy, connect, drainEvents, foldEvents, batchValues, nextBatch, sourceWithTable, takeBatch, type CapturedEvent } from '#testing/source.ts';
 import { describeEachMajor } from '#testing/servers.ts';
 

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { quoteIdent } from '../../ops/install.ts';
+import { quoteIdent } from '../pg/sql.ts';
 import { connect, drainEvents, qualified, sourceDatabase, takeBatch, type CapturedEvent } from '#testing/source.ts';
 import { describeEachMajor } from '#testing/servers.ts';
 

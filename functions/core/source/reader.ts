@@ -312,7 +312,7 @@ export class CopyTextParser {
 }
 
 /** Columns of `pgfanout.batch_values`, in order. */
-export const BATCH_VALUES_COLUMNS = ['ev_id', 'ev_txid', 'ev_time', 'ev_op', 'ev_schema', 'ev_table', 'image', 'col', 'value'] as const;
+const BATCH_VALUES_COLUMNS = ['ev_id', 'ev_txid', 'ev_time', 'ev_op', 'ev_schema', 'ev_table', 'image', 'col', 'value'] as const;
 const VALUE_FIELD = BATCH_VALUES_COLUMNS.length - 1;
 /** Longest non-value field accepted from `batch_values` (names, ids, times are far shorter). */
 const MAX_HEADER_FIELD = 64 * 1024;

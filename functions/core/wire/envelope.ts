@@ -176,16 +176,14 @@ export interface Change {
   readonly new?: RowImage;
 }
 
-/** Largest bigint, the range of batch ids. */
-export const MAX_BIGINT = 9223372036854775807n;
 /** Length of the `after` digest in hex digits. */
 export const DIGEST_HEX_LENGTH = 32;
 /** Longest source id accepted. */
 export const MAX_SOURCE_ID_LENGTH = 256;
 /** Longest schema, table or column name accepted (PostgreSQL's own limit is 63 bytes). */
-export const MAX_NAME_LENGTH = 1024;
+const MAX_NAME_LENGTH = 1024;
 /** Largest part index. */
-export const MAX_PART = 2_147_483_647;
+const MAX_PART = 2_147_483_647;
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
 /** ISO 8601 or PostgreSQL ISO output of a timestamp with a time zone offset. */
