@@ -65,6 +65,15 @@ function operatorStatements(stack: Stack, prefix: string, keyArn: string): Polic
       resources: [stack.formatArn({ service: 'lambda', resource: 'event-source-mapping', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
       conditions: { StringEquals: { [`aws:ResourceTag/${DEPLOYMENT_TAG}`]: prefix } },
     }),
+    // redrive's dry runs read the applier's settings from its function's environment; Lambda
+    // authorizes function actions by resource tag
+    // (https://docs.aws.amazon.com/lambda/latest/dg/attribute-based-access-control.html).
+    new PolicyStatement({
+      sid: 'ReadApplierSettings',
+      actions: ['lambda:GetFunctionConfiguration'],
+      resources: [stack.formatArn({ service: 'lambda', resource: 'function', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+      conditions: { StringEquals: { [`aws:ResourceTag/${DEPLOYMENT_TAG}`]: prefix } },
+    }),
   ];
 }
 

@@ -38,7 +38,9 @@ import {
   type Message,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
+import { GetFunctionConfigurationCommand, ListEventSourceMappingsCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type pg from 'pg';
+import { readApplierConfig } from '../applier/config.ts';
 import { applyMessage, type ApplyOptions } from '#core/replica';
 import { skipBatch as skipReplicaBatch, stagedBodies } from '#core/replica/protocol.ts';
 import { parseEnvelope, type Envelope } from '#core/wire';
@@ -119,12 +121,59 @@ export interface DeadLetterListing {
   readonly messages: readonly ParkedMessage[];
 }
 
+/**
+ * The settings replica `queues.replica`'s applier runs with, for the dry runs: the sources it
+ * follows, whether it runs schema changes, its include and exclude lists and its trigger mode,
+ * read from the environment of the Lambda function its queue's event source mapping invokes
+ * (ListEventSourceMappings, then GetFunctionConfiguration's `Environment.Variables`,
+ * https://docs.aws.amazon.com/lambda/latest/api/API_GetFunctionConfiguration.html) and parsed
+ * as the applier parses it. A dry run with other settings would answer for another applier:
+ * "would apply" for a source the replica does not follow, or a refusal of a schema change the
+ * replica runs.
+ */
+export async function replicaApplySettings(lambda: LambdaClient, queues: ReplicaQueuePair): Promise<ApplyOptions> {
+  const functions = new Set<string>();
+  let marker: string | undefined;
+  do {
+    const page = await lambda.send(new ListEventSourceMappingsCommand({ EventSourceArn: queues.queueArn, ...(marker ? { Marker: marker } : {}) }));
+    for (const m of page.EventSourceMappings ?? []) if (m.FunctionArn) functions.add(m.FunctionArn);
+    marker = page.NextMarker;
+  } while (marker);
+  const [functionArn, ...others] = [...functions];
+  if (functionArn === undefined) {
+    throw new OpsError(OPS_ERROR_CODES.notFound, `replica ${queues.replica}: no event source mapping reads ${queues.queueArn}, so its applier's settings cannot be read for the dry runs; is the replica's applier deployed (or pgfanout local running)?`);
+  }
+  if (others.length > 0) {
+    throw new OpsError(OPS_ERROR_CODES.invalidArgument, `replica ${queues.replica}: ${functions.size} functions read ${queues.queueArn} (${[...functions].join(', ')}); a replica has one applier`);
+  }
+  let variables: Record<string, string>;
+  try {
+    variables = (await lambda.send(new GetFunctionConfigurationCommand({ FunctionName: functionArn }))).Environment?.Variables ?? {};
+  } catch (err) {
+    throw new OpsError(OPS_ERROR_CODES.notFound, `replica ${queues.replica}: cannot read the settings of its applier ${functionArn} (${(err as Error).message}); the dry runs need them (lambda:GetFunctionConfiguration)`, err);
+  }
+  let config: ReturnType<typeof readApplierConfig>;
+  try {
+    config = readApplierConfig(variables);
+  } catch (err) {
+    throw new OpsError(OPS_ERROR_CODES.invalidArgument, `replica ${queues.replica}: the settings of its applier ${functionArn} are not valid: ${(err as Error).message}`, err);
+  }
+  return {
+    sources: config.sources,
+    allowSchemaChanges: config.allowSchemaChanges,
+    include: config.include,
+    exclude: config.exclude,
+    replicationRole: 'auto',
+    replicaTriggers: config.replicaTriggers,
+  };
+}
+
 export interface ListOptions {
   /** Visibility timeout of the listing's receives (s); messages are put back at once anyway. @default 30 */
   readonly holdSeconds?: number;
   /** Messages to look at, at most. @default 100 */
   readonly limit?: number;
-  /** Options the replica's applier runs with (include/exclude, replication role), for the dry runs. */
+  /** Options the replica's applier runs with, for the dry runs (see {@link replicaApplySettings}). */
   readonly apply?: ApplyOptions;
 }
 
