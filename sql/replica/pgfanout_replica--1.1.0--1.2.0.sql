@@ -197,7 +197,7 @@ $$;
 -- p_origin_timeline, p_origin_lsn): records batch p_batch_id as applied, in the transaction that
 -- applied its changes: moves the position to it, drops its staged parts, records its parts'
 -- digests and origin in replica_applied_batch and forgets the records more than 1000 batches
--- behind it (REPLICA_HISTORY_BATCHES in functions/core/replica/protocol.ts).
+-- behind it.
 -- Parameters: source id; batch id, the batch after the applied one; the digest of each of its
 --   parts (parts 0..N-1 are the staged ones, with their digests, N the final part); the source
 --   time (NULL keeps the one recorded); the origin's system, timeline and WAL position (all NULL

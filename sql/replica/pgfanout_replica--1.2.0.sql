@@ -50,8 +50,7 @@ CREATE TABLE IF NOT EXISTS pgfanout.replica_position (
 -- The batches this replica applied last, per source, so that a message of a batch at or below the
 -- position is recognised as a duplicate only when it is one (pgfanout.replica_position holds only
 -- the latest batch). The applier writes a row in the transaction that applies the batch and
--- deletes rows more than 1000 batches behind it (REPLICA_HISTORY_BATCHES in
--- functions/core/replica/position.ts); older batches, batches copied by a bootstrap and skipped
+-- deletes rows more than 1000 batches behind it (pgfanout.replica_advance); older batches, batches copied by a bootstrap and skipped
 -- batches have no row, and a message of one of them is dropped as a duplicate unverified.
 --   part_digests:    the digest of each part's body (functions/core/wire/digest.ts), by part
 --   origin_system, origin_timeline, origin_lsn: the envelope's origin (source system identifier,
@@ -427,7 +426,7 @@ $$;
 -- p_origin_timeline, p_origin_lsn): records batch p_batch_id as applied, in the transaction that
 -- applied its changes: moves the position to it, drops its staged parts, records its parts'
 -- digests and origin in replica_applied_batch and forgets the records more than 1000 batches
--- behind it (REPLICA_HISTORY_BATCHES in functions/core/replica/protocol.ts).
+-- behind it.
 -- Parameters: source id; batch id, the batch after the applied one; the digest of each of its
 --   parts (parts 0..N-1 are the staged ones, with their digests, N the final part); the source
 --   time (NULL keeps the one recorded); the origin's system, timeline and WAL position (all NULL

@@ -18,12 +18,6 @@ import type { BatchOrigin } from '../wire/envelope.ts';
 import { classifyDatabaseError, type BootstrapInProgress } from '../wire/errors.ts';
 import type { PositionRow } from './position.ts';
 
-/**
- * How many applied batches per source the replica keeps a record of (`replica_applied_batch`),
- * for checking duplicates; `pgfanout.replica_advance` forgets older ones.
- */
-export const REPLICA_HISTORY_BATCHES = 1000;
-
 /** Where a replica stands for one source. */
 export interface ReplicaPosition {
   /** The batch applied last, or being staged when `part` is not null. */
@@ -50,19 +44,8 @@ function originOf(row: OriginColumns): BatchOrigin | undefined {
   return { system: row.origin_system, timeline: Number(row.origin_timeline), lsn: row.origin_lsn };
 }
 
-/** Runs a protocol call (the apply classifies its errors itself; others call {@link call}). */
+/** Runs one query, classifying its errors and naming what was done (the batch applier's own). */
 type Query = (sql: string, params: unknown[], what: string) => Promise<pg.QueryResult>;
-
-/** A {@link Query} over a client that classifies database errors, naming what was done. */
-export function queryOf(client: pg.ClientBase): Query {
-  return async (sql, params, what) => {
-    try {
-      return await client.query(sql, params);
-    } catch (err) {
-      throw classifyDatabaseError(err, what);
-    }
-  };
-}
 
 // ------------------------------------------------------------------------------- apply
 
