@@ -277,8 +277,9 @@ AS $$
 $$;
 
 -- pgfanout.replica_check_source(p_function, p_source_id, p_batch_id): refuses a missing source id
--- or a batch id below 1, naming the function. Parameters: the caller's name, source id, batch id.
--- Returns: void. Tables touched: none.
+-- or a batch id below 1, naming the function (its callers call it only then, saving a function call
+-- on every apply). Parameters: the caller's name, source id, batch id. Returns: void.
+-- Tables touched: none.
 CREATE OR REPLACE FUNCTION pgfanout.replica_check_source(p_function text, p_source_id text, p_batch_id bigint) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -310,7 +311,7 @@ CREATE OR REPLACE FUNCTION pgfanout.replica_lock(p_source_id text,
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    pos pgfanout.replica_position;
+    position_state text;
     inserted integer;
 BEGIN
     IF p_source_id IS NULL OR p_source_id = '' THEN
@@ -318,25 +319,28 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     created := false;
-    SELECT * INTO pos FROM pgfanout.replica_position p WHERE p.source_id = p_source_id FOR UPDATE;
+    -- The position and the origin of the batch applied last, in one statement (the common case).
+    SELECT p.batch_id, p.part, p.applied_batch_id, p.part_digest, p.state, h.origin_system, h.origin_timeline, h.origin_lsn
+      INTO batch_id, part, applied_batch_id, part_digest, position_state, origin_system, origin_timeline, origin_lsn
+      FROM pgfanout.replica_position p
+      LEFT JOIN pgfanout.replica_applied_batch h ON h.source_id = p.source_id AND h.batch_id = p.applied_batch_id
+     WHERE p.source_id = p_source_id FOR UPDATE OF p;
     IF NOT FOUND THEN
         INSERT INTO pgfanout.replica_position (source_id, batch_id, part, state, applied_batch_id)
         VALUES (p_source_id, 0, NULL, 'applied', 0)
         ON CONFLICT (source_id) DO NOTHING;
         GET DIAGNOSTICS inserted = ROW_COUNT;
         created := inserted = 1;
-        SELECT * INTO pos FROM pgfanout.replica_position p WHERE p.source_id = p_source_id FOR UPDATE;
+        SELECT p.batch_id, p.part, p.applied_batch_id, p.part_digest, p.state, h.origin_system, h.origin_timeline, h.origin_lsn
+          INTO batch_id, part, applied_batch_id, part_digest, position_state, origin_system, origin_timeline, origin_lsn
+          FROM pgfanout.replica_position p
+          LEFT JOIN pgfanout.replica_applied_batch h ON h.source_id = p.source_id AND h.batch_id = p.applied_batch_id
+         WHERE p.source_id = p_source_id FOR UPDATE OF p;
     END IF;
-    batch_id := pos.batch_id;
-    part := pos.part;
-    applied_batch_id := pos.applied_batch_id;
-    part_digest := pos.part_digest;
-    SELECT h.origin_system, h.origin_timeline, h.origin_lsn INTO origin_system, origin_timeline, origin_lsn
-      FROM pgfanout.replica_applied_batch h WHERE h.source_id = p_source_id AND h.batch_id = pos.applied_batch_id;
-    IF pos.state = 'staging' THEN
+    IF position_state = 'staging' THEN
         SELECT s.digest INTO staged_first_digest
-          FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id AND s.batch_id = pos.batch_id AND s.part = 0;
-    ELSIF pos.applied_batch_id = 0 THEN
+          FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id AND s.batch_id = replica_lock.batch_id AND s.part = 0;
+    ELSIF applied_batch_id = 0 THEN
         SELECT b.batch_id, b.started_at,
                (SELECT pg_catalog.count(t.copied_at)::integer FROM pgfanout.replica_bootstrap_table t WHERE t.source_id = p_source_id),
                (SELECT pg_catalog.count(*)::integer FROM pgfanout.replica_bootstrap_table t WHERE t.source_id = p_source_id)
@@ -376,7 +380,9 @@ AS $$
 DECLARE
     pos pgfanout.replica_position;
 BEGIN
-    PERFORM pgfanout.replica_check_source('replica_stage_part', p_source_id, p_batch_id);
+    IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 1 THEN
+        PERFORM pgfanout.replica_check_source('replica_stage_part', p_source_id, p_batch_id);
+    END IF;
     IF p_part IS NULL OR p_part < 0 OR p_digest IS NULL OR p_body IS NULL OR (p_part > 0 AND p_after IS NULL) THEN
         RAISE EXCEPTION 'pgfanout.replica_stage_part: part %, after %, digest % and a body % are not allowed; expected a part >= 0, the digest of the part before (for a part > 0), a digest and a body',
             coalesce(p_part::text, 'NULL'), quote_nullable(p_after), quote_nullable(p_digest), CASE WHEN p_body IS NULL THEN 'NULL' ELSE 'given' END
@@ -443,7 +449,9 @@ DECLARE
     parts integer := coalesce(pg_catalog.cardinality(p_part_digests), 0);
     staged text[];
 BEGIN
-    PERFORM pgfanout.replica_check_source('replica_advance', p_source_id, p_batch_id);
+    IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 1 THEN
+        PERFORM pgfanout.replica_check_source('replica_advance', p_source_id, p_batch_id);
+    END IF;
     IF parts = 0 OR pg_catalog.array_position(p_part_digests, NULL) IS NOT NULL
        OR (p_origin_system IS NULL) <> (p_origin_timeline IS NULL) OR (p_origin_system IS NULL) <> (p_origin_lsn IS NULL) THEN
         RAISE EXCEPTION 'pgfanout.replica_advance: part digests % and origin (%, %, %) are not allowed; expected a digest for each part and an origin given whole or not at all',
@@ -503,7 +511,9 @@ AS $$
 DECLARE
     applied bigint;
 BEGIN
-    PERFORM pgfanout.replica_check_source('replica_stage_value', p_source_id, p_batch_id);
+    IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 1 THEN
+        PERFORM pgfanout.replica_check_source('replica_stage_value', p_source_id, p_batch_id);
+    END IF;
     IF p_slots IS NULL OR p_seqs IS NULL OR p_values IS NULL
        OR pg_catalog.cardinality(p_slots) <> pg_catalog.cardinality(p_seqs) OR pg_catalog.cardinality(p_slots) <> pg_catalog.cardinality(p_values) THEN
         RAISE EXCEPTION 'pgfanout.replica_stage_value: slots, sequence numbers and values must be three arrays of one length'
@@ -555,7 +565,9 @@ DECLARE
     applied bigint;
     id bigint;
 BEGIN
-    PERFORM pgfanout.replica_check_source('replica_record_conflict', p_source_id, p_batch_id);
+    IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 1 THEN
+        PERFORM pgfanout.replica_check_source('replica_record_conflict', p_source_id, p_batch_id);
+    END IF;
     SELECT p.applied_batch_id INTO applied FROM pgfanout.replica_position p WHERE p.source_id = p_source_id;
     IF applied IS NULL OR p_batch_id <> applied + 1 THEN
         RAISE EXCEPTION 'pgfanout.replica_record_conflict: source % %; only conflicts of the batch after the applied one may be recorded, not of batch %',
