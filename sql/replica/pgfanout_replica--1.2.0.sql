@@ -448,6 +448,7 @@ DECLARE
     pos pgfanout.replica_position;
     parts integer := coalesce(pg_catalog.cardinality(p_part_digests), 0);
     staged text[];
+    moved_rows integer;
 BEGIN
     IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 1 THEN
         PERFORM pgfanout.replica_check_source('replica_advance', p_source_id, p_batch_id);
@@ -458,6 +459,36 @@ BEGIN
             coalesce(p_part_digests::text, 'NULL'), quote_nullable(p_origin_system), coalesce(p_origin_timeline::text, 'NULL'), coalesce(p_origin_lsn::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The common case in one statement: the position moves only from the batch before, over
+    -- exactly the parts staged for this one (the UPDATE locks the row and checks it as it stands);
+    -- the record is written, the kept history cut and the staged parts dropped with it.
+    WITH moved AS (
+        UPDATE pgfanout.replica_position p
+           SET batch_id = p_batch_id, part = NULL, state = 'applied', applied_batch_id = p_batch_id, part_digest = NULL,
+               applied_at = pg_catalog.now(), source_time = coalesce(p_source_time, p.source_time)
+         WHERE p.source_id = p_source_id AND p.applied_batch_id = p_batch_id - 1
+           AND (parts = 1 OR (p.state = 'staging' AND p.batch_id = p_batch_id AND p.part = parts - 2
+                              AND (SELECT pg_catalog.array_agg(s.digest ORDER BY s.part) FROM pgfanout.replica_staged_part s
+                                    WHERE s.source_id = p_source_id AND s.batch_id = p_batch_id) = p_part_digests[1:parts - 1]))
+        RETURNING p.source_id
+    ), recorded AS (
+        INSERT INTO pgfanout.replica_applied_batch AS h (source_id, batch_id, part_digests, origin_system, origin_timeline, origin_lsn)
+        SELECT m.source_id, p_batch_id, p_part_digests, p_origin_system, p_origin_timeline, p_origin_lsn FROM moved m
+        ON CONFLICT (source_id, batch_id) DO UPDATE
+           SET part_digests = excluded.part_digests, origin_system = excluded.origin_system, origin_timeline = excluded.origin_timeline,
+               origin_lsn = excluded.origin_lsn, applied_at = pg_catalog.now()
+    ), forgotten AS (
+        DELETE FROM pgfanout.replica_applied_batch h
+         WHERE h.source_id = p_source_id AND h.batch_id <= p_batch_id - 1000 AND EXISTS (SELECT FROM moved)
+    ), dropped AS (
+        -- Also the parts of an encoding that a batch of one part started over from.
+        DELETE FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id AND EXISTS (SELECT FROM moved)
+    )
+    SELECT pg_catalog.count(*)::integer INTO moved_rows FROM moved;
+    IF moved_rows = 1 THEN
+        RETURN;
+    END IF;
+    -- Refused: say why.
     SELECT * INTO pos FROM pgfanout.replica_position p WHERE p.source_id = p_source_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgfanout.replica_advance: source % has no position on this replica; an apply starts with pgfanout.replica_lock', p_source_id
@@ -468,33 +499,16 @@ BEGIN
             p_source_id, pos.applied_batch_id, pgfanout.replica_position_text(pos), pos.applied_batch_id + 1, p_batch_id
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF parts > 1 THEN
-        IF pos.state <> 'staging' OR pos.batch_id <> p_batch_id OR pos.part <> parts - 2 THEN
-            RAISE EXCEPTION 'pgfanout.replica_advance: batch % of source % has % parts, so parts 0 to % must be staged, but the source is at %',
-                p_batch_id, p_source_id, parts, parts - 2, pgfanout.replica_position_text(pos)
-                USING ERRCODE = 'object_not_in_prerequisite_state';
-        END IF;
-        SELECT pg_catalog.array_agg(s.digest ORDER BY s.part) INTO staged
-          FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id AND s.batch_id = p_batch_id;
-        IF staged IS DISTINCT FROM p_part_digests[1:parts - 1] THEN
-            RAISE EXCEPTION 'pgfanout.replica_advance: batch % of source % was staged with part digests %, not %',
-                p_batch_id, p_source_id, coalesce(staged::text, 'none'), p_part_digests[1:parts - 1]::text
-                USING ERRCODE = 'object_not_in_prerequisite_state';
-        END IF;
+    IF pos.state <> 'staging' OR pos.batch_id <> p_batch_id OR pos.part <> parts - 2 THEN
+        RAISE EXCEPTION 'pgfanout.replica_advance: batch % of source % has % parts, so parts 0 to % must be staged, but the source is at %',
+            p_batch_id, p_source_id, parts, parts - 2, pgfanout.replica_position_text(pos)
+            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF pos.state = 'staging' THEN
-        DELETE FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id;
-    END IF;
-    INSERT INTO pgfanout.replica_applied_batch AS h (source_id, batch_id, part_digests, origin_system, origin_timeline, origin_lsn)
-    VALUES (p_source_id, p_batch_id, p_part_digests, p_origin_system, p_origin_timeline, p_origin_lsn)
-    ON CONFLICT (source_id, batch_id) DO UPDATE
-       SET part_digests = excluded.part_digests, origin_system = excluded.origin_system, origin_timeline = excluded.origin_timeline,
-           origin_lsn = excluded.origin_lsn, applied_at = pg_catalog.now();
-    DELETE FROM pgfanout.replica_applied_batch h WHERE h.source_id = p_source_id AND h.batch_id <= p_batch_id - 1000;
-    UPDATE pgfanout.replica_position p
-       SET batch_id = p_batch_id, part = NULL, state = 'applied', applied_batch_id = p_batch_id, part_digest = NULL,
-           applied_at = pg_catalog.now(), source_time = coalesce(p_source_time, p.source_time)
-     WHERE p.source_id = p_source_id;
+    SELECT pg_catalog.array_agg(s.digest ORDER BY s.part) INTO staged
+      FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id AND s.batch_id = p_batch_id;
+    RAISE EXCEPTION 'pgfanout.replica_advance: batch % of source % was staged with part digests %, not %',
+        p_batch_id, p_source_id, coalesce(staged::text, 'none'), p_part_digests[1:parts - 1]::text
+        USING ERRCODE = 'object_not_in_prerequisite_state';
 END
 $$;
 
