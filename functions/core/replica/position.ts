@@ -7,7 +7,7 @@
  *   past batches that were never sent;
  * - a message at or below the position is dropped as a duplicate only after it is checked against
  *   the applied batch's record in `pgfanout.replica_applied_batch` (kept for the last
- *   `REPLICA_HISTORY_BATCHES` batches, protocol.ts): the same origin, or without origins the same part
+ *   1000 batches, `pgfanout.replica_advance`): the same origin, or without origins the same part
  *   digest; anything else is a source that went back in time, or a forged message, and stops the
  *   replica. A batch with no record (older, copied by a bootstrap, or skipped) cannot be checked
  *   and is dropped as before;

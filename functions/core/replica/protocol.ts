@@ -52,7 +52,7 @@ function originOf(row: OriginColumns): BatchOrigin | undefined {
   return { system: row.origin_system, timeline: Number(row.origin_timeline), lsn: row.origin_lsn };
 }
 
-/** Runs a protocol call (the apply classifies its errors itself; others call {@link call}). */
+/** Runs one query, classifying its errors and naming what was done (the batch applier's own). */
 type Query = (sql: string, params: unknown[], what: string) => Promise<pg.QueryResult>;
 
 // ------------------------------------------------------------------------------- apply
