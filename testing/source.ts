@@ -7,14 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import { availableMajors, type LocalPostgres, type Major } from '#local/postgres.ts';
+import type { LocalPostgres } from '#local/postgres.ts';
 import { quoteIdent } from '#core/pg/sql.ts';
 import { installSource } from '../functions/ops/install.ts';
-
-/** The majors the source SQL is tested on: 13, 15 and 18, where this machine has them. */
-export function testedMajors(): Major[] {
-  return availableMajors().filter((m) => m === 13 || m === 15 || m === 18);
-}
 
 /** Every column comes back as the text the server sent (its output function's text). */
 const RAW_TEXT: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };

@@ -19,7 +19,8 @@ import {
   SOURCE_SQL,
   type ScriptFile,
 } from './install.ts';
-import { connect, sourceDatabase, testedMajors, withClient } from '#testing/source.ts';
+import { connect, sourceDatabase, withClient } from '#testing/source.ts';
+import { describeEachMajor, missingMajor, TEST_MAJORS } from '#testing/servers.ts';
 import { waitFor } from '#testing/wait.ts';
 
 const scripts = (...names: string[]): ScriptFile[] => names.map((n) => parseScriptName('pgfanout', n) as ScriptFile);
@@ -156,7 +157,7 @@ CREATE TABLE IF NOT EXISTS pgfanout.upgrade_steps (n serial PRIMARY KEY, version
 INSERT INTO pgfanout.upgrade_steps (version) VALUES ('${version}');
 `;
 
-describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
+describeEachMajor('installer on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   const folders: string[] = [];
   beforeAll(async () => {
@@ -405,7 +406,7 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
 describe('installer as a database owner without superuser', () => {
   let server: LocalPostgres;
   beforeAll(async () => {
-    server = await LocalPostgres.start({ major: testedMajors()[0] });
+    server = await LocalPostgres.start({ major: TEST_MAJORS.find((m) => missingMajor(m) === undefined) });
   });
   afterAll(async () => {
     await server?.stop();
@@ -438,7 +439,7 @@ describe('installer as a database owner without superuser', () => {
 describe('installers in two databases of one cluster at once', () => {
   let server: LocalPostgres;
   beforeAll(async () => {
-    server = await LocalPostgres.start({ major: testedMajors()[0] });
+    server = await LocalPostgres.start({ major: TEST_MAJORS.find((m) => missingMajor(m) === undefined) });
   });
   afterAll(async () => {
     await server?.stop();

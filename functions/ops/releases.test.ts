@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { TEST_MAJORS } from '#testing/servers.ts';
+import { describeEachMajor } from '#testing/servers.ts';
 import { connect, withClient } from '#testing/source.ts';
 import { quoteIdent } from '#core/pg/sql.ts';
 import { compareVersions, installComponent, parseScriptName, REPLICA_SQL, SOURCE_SQL, type ScriptFile, type SqlComponent } from './install.ts';
@@ -118,7 +118,7 @@ async function useComponent(client: pg.ClientBase, component: SqlComponent): Pro
   `);
 }
 
-describe.each(TEST_MAJORS)('upgrades on PostgreSQL %i', (major) => {
+describeEachMajor('upgrades on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let n = 0;
   beforeAll(async () => {
