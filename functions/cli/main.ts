@@ -11,9 +11,10 @@ import { verifyTables, waitForReplicaPosition } from '../ops/verify.ts';
 import { awsClients } from '../ops/aws.ts';
 import { setReplicaEnabled } from '../ops/pause.ts';
 import { REPLICA_NAME_PATTERN } from '#core/config.ts';
-import { DEFAULT_LOCAL_PREFIX, parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
+import { DEFAULT_LOCAL_PREFIX, integerOption, parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
 import { formatStatus, formatVerify } from './format.ts';
 import { REDRIVE_USAGE, redriveCommand } from './redrive.ts';
+import { parseIntegerIn } from '#core/integer.ts';
 
 /** One `pgfanout` command: a line for the command list, its `--help` text, and what it does. */
 export interface Command {
@@ -255,8 +256,8 @@ Options:
       });
       const sourceUrl = requireOption(values.source, '--source URL');
       const replica = parseReplicaArg(requireOption(values.replica, '--replica NAME=URL'));
-      const jobs = Number(values.jobs);
-      if (!Number.isInteger(jobs) || jobs < 1 || jobs > 32) throw new UsageError(`--jobs must be a whole number from 1 to 32, got "${values.jobs}"`);
+      const jobs = parseIntegerIn(values.jobs ?? '', 1, 32);
+      if (jobs === undefined) throw new UsageError(`--jobs must be a whole number from 1 to 32, got "${values.jobs}"`);
       const tables = values.tables?.split(',').map((t) => {
         try {
           return parseTableName(t);
@@ -360,14 +361,6 @@ export async function main(argv: readonly string[], commands: Readonly<Record<st
     console.error(`pgfanout ${name}: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }
-}
-
-/** Parses an integer option, or throws a UsageError naming it, the value and what is allowed. */
-function integerOption(text: string | undefined, flag: string, fallback: number, min: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) throw new UsageError(`${flag} is "${text}"; allowed: an integer >= ${min}`);
-  return value;
 }
 
 let lastProgress = Date.now();

@@ -7,7 +7,7 @@ import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { awsClients } from '../ops/aws.ts';
-import { parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
+import { integerOption, parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
 import { connect } from '#core/pg/db.ts';
 import { setReplicaEnabled } from '../ops/pause.ts';
 import {
@@ -76,8 +76,8 @@ export async function redriveCommand(args: readonly string[]): Promise<number> {
   if (replicas.length !== 1) throw new UsageError(`name exactly one --replica NAME=URL (got ${replicas.length})`);
   if (values.force && !values.move) throw new UsageError('--force goes with --move');
   if (values.yes && values.skip === undefined) throw new UsageError('--yes confirms --skip BATCH; there is nothing to confirm');
-  const timeoutMs = integer(values.timeout, '--timeout', 300, 0) * 1000;
-  const limit = integer(values.limit, '--limit', 100, 1);
+  const timeoutMs = integerOption(values.timeout, '--timeout', 300, 0) * 1000;
+  const limit = integerOption(values.limit, '--limit', 100, 1);
   const target = replicas[0] as { name: string; url: string };
   const sourceUrl = values.skip !== undefined ? requireOption(values.source, '--source URL (the tables the skipped batch touched are compared with it)') : undefined;
 
@@ -251,11 +251,4 @@ function formatSkipVerify(name: string, report: VerifyReport): string {
     }
   }
   return lines.join('\n');
-}
-
-function integer(text: string | undefined, flag: string, fallback: number, min: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) throw new UsageError(`${flag} is "${text}"; allowed: an integer >= ${min}`);
-  return value;
 }

@@ -49,6 +49,7 @@ import { quoteIdent } from '#core/pg/sql.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
 import type { TableRef } from './verify.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isIntegerIn } from '#core/integer.ts';
 
 /** A replica's queue and dead-letter queue. */
 export interface ReplicaQueuePair {
@@ -315,7 +316,7 @@ async function depth(sqs: SQSClient, queueUrl: string): Promise<number> {
 
 function checkInteger(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
+  if (!isIntegerIn(value, min, max)) {
     throw new OpsError(OPS_ERROR_CODES.invalidArgument, `${name} is ${String(value)}; allowed: an integer from ${min} to ${max}`);
   }
   return value;

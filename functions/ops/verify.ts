@@ -36,6 +36,7 @@ import { replicaState } from '#core/replica/protocol.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
 import { qualified, quoteIdent, setStableOutput } from '#core/pg/sql.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isIntegerIn } from '#core/integer.ts';
 
 export interface TableRef {
   readonly schema: string;
@@ -123,7 +124,7 @@ export interface VerifyOptions {
 
 function positiveInteger(name: string, value: number | undefined, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < min) {
+  if (!isIntegerIn(value, min)) {
     throw new OpsError(OPS_ERROR_CODES.invalidArgument, `${name} is ${String(value)}; allowed: an integer >= ${min}`);
   }
   return value;

@@ -23,6 +23,7 @@ import { METRICS } from '#core/config.ts';
 import type { SigningKeys } from '#core/signing-keys.ts';
 import { signatureAttributeBytes, signatureAttributes, SIGNATURE_ATTRIBUTES_MAX_BYTES, type SigningKey } from '#core/wire';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isIntegerIn } from '#core/integer.ts';
 
 /** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */
 const PUBLISH_BATCH_MAX_ENTRIES = 10;
@@ -347,7 +348,7 @@ export class Publisher {
     const started = Date.now();
     const sourceId = this.#sourceId as string;
     const maxMessageBytes = batch.max_message_bytes;
-    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < MIN_MAX_MESSAGE_BYTES || maxMessageBytes > PUBLISH_BATCH_MAX_BYTES) {
+    if (!isIntegerIn(maxMessageBytes, MIN_MAX_MESSAGE_BYTES, PUBLISH_BATCH_MAX_BYTES)) {
       throw new Error(
         `batch ${batch.batch_id} is recorded on the source with message size ${String(maxMessageBytes)}; this publisher encodes ${MIN_MAX_MESSAGE_BYTES} to ${PUBLISH_BATCH_MAX_BYTES} bytes`,
       );

@@ -30,6 +30,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { type Clock, systemClock } from '../endpoint/clock.ts';
 import { type BatchOutcome, interpretResponse, invocationContext, toRecord } from './lambda-event.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isIntegerIn } from '#core/integer.ts';
 
 /** The handler signature of an SQS-triggered Lambda function. */
 export type SqsHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | void>;
@@ -121,7 +122,7 @@ export class RunnerConfigError extends Error {
 }
 
 function integerIn(problems: string[], name: string, value: number | undefined, min: number, max: number): void {
-  if (value !== undefined && (!Number.isInteger(value) || value < min || value > max)) {
+  if (value !== undefined && !isIntegerIn(value, min, max)) {
     problems.push(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
   }
 }

@@ -5,6 +5,7 @@
  */
 import pg, { type ClientConfig } from 'pg';
 import { lookUpPasswordFile, passwordFilePath } from './pgpass.ts';
+import { isIntegerIn } from '../integer.ts';
 
 /** TLS mode for connections built from a secret. */
 export type TlsMode = 'disable' | 'require' | 'verify-full';
@@ -37,7 +38,7 @@ export function clientConfigFromSecret(secretJson: string, what: string, tls: Tl
   const missing = (['host', 'username', 'password'] as const).filter((k) => typeof secret[k] !== 'string' || secret[k] === '');
   if (missing.length > 0) throw new Error(`${what}: the secret lacks ${missing.join(', ')}`);
   const port = secret.port === undefined ? 5432 : Number(secret.port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${what}: the secret's port must be 1-65535, got "${String(secret.port)}"`);
+  if (!isIntegerIn(port, 1, 65535)) throw new Error(`${what}: the secret's port must be 1-65535, got "${String(secret.port)}"`);
   return {
     host: secret.host as string,
     port,

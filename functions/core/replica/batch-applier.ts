@@ -16,6 +16,7 @@ import {
   SchemaMismatchError,
   UnknownTableError,
   UntrustedMessageError,
+  whereInBatch,
   type ApplyContext,
 } from '../wire/errors.ts';
 import { applyChecked, type ConflictMode } from './conflicts.ts';
@@ -276,7 +277,7 @@ export class BatchApplier {
     const shown = values.map((v) => (v === null ? 'NULL' : describeValue(v).slice(1, -1))).join(', ');
     return new DatabaseError(
       `replica table ${table.display}: unique constraint ${quoteIdent(unique.name)} (DEFERRABLE) is violated by (${unique.columns.map(quoteIdent).join(', ')})=(${shown}) ` +
-        `when the batch's changes are applied (batch ${this.#context.batchId}, part ${this.#context.part}, source ${this.#context.sourceId}); ` +
+        `when the batch's changes are applied (${whereInBatch(this.#context)}); ` +
         'PostgreSQL does not check DEFERRABLE constraints under session_replication_role = replica, so the applier checks the keys a batch wrote before it commits; ' +
         'the replica differs from the source; nothing applied',
       '23505',
@@ -288,7 +289,7 @@ export class BatchApplier {
     try {
       return await this.#client.query({ name: statementName(sql), text: sql, values: params });
     } catch (err) {
-      throw classifyDatabaseError(err, `${what} (batch ${this.#context.batchId}, part ${this.#context.part}, source ${this.#context.sourceId})`);
+      throw classifyDatabaseError(err, `${what} (${whereInBatch(this.#context)})`);
     }
   }
 

@@ -16,17 +16,7 @@
  */
 import { lsnValue, type BatchOrigin, type Envelope } from '../wire/envelope.ts';
 import { NotBootstrappedError, UntrustedMessageError } from '../wire/errors.ts';
-import type { AppliedBatch, LockedPosition } from './protocol.ts';
-
-/** A replica_position row. */
-export interface PositionRow {
-  readonly batchId: bigint;
-  readonly part: number | null;
-  readonly appliedBatchId: bigint;
-  readonly partDigest: string | null;
-  /** The origin of the batch applied last, when the replica recorded one. */
-  readonly appliedOrigin?: BatchOrigin;
-}
+import type { AppliedBatch, LockedPosition, PositionRow } from './protocol.ts';
 
 /** What to do with a message, given the recorded position. */
 export type Decision =

@@ -16,7 +16,6 @@
 import type pg from 'pg';
 import type { BatchOrigin } from '../wire/envelope.ts';
 import { classifyDatabaseError, type BootstrapInProgress } from '../wire/errors.ts';
-import type { PositionRow } from './position.ts';
 
 /**
  * How many applied batches per source the replica keeps a record of (`replica_applied_batch`),
@@ -32,6 +31,16 @@ export interface ReplicaPosition {
   readonly batchId: string;
   /** The last staged part of `batchId`, or null when `batchId` is applied whole. */
   readonly part: number | null;
+}
+
+/** A replica_position row. */
+export interface PositionRow {
+  readonly batchId: bigint;
+  readonly part: number | null;
+  readonly appliedBatchId: bigint;
+  readonly partDigest: string | null;
+  /** The origin of the batch applied last, when the replica recorded one. */
+  readonly appliedOrigin?: BatchOrigin;
 }
 
 /** What {@link lockPosition} found. */

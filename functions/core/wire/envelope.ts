@@ -64,6 +64,7 @@
  * Unknown fields are rejected, so a newer format can never be half understood.
  */
 import { describeValue, MalformedMessageError, UnsupportedVersionError } from './errors.ts';
+import { isIntegerIn } from '../integer.ts';
 
 /** The envelope version this code writes. */
 export const ENVELOPE_VERSION = 1;
@@ -243,7 +244,7 @@ export function validateEnvelope(value: unknown): Envelope {
     throw new MalformedMessageError(FIELDS.prev, describeValue(prev), `a decimal string from "0" to "${BigInt(batch) - 1n}" (below batch ${batch})`);
   }
   const part = value[FIELDS.part];
-  if (typeof part !== 'number' || !Number.isInteger(part) || part < 0 || part > MAX_PART) {
+  if (!isIntegerIn(part, 0, MAX_PART)) {
     throw new MalformedMessageError(FIELDS.part, describeValue(part), `an integer from 0 to ${MAX_PART}`);
   }
   const time = value[FIELDS.time];
@@ -262,7 +263,7 @@ export function validateEnvelope(value: unknown): Envelope {
   const final = value[FIELDS.final];
   if (typeof final !== 'boolean') throw new MalformedMessageError(FIELDS.final, describeValue(final), 'true or false');
   const count = value[FIELDS.count];
-  if (final ? typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0 : count !== undefined) {
+  if (final ? !isIntegerIn(count, 0) : count !== undefined) {
     throw new MalformedMessageError(FIELDS.count, describeValue(count), final ? 'a non-negative integer on the final part' : 'absent on parts that are not final');
   }
   const changes = value[FIELDS.changes];
@@ -319,7 +320,7 @@ function validateOrigin(value: unknown): BatchOrigin {
     throw new MalformedMessageError(`${path}.${ORIGIN_FIELDS.system}`, describeValue(system), 'the source system identifier as a decimal string (an unsigned 64-bit number)');
   }
   const timeline = value[ORIGIN_FIELDS.timeline];
-  if (typeof timeline !== 'number' || !Number.isInteger(timeline) || timeline < 1 || timeline > 0xffffffff) {
+  if (!isIntegerIn(timeline, 1, 0xffffffff)) {
     throw new MalformedMessageError(`${path}.${ORIGIN_FIELDS.timeline}`, describeValue(timeline), 'an integer from 1 to 4294967295');
   }
   const lsn = value[ORIGIN_FIELDS.lsn];
