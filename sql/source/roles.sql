@@ -46,5 +46,17 @@ BEGIN
     IF pg_catalog.to_regprocedure('pgfanout.batch_encoding(bigint, integer)') IS NOT NULL THEN
         GRANT EXECUTE ON FUNCTION pgfanout.batch_encoding(bigint, integer) TO pgfanout_publisher;
     END IF;
+    -- The WAL capture mode's publisher protocol (1.2.0).
+    IF pg_catalog.to_regprocedure('pgfanout.wal_state()') IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION
+            pgfanout.capture_mode(),
+            pgfanout.wal_state(),
+            pgfanout.wal_changes(),
+            pgfanout.wal_record_batch(bigint, pg_lsn, pg_lsn, integer, text, bigint),
+            pgfanout.wal_finish_batch(bigint, pg_lsn),
+            pgfanout.wal_skip(pg_lsn),
+            pgfanout.wal_status()
+        TO pgfanout_publisher;
+    END IF;
 END
 $grants$;
