@@ -246,10 +246,7 @@ describe.each(TEST_MAJORS)('WAL capture on PostgreSQL %i', (major) => {
     });
     const { sns, entries } = recordingSns(p);
     publishers.push(runPublisher(p, { sns }));
-    await waitFor('the replica to apply the batches', async () => {
-      const finished = await finishedBatch(p);
-      return finished >= 2 && (await appliedBatch(p)) === finished;
-    }, 60_000);
+    await waitFor('the replica to hold the source rows', async () => JSON.stringify(await rowBytes(p.replicas[0]!.url, 'public.d').catch(() => [])) === JSON.stringify(await rowBytes(p.sourceUrl, 'public.d')), 60_000);
     expect(await rowBytes(p.replicas[0]!.url, 'public.d')).toEqual(await rowBytes(p.sourceUrl, 'public.d'));
     expect(changesOf(entries).map((c) => `${c.op}:${c.new?.id ?? c.new?.sql ?? ''}`)).toEqual([
       'I:1',
