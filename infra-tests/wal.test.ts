@@ -16,6 +16,7 @@ import { Pipeline, withClient } from '#local/pipeline.ts';
 import { LocalPostgres, WAL_SETTINGS } from '#local/postgres.ts';
 import { TEST_MAJORS } from '#testing/servers.ts';
 import { waitFor } from '#testing/wait.ts';
+import { runCli } from '#testing/cli.ts';
 import { parseEnvelope, mergeChangeItems, type Change } from '#core/wire';
 import { Publisher, type PublisherOptions } from '../functions/publisher/publisher.ts';
 import { awsClients } from '../functions/ops/aws.ts';
@@ -256,6 +257,30 @@ describe.each(TEST_MAJORS)('WAL capture on PostgreSQL %i', (major) => {
       'I:4',
     ]);
     sns.destroy();
+  });
+
+  it('pgfanout install --capture wal records the mode, creates the publication and the slot; status shows them', async () => {
+    const name = `cli_${randomUUID().slice(0, 8)}`;
+    await withClient(server.url(), (c) => c.query(`CREATE DATABASE ${name}`));
+    const url = server.url(name);
+    await withClient(url, (c) => c.query('CREATE TABLE public.nokey (x int, y text)'));
+    const installed = await runCli('install', '--source', url, '--capture', 'wal');
+    expect(installed.err).toBe('');
+    expect(installed.code).toBe(0);
+    expect(installed.out).toMatch(/capture mode: wal \(publication pgfanout, logical replication slot pgfanout_[0-9a-f]{32}\)/);
+    try {
+      expect((await runCli('add-table', '--source', url, 'public.nokey')).code).toBe(0);
+      const status = await runCli('status', '--source', url);
+      expect(status.out).toMatch(/capture: wal; slot pgfanout_[0-9a-f]{32} \(inactive, reserved\): [0-9.]+ MB unpublished, retains [0-9.]+ MB of WAL/);
+      const again = await runCli('install', '--source', url, '--capture', 'trigger');
+      expect(again.code).not.toBe(0);
+      expect(again.err).toContain('this source captures in wal mode and has added tables or published batches');
+      const bad = await runCli('install', '--source', url, '--capture', 'logical');
+      expect(bad.code).not.toBe(0);
+      expect(bad.err).toContain('--capture "logical" is not a capture mode; allowed: trigger, wal');
+    } finally {
+      await withClient(url, (c) => c.query('SELECT pgfanout.wal_drop()'));
+    }
   });
 
   it.runIf(major < 14)('refuses replicate_ddl in WAL mode with a clear error (pgoutput forwards logical messages from PostgreSQL 14)', async () => {
