@@ -17,6 +17,11 @@ import { LocalPostgres, WAL_SETTINGS } from '#local/postgres.ts';
 import { TEST_MAJORS } from '#testing/servers.ts';
 import { waitFor } from '#testing/wait.ts';
 import { runCli } from '#testing/cli.ts';
+import { pause } from '#testing/wait.ts';
+import { waitForCatchUp } from '#local/command.ts';
+import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '#local/workload.ts';
+import { replicatedTables } from '#ops/status.ts';
+import { verifyTables } from '../functions/ops/verify.ts';
 import { parseEnvelope, mergeChangeItems, type Change } from '#core/wire';
 import { Publisher, type PublisherOptions } from '../functions/publisher/publisher.ts';
 import { awsClients } from '../functions/ops/aws.ts';
@@ -288,5 +293,46 @@ describe.each(TEST_MAJORS)('WAL capture on PostgreSQL %i', (major) => {
     await withClient(p.sourceUrl, async (c) => {
       await expect(c.query("SELECT pgfanout.replicate_ddl('CREATE TABLE public.x (id int)')")).rejects.toThrow(/schema changes cannot be replicated in WAL capture mode on PostgreSQL 13/);
     });
+  });
+});
+
+describe.each(TEST_MAJORS)('WAL capture end to end on PostgreSQL %i', (major) => {
+  let pipeline: Pipeline | undefined;
+  afterEach(async () => {
+    await pipeline?.stop();
+    pipeline = undefined;
+  });
+
+  it('survives the publisher process being killed with SIGKILL 10 times during concurrent load over tables with foreign keys, and both replicas converge', async () => {
+    const p = (pipeline = await Pipeline.start({ major, capture: 'wal', startPublisher: false, tickMs: 200, visibilityTimeoutSeconds: 10, maxRetryDelaySeconds: 2 }));
+    for (const url of [p.sourceUrl, ...p.replicas.map((r) => r.url)]) await withClient(url, (c) => c.query(DEMO_SCHEMA_SQL));
+    await withClient(p.sourceUrl, async (c) => {
+      for (const t of DEMO_TABLES) await c.query('SELECT pgfanout.add_table($1::regclass)', [t]);
+    });
+    p.startPublisher();
+    const stopLoad = new AbortController();
+    const load = runDemoWorkload(p.sourceUrl, { clients: 3, signal: stopLoad.signal, truncatePercent: 1 });
+    for (let i = 0; i < 10; i++) {
+      await pause(200 + Math.floor(Math.random() * 800));
+      await p.stopPublisher('SIGKILL');
+      p.startPublisher();
+    }
+    stopLoad.abort();
+    expect(await load).toBeGreaterThan(0);
+    // The last commit: once every replica applied it, it applied everything before it.
+    const marker = randomUUID();
+    await withClient(p.sourceUrl, (c) => c.query("INSERT INTO demo.audit (kind, note) VALUES ('marker', $1)", [marker]));
+    for (const r of p.replicas) {
+      await waitFor(`replica ${r.name} to apply the last commit`, async () => {
+        const { rows } = await withClient(r.url, (c) => c.query('SELECT count(*)::int AS n FROM demo.audit WHERE note = $1', [marker]));
+        return rows[0].n === 1;
+      }, 120_000);
+    }
+    await waitForCatchUp(p, 120_000);
+    const tables = await withClient(p.sourceUrl, replicatedTables);
+    for (const r of p.replicas) {
+      const report = await withClient(p.sourceUrl, (s) => withClient(r.url, (c) => verifyTables(s, c, tables)));
+      expect(report.differences, `replica ${r.name} differs`).toEqual([]);
+    }
   });
 });

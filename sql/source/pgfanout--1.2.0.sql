@@ -1954,7 +1954,8 @@ $$;
 --   wal      no trigger: the tables are members of the publication "pgfanout", and the
 --            publisher reads a logical replication slot (plugin pgoutput) through the SQL
 --            interface, publishing each transaction in commit order as the same envelopes.
---            Needs wal_level = logical (on Amazon RDS / Aurora: rds.logical_replication = 1)
+--            Needs wal_level = logical (on Amazon RDS / Aurora: rds.logical_replication = 1,
+--            https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/PostgreSQL.Concepts.General.FeatureSupport.LogicalReplication.html)
 --            and a role with REPLICATION (rds_replication) as pgfanout's owner.
 --
 --   pgfanout.capture_mode()              'trigger' or 'wal'
