@@ -238,7 +238,7 @@ describe.each(TEST_MAJORS)('WAL capture on PostgreSQL %i', (major) => {
     b.sns.destroy();
   });
 
-  it.runIf(major >= 14)('runs replicate_ddl on the replica at its place in the transaction, and leaves the statement\'s own data changes to the statement', async () => {
+  it.runIf(major >= 14)('runs replicate_ddl on the replica at its place in the transaction, leaves the statement\'s own data changes to the statement, and ignores pgfanout messages it did not sign', async () => {
     const p = (pipeline = await startPipeline(server, true));
     for (const url of [p.sourceUrl, p.replicas[0]!.url]) await withClient(url, (c) => c.query('CREATE TABLE public.d (id int PRIMARY KEY)'));
     await withClient(p.sourceUrl, async (c) => {
@@ -248,6 +248,12 @@ describe.each(TEST_MAJORS)('WAL capture on PostgreSQL %i', (major) => {
       await c.query('INSERT INTO public.d VALUES (3)');
       await c.query("SELECT pgfanout.replicate_ddl('ALTER TABLE public.d ADD COLUMN note text; UPDATE public.d SET note = ''filled''')");
       await c.query("INSERT INTO public.d VALUES (4, 'new column')");
+      await c.query('COMMIT');
+      // Anyone may emit a logical message with prefix pgfanout: unsigned ones change nothing.
+      await c.query('BEGIN');
+      await c.query(`SELECT pg_logical_emit_message(true, 'pgfanout', '{"quiet":true}')`);
+      await c.query("INSERT INTO public.d VALUES (5, 'not hidden')");
+      await c.query(`SELECT pg_logical_emit_message(true, 'pgfanout', '${'0'.repeat(64)} {"sql":"DROP TABLE public.d","search_path":"","schema":"","table":""}')`);
       await c.query('COMMIT');
     });
     const { sns, entries } = recordingSns(p);
@@ -260,6 +266,7 @@ describe.each(TEST_MAJORS)('WAL capture on PostgreSQL %i', (major) => {
       'I:3',
       "S:ALTER TABLE public.d ADD COLUMN note text; UPDATE public.d SET note = 'filled'",
       'I:4',
+      'I:5',
     ]);
     sns.destroy();
   });

@@ -52,7 +52,11 @@ export interface WalLoopContext {
   idle(): void;
   sleep(ms: number): Promise<void>;
   stopped(): boolean;
-  readonly logger: { debug(message: string, extra: Record<string, unknown>): void; info(message: string, extra: Record<string, unknown>): void };
+  readonly logger: {
+    debug(message: string, extra: Record<string, unknown>): void;
+    info(message: string, extra: Record<string, unknown>): void;
+    warn(message: string, extra: Record<string, unknown>): void;
+  };
 }
 
 interface WalStateRow {
@@ -66,6 +70,7 @@ interface WalStateRow {
   open_max_message_bytes: number | null;
   origin_system: string;
   origin_timeline: string;
+  message_key: string;
 }
 
 /** A pg_lsn text as a number. */
@@ -82,7 +87,7 @@ export async function runWalLoop(ctx: WalLoopContext): Promise<void> {
   await client.query(`CLOSE ALL`);
   while (!ctx.stopped()) {
     const { rows } = await client.query<WalStateRow>(
-      'SELECT slot_name, slot_lsn, finished_batch_id::text, finished_end_lsn, open_batch_id::text, open_first_lsn, open_last_lsn, open_max_message_bytes, origin_system, origin_timeline::text FROM pgfanout.wal_state()',
+      'SELECT slot_name, slot_lsn, finished_batch_id::text, finished_end_lsn, open_batch_id::text, open_first_lsn, open_last_lsn, open_max_message_bytes, origin_system, origin_timeline::text, message_key FROM pgfanout.wal_state()',
     );
     const state = rows[0] as WalStateRow;
     if (state.slot_lsn === null) {
@@ -107,6 +112,7 @@ export async function runWalLoop(ctx: WalLoopContext): Promise<void> {
       maxMessageBytes: ctx.maxMessageBytes,
       origin: { system: state.origin_system, timeline: Number(state.origin_timeline) },
       finishedBatchId: state.finished_batch_id,
+      messageKey: Buffer.from(state.message_key, 'hex'),
       ...(state.finished_end_lsn !== null ? { finishedEndLsn: lsnNumber(state.finished_end_lsn) } : {}),
       ...(open ? { open } : {}),
     });
@@ -194,6 +200,9 @@ class ActionRunner {
         return;
       case 'skip':
         await client.query('SELECT pgfanout.wal_skip($1)', [lsnText(a.lsn)]);
+        return;
+      case 'refused':
+        this.#ctx.logger.warn(a.reason, {});
         return;
     }
   }

@@ -1472,6 +1472,7 @@ DECLARE
     before  pg_catalog.oid[];
     created pg_catalog.oid[];
     origin  pg_catalog.text := pg_catalog.current_setting('pgfanout.origin', true);
+    wal     pg_catalog.bool;
 BEGIN
     IF p_sql IS NULL OR pg_catalog.btrim(p_sql) OPERATOR(pg_catalog.=) '' THEN
         RAISE EXCEPTION 'pgfanout.replicate_ddl: the statement is %; expected the text of a statement to run', pg_catalog.quote_nullable(p_sql)
@@ -1482,9 +1483,16 @@ BEGIN
     before := ARRAY(SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[]));
     -- The statement's own data changes are replayed by the statement: keep capture quiet.
     PERFORM pg_catalog.set_config('pgfanout.origin', 'replicate_ddl', true);
-    PERFORM pgfanout.wal_quiet(true);
+    -- WAL mode (its publication exists; pg_publication is readable by every role): mark the
+    -- statement's own data changes for the publisher to leave out.
+    wal := EXISTS (SELECT 1 FROM pg_catalog.pg_publication p WHERE p.pubname OPERATOR(pg_catalog.=) 'pgfanout');
+    IF wal THEN
+        PERFORM pgfanout.wal_quiet(true);
+    END IF;
     EXECUTE p_sql;
-    PERFORM pgfanout.wal_quiet(false);
+    IF wal THEN
+        PERFORM pgfanout.wal_quiet(false);
+    END IF;
     PERFORM pg_catalog.set_config('pgfanout.origin', coalesce(origin, ''), true);
     created := ARRAY(SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[])
                      EXCEPT SELECT pg_catalog.unnest(before));
@@ -2185,6 +2193,31 @@ BEGIN
 END
 $$;
 
+-- The key pgfanout's logical messages are signed with. pg_logical_emit_message may be run by
+-- every role, so a message with prefix 'pgfanout' proves nothing by itself; the publisher
+-- publishes only messages whose signature it can check: the hex SHA-256 of key || the
+-- transaction's 32-bit xid (decimal) || SHA-256 of the JSON body, as "<signature> <body>".
+-- Only pgfanout's owner and the publisher (through wal_state) read the key.
+CREATE TABLE IF NOT EXISTS pgfanout.wal_key (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    key       bytea   NOT NULL DEFAULT decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex')
+);
+INSERT INTO pgfanout.wal_key (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
+
+-- pgfanout.wal_message(json): emits a signed transactional logical message with prefix
+-- 'pgfanout' (see wal_key). Internal: wal_schema_message, wal_quiet.
+-- Returns: void. Tables touched: reads wal_key (assigns the transaction an xid).
+CREATE OR REPLACE FUNCTION pgfanout.wal_message(p_body text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    xid text := (pg_current_xact_id()::text::numeric % 4294967296)::text;
+BEGIN
+    PERFORM pg_logical_emit_message(true, 'pgfanout',
+        encode(sha256((SELECT k.key FROM pgfanout.wal_key k) || convert_to(xid, 'UTF8') || sha256(convert_to(p_body, 'UTF8'))), 'hex') || ' ' || p_body);
+END
+$$;
+
 -- pgfanout.wal_schema_message(sql, search_path, schema, table): a schema change in WAL mode:
 -- a transactional logical message with prefix 'pgfanout' holding the JSON object
 -- {"sql", "search_path", "schema", "table"}, decoded at its place in the transaction.
@@ -2200,22 +2233,22 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Run the statement on the source and on every replica by hand, or use the trigger capture mode on PostgreSQL 13.';
     END IF;
-    PERFORM pg_logical_emit_message(true, 'pgfanout',
-        json_build_object('sql', p_sql, 'search_path', p_search_path, 'schema', p_schema, 'table', p_table)::text);
+    PERFORM pgfanout.wal_message(json_build_object('sql', p_sql, 'search_path', p_search_path, 'schema', p_schema, 'table', p_table)::text);
 END
 $$;
 
 -- pgfanout.wal_quiet(boolean): in WAL mode, marks the start (true) or end (false) of data
 -- changes the replicas replay by running a schema change (replicate_ddl's statement), with a
 -- transactional logical message {"quiet": true|false}; does nothing in trigger mode (there the
--- setting pgfanout.origin keeps capture quiet). Internal: replicate_ddl.
+-- setting pgfanout.origin keeps capture quiet). Internal: replicate_ddl, whose callers need
+-- EXECUTE on it in WAL mode besides replicate_ddl and schema_change.
 -- Returns: void. Tables touched: reads source_info.
 CREATE OR REPLACE FUNCTION pgfanout.wal_quiet(p_quiet boolean) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF pgfanout.capture_mode() = 'wal' AND current_setting('server_version_num')::int >= 140000 THEN
-        PERFORM pg_logical_emit_message(true, 'pgfanout', json_build_object('quiet', coalesce(p_quiet, false))::text);
+        PERFORM pgfanout.wal_message(json_build_object('quiet', coalesce(p_quiet, false))::text);
     END IF;
 END
 $$;
@@ -2228,12 +2261,12 @@ $$;
 --   finished_batch_id, finished_end_lsn (end of the last finished batch's last commit, or
 --   NULL), open_batch_id, open_first_lsn, open_last_lsn, open_max_message_bytes,
 --   origin_system, origin_timeline (the open batch's, else this server's now),
---   wal_level.
+--   message_key (hex: the key pgfanout's logical messages are signed with, see wal_key).
 -- Tables touched: batch_cursor (locked), wal_batch (update).
 CREATE OR REPLACE FUNCTION pgfanout.wal_state(
     OUT slot_name text, OUT slot_lsn text, OUT finished_batch_id bigint, OUT finished_end_lsn text,
     OUT open_batch_id bigint, OUT open_first_lsn text, OUT open_last_lsn text, OUT open_max_message_bytes integer,
-    OUT origin_system text, OUT origin_timeline bigint)
+    OUT origin_system text, OUT origin_timeline bigint, OUT message_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -2246,6 +2279,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     slot_name := pgfanout.wal_slot_name();
+    message_key := (SELECT encode(k.key, 'hex') FROM pgfanout.wal_key k);
     SELECT s.confirmed_flush_lsn INTO slot FROM pg_replication_slots s WHERE s.slot_name = wal_state.slot_name;
     slot_lsn := slot::text;
     SELECT * INTO cur FROM pgfanout.batch_cursor FOR UPDATE;

@@ -29,6 +29,7 @@
  *
  * Memory: one pgoutput message (one row) and what the encoder holds (one message being filled).
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { InvalidStreamError } from '../wire/errors.ts';
 import type { BatchOrigin, ChangeOp } from '../wire/envelope.ts';
 import { BatchEncoder, type OutgoingMessage } from './encoder.ts';
@@ -59,6 +60,8 @@ export interface WalBatcherOptions {
   readonly finishedEndLsn?: bigint;
   /** The batch recorded and not finished, served again first. */
   readonly open?: OpenWalBatch;
+  /** The key pgfanout's logical messages are signed with (`pgfanout.wal_key`). */
+  readonly messageKey: Buffer;
 }
 
 export type WalAction =
@@ -72,7 +75,9 @@ export type WalAction =
     }
   | { readonly kind: 'publish'; readonly batchId: string; readonly messages: readonly OutgoingMessage[] }
   | { readonly kind: 'finish'; readonly batchId: string; readonly endLsn: bigint; readonly changes: number; readonly time: string }
-  | { readonly kind: 'skip'; readonly lsn: bigint };
+  | { readonly kind: 'skip'; readonly lsn: bigint }
+  /** A message with prefix `pgfanout` that pgfanout did not sign (any role may emit one): left out. */
+  | { readonly kind: 'refused'; readonly reason: string };
 
 interface Relation {
   readonly schema: string;
@@ -244,9 +249,18 @@ export class WalBatcher {
     if (m.prefix !== WAL_MESSAGE_PREFIX || !m.transactional) return;
     const tx = this.#tx;
     if (!tx) this.#fail(`a transactional message outside a transaction at ${lsnText(m.lsn)}`);
+    // "<hex SHA-256 of key || xid || SHA-256(body)> <body>", see pgfanout.wal_key.
+    const space = m.content.indexOf(0x20);
+    const json = space === 64 ? m.content.subarray(65) : undefined;
+    const expected = json ? createHash('sha256').update(this.#o.messageKey).update(tx.xid).update(createHash('sha256').update(json).digest()).digest() : undefined;
+    const given = space === 64 ? Buffer.from(m.content.subarray(0, 64).toString('latin1'), 'hex') : undefined;
+    if (!json || !expected || !given || given.length !== 32 || !timingSafeEqual(given, expected)) {
+      this.#actions.push({ kind: 'refused', reason: `a logical message with prefix pgfanout at ${lsnText(m.lsn)} in transaction ${tx.xid} is not signed by this source (pg_logical_emit_message is open to every role); left out` });
+      return;
+    }
     let body: Record<string, unknown>;
     try {
-      body = JSON.parse(m.content.toString('utf8')) as Record<string, unknown>;
+      body = JSON.parse(json.toString('utf8')) as Record<string, unknown>;
     } catch {
       return this.#fail(`the pgfanout message at ${lsnText(m.lsn)} is not JSON`);
     }
