@@ -68,7 +68,8 @@ function runPublisher(p: Pipeline, options: Partial<PublisherOptions> = {}, cont
       return client;
     },
     sns: p.sns,
-    topicArn: p.topicArn,
+    topicArns: p.topicArns,
+    signingKeys: p.signingKeys(),
     logger: quiet,
     tickMs: 100,
     standbyPollMs: 100,

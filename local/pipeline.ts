@@ -4,7 +4,9 @@
  * `AWS_ENDPOINT_URL` such as LocalStack), the topic and one FIFO queue + dead-letter
  * queue per replica, the SQL installed, the publisher as its own process (exactly what
  * the Fargate task runs), and per replica an event-source runner driving the applier
- * Lambda handler the way Lambda's SQS event source mapping does.
+ * Lambda handler the way Lambda's SQS event source mapping does. A message signing key is
+ * generated at start in the endpoint's Secrets Manager (local/signing-key.ts): the publisher
+ * signs with it and the appliers verify with it, through the same code and SDK client as deployed.
  *
  * Used by `pgfanout local` and by the end-to-end tests.
  */
@@ -13,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { CreateEventSourceMappingCommand, GetEventSourceMappingCommand, type LambdaClient } from '@aws-sdk/client-lambda';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
@@ -20,6 +23,7 @@ import { connect } from '#core/pg/db.ts';
 import type { ConflictMode } from '#core/replica';
 import { installReplica, installSource, type CaptureMode } from '#ops/install.ts';
 import { DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
+import { SecretsManagerSigningKeys } from '#core/signing-keys.ts';
 import { createApplierHandler, type ApplierHandler } from '../functions/applier/app.ts';
 import { visibilityDeferral } from '../functions/applier/defer.ts';
 import { startEndpoint } from './endpoint/index.ts';
@@ -28,6 +32,7 @@ import { startEventSourceRunner, type EventSourceRunner, type RunnerStats } from
 import { awsClients, type ReplicaQueues } from '../functions/ops/aws.ts';
 import { createFanout } from './fanout.ts';
 import { freePort, LocalPostgres, WAL_SETTINGS, type Major } from './postgres.ts';
+import { ensureSigningKeySecret, signingKeySecretName } from './signing-key.ts';
 
 const PUBLISHER_MAIN = fileURLToPath(new URL('../functions/publisher/main.ts', import.meta.url));
 const NODE = process.execPath;
@@ -42,6 +47,8 @@ export interface ReplicaSpec {
   readonly conflicts?: ConflictMode;
   /** Whether this replica's applier runs the stream's schema changes (ApplyOptions.allowSchemaChanges). @default false */
   readonly allowSchemaChanges?: boolean;
+  /** The topic shard its queue subscribes to, as the stack's replica `shard`. @default 0 */
+  readonly shard?: number;
 }
 
 export interface PipelineOptions {
@@ -109,12 +116,19 @@ export class Pipeline {
   readonly sourceId: string;
   readonly sourceServer?: LocalPostgres;
   readonly endpointUrl: string;
+  /** The topic of shard 0. */
   readonly topicArn: string;
+  /** Every topic shard's topic, shard 0 first: the publisher publishes to each. */
+  readonly topicArns: readonly string[];
   readonly replicas: readonly RunningReplica[];
   readonly sns: SNSClient;
   readonly sqs: SQSClient;
   /** Lambda client of the endpoint (event source mappings: pause and resume). */
   readonly lambda: LambdaClient;
+  /** Secrets Manager client of the endpoint. */
+  readonly secretsManager: SecretsManagerClient;
+  /** ARN of the secret holding the message signing key (rotate it with PutSecretValue). */
+  readonly signingKeySecret: string;
   readonly #options: PipelineOptions;
   readonly #closeEndpoint: (() => Promise<void>) | undefined;
   #publisher: ChildProcess | undefined;
@@ -126,11 +140,13 @@ export class Pipeline {
     sourceId: string;
     sourceServer?: LocalPostgres;
     endpointUrl: string;
-    topicArn: string;
+    topicArns: readonly string[];
     replicas: RunningReplica[];
     sns: SNSClient;
     sqs: SQSClient;
     lambda: LambdaClient;
+    secretsManager: SecretsManagerClient;
+    signingKeySecret: string;
     options: PipelineOptions;
     closeEndpoint?: () => Promise<void>;
   }) {
@@ -138,11 +154,14 @@ export class Pipeline {
     this.sourceId = init.sourceId;
     if (init.sourceServer) this.sourceServer = init.sourceServer;
     this.endpointUrl = init.endpointUrl;
-    this.topicArn = init.topicArn;
+    this.topicArns = init.topicArns;
+    this.topicArn = init.topicArns[0] as string;
     this.replicas = init.replicas;
     this.sns = init.sns;
     this.sqs = init.sqs;
     this.lambda = init.lambda;
+    this.secretsManager = init.secretsManager;
+    this.signingKeySecret = init.signingKeySecret;
     this.#options = init.options;
     this.#closeEndpoint = init.closeEndpoint;
   }
@@ -183,16 +202,23 @@ export class Pipeline {
       }
       checkpoint();
       const { sns, sqs, lambda } = awsClients({ endpoint: endpointUrl });
+      const secretsManager = new SecretsManagerClient({
+        endpoint: endpointUrl,
+        region: process.env.AWS_REGION ?? 'us-east-1',
+        credentials: { accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? 'test', secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? 'test' },
+      });
       started.push({
         stop: async () => {
           sns.destroy();
           sqs.destroy();
           lambda.destroy();
+          secretsManager.destroy();
         },
       });
+      const signingKeySecret = await ensureSigningKeySecret(secretsManager, signingKeySecretName(options.prefix ?? 'pgfanout-local'));
       const fanout = await createFanout(sns, sqs, {
         prefix: options.prefix ?? 'pgfanout-local',
-        replicas: specs.map((s) => s.name),
+        replicas: specs.map((s) => ({ name: s.name, ...(s.shard !== undefined ? { shard: s.shard } : {}) })),
         ...(options.maxReceiveCount ? { maxReceiveCount: options.maxReceiveCount } : {}),
         ...(options.visibilityTimeoutSeconds ? { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds } : {}),
       });
@@ -242,6 +268,7 @@ export class Pipeline {
             await client.connect();
             return client;
           },
+          signingKeys: new SecretsManagerSigningKeys(secretsManager, signingKeySecret, options.clock ? { now: () => (options.clock as Clock).now() } : {}),
           apply: {
             sources: [sourceId],
             include: spec.include ?? [],
@@ -296,11 +323,13 @@ export class Pipeline {
         sourceId,
         ...(sourceServer ? { sourceServer } : {}),
         endpointUrl,
-        topicArn: fanout.topicArn,
+        topicArns: fanout.topicArns,
         replicas,
         sns,
         sqs,
         lambda,
+        secretsManager,
+        signingKeySecret,
         options: { ...options, log },
         ...(closeEndpoint ? { closeEndpoint } : {}),
       });
@@ -322,16 +351,22 @@ export class Pipeline {
     }
   }
 
+  /** The signing keys of this pipeline, read from its secret as the publisher and the appliers read them. */
+  signingKeys(): SecretsManagerSigningKeys {
+    return new SecretsManagerSigningKeys(this.secretsManager, this.signingKeySecret);
+  }
+
   /** The environment the publisher process gets: exactly what the ECS task definition sets. */
   publisherEnv(healthPort = this.#healthPort): NodeJS.ProcessEnv {
     return {
       PATH: process.env.PATH,
       [PUBLISHER_ENV.SOURCE_URL]: this.sourceUrl,
-      [PUBLISHER_ENV.TOPIC_ARN]: this.topicArn,
+      [PUBLISHER_ENV.TOPIC_ARN]: this.topicArns.join(','),
       [PUBLISHER_ENV.HEALTH_PORT]: String(healthPort),
       [PUBLISHER_ENV.TICK_MS]: String(this.#options.tickMs ?? 1000),
       [PUBLISHER_ENV.MAX_MESSAGE_BYTES]: String(this.#options.maxMessageBytes ?? 262_144),
       [PUBLISHER_ENV.LOG_LEVEL]: 'WARN',
+      [PUBLISHER_ENV.SIGNING_KEY_SECRET]: this.signingKeySecret,
       AWS_ENDPOINT_URL: this.endpointUrl,
       AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
       AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID ?? 'test',
@@ -396,6 +431,7 @@ export class Pipeline {
     this.sns.destroy();
     this.sqs.destroy();
     this.lambda.destroy();
+    this.secretsManager.destroy();
     if (this.#closeEndpoint) await this.#closeEndpoint();
     await Promise.all([this.sourceServer?.stop(), ...this.replicas.map((r) => r.server?.stop())]);
   }

@@ -15,7 +15,10 @@ export const PUBLISHER_ENV = {
    * (`{"host","port","username","password","dbname"}`), injected by ECS from Secrets Manager.
    */
   SOURCE_SECRET: 'PGFANOUT_SOURCE_SECRET',
-  /** ARN of the SNS FIFO topic to publish to. */
+  /**
+   * ARN of the SNS FIFO topic to publish to; with topic shards (more than 100 replicas), every
+   * shard's topic ARN, comma-separated: each batch is published to each of them.
+   */
   TOPIC_ARN: 'PGFANOUT_TOPIC_ARN',
   /** Port of the HTTP health endpoint used by the container health check. */
   HEALTH_PORT: 'PGFANOUT_HEALTH_PORT',
@@ -29,6 +32,8 @@ export const PUBLISHER_ENV = {
   DB_TLS: 'PGFANOUT_DB_TLS',
   /** The deployment's name prefix (the stack's), carried as the `Deployment` metric dimension. @default "pgfanout" */
   DEPLOYMENT: 'PGFANOUT_DEPLOYMENT',
+  /** ARN or name of the Secrets Manager secret holding the message signing key (its AWSCURRENT version signs). Required. */
+  SIGNING_KEY_SECRET: 'PGFANOUT_SIGNING_KEY_SECRET',
 } as const;
 
 /** Environment variables of the applier (Lambda function, or a local runner). */
@@ -59,6 +64,11 @@ export const APPLIER_ENV = {
   REPLICA_TRIGGERS: 'PGFANOUT_REPLICA_TRIGGERS',
   /** The deployment's name prefix (the stack's), carried as the `Deployment` metric dimension. @default "pgfanout" */
   DEPLOYMENT: 'PGFANOUT_DEPLOYMENT',
+  /**
+   * ARN or name of the Secrets Manager secret holding the message signing key: messages signed with
+   * its AWSCURRENT or AWSPREVIOUS version are applied, any other is refused. Required.
+   */
+  SIGNING_KEY_SECRET: 'PGFANOUT_SIGNING_KEY_SECRET',
 } as const;
 
 /** Values of APPLIER_ENV.REPLICA_TRIGGERS. */
@@ -121,6 +131,15 @@ export const ENTRY_POINTS = {
   publisherMain: 'functions/publisher/main.ts',
 } as const;
 
+/**
+ * Name of the FIFO topic of shard `shard` of deployment `prefix`: shard 0 is `<prefix>.fifo`
+ * (the only topic of a deployment of up to 100 replicas), shard N `<prefix>-shard<N>.fifo`.
+ */
+export function shardTopicName(prefix: string, shard: number): string {
+  if (!Number.isInteger(shard) || shard < 0) throw new Error(`topic shard must be a non-negative integer, got ${String(shard)}`);
+  return shard === 0 ? `${prefix}.fifo` : `${prefix}-shard${shard}.fifo`;
+}
+
 /** SQS FIFO queue names allow 80 characters including the `.fifo` suffix (SQS CreateQueue). */
 const QUEUE_NAME_MAX = 80;
 
@@ -132,7 +151,7 @@ export const REPLICA_NAME_PATTERN = /^[a-z][a-z0-9-]{0,39}$/;
  * used by `pgfanout local`, `pgfanout status` and the LocalStack setup.
  */
 export function resourceNames(prefix: string, replica?: string): { topic: string; queue: string; deadLetterQueue: string } {
-  const topic = `${prefix}.fifo`;
+  const topic = shardTopicName(prefix, 0);
   const queue = replica === undefined ? '' : `${prefix}-${replica}.fifo`;
   const deadLetterQueue = replica === undefined ? '' : `${prefix}-${replica}-dlq.fifo`;
   for (const name of [queue, deadLetterQueue]) {

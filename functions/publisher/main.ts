@@ -5,8 +5,10 @@
  * is simply served again to the next publisher).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SNSClient } from '@aws-sdk/client-sns';
 import pg from 'pg';
+import { SecretsManagerSigningKeys } from '#core/signing-keys.ts';
 import { readPublisherConfig } from './config.ts';
 import { startHealthServer } from './health.ts';
 import { publisherMetrics } from './metrics.ts';
@@ -19,6 +21,7 @@ async function main(): Promise<void> {
   const logger = new Logger({ serviceName: 'pgfanout-publisher', logLevel: config.logLevel });
   const emitted = publisherMetrics({ deployment: config.deployment });
   const sns = new SNSClient({ maxAttempts: 5 });
+  const secrets = new SecretsManagerClient({ maxAttempts: 5 });
   const publisher = new Publisher({
     connectSource: async () => {
       const client = new pg.Client({ ...config.source, application_name: 'pgfanout-publisher' });
@@ -26,7 +29,8 @@ async function main(): Promise<void> {
       return client;
     },
     sns,
-    topicArn: config.topicArn,
+    topicArns: config.topicArns,
+    signingKeys: new SecretsManagerSigningKeys(secrets, config.signingKeySecret),
     logger,
     metrics: emitted.metrics,
     tickMs: config.tickMs,
@@ -44,11 +48,12 @@ async function main(): Promise<void> {
       }, STOP_GRACE_MS).unref();
     });
   }
-  logger.info('publisher starting', { topicArn: config.topicArn, healthPort: health.port });
+  logger.info('publisher starting', { topicArns: config.topicArns, healthPort: health.port });
   await publisher.run(stop.signal);
   emitted.stop();
   await health.close();
   sns.destroy();
+  secrets.destroy();
   logger.info('publisher stopped');
 }
 

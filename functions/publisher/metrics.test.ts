@@ -11,6 +11,7 @@ import { LocalPostgres } from '#local/postgres.ts';
 import { waitFor } from '#testing/wait.ts';
 import { publisherMetrics, PUBLISHER_SERVICE } from './metrics.ts';
 import { Publisher, PUBLISHER_LOCK } from './publisher.ts';
+import { FixedSigningKeys } from '#testing/signing.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -81,7 +82,8 @@ describe('publisher metrics', () => {
         return client;
       },
       sns,
-      topicArn: 'arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo',
+      topicArns: ['arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo'],
+      signingKeys: new FixedSigningKeys(),
       logger: quiet,
       metrics: m.metrics,
       backoffMs: { initial: 10, max: 20 },
@@ -110,7 +112,8 @@ describe('publisher metrics', () => {
         return client;
       },
       sns,
-      topicArn: 'arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo',
+      topicArns: ['arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo'],
+      signingKeys: new FixedSigningKeys(),
       logger: quiet,
       metrics: m.metrics,
       standbyPollMs: 20,

@@ -37,6 +37,8 @@ export interface WalLoopContext {
   readonly maxMessageBytes: number;
   /** Largest message size a publisher may encode with. */
   readonly maxAllowedMessageBytes: number;
+  /** Bytes SNS counts for an entry besides its body (its message attributes), at most. */
+  readonly entryOverheadBytes: number;
   /** Poll the slot this often when it had nothing. */
   readonly tickMs: number;
   /** Rows read from the slot per look (`pgfanout.wal_read_rows`; PostgreSQL ends at the next commit). */
@@ -74,7 +76,7 @@ interface WalStateRow {
 }
 
 /** A pg_lsn text as a number. */
-export function lsnNumber(text: string): bigint {
+function lsnNumber(text: string): bigint {
   const [high, low] = text.split('/') as [string, string];
   return (BigInt(`0x${high}`) << 32n) | BigInt(`0x${low}`);
 }
@@ -182,9 +184,10 @@ class ActionRunner {
         for (const m of a.messages) {
           // SNS PublishBatch: at most 10 entries and 262,144 bytes in all
           // (https://docs.aws.amazon.com/sns/latest/api/API_PublishBatch.html).
-          if (this.#pending.length === 10 || this.#pendingBytes + m.bytes > 262_144) await this.#flush();
+          const entryBytes = m.bytes + this.#ctx.entryOverheadBytes;
+          if (this.#pending.length === 10 || this.#pendingBytes + entryBytes > 262_144) await this.#flush();
           this.#pending.push(m);
-          this.#pendingBytes += m.bytes;
+          this.#pendingBytes += entryBytes;
           this.#messages++;
           this.#bytes += m.bytes;
         }

@@ -37,7 +37,7 @@ import type { BatchToken } from './reader.ts';
 import { decodePgoutput, lsnText, pgTimestampText, UNCHANGED, type PgoutputMessage, type TupleValue } from './pgoutput.ts';
 
 /** The prefix of pgfanout's logical messages (`pg_logical_emit_message(true, 'pgfanout', …)`). */
-export const WAL_MESSAGE_PREFIX = 'pgfanout';
+const WAL_MESSAGE_PREFIX = 'pgfanout';
 
 /** A batch recorded on the source and not finished (from `pgfanout.wal_state()`). */
 export interface OpenWalBatch {
