@@ -21,7 +21,7 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { connect } from '#core/pg/db.ts';
 import type { ConflictMode } from '#core/replica';
-import { installReplica, installSource } from '#ops/install.ts';
+import { installReplica, installSource, type CaptureMode } from '#ops/install.ts';
 import { APPLIER_ENV, DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
 import { SecretsManagerSigningKeys } from '#core/signing-keys.ts';
 import { createApplierHandler, type ApplierHandler } from '../functions/applier/app.ts';
@@ -32,7 +32,7 @@ import type { Clock } from './endpoint/clock.ts';
 import { startEventSourceRunner, type EventSourceRunner, type RunnerStats } from './runner/index.ts';
 import { awsClients, type ReplicaQueues } from '../functions/ops/aws.ts';
 import { createFanout } from './fanout.ts';
-import { freePort, LocalPostgres, type Major } from './postgres.ts';
+import { freePort, LocalPostgres, WAL_SETTINGS, type Major } from './postgres.ts';
 import { ensureSigningKeySecret, signingKeySecretName } from './signing-key.ts';
 
 const PUBLISHER_MAIN = fileURLToPath(new URL('../functions/publisher/main.ts', import.meta.url));
@@ -87,6 +87,11 @@ export interface PipelineOptions {
   readonly log?: (line: string) => void;
   /** Install pgfanout's SQL on the source and replicas. @default true */
   readonly install?: boolean;
+  /**
+   * The source's capture mode, chosen at install. With `wal`, a local source server is started
+   * with `wal_level = logical`; a source given by URL must have it. @default 'trigger'
+   */
+  readonly capture?: CaptureMode;
   /** Keep the built-in endpoint's queues, topics and messages in this file across runs. @default in memory */
   readonly endpointStateFile?: string;
   /**
@@ -171,7 +176,7 @@ export class Pipeline {
       const specs = options.replicas ?? [{ name: 'a' }, { name: 'b' }];
       // Every server that started is stopped again if another one (or the whole start) fails.
       const settled = await Promise.allSettled([
-        options.sourceUrl ? undefined : LocalPostgres.start({ major: options.major ?? 18 }),
+        options.sourceUrl ? undefined : LocalPostgres.start({ major: options.major ?? 18, ...(options.capture === 'wal' ? { settings: WAL_SETTINGS } : {}) }),
         ...specs.map((s) => (s.url ? undefined : LocalPostgres.start({ major: options.major ?? 18 }))),
       ]);
       for (const s of settled) if (s.status === 'fulfilled' && s.value) started.push(s.value);
@@ -221,7 +226,7 @@ export class Pipeline {
 
       checkpoint();
       if (options.install ?? true) {
-        await withClient(sourceUrl, (c) => installSource(c), 'source');
+        await withClient(sourceUrl, (c) => installSource(c, options.capture ? { capture: options.capture } : {}), 'source');
         for (const [i, url] of replicaUrls.entries()) await withClient(url, (c) => installReplica(c), `replica ${specs[i]?.name ?? ''}`);
       }
       checkpoint();

@@ -115,6 +115,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Server settings a source in WAL capture mode needs (logical decoding; the default 10 slots suffice). */
+export const WAL_SETTINGS: Readonly<Record<string, string>> = { wal_level: 'logical' };
+
 export const SUPERUSER = 'pgfanout_admin';
 const PASSWORD = 'pgfanout-local-password';
 

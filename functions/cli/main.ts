@@ -5,7 +5,7 @@
  */
 import { connect } from '#core/pg/db.ts';
 import { parseTableName } from '#core/pg/table-name.ts';
-import { installReplica, installSource } from '../ops/install.ts';
+import { CAPTURE_MODES, installReplica, installSource, type CaptureMode } from '../ops/install.ts';
 import { replicatedTables, statusProblems, statusReport } from '../ops/status.ts';
 import { verifyTables, waitForReplicaPosition } from '../ops/verify.ts';
 import { awsClients } from '../ops/aws.ts';
@@ -27,18 +27,34 @@ export interface Command {
 export const COMMANDS: Readonly<Record<string, Command>> = {
   install: {
     summary: 'install or upgrade pgfanout\'s SQL on a source or a replica database',
-    usage: `pgfanout install (--source URL | --replica URL)
+    usage: `pgfanout install (--source URL [--capture trigger|wal] | --replica URL)
 
 Installs the pgfanout schema (or upgrades an older version; re-running is harmless).
   --source URL    install the capture side (triggers, event log, batch protocol)
+  --capture MODE  how the source captures, chosen before any table is added: trigger (the
+                  default: capture triggers, any server) or wal (a logical replication slot
+                  read with pgoutput: needs wal_level = logical, on RDS/Aurora
+                  rds.logical_replication = 1, and an installing role with REPLICATION)
   --replica URL   install the replica side (position table, staging)`,
     run: async (args) => {
-      const { values } = parse(args, { source: { type: 'string' }, replica: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+      const { values } = parse(args, { source: { type: 'string' }, replica: { type: 'string' }, capture: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
       if (!values.source === !values.replica) throw new UsageError('give exactly one of --source URL and --replica URL');
+      const capture = values.capture;
+      if (capture !== undefined && !values.source) throw new UsageError('--capture applies to a source: give --source URL');
+      if (capture !== undefined && !(CAPTURE_MODES as readonly string[]).includes(capture)) {
+        throw new UsageError(`--capture ${JSON.stringify(capture)} is not a capture mode; allowed: ${CAPTURE_MODES.join(', ')}`);
+      }
       const client = await connect((values.source ?? values.replica) as string, values.source ? 'source' : 'replica');
       try {
-        const version = values.source ? await installSource(client) : await installReplica(client);
+        const version = values.source ? await installSource(client, capture ? { capture: capture as CaptureMode } : {}) : await installReplica(client);
         console.log(`pgfanout ${values.source ? 'source' : 'replica'} side installed (${String(version)})`);
+        if (values.source) {
+          const { rows } = await client.query<{ mode: string; slot: string | null }>(
+            "SELECT pgfanout.capture_mode() AS mode, CASE WHEN pgfanout.capture_mode() = 'wal' THEN pgfanout.wal_slot_name() END AS slot",
+          );
+          const mode = rows[0];
+          if (mode) console.log(`capture mode: ${mode.mode}${mode.slot ? ` (publication pgfanout, logical replication slot ${mode.slot})` : ''}`);
+        }
       } finally {
         await client.end();
       }

@@ -20,6 +20,7 @@ import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } fr
 import type { Client, Notification } from 'pg';
 import { encodeBatch, MIN_MAX_MESSAGE_BYTES, readBatch, type OutgoingMessage } from '#core/source';
 import { METRICS } from '#core/config.ts';
+import { runWalLoop } from './wal.ts';
 import type { SigningKeys } from '#core/signing-keys.ts';
 import { signatureAttributeBytes, signatureAttributes, SIGNATURE_ATTRIBUTES_MAX_BYTES, type SigningKey } from '#core/wire';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -246,7 +247,8 @@ export class Publisher {
         await client.query(SESSION_SQL, [`${o.lockTimeoutMs}ms`, `${o.statementTimeoutMs}ms`, `${o.idleInTransactionTimeoutMs}ms`, `${o.idleSessionTimeoutMs}ms`]);
         await this.#holdLock(client, signal);
         failures = 0;
-        await this.#work(client, signal);
+        if ((await captureMode(client)) === 'wal') await this.#workWal(client, signal);
+        else await this.#work(client, signal);
       } catch (err) {
         if (err instanceof Stopped || signal.aborted) break;
         failures += 1;
@@ -327,6 +329,54 @@ export class Publisher {
       }
       await this.#sleepUntilWoken(signal);
     }
+  }
+
+  /** The loop of a source in WAL capture mode (see wal.ts). */
+  async #workWal(client: Client, signal: AbortSignal): Promise<void> {
+    const sourceId = this.#sourceId as string;
+    await runWalLoop({
+      client,
+      sourceId,
+      // SNS counts message attributes in a message's size: the body leaves room for the signature's.
+      maxMessageBytes: Math.min(this.#o.maxMessageBytes, PUBLISH_BATCH_MAX_BYTES - SIGNATURE_ATTRIBUTES_MAX_BYTES),
+      maxAllowedMessageBytes: PUBLISH_BATCH_MAX_BYTES - SIGNATURE_ATTRIBUTES_MAX_BYTES,
+      entryOverheadBytes: SIGNATURE_ATTRIBUTES_MAX_BYTES,
+      tickMs: this.#o.tickMs,
+      statementTimeoutMs: this.#o.statementTimeoutMs,
+      send: async (messages) => {
+        await this.#sendToEveryTopic(messages, await this.#o.signingKeys.current(), signal);
+        // Stopped between a publish and the finish: the batch stays open and is served again.
+        if (signal.aborted) throw new Stopped();
+      },
+      progress: () => this.#progress(),
+      idle: () => {
+        this.#lastProgressAt = new Date();
+      },
+      published: (b) => {
+        const events = b.changes;
+        this.#batches += 1;
+        this.#messages += b.messages;
+        this.#events += events;
+        this.#bytes += b.bytes;
+        this.#lastBatchId = b.batchId;
+        this.#lastProgressAt = new Date();
+        const m = this.#o.metrics;
+        if (m) {
+          m.addMetric(METRICS.publisher.eventsPublished, 'Count', events);
+          m.addMetric(METRICS.publisher.messagesPublished, 'Count', b.messages);
+          m.addMetric(METRICS.publisher.batchEvents, 'Count', events);
+          m.addMetric(METRICS.publisher.publishLagSeconds, 'Seconds', Math.max(0, (Date.now() - Date.parse(b.time)) / 1000));
+          m.publishStoredMetrics();
+        }
+      },
+      sleep: (ms) => sleep(ms, undefined, { signal }).then(
+        () => undefined,
+        () => undefined,
+      ),
+      stopped: () => signal.aborted,
+      logger: this.#o.logger,
+    });
+    if (signal.aborted) throw new Stopped();
   }
 
   async #sleepUntilWoken(signal: AbortSignal): Promise<void> {
@@ -479,6 +529,19 @@ export class Publisher {
     this.#o.metrics?.addMetric(METRICS.publisher.oldestUnpublishedSeconds, 'Seconds', age);
     this.#o.metrics?.publishStoredMetrics();
   }
+}
+
+/**
+ * The source's capture mode: `pgfanout.capture_mode()` where it exists (SQL 1.2.0 and later),
+ * else `trigger`.
+ */
+async function captureMode(client: Client): Promise<string> {
+  const { rows } = await client.query<{ present: boolean }>(
+    `SELECT pg_catalog.to_regprocedure('pgfanout.capture_mode()') IS NOT NULL AS present`,
+  );
+  if (!rows[0]?.present) return 'trigger';
+  const mode = await client.query<{ mode: string }>('SELECT pgfanout.capture_mode() AS mode');
+  return mode.rows[0]?.mode ?? 'trigger';
 }
 
 /** SNS errors that no retry can fix. */

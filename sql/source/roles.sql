@@ -43,5 +43,13 @@ GRANT EXECUTE ON FUNCTION
     pgfanout.publisher_waiting(boolean),
     pgfanout.status(),
     pgfanout.source_id(),
-    pgfanout.version()
+    pgfanout.version(),
+    -- the WAL capture mode's batch protocol
+    pgfanout.capture_mode(),
+    pgfanout.wal_state(),
+    pgfanout.wal_changes(),
+    pgfanout.wal_record_batch(bigint, pg_lsn, pg_lsn, integer, text, bigint),
+    pgfanout.wal_finish_batch(bigint, pg_lsn),
+    pgfanout.wal_skip(pg_lsn),
+    pgfanout.wal_status()
 TO pgfanout_publisher;
