@@ -4,15 +4,17 @@
 -- A database can be a source and a replica at once, so every object here is named replica_*.
 --
 -- How the applier uses it (functions/core/replica/apply.ts), always inside the transaction that applies
--- the changes, so the position and the data can never disagree:
---   1. lock the source's row of replica_position (FOR UPDATE);
+-- the changes, so the position and the data can never disagree, and always through the replica
+-- protocol's functions at the end of this script (called from functions/core/replica/protocol.ts):
+--   1. lock the source's row of replica_position (replica_lock);
 --   2. a message at or below the position is a duplicate: nothing happens;
 --   3. a message that does not follow the position is a gap: refused, nothing happens;
---   4. a part that is not final is stored in replica_staged_part and the position records it;
---   5. the final part applies the staged parts (read back one at a time) and itself, then
---      deletes the staged parts and records the batch as applied (replica_position) with its
---      parts' digests and origin (replica_applied_batch), against which a message at or below
---      the position is verified before it is dropped as a duplicate.
+--   4. a part that is not final is stored in replica_staged_part and the position records it
+--      (replica_stage_part);
+--   5. the final part applies the staged parts (read back one at a time, replica_staged_part) and
+--      itself, then deletes the staged parts and records the batch as applied (replica_position)
+--      with its parts' digests and origin (replica_applied_batch), against which a message at or
+--      below the position is verified before it is dropped as a duplicate (replica_advance).
 -- replica_staged_value holds, only during that transaction, the pieces of values of changes
 -- too large for one message; the replica concatenates them itself (string_agg).
 

@@ -20,7 +20,9 @@ import type { PositionRow } from './position.ts';
 
 /**
  * How many applied batches per source the replica keeps a record of (`replica_applied_batch`),
- * for checking duplicates; `pgfanout.replica_advance` forgets older ones.
+ * for checking duplicates; `pgfanout.replica_advance` forgets older ones. Not read by the code:
+ * the SQL scripts name it, and it is kept so that what they name exists.
+ * @public
  */
 export const REPLICA_HISTORY_BATCHES = 1000;
 
@@ -52,17 +54,6 @@ function originOf(row: OriginColumns): BatchOrigin | undefined {
 
 /** Runs a protocol call (the apply classifies its errors itself; others call {@link call}). */
 type Query = (sql: string, params: unknown[], what: string) => Promise<pg.QueryResult>;
-
-/** A {@link Query} over a client that classifies database errors, naming what was done. */
-export function queryOf(client: pg.ClientBase): Query {
-  return async (sql, params, what) => {
-    try {
-      return await client.query(sql, params);
-    } catch (err) {
-      throw classifyDatabaseError(err, what);
-    }
-  };
-}
 
 // ------------------------------------------------------------------------------- apply
 
