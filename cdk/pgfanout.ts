@@ -19,13 +19,13 @@ import { AccountRootPrincipal, AnyPrincipal, Effect, ManagedPolicy, PolicyStatem
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { CfnSubscription, Subscription, SubscriptionProtocol, Topic } from 'aws-cdk-lib/aws-sns';
-import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import type { ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ENTRY_POINTS } from '#core/config.ts';
 import { DEFAULTS, replicaShard, shardsInUse, topicName, validatePgfanoutConfig, type PublisherOptions, type ReplicaConfig, type SourceConfig } from './config.ts';
 import { PgfanoutPublisher, PublisherMonitoring } from './publisher.ts';
 import { PgfanoutReplica } from './replica.ts';
-import { resolveSecret } from './secrets.ts';
+import { resolveSecret, signingKeySecret } from './secrets.ts';
 
 /** The repository root: package.json, package-lock.json and the deployables live under it. */
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
@@ -157,6 +157,12 @@ export class Pgfanout extends Construct {
   readonly applierSecurityGroups: readonly ISecurityGroup[];
   /** The source database's secret, when a source is given. */
   readonly sourceSecret: ISecret | undefined;
+  /**
+   * The secret holding the message signing key: the publisher signs every message with its
+   * AWSCURRENT version, the appliers accept AWSCURRENT and AWSPREVIOUS. A publisher run outside
+   * the stack needs `secretsmanager:GetSecretValue` on it and `kms:Decrypt` on {@link encryptionKey}.
+   */
+  readonly signingKey: Secret;
   /** The publisher service, unless `publisherService` is false. */
   readonly publisher: PgfanoutPublisher | undefined;
   /** The publisher's stalled alarm and metric widgets. */
@@ -282,6 +288,7 @@ export class Pgfanout extends Construct {
     }
 
     this.sourceSecret = props.source ? resolveSecret(this, 'SourceSecret', props.source) : undefined;
+    this.signingKey = signingKeySecret(this, 'SigningKey', { namePrefix: this.namePrefix, key: this.encryptionKey, removalPolicy: dataRemovalPolicy });
     this.publisherMonitoring = new PublisherMonitoring(this, 'PublisherMonitoring', {
       stalledAlarmSeconds: props.publisher?.stalledAlarmSeconds ?? DEFAULTS.stalledAlarmSeconds,
       alarmTopic: this.alarmTopic,
@@ -296,6 +303,8 @@ export class Pgfanout extends Construct {
             securityGroups: this.publisherSecurityGroups,
             topics: [...this.topics.values()],
             sourceSecret: this.sourceSecret,
+            signingKey: this.signingKey,
+            signingKeyEncryptionKey: this.encryptionKey,
             ...(props.source.secretKeyArn ? { sourceSecretKeyArn: props.source.secretKeyArn } : {}),
             image:
               props.publisherImage ??
@@ -359,6 +368,7 @@ export class Pgfanout extends Construct {
         namePrefix: this.namePrefix,
         applierEntry,
         operatorRoleArn: this.operatorRole.roleArn,
+        signingKey: this.signingKey,
         projectRoot,
         logRetention,
         dataRemovalPolicy,

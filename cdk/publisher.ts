@@ -27,7 +27,8 @@ import { Construct } from 'constructs';
 import { METRICS, PUBLISHER_ENV } from '#core/config.ts';
 import { DEFAULTS, type PublisherOptions } from './config.ts';
 import { publisherMetric, publisherRate } from './metrics.ts';
-import { grantSecretKeyDecrypt } from './secrets.ts';
+import { grantSecretKeyDecrypt, grantSigningKeyRead } from './secrets.ts';
+import type { IKey } from 'aws-cdk-lib/aws-kms';
 
 /** Properties of {@link PgfanoutPublisher}. */
 export interface PgfanoutPublisherProps {
@@ -46,6 +47,10 @@ export interface PgfanoutPublisherProps {
   readonly sourceSecret: ISecret;
   /** ARN of the customer-managed KMS key of the source secret. @default the AWS-managed key */
   readonly sourceSecretKeyArn?: string;
+  /** The secret holding the message signing key; the task signs with its current version. */
+  readonly signingKey: ISecret;
+  /** The KMS key that encrypts `signingKey`. */
+  readonly signingKeyEncryptionKey: IKey;
   /** The publisher's container image. */
   readonly image: ContainerImage;
   /** Task settings (validated by the caller). */
@@ -201,6 +206,7 @@ export class PgfanoutPublisher extends Construct {
         [PUBLISHER_ENV.LOG_LEVEL]: options.logLevel ?? DEFAULTS.publisherLogLevel,
         [PUBLISHER_ENV.DB_TLS]: options.databaseTls ?? 'verify-full',
         [PUBLISHER_ENV.DEPLOYMENT]: props.namePrefix,
+        [PUBLISHER_ENV.SIGNING_KEY_SECRET]: props.signingKey.secretArn,
         ...(options.tickMs !== undefined ? { [PUBLISHER_ENV.TICK_MS]: String(options.tickMs) } : {}),
       },
       healthCheck: {
@@ -232,6 +238,8 @@ export class PgfanoutPublisher extends Construct {
     if (keyArns.length > 0) {
       this.taskDefinition.addToTaskRolePolicy(new PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: keyArns }));
     }
+
+    grantSigningKeyRead(props.signingKey, props.signingKeyEncryptionKey, this.taskDefinition.taskRole);
 
     this.service = new FargateService(this, 'Service', {
       cluster: this.cluster,

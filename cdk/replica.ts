@@ -20,7 +20,7 @@ import { Construct } from 'constructs';
 import { APPLIER_ENV, METRIC_NAMESPACE, METRICS } from '#core/config.ts';
 import { DEFAULTS, LIMITS, deadLetterQueueName, deliveryDeadLetterQueueName, queueName, type ReplicaConfig } from './config.ts';
 import { APPLIER_SERVICE_NAME, applierMetric } from './metrics.ts';
-import { grantSecretRead, resolveSecret, secretIdForRuntime } from './secrets.ts';
+import { grantSecretRead, grantSigningKeyRead, resolveSecret, secretIdForRuntime } from './secrets.ts';
 
 /** Properties of {@link PgfanoutReplica}. */
 export interface PgfanoutReplicaProps {
@@ -45,6 +45,8 @@ export interface PgfanoutReplicaProps {
    * queue (a dead-letter redrive sends with the caller's permissions). @default only the topic
    */
   readonly operatorRoleArn?: string;
+  /** The secret holding the message signing key; the applier reads it (see {@link grantSigningKeyRead}). */
+  readonly signingKey: ISecret;
   /** Path of the applier's handler module (exports `handler`). */
   readonly applierEntry: string;
   /** Folder holding package.json and package-lock.json, the root esbuild resolves from. */
@@ -257,6 +259,7 @@ export class PgfanoutReplica extends Construct {
         ...(exclude.length > 0 ? { [APPLIER_ENV.EXCLUDE_TABLES]: exclude.join(',') } : {}),
         ...(config.replicaTriggers === 'fire' ? { [APPLIER_ENV.REPLICA_TRIGGERS]: 'fire' } : {}),
         [APPLIER_ENV.DEPLOYMENT]: namePrefix,
+        [APPLIER_ENV.SIGNING_KEY_SECRET]: props.signingKey.secretArn,
         ...(config.databaseTls !== undefined ? { [APPLIER_ENV.DB_TLS]: config.databaseTls } : {}),
         POWERTOOLS_SERVICE_NAME: APPLIER_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE,
@@ -268,6 +271,7 @@ export class PgfanoutReplica extends Construct {
       bundling: applierBundling(),
     });
     grantSecretRead(this.secret, config, this.role);
+    grantSigningKeyRead(props.signingKey, props.encryptionKey, this.role);
 
     this.eventSource = new SqsEventSource(this.queue, {
       batchSize: 10,

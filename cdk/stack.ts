@@ -84,6 +84,10 @@ export class PgfanoutStack extends Stack {
       value: this.pgfanout.operatorRole.roleArn,
       description: 'Role to assume for pgfanout status, redrive and pausing a replica; besides the topic, the only principal that may send to the replica queues',
     });
+    new CfnOutput(this, 'SigningKeySecretArn', {
+      value: this.pgfanout.signingKey.secretArn,
+      description: 'The secret holding the message signing key: rotate it by putting a new value (aws secretsmanager put-secret-value)',
+    });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.pgfanout.alarmTopic.topicArn, description: 'The topic pgfanout alarms notify' });
     if (!props.network?.securityGroupIds?.length) {
       const publisherGroup = this.pgfanout.publisherSecurityGroups[0];

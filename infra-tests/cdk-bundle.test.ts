@@ -23,6 +23,10 @@ import { invocationContext, toRecord } from '#local/runner/index.ts';
 import { applierDimensions } from '../cdk/metrics.ts';
 import { buildStack, REPO_ROOT } from './fixtures/cdk-apps.ts';
 import { waitFor } from '#testing/wait.ts';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SecretsManagerSigningKeys } from '#core/signing-keys.ts';
+import { signatureAttributes, type SigningKey } from '#core/wire';
+import { ensureSigningKeySecret } from '#local/signing-key.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
@@ -35,6 +39,8 @@ let publisher: ChildProcess | undefined;
 let fanout: Fanout;
 let functionEnv: Record<string, string>;
 let bundlePath: string;
+let signingKeySecret: string;
+let signingKey: SigningKey;
 let handler: Handler;
 /** The messages the publisher published, once received. */
 let published: Message[] = [];
@@ -77,11 +83,18 @@ beforeAll(async () => {
   sqs = clients.sqs;
   fanout = await createFanout(clients.sns, clients.sqs, { prefix: 'pgfanout-bundle', replicas: ['eu'] });
   clients.sns.destroy();
+  // The stack names its generated signing key secret; locally a secret on the endpoint stands in for it.
+  expect(functionEnv[APPLIER_ENV.SIGNING_KEY_SECRET]).toBeDefined();
+  const secretsManager = new SecretsManagerClient({ endpoint: endpoint.url, region: REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  signingKeySecret = await ensureSigningKeySecret(secretsManager, 'pgfanout-bundle-signing-key');
+  signingKey = await new SecretsManagerSigningKeys(secretsManager, signingKeySecret).current();
+  secretsManager.destroy();
 
   // Locally the replica is reached by URL instead of the Secrets Manager secret; everything else is the stack's.
   const { [APPLIER_ENV.REPLICA_SECRET_ARN]: _secret, ...rest } = functionEnv;
   Object.assign(process.env, rest, {
     [APPLIER_ENV.REPLICA_URL]: server.url('replica'),
+    [APPLIER_ENV.SIGNING_KEY_SECRET]: signingKeySecret,
     AWS_ENDPOINT_URL: endpoint.url,
     AWS_REGION: REGION,
     AWS_ACCESS_KEY_ID: 'test',
@@ -123,6 +136,7 @@ describe('the applier bundle built by the stack', () => {
         PATH: process.env.PATH,
         [PUBLISHER_ENV.SOURCE_URL]: (server as LocalPostgres).url('source'),
         [PUBLISHER_ENV.TOPIC_ARN]: fanout.topicArn,
+        [PUBLISHER_ENV.SIGNING_KEY_SECRET]: signingKeySecret,
         [PUBLISHER_ENV.HEALTH_PORT]: '0',
         [PUBLISHER_ENV.TICK_MS]: '200',
         [PUBLISHER_ENV.LOG_LEVEL]: 'WARN',
@@ -157,7 +171,7 @@ describe('the applier bundle built by the stack', () => {
     ]);
   });
 
-  it('skips a redelivered message and reports a malformed one after it as a batch item failure', async () => {
+  it('skips a redelivered message and reports a malformed one (signed) after it as a batch item failure', async () => {
     expect(published.length).toBeGreaterThan(0);
     const queue = fanout.replicas[0] as Fanout['replicas'][number];
     const source = { queueArn: queue.queueArn, region: REGION };
@@ -167,6 +181,7 @@ describe('the applier bundle built by the stack', () => {
         MessageId: '00000000-0000-4000-8000-000000000001',
         ReceiptHandle: 'not-a-real-handle',
         Body: '{"not":"a pgfanout envelope"}',
+        MessageAttributes: signatureAttributes('{"not":"a pgfanout envelope"}', signingKey),
         Attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(Date.now()), MessageGroupId: 'g', MessageDeduplicationId: 'd', SequenceNumber: '1' },
       },
       source,

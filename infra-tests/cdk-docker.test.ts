@@ -23,6 +23,8 @@ import { PUBLISHER_SERVICE_NAME, SERVICE_DIMENSION } from '../cdk/metrics.ts';
 import { buildStack } from './fixtures/cdk-apps.ts';
 import { buildDockerfile, type BuiltImage } from './fixtures/dockerfile.ts';
 import { waitFor } from '#testing/wait.ts';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { ensureSigningKeySecret } from '#local/signing-key.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -106,6 +108,7 @@ describe('the publisher image', () => {
     endpoint = await startEndpoint({ port: 0 });
     const clients = awsClients({ endpoint: endpoint.url });
     fanout = await createFanout(clients.sns, clients.sqs, { prefix: 'pgfanout-image', replicas: ['r'] });
+    const signingKeySecret = await ensureSigningKeySecret(new SecretsManagerClient({ endpoint: endpoint.url, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } }), 'pgfanout-image-signing-key');
 
     // As in the task definition, with the source as a URL: the secret form insists on verified TLS, which a local server does not offer.
     const port = await freePort();
@@ -118,6 +121,7 @@ describe('the publisher image', () => {
         PATH: process.env.PATH,
         [PUBLISHER_ENV.SOURCE_URL]: source.url(),
         [PUBLISHER_ENV.TOPIC_ARN]: fanout.topicArn,
+        [PUBLISHER_ENV.SIGNING_KEY_SECRET]: signingKeySecret,
         [PUBLISHER_ENV.HEALTH_PORT]: String(port),
         [PUBLISHER_ENV.LOG_LEVEL]: 'INFO',
         [PUBLISHER_ENV.TICK_MS]: '200',

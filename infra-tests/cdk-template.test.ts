@@ -230,11 +230,18 @@ describe('a replica', () => {
     });
   });
 
-  it('grants the applier its queue, its secret, its log group and nothing else', () => {
+  it('grants the applier its queue, its secret, the signing key, its log group and nothing else', () => {
     const queue = logicalId(eu, 'AWS::SQS::Queue', { Properties: { QueueName: 'pgfanout-eu.fifo' } });
     const logs = logicalId(eu, 'AWS::Logs::LogGroup');
     const statements = resource(eu, 'AWS::IAM::Policy').Properties.PolicyDocument.Statement as Json[];
-    const byResource = statements.map((s) => ({ actions: [s.Action].flat().sort(), resource: s.Resource }));
+    const signing = statements.filter((s) => s.Sid === 'ReadTheSigningKey' || s.Sid === 'DecryptTheSigningKey');
+    expect(signing.map((s) => [s.Sid, s.Action])).toEqual([
+      ['ReadTheSigningKey', 'secretsmanager:GetSecretValue'],
+      ['DecryptTheSigningKey', 'kms:Decrypt'],
+    ]);
+    expect(passedToNested(euStack(), signing[0]?.Resource)).toEqual({ Ref: stack.getLogicalId(stack.pgfanout.signingKey.node.defaultChild as never) });
+    expect(passedToNested(euStack(), signing[1]?.Resource)).toEqual({ 'Fn::GetAtt': [keyId(), 'Arn'] });
+    const byResource = statements.filter((s) => !signing.includes(s)).map((s) => ({ actions: [s.Action].flat().sort(), resource: s.Resource }));
     expect(byResource).toHaveLength(5);
     expect(byResource).toContainEqual({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resource: { 'Fn::GetAtt': [logs, 'Arn'] } });
     expect(byResource).toContainEqual({ actions: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'], resource: secretArn('pgfanout/eu') });
@@ -338,7 +345,11 @@ describe('the publisher', () => {
   it('gets the source credentials from Secrets Manager, never as a plain environment value', () => {
     expect(container().Secrets).toEqual([{ Name: PUBLISHER_ENV.SOURCE_SECRET, ValueFrom: secretArn('pgfanout/source') }]);
     const env = Object.fromEntries((container().Environment as Json[]).map((e) => [e.Name, e.Value]));
-    expect(Object.keys(env).sort()).toEqual([PUBLISHER_ENV.DB_TLS, PUBLISHER_ENV.DEPLOYMENT, PUBLISHER_ENV.HEALTH_PORT, PUBLISHER_ENV.LOG_LEVEL, PUBLISHER_ENV.TICK_MS, PUBLISHER_ENV.TOPIC_ARN].sort());
+    expect(Object.keys(env).sort()).toEqual(
+      [PUBLISHER_ENV.DB_TLS, PUBLISHER_ENV.DEPLOYMENT, PUBLISHER_ENV.HEALTH_PORT, PUBLISHER_ENV.LOG_LEVEL, PUBLISHER_ENV.SIGNING_KEY_SECRET, PUBLISHER_ENV.TICK_MS, PUBLISHER_ENV.TOPIC_ARN].sort(),
+    );
+    // The signing key's secret is named, not injected: the publisher reads its versions itself.
+    expect(env[PUBLISHER_ENV.SIGNING_KEY_SECRET]).toEqual({ Ref: stack.getLogicalId(stack.pgfanout.signingKey.node.defaultChild as never) });
     expect(env[PUBLISHER_ENV.DB_TLS]).toBe('verify-full');
     expect(env[PUBLISHER_ENV.TOPIC_ARN]).toEqual({ Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: true } }) });
     expect(env[PUBLISHER_ENV.TICK_MS]).toBe('500');
@@ -360,12 +371,20 @@ describe('the publisher', () => {
     expect((parent.toJSON().Resources[logs] as Json).Properties.RetentionInDays).toBe(30);
   });
 
-  it('may publish to the topic and use its key, nothing more', () => {
+  it('may publish to the topic, use its key and read the signing key, nothing more', () => {
     const role = stack.getLogicalId((stack.pgfanout.publisher as PgfanoutPublisher).taskDefinition.taskRole.node.defaultChild as never);
     const policy = Object.values(parent.findResources('AWS::IAM::Policy')).find((p) => JSON.stringify((p as Json).Properties.Roles) === JSON.stringify([{ Ref: role }])) as Json;
     expect(policy.Properties.PolicyDocument.Statement).toEqual([
       { Action: 'sns:Publish', Effect: 'Allow', Resource: { Ref: logicalId(parent, 'AWS::SNS::Topic', { Properties: { FifoTopic: true } }) } },
       { Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Effect: 'Allow', Resource: { 'Fn::GetAtt': [keyId(), 'Arn'] } },
+      { Sid: 'ReadTheSigningKey', Action: 'secretsmanager:GetSecretValue', Effect: 'Allow', Resource: { Ref: stack.getLogicalId(stack.pgfanout.signingKey.node.defaultChild as never) } },
+      {
+        Sid: 'DecryptTheSigningKey',
+        Action: 'kms:Decrypt',
+        Effect: 'Allow',
+        Resource: { 'Fn::GetAtt': [keyId(), 'Arn'] },
+        Condition: { StringEquals: { 'kms:ViaService': { 'Fn::Join': ['', ['secretsmanager.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } } },
+      },
     ]);
   });
 

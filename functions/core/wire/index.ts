@@ -34,7 +34,6 @@ export {
   SIGNATURE_ATTRIBUTES_MAX_BYTES,
   MIN_SIGNING_KEY_BYTES,
   keyIdProblem,
-  signBody,
   signatureMatches,
   signatureAttributes,
   signatureAttributeBytes,

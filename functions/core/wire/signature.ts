@@ -66,7 +66,7 @@ export function keyIdProblem(id: unknown): string | undefined {
 }
 
 /** The signature of `body` with `key`: HMAC-SHA256 over the body's UTF-8 bytes, lowercase hex. */
-export function signBody(body: string, key: Buffer): string {
+function signBody(body: string, key: Buffer): string {
   return createHmac('sha256', key).update(body, 'utf8').digest('hex');
 }
 
