@@ -19,6 +19,11 @@
  *
  * Usage: node bench/pipeline/run.ts [--duration 60] [--bulk-rows 1000000] [--idle-samples 100]
  * Writes bench/pipeline/results.json, results.md and lag.svg.
+ *
+ * `--only idle [--busy]` runs the idle phase alone (no pgbench data, no sustained or bulk phase)
+ * and writes results-idle.json and results-idle.md; `--busy` runs pgbench TPC-B (2 clients) in
+ * another database of the source server during it, tables not captured nor published, so the
+ * machine is busy and the source always has transactions in flight.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -37,8 +42,13 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '60' },
     'bulk-rows': { type: 'string', default: '1000000' },
     'idle-samples': { type: 'string', default: '100' },
+    only: { type: 'string' },
+    busy: { type: 'boolean', default: false },
   },
 });
+if (values.only !== undefined && values.only !== 'idle') throw new Error(`--only ${values.only} is not supported; expected --only idle`);
+const IDLE_ONLY = values.only === 'idle';
+const BUSY = values.busy === true;
 const DURATION = Number(values.duration);
 const BULK_ROWS = Number(values['bulk-rows']);
 const IDLE_SAMPLES = Number(values['idle-samples']);
@@ -82,15 +92,17 @@ async function main(): Promise<void> {
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: source.major },
     parameters: { durationSeconds: DURATION, bulkRows: BULK_ROWS, idleSamples: IDLE_SAMPLES, pgbench: 'TPC-B scale 10, 4 clients, 2 threads' },
   };
+  if (IDLE_ONLY) results.parameters = { idleSamples: IDLE_SAMPLES, busy: BUSY ? 'pgbench TPC-B scale 1, 2 clients, in another database of the source server' : false };
   try {
     // Same schema everywhere; data loaded after capture and the subscription start, so every system sees it.
     for (const url of [pipeline.sourceUrl, ...pipeline.replicas.map((r) => r.url), native.url()]) {
-      await pgbench(url, ['-i', '-I', 'dtp', '-s', '10']);
+      if (!IDLE_ONLY) await pgbench(url, ['-i', '-I', 'dtp', '-s', '10']);
       await withClient(url, (c) => c.query(EXTRA_SCHEMA));
     }
     await withClient(pipeline.sourceUrl, async (c) => {
-      for (const t of TABLES) await c.query('SELECT pgfanout.add_table($1::regclass)', [t]);
-      await c.query(`CREATE PUBLICATION bench_pub FOR TABLE ${TABLES.join(', ')}`);
+      const tables = IDLE_ONLY ? TABLES.filter((t) => !t.startsWith('pgbench_')) : TABLES;
+      for (const t of tables) await c.query('SELECT pgfanout.add_table($1::regclass)', [t]);
+      await c.query(`CREATE PUBLICATION bench_pub FOR TABLE ${tables.join(', ')}`);
     });
     await withClient(native.url(), (c) =>
       c.query(`CREATE SUBSCRIPTION bench_sub CONNECTION '${pipeline.sourceUrl.replace(/'/g, "''")}' PUBLICATION bench_pub WITH (copy_data = false)`),
@@ -122,6 +134,10 @@ async function main(): Promise<void> {
       ...pipeline.replicas.map((r) => ({ name: `pgfanout ${r.name}`, url: r.url })),
       { name: 'native', url: native.url() },
     ];
+    if (IDLE_ONLY) {
+      results.idle = await idleWhile(pipeline.sourceUrl, targets);
+      return;
+    }
     console.log('loading pgbench data (captured and replicated by both systems)…');
     await pgbench(pipeline.sourceUrl, ['-i', '-I', 'g', '-s', '10']);
     await withClient(pipeline.sourceUrl, (c) => c.query(`INSERT INTO bench_heartbeat VALUES (1, clock_timestamp())`));
@@ -150,7 +166,13 @@ async function main(): Promise<void> {
     for (const a of appliers) a.kill('SIGTERM');
     await native.stop();
     await pipeline.stop();
+    if (IDLE_ONLY) {
+      writeFileSync(here('results-idle.json'), `${JSON.stringify(results, null, 2)}\n`);
+      writeFileSync(here('results-idle.md'), idleMarkdown(results));
+      console.log(JSON.stringify(results, null, 2));
+    }
   }
+  if (IDLE_ONLY) return;
   writeFileSync(here('results.json'), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(here('results.md'), markdown(results));
   console.log(JSON.stringify(results, null, 2));
@@ -338,6 +360,40 @@ async function bulk(sourceUrl: string, targets: { name: string; url: string }[])
   );
   const nativeRate = perSystem.native?.changesPerSecond ?? Number.NaN;
   return Object.fromEntries(Object.entries(perSystem).map(([name, v]) => [name, { ...v, ratioToNative: v.changesPerSecond / nativeRate }]));
+}
+
+/** The idle phase alone; with --busy, while pgbench runs in another database of the source server. */
+async function idleWhile(sourceUrl: string, targets: { name: string; url: string }[]) {
+  if (!BUSY) return idle(sourceUrl, targets);
+  const busyUrl = new URL(sourceUrl);
+  busyUrl.pathname = '/bench_busy';
+  await withClient(sourceUrl, (c) => c.query('CREATE DATABASE bench_busy'));
+  await pgbench(busyUrl.href, ['-i', '-s', '1', '-q']);
+  const stop = new AbortController();
+  const load = pgbench(busyUrl.href, ['-c', '2', '-j', '1', '-T', '3600', '-n'], stop.signal).catch(() => undefined);
+  try {
+    return await idle(sourceUrl, targets);
+  } finally {
+    stop.abort();
+    await load;
+  }
+}
+
+function idleMarkdown(r: Json): string {
+  const f = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) ? n.toFixed(0) : String(n));
+  const native = (r.idle ?? {}).native as Json | undefined;
+  return [
+    '# Pipeline benchmark, idle phase alone: single-row commit → visible',
+    '',
+    `\`node bench/pipeline/run.ts --only idle --idle-samples ${r.parameters.idleSamples}${r.parameters.busy ? ' --busy' : ''}\`, ${new Date().toISOString()}, ` +
+      `${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}, PostgreSQL ${r.machine.postgres}. ` +
+      `One commit every 100 ms after the previous one is visible everywhere; pgfanout (publisher tick 1 s) and native logical replication from the same source in the same run.${r.parameters.busy ? ` Busy: ${r.parameters.busy}.` : ''}`,
+    '',
+    '| system | p50 (ms) | p99 (ms) | p99 / native p99 |',
+    '| --- | ---: | ---: | ---: |',
+    ...Object.entries(r.idle ?? {}).map(([n, x]) => { const v = x as Json; return `| ${n} | ${f(v.p50Ms)} | ${f(v.p99Ms)} | ${native ? (v.p99Ms / native.p99Ms).toFixed(2) : ''} |`; }),
+    '',
+  ].join('\n');
 }
 
 async function idle(sourceUrl: string, targets: { name: string; url: string }[]) {

@@ -164,6 +164,18 @@ const SESSION_SQL = `SELECT pg_catalog.set_config('synchronous_commit', 'on', fa
   CASE WHEN pg_catalog.current_setting('server_version_num')::int >= 140000
        THEN pg_catalog.set_config('idle_session_timeout', $4, false) END`;
 
+/**
+ * The transactions running now ($1 NULL), or those of $1 still running: the top-level
+ * transaction ids in progress in a fresh snapshot (pg_current_snapshot: "xip: the in-progress
+ * transaction ids", https://www.postgresql.org/docs/current/functions-info.html#FUNCTIONS-PG-SNAPSHOT-PARTS),
+ * as text. Read-only: polling it writes nothing, unlike next_batch.
+ */
+const IN_FLIGHT_SQL = `SELECT coalesce(pg_catalog.array_agg(x::text), '{}') AS xids
+  FROM pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) AS x
+ WHERE $1::pg_catalog.text[] IS NULL OR x::text = ANY ($1::pg_catalog.text[])`;
+/** First wait for a transaction that may commit without a NOTIFY; doubled while none ends. */
+const IN_FLIGHT_FIRST_WAIT_MS = 2;
+
 /** Thrown inside the loop when the stop signal fired; never escapes `run`. */
 class Stopped extends Error {}
 
@@ -302,6 +314,10 @@ export class Publisher {
     await client.query('SELECT pgfanout.publisher_waiting(false)');
     let waiting = false;
     let lastStatus = 0;
+    /** Transactions that may have captured without a NOTIFY and have not ended (see IN_FLIGHT_SQL). */
+    let inFlight: string[] = [];
+    /** The next wait for them, doubled each time none ended (up to the tick). */
+    let inFlightWaitMs = IN_FLIGHT_FIRST_WAIT_MS;
     for (;;) {
       if (signal.aborted) throw new Stopped();
       if (Date.now() - lastStatus >= this.#o.statusEveryMs) {
@@ -316,6 +332,7 @@ export class Publisher {
         if (waiting) {
           await client.query('SELECT pgfanout.publisher_waiting(false)');
           waiting = false;
+          inFlight = [];
         }
         await this.#publishBatch(client, batch, signal);
         continue;
@@ -325,9 +342,31 @@ export class Publisher {
         // Say we wait, then look once more: a commit that saw "not waiting" just before is caught here.
         await client.query('SELECT pgfanout.publisher_waiting(true)');
         waiting = true;
+        // A transaction reads the flag at its first change, not at its commit: one that read "not
+        // waiting" and commits after the look below sends no NOTIFY. It is still running now (its
+        // id was assigned before it read the flag), so it is among these; the publisher looks
+        // again as soon as any of them ends, instead of at the next tick.
+        inFlight = (await client.query<{ xids: string[] }>(IN_FLIGHT_SQL, [null])).rows[0]?.xids ?? [];
+        inFlightWaitMs = IN_FLIGHT_FIRST_WAIT_MS;
         continue;
       }
-      await this.#sleepUntilWoken(signal);
+      if (inFlight.length === 0) {
+        await this.#sleepUntilWoken(signal);
+        continue;
+      }
+      // Wait for a NOTIFY or for one of them to end, then look again; the tick still looks while they run.
+      for (let waited = 0; !this.#woken && waited < this.#o.tickMs; ) {
+        const ms = Math.min(inFlightWaitMs, this.#o.tickMs - waited);
+        await this.#sleepUntilWoken(signal, ms);
+        waited += ms;
+        if (signal.aborted) throw new Stopped();
+        const still = (await client.query<{ xids: string[] }>(IN_FLIGHT_SQL, [inFlight])).rows[0]?.xids ?? [];
+        this.#progress();
+        const ended = still.length < inFlight.length;
+        inFlight = still;
+        if (ended) break;
+        inFlightWaitMs = Math.min(2 * inFlightWaitMs, this.#o.tickMs);
+      }
     }
   }
 
@@ -379,7 +418,7 @@ export class Publisher {
     if (signal.aborted) throw new Stopped();
   }
 
-  async #sleepUntilWoken(signal: AbortSignal): Promise<void> {
+  async #sleepUntilWoken(signal: AbortSignal, ms = this.#o.tickMs): Promise<void> {
     if (this.#woken) return;
     await new Promise<void>((resolve) => {
       const done = () => {
@@ -388,7 +427,7 @@ export class Publisher {
         this.#wake = null;
         resolve();
       };
-      const timer = setTimeout(done, this.#o.tickMs);
+      const timer = setTimeout(done, ms);
       signal.addEventListener('abort', done, { once: true });
       this.#wake = done;
     });
