@@ -273,10 +273,11 @@ function awsCost(messages: number, bytes: number, replicas: number, lambdaSecond
   };
 }
 
-async function waitAllSee(targets: { name: string; url: string }[], sql: string, timeoutMs: number): Promise<Record<string, number>> {
+/** Milliseconds until each target sees `sql` true; `connected` (one client per target, kept open) leaves connecting out of the time. */
+async function waitAllSee(targets: { name: string; url: string }[], sql: string, timeoutMs: number, connected?: pg.Client[]): Promise<Record<string, number>> {
   const started = Date.now();
   const seenAt: Record<string, number> = {};
-  const clients = await Promise.all(targets.map(async (t) => { const c = new pg.Client(t.url); await c.connect(); return c; }));
+  const clients = connected ?? (await Promise.all(targets.map(async (t) => { const c = new pg.Client(t.url); await c.connect(); return c; })));
   try {
     while (Object.keys(seenAt).length < targets.length) {
       if (Date.now() - started > timeoutMs) throw new Error(`not everyone saw "${sql}" within ${timeoutMs} ms: ${JSON.stringify(seenAt)}`);
@@ -288,7 +289,7 @@ async function waitAllSee(targets: { name: string; url: string }[], sql: string,
       await new Promise((r) => setTimeout(r, 20));
     }
   } finally {
-    await Promise.all(clients.map((c) => c.end()));
+    if (!connected) await Promise.all(clients.map((c) => c.end()));
   }
   return seenAt;
 }
@@ -399,11 +400,19 @@ function idleMarkdown(r: Json): string {
 async function idle(sourceUrl: string, targets: { name: string; url: string }[]) {
   console.log(`idle: ${IDLE_SAMPLES} single-row commits…`);
   const latencies: Record<string, number[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
-  for (let i = 1; i <= IDLE_SAMPLES; i++) {
-    await withClient(sourceUrl, (c) => c.query(`INSERT INTO bench_idle VALUES ($1, clock_timestamp())`, [i]));
-    const seen = await waitAllSee(targets, `SELECT EXISTS (SELECT 1 FROM bench_idle WHERE id = ${i}) AS ok`, 60_000);
-    for (const [name, ms] of Object.entries(seen)) latencies[name]?.push(ms);
-    await new Promise((r) => setTimeout(r, 100));
+  // Connections opened once: the time measured is replication's, not connecting's (which a busy machine makes long).
+  const writer = new pg.Client(sourceUrl);
+  await writer.connect();
+  const readers = await Promise.all(targets.map(async (t) => { const c = new pg.Client(t.url); await c.connect(); return c; }));
+  try {
+    for (let i = 1; i <= IDLE_SAMPLES; i++) {
+      await writer.query(`INSERT INTO bench_idle VALUES ($1, clock_timestamp())`, [i]);
+      const seen = await waitAllSee(targets, `SELECT EXISTS (SELECT 1 FROM bench_idle WHERE id = ${i}) AS ok`, 60_000, readers);
+      for (const [name, ms] of Object.entries(seen)) latencies[name]?.push(ms);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await Promise.all([writer, ...readers].map((c) => c.end()));
   }
   return Object.fromEntries(Object.entries(latencies).map(([name, l]) => {
     const s = [...l].sort((a, b) => a - b);
