@@ -5,7 +5,7 @@
  */
 import { Token } from 'aws-cdk-lib';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
-import { DB_TLS_MODES, REPLICA_NAME_PATTERN, resourceNames } from '#core/config.ts';
+import { DB_TLS_MODES, REPLICA_NAME_PATTERN, resourceNames, shardTopicName } from '#core/config.ts';
 import { PgfanoutConfigError } from './errors.ts';
 
 /** A Secrets Manager secret holding RDS-style credentials JSON (`{"host","port","username","password","dbname"}`). */
@@ -38,10 +38,22 @@ export interface ReplicaConfig extends SecretReference {
   readonly name: string;
   /**
    * The source ids this replica follows (`SELECT pgfanout.source_id()` on the source, after
-   * `pgfanout install --source`): the applier refuses messages of any other source. The applier
-   * does not start without them (PGFANOUT_SOURCE_IDS).
+   * `pgfanout install --source`): the applier refuses messages of any other source, and does
+   * not start without them (PGFANOUT_SOURCE_IDS), so the configuration requires them.
    */
-  readonly sources?: readonly string[];
+  readonly sources: readonly string[];
+  /**
+   * The topic shard this replica's queue subscribes to (0 to {@link LIMITS.maxShards} - 1). An
+   * SNS FIFO topic takes at most {@link LIMITS.subscriptionsPerTopic} subscriptions, so a stack
+   * with more replicas publishes to several FIFO topics, one per shard in use, each carrying
+   * every message. The default is 0 whatever the other entries are, so that adding or removing
+   * a replica never moves another one to another topic (a move would re-subscribe its queue,
+   * which SNS FIFO does not keep in order); a replica beyond a shard's
+   * {@link LIMITS.subscriptionsPerTopic} needs an explicit shard, and the synth error names
+   * the replicas and the shards with room.
+   * @default 0
+   */
+  readonly shard?: number;
   /** Whether the applier runs the stream's schema changes (`replicate_ddl`, DDL capture) on this replica. @default false */
   readonly allowSchemaChanges?: boolean;
   /** `schema.table` names to apply; the others are skipped. @default every table */
@@ -126,8 +138,20 @@ export interface PublisherOptions {
 
 /** Limits and defaults, each from AWS documentation or pgfanout's design. */
 export const LIMITS = {
-  /** An SNS FIFO topic accepts at most 100 subscriptions; each replica is one. */
-  maxReplicas: 100,
+  /**
+   * Subscriptions an SNS FIFO topic takes ("Subscriptions per FIFO topic: 100",
+   * https://docs.aws.amazon.com/general/latest/gr/sns.html); each replica is one.
+   */
+  subscriptionsPerTopic: 100,
+  /**
+   * Topic shards one stack may have. Each replica is one nested stack, one resource of the
+   * parent template, whose limit is 500 resources
+   * (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html):
+   * 4 shards of 100 replicas leave room for the parent's own resources.
+   */
+  maxShards: 4,
+  /** Replicas one stack may have: {@link LIMITS.maxShards} full shards. */
+  maxReplicas: 400,
   /** SQS queue names: at most 80 characters, `.fifo` included. */
   maxQueueNameLength: 80,
   /** Lambda: the whole environment (names and values) must fit in 4 KB. */
@@ -201,9 +225,19 @@ export function deadLetterQueueName(prefix: string, replica: string): string {
   return resourceNames(prefix, replica).deadLetterQueue;
 }
 
-/** Name of the topic. */
-export function topicName(prefix: string): string {
-  return resourceNames(prefix).topic;
+/** Name of the topic of shard `shard` (0, the first, is `<prefix>.fifo`). */
+export function topicName(prefix: string, shard = 0): string {
+  return shardTopicName(prefix, shard);
+}
+
+/** The topic shard of `replica`: its explicit `shard`, else 0. */
+export function replicaShard(replica: Pick<ReplicaConfig, 'shard'>): number {
+  return replica.shard ?? 0;
+}
+
+/** The shards in use by `replicas`, in increasing order (shard 0 always, the publisher's first topic). */
+export function shardsInUse(replicas: readonly Pick<ReplicaConfig, 'shard'>[]): number[] {
+  return [...new Set([0, ...replicas.map(replicaShard)])].sort((a, b) => a - b);
 }
 
 /**
@@ -258,8 +292,10 @@ export function configProblems(config: PgfanoutConfig): string[] {
   }
   if (config.replicas.length > LIMITS.maxReplicas) {
     problems.push(
-      `replicas: ${config.replicas.length} given, but an SNS FIFO topic takes at most ${LIMITS.maxReplicas} subscriptions (one per replica); deploy a second pgfanout stack for the rest`,
+      `replicas: ${config.replicas.length} given, but one stack takes at most ${LIMITS.maxReplicas} (${LIMITS.maxShards} topic shards of ${LIMITS.subscriptionsPerTopic} subscriptions, one nested stack each within CloudFormation's 500 resources per template)`,
     );
+  } else {
+    problems.push(...shardProblems(config.replicas));
   }
   const seen = new Map<string, number>();
   config.replicas.forEach((replica, index) => {
@@ -314,7 +350,9 @@ function replicaProblems(replica: ReplicaConfig, index: number, prefix: string |
     problems.push(`${where}: replicaTriggers must be "refuse" or "fire", got ${show(replica.replicaTriggers)}`);
   }
 
-  if (replica.sources !== undefined) {
+  if (replica.sources === undefined) {
+    problems.push(`${where}: sources is required: the source ids this replica follows (SELECT pgfanout.source_id() on the source), e.g. "sources": ["3f2c0a1e-…"]; the applier does not start without them`);
+  } else {
     if (!Array.isArray(replica.sources) || replica.sources.length === 0) {
       problems.push(`${where}: sources must be a non-empty list of source ids (SELECT pgfanout.source_id() on the source), got ${show(replica.sources)}`);
     } else {
@@ -324,6 +362,9 @@ function replicaProblems(replica: ReplicaConfig, index: number, prefix: string |
         }
       });
     }
+  }
+  if (replica.shard !== undefined && (typeof replica.shard !== 'number' || !Number.isInteger(replica.shard) || replica.shard < 0 || replica.shard >= LIMITS.maxShards)) {
+    problems.push(`${where}: shard must be an integer from 0 to ${LIMITS.maxShards - 1} (the topic shard its queue subscribes to), got ${show(replica.shard)}`);
   }
   if (replica.allowSchemaChanges !== undefined && typeof replica.allowSchemaChanges !== 'boolean') {
     problems.push(`${where}: allowSchemaChanges must be true or false, got ${show(replica.allowSchemaChanges)}`);
@@ -354,6 +395,33 @@ function replicaProblems(replica: ReplicaConfig, index: number, prefix: string |
   }
   if (replica.architecture !== undefined && !(ARCHITECTURES as readonly unknown[]).includes(replica.architecture)) {
     problems.push(`${where}: architecture ${show(replica.architecture)} must be one of ${ARCHITECTURES.join(', ')}`);
+  }
+  return problems;
+}
+
+/**
+ * A shard with more replicas than a FIFO topic takes subscriptions: the replicas past its first
+ * {@link LIMITS.subscriptionsPerTopic} (in list order) are named, with the shards that have room.
+ * Nothing is moved automatically: a default that depended on the other entries (list position,
+ * first shard with room) would move a replica to another topic when an entry before it is
+ * removed, and re-subscribing a queue to another FIFO topic can deliver out of order.
+ */
+function shardProblems(replicas: readonly ReplicaConfig[]): string[] {
+  const valid = replicas.filter((r) => typeof r === 'object' && r !== null && (r.shard === undefined || (Number.isInteger(r.shard) && r.shard >= 0 && r.shard < LIMITS.maxShards)));
+  const byShard = new Map<number, string[]>();
+  for (const r of valid) byShard.set(replicaShard(r), [...(byShard.get(replicaShard(r)) ?? []), String(r.name)]);
+  const problems: string[] = [];
+  for (const [shard, names] of [...byShard].sort(([a], [b]) => a - b)) {
+    if (names.length <= LIMITS.subscriptionsPerTopic) continue;
+    const over = names.slice(LIMITS.subscriptionsPerTopic);
+    const room = range(0, LIMITS.maxShards - 1, 1)
+      .filter((s) => (byShard.get(s)?.length ?? 0) < LIMITS.subscriptionsPerTopic)
+      .map((s) => `${s} (room for ${LIMITS.subscriptionsPerTopic - (byShard.get(s)?.length ?? 0)})`);
+    const listed = over.length > 5 ? `${over.slice(0, 5).map(show).join(', ')} and ${over.length - 5} more` : over.map(show).join(', ');
+    problems.push(
+      `shard ${shard} has ${names.length} replicas, but an SNS FIFO topic takes at most ${LIMITS.subscriptionsPerTopic} subscriptions ` +
+        `(https://docs.aws.amazon.com/general/latest/gr/sns.html): give ${listed} an explicit "shard" with room: ${room.join(', ')}`,
+    );
   }
   return problems;
 }

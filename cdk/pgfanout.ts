@@ -22,7 +22,7 @@ import { CfnSubscription, Subscription, SubscriptionProtocol, Topic } from 'aws-
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ENTRY_POINTS } from '#core/config.ts';
-import { DEFAULTS, topicName, validatePgfanoutConfig, type PublisherOptions, type ReplicaConfig, type SourceConfig } from './config.ts';
+import { DEFAULTS, replicaShard, shardsInUse, topicName, validatePgfanoutConfig, type PublisherOptions, type ReplicaConfig, type SourceConfig } from './config.ts';
 import { PgfanoutPublisher, PublisherMonitoring } from './publisher.ts';
 import { PgfanoutReplica } from './replica.ts';
 import { resolveSecret } from './secrets.ts';
@@ -34,7 +34,7 @@ export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url)).replac
 export const PUBLISHER_DOCKERFILE = 'functions/publisher/Dockerfile';
 
 /** Tag carrying the deployment's name prefix on every replica resource (queues, function, event source mapping). */
-export const DEPLOYMENT_TAG = 'pgfanout:deployment';
+const DEPLOYMENT_TAG = 'pgfanout:deployment';
 
 /**
  * The operator's permissions, least privilege for what `pgfanout status`, `pgfanout redrive`
@@ -46,7 +46,7 @@ export const DEPLOYMENT_TAG = 'pgfanout:deployment';
  * (https://docs.aws.amazon.com/lambda/latest/dg/tags-esm.html). Pausing a replica is
  * `UpdateEventSourceMapping` with `Enabled: false` on its mapping.
  */
-export function operatorStatements(stack: Stack, prefix: string, keyArn: string): PolicyStatement[] {
+function operatorStatements(stack: Stack, prefix: string, keyArn: string): PolicyStatement[] {
   const sqs = (name: string) => stack.formatArn({ service: 'sqs', resource: name });
   return [
     new PolicyStatement({ sid: 'Status', actions: ['sqs:GetQueueUrl', 'sqs:GetQueueAttributes'], resources: [sqs(`${prefix}-*.fifo`)] }),
@@ -72,7 +72,10 @@ export function operatorStatements(stack: Stack, prefix: string, keyArn: string)
 export interface PgfanoutProps {
   /** The source database. Required unless `publisherService` is false. */
   readonly source?: SourceConfig;
-  /** The replicas, at most 100 (one SNS FIFO subscription each). */
+  /**
+   * The replicas, at most 400: one SNS FIFO subscription each, at most 100 per topic shard
+   * (see {@link ReplicaConfig.shard}).
+   */
   readonly replicas: readonly ReplicaConfig[];
   /**
    * VPC the publisher and the appliers run in; they need to reach the databases and,
@@ -128,8 +131,13 @@ export class Pgfanout extends Construct {
   readonly namePrefix: string;
   /** Customer-managed key of the topic, the queues and the alarm topic. */
   readonly encryptionKey: Key;
-  /** The SNS FIFO topic. */
+  /** The SNS FIFO topic of shard 0 (`<prefix>.fifo`), the only one up to 100 replicas. */
   readonly topic: Topic;
+  /**
+   * The FIFO topic of each shard in use, by shard number (0 is {@link topic}). The publisher
+   * publishes every message to each; each replica's queue subscribes to the topic of its shard.
+   */
+  readonly topics: ReadonlyMap<number, Topic>;
   /** Topic the alarms notify. */
   readonly alarmTopic: Topic;
   /** The VPC everything runs in. */
@@ -146,12 +154,21 @@ export class Pgfanout extends Construct {
   readonly publisherMonitoring: PublisherMonitoring;
   /** The replicas by name, in the order given. */
   readonly replicas: ReadonlyMap<string, PgfanoutReplica>;
-  /** The nested stack of each replica, by name. */
+  /** The nested stack of each replica, by name (a replica of shard N > 0 is nested in {@link shardStacks}' N). */
   readonly replicaStacks: ReadonlyMap<string, NestedStack>;
-  /** The CloudWatch dashboard. */
+  /** The nested stack of each shard but 0, by shard number: its topic, its replicas, its dashboard and alarm. */
+  readonly shardStacks: ReadonlyMap<number, NestedStack>;
+  /** The CloudWatch dashboard: the publisher and the replicas of shard 0. */
   readonly dashboard: Dashboard;
-  /** SNS could neither deliver a message to a replica queue nor park it in the delivery dead-letter queue. */
+  /**
+   * One dashboard per shard, by shard number (0 is {@link dashboard}): a dashboard holds at
+   * most 500 widgets, and a replica's row is four.
+   */
+  readonly dashboards: ReadonlyMap<number, Dashboard>;
+  /** SNS could neither deliver a message of shard 0's topic to a replica queue nor park it in the delivery dead-letter queue. */
   readonly notificationsLostAlarm: Alarm;
+  /** {@link notificationsLostAlarm} of each shard's topic, by shard number. */
+  readonly notificationsLostAlarms: ReadonlyMap<number, Alarm>;
   /**
    * The role operators assume for `pgfanout status`, `redrive` and pausing a replica: the only
    * principal besides the topic that may send to the replica queues. Any principal of the
@@ -201,27 +218,19 @@ export class Pgfanout extends Construct {
       }),
     );
 
-    this.topic = new Topic(this, 'Topic', {
-      topicName: topicName(this.namePrefix),
-      displayName: `pgfanout ${this.namePrefix}`,
-      fifo: true,
-      // The publisher sets each message's deduplication id, so a re-publish after a crash is dropped.
-      contentBasedDeduplication: false,
-      masterKey: this.encryptionKey,
-      enforceSSL: true,
-    });
-    // SNS encrypts what it delivers into the replica queues with this key. The topic's ARN
-    // is spelled out from its name: a reference would make key and topic depend on each other.
-    const topicArn = stack.formatArn({ service: 'sns', resource: topicName(this.namePrefix) });
-    this.encryptionKey.addToResourcePolicy(
-      new PolicyStatement({
-        sid: 'TheTopicDeliversToEncryptedQueues',
-        principals: [new ServicePrincipal('sns.amazonaws.com')],
-        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-        resources: ['*'],
-        conditions: { ArnEquals: { 'aws:SourceArn': topicArn } },
-      }),
-    );
+    const topics = new Map<number, Topic>();
+    // Shard 0 lives in this stack, as the only topic always has. Every further shard is one nested
+    // stack holding its topic, its replicas' nested stacks, its dashboard and its alarm: the parent
+    // template grows by one resource per shard, not by each replica's resource and dashboard row
+    // (CloudFormation takes a template of at most 1 MB).
+    const shardStacks = new Map<number, NestedStack>();
+    for (const shard of shardsInUse(props.replicas)) {
+      if (shard > 0) shardStacks.set(shard, new NestedStack(this, `Shard${shard}`, { description: `pgfanout ${this.namePrefix}: topic shard ${shard} and its replicas` }));
+      topics.set(shard, this.#shardTopic(shardStacks.get(shard) ?? this, stack, shard));
+    }
+    this.topics = topics;
+    this.shardStacks = shardStacks;
+    this.topic = topics.get(0) as Topic;
     this.alarmTopic = new Topic(this, 'AlarmTopic', {
       displayName: `pgfanout ${this.namePrefix} alarms`,
       masterKey: this.encryptionKey,
@@ -276,7 +285,7 @@ export class Pgfanout extends Construct {
             vpc: this.vpc,
             ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
             securityGroups: this.publisherSecurityGroups,
-            topic: this.topic,
+            topics: [...this.topics.values()],
             sourceSecret: this.sourceSecret,
             ...(props.source.secretKeyArn ? { sourceSecretKeyArn: props.source.secretKeyArn } : {}),
             image:
@@ -292,16 +301,19 @@ export class Pgfanout extends Construct {
             namePrefix: this.namePrefix,
           });
     if (this.publisher) {
-      this.topic.addToResourcePolicy(
-        new PolicyStatement({
-          sid: 'OnlyThePublisherPublishes',
-          effect: Effect.DENY,
-          principals: [new AnyPrincipal()],
-          actions: ['sns:Publish'],
-          resources: [this.topic.topicArn],
-          conditions: { ArnNotEquals: { 'aws:PrincipalArn': this.publisher.taskDefinition.taskRole.roleArn } },
-        }),
-      );
+      // Every shard's topic has the same policy: only the publisher's task role publishes.
+      for (const topic of this.topics.values()) {
+        topic.addToResourcePolicy(
+          new PolicyStatement({
+            sid: 'OnlyThePublisherPublishes',
+            effect: Effect.DENY,
+            principals: [new AnyPrincipal()],
+            actions: ['sns:Publish'],
+            resources: [topic.topicArn],
+            conditions: { ArnNotEquals: { 'aws:PrincipalArn': this.publisher.taskDefinition.taskRole.roleArn } },
+          }),
+        );
+      }
     }
 
     this.operatorRole = new Role(this, 'OperatorRole', {
@@ -324,12 +336,12 @@ export class Pgfanout extends Construct {
     const replicaStacks = new Map<string, NestedStack>();
     const applierEntry = props.applierEntry ?? join(projectRoot, ENTRY_POINTS.applierHandler);
     for (const config of props.replicas) {
-      const nested = new NestedStack(this, `Replica-${config.name}`, {
+      const nested = new NestedStack(this.shardStacks.get(replicaShard(config)) ?? this, `Replica-${config.name}`, {
         description: `pgfanout ${this.namePrefix}: replica ${config.name}`,
       });
       const replica = new PgfanoutReplica(nested, 'Replica', {
         config,
-        topic: this.topic,
+        topic: this.topics.get(replicaShard(config)) as Topic,
         encryptionKey: this.encryptionKey,
         vpc: this.vpc,
         ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
@@ -353,22 +365,37 @@ export class Pgfanout extends Construct {
     // The last resort: SNS failed to deliver and then failed to put the message in the
     // subscription's dead-letter queue, so it is gone from the pipeline
     // (https://docs.aws.amazon.com/sns/latest/dg/sns-monitoring-using-cloudwatch.html).
-    this.notificationsLostAlarm = new Alarm(this, 'NotificationsLostAlarm', {
-      alarmName: `${this.namePrefix}-notifications-lost`,
-      alarmDescription: `pgfanout ${this.namePrefix}: SNS could neither deliver messages to a replica queue nor move them to its delivery dead-letter queue (<prefix>-<replica>-sns-dlq.fifo). Some replica misses them and stops at the gap: check the dead-letter queues' policies and the KMS key policy, then resynchronize that replica.`,
-      metric: this.topic.metric('NumberOfNotificationsFailedToRedriveToDlq', { statistic: 'Sum', period: Duration.minutes(1) }),
-      threshold: 0,
-      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: TreatMissingData.NOT_BREACHING,
-    });
-    this.notificationsLostAlarm.addAlarmAction(new SnsAction(this.alarmTopic));
+    const lostAlarms = new Map<number, Alarm>();
+    for (const [shard, topic] of this.topics) {
+      const name = shard === 0 ? this.namePrefix : `${this.namePrefix}-shard${shard}`;
+      const alarm = new Alarm(this.shardStacks.get(shard) ?? this, 'NotificationsLostAlarm', {
+        alarmName: `${name}-notifications-lost`,
+        alarmDescription: `pgfanout ${this.namePrefix}: SNS could neither deliver messages of topic ${topicName(this.namePrefix, shard)} to a replica queue nor move them to its delivery dead-letter queue (<prefix>-<replica>-sns-dlq.fifo). Some replica of that topic misses them and stops at the gap: check the dead-letter queues' policies and the KMS key policy, then resynchronize that replica.`,
+        metric: topic.metric('NumberOfNotificationsFailedToRedriveToDlq', { statistic: 'Sum', period: Duration.minutes(1) }),
+        threshold: 0,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      });
+      alarm.addAlarmAction(new SnsAction(this.alarmTopic));
+      lostAlarms.set(shard, alarm);
+    }
+    this.notificationsLostAlarms = lostAlarms;
+    this.notificationsLostAlarm = lostAlarms.get(0) as Alarm;
 
-    this.dashboard = new Dashboard(this, 'Dashboard', {
-      dashboardName: this.namePrefix,
-      defaultInterval: Duration.hours(3),
-      widgets: this.#dashboardRows(),
-    });
+    const dashboards = new Map<number, Dashboard>();
+    for (const shard of this.topics.keys()) {
+      dashboards.set(
+        shard,
+        new Dashboard(this.shardStacks.get(shard) ?? this, 'Dashboard', {
+          dashboardName: shard === 0 ? this.namePrefix : `${this.namePrefix}-shard${shard}`,
+          defaultInterval: Duration.hours(3),
+          widgets: this.#dashboardRows(shard, props.replicas),
+        }),
+      );
+    }
+    this.dashboards = dashboards;
+    this.dashboard = dashboards.get(0) as Dashboard;
   }
 
   /** The dashboard's console address. */
@@ -376,19 +403,63 @@ export class Pgfanout extends Construct {
     return `https://${Aws.REGION}.console.${Aws.URL_SUFFIX}/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${this.dashboard.dashboardName}`;
   }
 
-  #dashboardRows(): IWidget[][] {
-    const rows: IWidget[][] = [
-      [
-        new TextWidget({
-          markdown: `# pgfanout ${this.namePrefix}\nPublisher first, then one row per replica: lag, applied changes, queue, applier. Alarms notify the alarm topic.`,
-          width: 24,
-          height: 2,
-        }),
-      ],
-      [...this.publisherMonitoring.widgets(), ...(this.publisher ? this.publisher.widgets() : [this.publisherMonitoring.errorsWidget()])],
-    ];
-    for (const replica of this.replicas.values()) rows.push(replica.widgets());
+  /** Shard 0's dashboard: the publisher, then its replicas; another shard's: its replicas. */
+  #dashboardRows(shard: number, configs: readonly ReplicaConfig[]): IWidget[][] {
+    const rows: IWidget[][] =
+      shard === 0
+        ? [
+            [
+              new TextWidget({
+                markdown: `# pgfanout ${this.namePrefix}\nPublisher first, then one row per replica: lag, applied changes, queue, applier. Alarms notify the alarm topic.`,
+                width: 24,
+                height: 2,
+              }),
+            ],
+            [...this.publisherMonitoring.widgets(), ...(this.publisher ? this.publisher.widgets() : [this.publisherMonitoring.errorsWidget()])],
+          ]
+        : [
+            [
+              new TextWidget({
+                markdown: `# pgfanout ${this.namePrefix}, shard ${shard}\nThe replicas of topic ${topicName(this.namePrefix, shard)}, one row each: lag, applied changes, queue, applier. The publisher is on dashboard ${this.namePrefix}.`,
+                width: 24,
+                height: 2,
+              }),
+            ],
+          ];
+    for (const config of configs) {
+      if (replicaShard(config) === shard) rows.push((this.replicas.get(config.name) as PgfanoutReplica).widgets());
+    }
     return rows;
+  }
+
+  /**
+   * The FIFO topic of `shard`, TLS only, encrypted with the key, which lets SNS encrypt what this
+   * topic delivers into the (encrypted) replica queues. Every shard's topic is built here, so
+   * that their settings and policies cannot differ.
+   */
+  #shardTopic(scope: Construct, stack: Stack, shard: number): Topic {
+    const topic = new Topic(scope, 'Topic', {
+      topicName: topicName(this.namePrefix, shard),
+      displayName: shard === 0 ? `pgfanout ${this.namePrefix}` : `pgfanout ${this.namePrefix} shard ${shard}`,
+      fifo: true,
+      // The publisher sets each message's deduplication id, so a re-publish after a crash is dropped.
+      contentBasedDeduplication: false,
+      masterKey: this.encryptionKey,
+      enforceSSL: true,
+    });
+    // The topic's ARN is spelled out from its name: a reference would make key and topic depend
+    // on each other.
+    const topicArn = stack.formatArn({ service: 'sns', resource: topicName(this.namePrefix, shard) });
+    this.encryptionKey.addToResourcePolicy(
+      new PolicyStatement({
+        sid: shard === 0 ? 'TheTopicDeliversToEncryptedQueues' : `TheShard${shard}TopicDeliversToEncryptedQueues`,
+        principals: [new ServicePrincipal('sns.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: ['*'],
+        conditions: { ArnEquals: { 'aws:SourceArn': topicArn } },
+      }),
+    );
+    return topic;
   }
 
   #newVpc(logRetention: RetentionDays): Vpc {

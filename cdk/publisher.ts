@@ -2,7 +2,7 @@
  * The publisher: one always-on ECS Fargate task that reads the source's event log in
  * commit order and publishes it to the SNS FIFO topic.
  */
-import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Duration, Fn, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { Alarm, ComparisonOperator, GraphWidget, Metric, TreatMissingData, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
@@ -37,8 +37,11 @@ export interface PgfanoutPublisherProps {
   readonly vpcSubnets?: SubnetSelection;
   /** Security groups of the task. */
   readonly securityGroups: readonly ISecurityGroup[];
-  /** The SNS FIFO topic to publish to. */
-  readonly topic: ITopic;
+  /**
+   * The SNS FIFO topics to publish to, one per topic shard (the first is shard 0's): the
+   * publisher publishes every message to each.
+   */
+  readonly topics: readonly ITopic[];
   /** The source database's secret, injected into the container by ECS. */
   readonly sourceSecret: ISecret;
   /** ARN of the customer-managed KMS key of the source secret. @default the AWS-managed key */
@@ -192,7 +195,8 @@ export class PgfanoutPublisher extends Construct {
       // Credentials come only from Secrets Manager; the environment holds plain settings.
       secrets: { [PUBLISHER_ENV.SOURCE_SECRET]: EcsSecret.fromSecretsManager(props.sourceSecret) },
       environment: {
-        [PUBLISHER_ENV.TOPIC_ARN]: props.topic.topicArn,
+        // One ARN, or every shard's, comma-separated.
+        [PUBLISHER_ENV.TOPIC_ARN]: props.topics.length === 1 ? (props.topics[0] as ITopic).topicArn : Fn.join(',', props.topics.map((t) => t.topicArn)),
         [PUBLISHER_ENV.HEALTH_PORT]: String(healthPort),
         [PUBLISHER_ENV.LOG_LEVEL]: options.logLevel ?? DEFAULTS.publisherLogLevel,
         [PUBLISHER_ENV.DB_TLS]: options.databaseTls ?? 'verify-full',
@@ -223,9 +227,10 @@ export class PgfanoutPublisher extends Construct {
         'The environment holds only non-secret settings (topic ARN, health port, log level, tick); the source credentials are injected from Secrets Manager through the container secrets.',
     });
     // What topic.grantPublish would grant, without its kms:GenerateDataKey* wildcard.
-    this.taskDefinition.addToTaskRolePolicy(new PolicyStatement({ actions: ['sns:Publish'], resources: [props.topic.topicArn] }));
-    if (props.topic.masterKey) {
-      this.taskDefinition.addToTaskRolePolicy(new PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.topic.masterKey.keyArn] }));
+    this.taskDefinition.addToTaskRolePolicy(new PolicyStatement({ actions: ['sns:Publish'], resources: props.topics.map((t) => t.topicArn) }));
+    const keyArns = [...new Set(props.topics.flatMap((t) => (t.masterKey ? [t.masterKey.keyArn] : [])))];
+    if (keyArns.length > 0) {
+      this.taskDefinition.addToTaskRolePolicy(new PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: keyArns }));
     }
 
     this.service = new FargateService(this, 'Service', {

@@ -26,7 +26,7 @@ import { grantSecretRead, resolveSecret, secretIdForRuntime } from './secrets.ts
 export interface PgfanoutReplicaProps {
   /** The replica's settings (validated by the caller). */
   readonly config: ReplicaConfig;
-  /** The SNS FIFO topic the publisher publishes to. */
+  /** The SNS FIFO topic the queue subscribes to: the topic of the replica's shard. */
   readonly topic: ITopic;
   /** Customer-managed key that encrypts the queues; SNS must be allowed to use it. */
   readonly encryptionKey: IKey;
@@ -251,7 +251,7 @@ export class PgfanoutReplica extends Construct {
       environment: {
         [APPLIER_ENV.REPLICA_NAME]: config.name,
         [APPLIER_ENV.REPLICA_SECRET_ARN]: secretIdForRuntime(config, this.secret),
-        ...(config.sources !== undefined ? { [APPLIER_ENV.SOURCE_IDS]: config.sources.join(',') } : {}),
+        [APPLIER_ENV.SOURCE_IDS]: config.sources.join(','),
         ...(config.allowSchemaChanges === true ? { [APPLIER_ENV.ALLOW_SCHEMA_CHANGES]: 'true' } : {}),
         ...(include.length > 0 ? { [APPLIER_ENV.INCLUDE_TABLES]: include.join(',') } : {}),
         ...(exclude.length > 0 ? { [APPLIER_ENV.EXCLUDE_TABLES]: exclude.join(',') } : {}),

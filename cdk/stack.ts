@@ -8,7 +8,7 @@ import { SecurityGroup, Subnet, Vpc, type ISecurityGroup, type IVpc, type Subnet
 import type { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import type { PublisherOptions, ReplicaConfig, SourceConfig } from './config.ts';
+import { replicaShard, type PublisherOptions, type ReplicaConfig, type SourceConfig } from './config.ts';
 import type { ExistingNetwork } from './context.ts';
 import { Pgfanout } from './pgfanout.ts';
 
@@ -75,7 +75,10 @@ export class PgfanoutStack extends Stack {
       ...(props.dataRemovalPolicy !== undefined ? { dataRemovalPolicy: props.dataRemovalPolicy } : {}),
     });
 
-    new CfnOutput(this, 'TopicArn', { value: this.pgfanout.topic.topicArn, description: 'The SNS FIFO topic the publisher publishes to' });
+    new CfnOutput(this, 'TopicArn', { value: this.pgfanout.topic.topicArn, description: 'The SNS FIFO topic the publisher publishes to (shard 0)' });
+    for (const [shard, topic] of this.pgfanout.topics) {
+      if (shard > 0) new CfnOutput(this, `TopicArnShard${shard}`, { value: topic.topicArn, description: `The SNS FIFO topic of shard ${shard}, which the publisher publishes to as well` });
+    }
     new CfnOutput(this, 'DashboardUrl', { value: this.pgfanout.dashboardUrl, description: 'The CloudWatch dashboard' });
     new CfnOutput(this, 'OperatorRoleArn', {
       value: this.pgfanout.operatorRole.roleArn,
@@ -96,9 +99,14 @@ export class PgfanoutStack extends Stack {
       });
     }
     // One scope per replica, so that output ids stay unique whatever the names (logical ids drop "-").
+    // A template holds at most 200 outputs: the replicas of shard 0 (at most 100) have theirs
+    // here, the others in their own nested stack, so that a replica's output never moves.
     const outputs = new Construct(this, 'ReplicaOutputs');
-    for (const [name, replica] of this.pgfanout.replicas) {
-      new CfnOutput(new Construct(outputs, name), 'QueueUrl', { value: replica.queue.queueUrl, description: `Queue of replica ${name}` });
+    for (const config of props.replicas) {
+      const replica = this.pgfanout.replicas.get(config.name);
+      if (!replica) continue;
+      const scope = replicaShard(config) === 0 ? new Construct(outputs, config.name) : replica;
+      new CfnOutput(scope, 'QueueUrl', { value: replica.queue.queueUrl, description: `Queue of replica ${config.name}` });
     }
   }
 

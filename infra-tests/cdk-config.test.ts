@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { configProblems, validatePgfanoutConfig, type PgfanoutConfig, type ReplicaConfig } from '../cdk/config.ts';
 import { readAppSettings } from '../cdk/context.ts';
 import { CDK_ERROR_CODES, PgfanoutConfigError } from '../cdk/errors.ts';
-import { buildStack, replica, secretArn } from './fixtures/cdk-apps.ts';
+import { buildStack, replica, secretArn, SOURCE_ID } from './fixtures/cdk-apps.ts';
 
 function config(overrides: Partial<PgfanoutConfig> = {}): PgfanoutConfig {
   return { source: { secretArn: secretArn('pgfanout/source') }, replicas: [replica('eu'), replica('us')], namePrefix: 'pgfanout', ...overrides };
@@ -65,12 +65,34 @@ describe('configuration validation', () => {
     );
   });
 
-  it('rejects more than 100 replicas for one FIFO topic', () => {
-    const replicas = Array.from({ length: 101 }, (_, i) => replica(`r${i}`));
-    expect(() => validatePgfanoutConfig(config({ replicas }))).toThrow(
-      'replicas: 101 given, but an SNS FIFO topic takes at most 100 subscriptions (one per replica)',
+  it('requires the source ids a replica follows, which the applier cannot start without', () => {
+    expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu') }))).toThrow(
+      'replicas[0] ("eu"): sources is required: the source ids this replica follows (SELECT pgfanout.source_id() on the source)',
     );
+  });
+
+  it('takes up to 100 replicas on one topic, and names the ones past 100 with the shards that have room', () => {
+    const replicas = Array.from({ length: 103 }, (_, i) => replica(`r${i}`));
     expect(configProblems(config({ replicas: replicas.slice(0, 100) }))).toEqual([]);
+    expect(configProblems(config({ replicas }))).toEqual([
+      'shard 0 has 103 replicas, but an SNS FIFO topic takes at most 100 subscriptions (https://docs.aws.amazon.com/general/latest/gr/sns.html): ' +
+        'give "r100", "r101", "r102" an explicit "shard" with room: 1 (room for 100), 2 (room for 100), 3 (room for 100)',
+    ]);
+    const sharded = replicas.map((r, i) => (i >= 100 ? { ...r, shard: 1 } : r));
+    expect(configProblems(config({ replicas: sharded }))).toEqual([]);
+  });
+
+  it('takes at most 4 shards and 400 replicas, and a shard is an integer in range', () => {
+    expect(configProblems(config({ replicas: [replica('eu', { shard: 4 })] }))).toEqual(['replicas[0] ("eu"): shard must be an integer from 0 to 3 (the topic shard its queue subscribes to), got 4']);
+    expect(configProblems(config({ replicas: [replica('eu', { shard: 1.5 })] }))).toEqual(['replicas[0] ("eu"): shard must be an integer from 0 to 3 (the topic shard its queue subscribes to), got 1.5']);
+    expect(configProblems(config({ replicas: [replica('eu', { shard: '1' as unknown as number })] }))).toEqual([
+      'replicas[0] ("eu"): shard must be an integer from 0 to 3 (the topic shard its queue subscribes to), got "1"',
+    ]);
+    const full = Array.from({ length: 400 }, (_, i) => replica(`r${i}`, { shard: Math.floor(i / 100) }));
+    expect(configProblems(config({ replicas: full }))).toEqual([]);
+    expect(configProblems(config({ replicas: [...full, replica('one-more', { shard: 3 })] }))).toEqual([
+      'replicas: 401 given, but one stack takes at most 400 (4 topic shards of 100 subscriptions, one nested stack each within CloudFormation\'s 500 resources per template)',
+    ]);
   });
 
   it('rejects a replica without a secret', () => {
@@ -84,7 +106,7 @@ describe('configuration validation', () => {
   });
 
   it('accepts replicaTriggers "refuse" or "fire" and rejects anything else', () => {
-    expect(configProblems(withReplica({ name: 'eu', secretArn: secretArn('eu'), replicaTriggers: 'fire' }))).toEqual([]);
+    expect(configProblems(withReplica({ name: 'eu', secretArn: secretArn('eu'), sources: [SOURCE_ID], replicaTriggers: 'fire' }))).toEqual([]);
     expect(() => validatePgfanoutConfig(withReplica({ name: 'eu', secretArn: secretArn('eu'), replicaTriggers: 'yes' as 'fire' }))).toThrow(
       'replicas[0] ("eu"): replicaTriggers must be "refuse" or "fire", got "yes"',
     );
@@ -211,7 +233,7 @@ describe('configuration validation', () => {
 
   it('does not format-check values known only at deploy time', () => {
     const arn = Token.asString({ Ref: 'ReplicaSecretArn' });
-    expect(configProblems(config({ replicas: [{ name: 'eu', secretArn: arn }], alarmEmail: Token.asString({ Ref: 'AlarmEmail' }) }))).toEqual([]);
+    expect(configProblems(config({ replicas: [{ name: 'eu', secretArn: arn, sources: [SOURCE_ID] }], alarmEmail: Token.asString({ Ref: 'AlarmEmail' }) }))).toEqual([]);
   });
 
   it('reports every problem in one error, with a code', () => {
@@ -219,7 +241,7 @@ describe('configuration validation', () => {
       validatePgfanoutConfig(
         config({
           source: {},
-          replicas: [replica('eu'), replica('eu'), { name: 'Bad' } as ReplicaConfig],
+          replicas: [replica('eu'), replica('eu'), { name: 'Bad', sources: [SOURCE_ID] } as ReplicaConfig],
           publisher: { cpu: 3 },
           alarmEmail: 'nope',
         }),

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import { describe, expect, it } from 'vitest';
-import { buildStack, replica } from './fixtures/cdk-apps.ts';
+import { buildStack, replica, SOURCE_ID } from './fixtures/cdk-apps.ts';
 
 const CFN_LINT = process.env.CFN_LINT ?? 'cfn-lint';
 const version = spawnSync(CFN_LINT, ['--version'], { encoding: 'utf8' });
@@ -32,7 +32,7 @@ describe('cfn-lint', () => {
     const { app, stack } = buildStack({
       replicas: [
         replica('eu', { include: ['public.orders'], maxConcurrency: 5, enabled: false, databaseTls: 'require', architecture: 'x86_64' }),
-        { name: 'us', secretName: 'pgfanout/us', secretKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab' },
+        { name: 'us', secretName: 'pgfanout/us', secretKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab', sources: [SOURCE_ID] },
       ],
       alarmEmail: 'ops@example.com',
       publisherImage: ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:24-bookworm-slim'),

@@ -7,7 +7,7 @@ import { Validations, type App } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
 import nag from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildStack, replica } from './fixtures/cdk-apps.ts';
+import { buildStack, replica, SOURCE_ID } from './fixtures/cdk-apps.ts';
 
 interface Finding {
   readonly rule: string;
@@ -42,7 +42,7 @@ const variants: Record<string, () => App> = {
     buildStack({
       replicas: [
         replica('eu', { include: ['public.orders'], maxConcurrency: 5 }),
-        { name: 'us', secretName: 'pgfanout/us', secretKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab' },
+        { name: 'us', secretName: 'pgfanout/us', secretKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab', sources: [SOURCE_ID] },
       ],
       alarmEmail: 'ops@example.com',
     }).app,

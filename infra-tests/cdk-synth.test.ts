@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { APPLIER_SERVICE_NAME } from '../cdk/metrics.ts';
-import { REPO_ROOT, secretArn } from './fixtures/cdk-apps.ts';
+import { REPO_ROOT, secretArn, SOURCE_ID } from './fixtures/cdk-apps.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -59,7 +59,10 @@ const source = JSON.stringify({ secretArn: secretArn('pgfanout/source') });
 
 describe('cdk synth, offline and without credentials', () => {
   it('synthesizes the app with a new VPC, bundling the real applier handler', async () => {
-    const replicas = JSON.stringify([{ name: 'eu', secretArn: secretArn('pgfanout/eu') }, { name: 'us', secretName: 'pgfanout/us', include: ['public.orders'] }]);
+    const replicas = JSON.stringify([
+      { name: 'eu', secretArn: secretArn('pgfanout/eu'), sources: [SOURCE_ID] },
+      { name: 'us', secretName: 'pgfanout/us', sources: [SOURCE_ID], include: ['public.orders'] },
+    ]);
     const run = await synth({ source, replicas, alarmEmail: 'ops@example.com' }, 'new-vpc');
     expect(run.code, run.stderr).toBe(0);
     const parent = JSON.parse(readFileSync(join(run.outdir, 'pgfanout.template.json'), 'utf8')) as Json;
@@ -87,7 +90,7 @@ describe('cdk synth, offline and without credentials', () => {
     const run = await synth(
       {
         source,
-        replicas: JSON.stringify([{ name: 'eu', secretArn: secretArn('pgfanout/eu') }]),
+        replicas: JSON.stringify([{ name: 'eu', secretArn: secretArn('pgfanout/eu'), sources: [SOURCE_ID] }]),
         vpcId: 'vpc-0123456789abcdef0',
         subnetIds: 'subnet-0123456789abcdef0,subnet-0123456789abcdef1',
         stackName: 'pgfanout-prod',
@@ -102,11 +105,12 @@ describe('cdk synth, offline and without credentials', () => {
   });
 
   it('fails with every problem in the context listed at once', async () => {
-    const replicas = JSON.stringify([{ name: 'eu', secretArn: secretArn('pgfanout/eu') }, { name: 'eu' }, { name: 'Bad_Name', secretName: 'x' }]);
+    const replicas = JSON.stringify([{ name: 'eu', secretArn: secretArn('pgfanout/eu') }, { name: 'eu', sources: [SOURCE_ID] }, { name: 'Bad_Name', secretName: 'x', sources: [SOURCE_ID] }]);
     const run = await synth({ replicas, vpcId: 'vpc-0123456789abcdef0' }, 'invalid');
     expect(run.code).not.toBe(0);
     const output = run.stdout + run.stderr;
-    expect(output).toContain('pgfanout configuration has 5 problems');
+    expect(output).toContain('pgfanout configuration has 6 problems');
+    expect(output).toContain('replicas[0] ("eu"): sources is required: the source ids this replica follows (SELECT pgfanout.source_id() on the source)');
     expect(output).toContain('context source is required');
     expect(output).toContain('context subnetIds is required with vpcId');
     expect(output).toContain('replicas[1] ("eu"): secretArn or secretName is required');

@@ -14,7 +14,7 @@ import { applierDimensions, publisherDimensions } from '../cdk/metrics.ts';
 import { Pgfanout } from '../cdk/pgfanout.ts';
 import type { PgfanoutPublisher } from '../cdk/publisher.ts';
 import type { PgfanoutStack } from '../cdk/stack.ts';
-import { buildStack, FIXTURE_APPLIER, replica, secretArn, testApp } from './fixtures/cdk-apps.ts';
+import { buildStack, FIXTURE_APPLIER, replica, secretArn, SOURCE_ID, testApp } from './fixtures/cdk-apps.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -60,7 +60,7 @@ beforeAll(() => {
         sources: ['3f2c0a1e-7b6d-4e5f-8a9b-0c1d2e3f4a5b'],
         allowSchemaChanges: true,
       }),
-      { name: 'us', secretName: 'pgfanout/us' },
+      { name: 'us', secretName: 'pgfanout/us', sources: [SOURCE_ID] },
     ],
     publisher: { tickMs: 500 },
   }));

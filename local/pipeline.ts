@@ -47,6 +47,8 @@ export interface ReplicaSpec {
   readonly conflicts?: ConflictMode;
   /** Whether this replica's applier runs the stream's schema changes (ApplyOptions.allowSchemaChanges). @default false */
   readonly allowSchemaChanges?: boolean;
+  /** The topic shard its queue subscribes to, as the stack's replica `shard`. @default 0 */
+  readonly shard?: number;
 }
 
 export interface PipelineOptions {
@@ -109,7 +111,10 @@ export class Pipeline {
   readonly sourceId: string;
   readonly sourceServer?: LocalPostgres;
   readonly endpointUrl: string;
+  /** The topic of shard 0. */
   readonly topicArn: string;
+  /** Every topic shard's topic, shard 0 first: the publisher publishes to each. */
+  readonly topicArns: readonly string[];
   readonly replicas: readonly RunningReplica[];
   readonly sns: SNSClient;
   readonly sqs: SQSClient;
@@ -130,7 +135,7 @@ export class Pipeline {
     sourceId: string;
     sourceServer?: LocalPostgres;
     endpointUrl: string;
-    topicArn: string;
+    topicArns: readonly string[];
     replicas: RunningReplica[];
     sns: SNSClient;
     sqs: SQSClient;
@@ -144,7 +149,8 @@ export class Pipeline {
     this.sourceId = init.sourceId;
     if (init.sourceServer) this.sourceServer = init.sourceServer;
     this.endpointUrl = init.endpointUrl;
-    this.topicArn = init.topicArn;
+    this.topicArns = init.topicArns;
+    this.topicArn = init.topicArns[0] as string;
     this.replicas = init.replicas;
     this.sns = init.sns;
     this.sqs = init.sqs;
@@ -207,7 +213,7 @@ export class Pipeline {
       const signingKeySecret = await ensureSigningKeySecret(secretsManager, signingKeySecretName(options.prefix ?? 'pgfanout-local'));
       const fanout = await createFanout(sns, sqs, {
         prefix: options.prefix ?? 'pgfanout-local',
-        replicas: specs.map((s) => s.name),
+        replicas: specs.map((s) => ({ name: s.name, ...(s.shard !== undefined ? { shard: s.shard } : {}) })),
         ...(options.maxReceiveCount ? { maxReceiveCount: options.maxReceiveCount } : {}),
         ...(options.visibilityTimeoutSeconds ? { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds } : {}),
       });
@@ -312,7 +318,7 @@ export class Pipeline {
         sourceId,
         ...(sourceServer ? { sourceServer } : {}),
         endpointUrl,
-        topicArn: fanout.topicArn,
+        topicArns: fanout.topicArns,
         replicas,
         sns,
         sqs,
@@ -350,7 +356,7 @@ export class Pipeline {
     return {
       PATH: process.env.PATH,
       [PUBLISHER_ENV.SOURCE_URL]: this.sourceUrl,
-      [PUBLISHER_ENV.TOPIC_ARN]: this.topicArn,
+      [PUBLISHER_ENV.TOPIC_ARN]: this.topicArns.join(','),
       [PUBLISHER_ENV.HEALTH_PORT]: String(healthPort),
       [PUBLISHER_ENV.TICK_MS]: String(this.#options.tickMs ?? 1000),
       [PUBLISHER_ENV.MAX_MESSAGE_BYTES]: String(this.#options.maxMessageBytes ?? 262_144),

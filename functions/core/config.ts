@@ -15,7 +15,10 @@ export const PUBLISHER_ENV = {
    * (`{"host","port","username","password","dbname"}`), injected by ECS from Secrets Manager.
    */
   SOURCE_SECRET: 'PGFANOUT_SOURCE_SECRET',
-  /** ARN of the SNS FIFO topic to publish to. */
+  /**
+   * ARN of the SNS FIFO topic to publish to; with topic shards (more than 100 replicas), every
+   * shard's topic ARN, comma-separated: each batch is published to each of them.
+   */
   TOPIC_ARN: 'PGFANOUT_TOPIC_ARN',
   /** Port of the HTTP health endpoint used by the container health check. */
   HEALTH_PORT: 'PGFANOUT_HEALTH_PORT',
@@ -128,6 +131,15 @@ export const ENTRY_POINTS = {
   publisherMain: 'functions/publisher/main.ts',
 } as const;
 
+/**
+ * Name of the FIFO topic of shard `shard` of deployment `prefix`: shard 0 is `<prefix>.fifo`
+ * (the only topic of a deployment of up to 100 replicas), shard N `<prefix>-shard<N>.fifo`.
+ */
+export function shardTopicName(prefix: string, shard: number): string {
+  if (!Number.isInteger(shard) || shard < 0) throw new Error(`topic shard must be a non-negative integer, got ${String(shard)}`);
+  return shard === 0 ? `${prefix}.fifo` : `${prefix}-shard${shard}.fifo`;
+}
+
 /** SQS FIFO queue names allow 80 characters including the `.fifo` suffix (SQS CreateQueue). */
 const QUEUE_NAME_MAX = 80;
 
@@ -139,7 +151,7 @@ export const REPLICA_NAME_PATTERN = /^[a-z][a-z0-9-]{0,39}$/;
  * used by `pgfanout local`, `pgfanout status` and the LocalStack setup.
  */
 export function resourceNames(prefix: string, replica?: string): { topic: string; queue: string; deadLetterQueue: string } {
-  const topic = `${prefix}.fifo`;
+  const topic = shardTopicName(prefix, 0);
   const queue = replica === undefined ? '' : `${prefix}-${replica}.fifo`;
   const deadLetterQueue = replica === undefined ? '' : `${prefix}-${replica}-dlq.fifo`;
   for (const name of [queue, deadLetterQueue]) {

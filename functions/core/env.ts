@@ -6,7 +6,7 @@
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** A configuration problem found at start-up; lists every problem at once. */
-export class ConfigError extends Error {
+class ConfigError extends Error {
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
     super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);

@@ -22,6 +22,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { quoteIdent } from '#core/pg/sql.ts';
 import { classifyDatabaseError, InvalidArgumentError } from '#core/wire/errors.ts';
 
 /** A set of versioned SQL scripts and how to tell which version a database has. */
@@ -63,7 +64,7 @@ export const REPLICA_SQL: SqlComponent = {
  * as the publisher's lock, another object). One lock for both sides, because both create
  * the schema `pgfanout`.
  */
-export const INSTALL_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 2 } as const;
+const INSTALL_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 2 } as const;
 
 /** Options of {@link installSource} and {@link installReplica}. */
 export interface InstallOptions {
@@ -319,9 +320,4 @@ async function run<R extends pg.QueryResultRow = pg.QueryResultRow>(
   } catch (err) {
     throw classifyDatabaseError(err, what);
   }
-}
-
-/** Quotes an SQL identifier (always, doubling embedded quotes). */
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }

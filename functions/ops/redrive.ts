@@ -43,8 +43,10 @@ import { applyMessage, type ApplyOptions } from '#core/replica';
 import { skipBatch as skipReplicaBatch, stagedBodies } from '#core/replica/protocol.ts';
 import { parseEnvelope, type Envelope } from '#core/wire';
 import { resourceNames } from '#core/config.ts';
+import { quoteIdent } from '#core/pg/sql.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
 import type { TableRef } from './verify.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A replica's queue and dead-letter queue. */
 export interface ReplicaQueuePair {
@@ -189,7 +191,7 @@ function streamOrder(a: Held, b: Held): number {
 }
 
 /** Each table `envelope`'s changes touch, in first-seen order. */
-export function touchedTables(envelope: Envelope): TableRef[] {
+function touchedTables(envelope: Envelope): TableRef[] {
   const seen = new Map<string, TableRef>();
   for (const change of envelope.changes) {
     const head = change as { schema?: unknown; table?: unknown };
@@ -200,7 +202,7 @@ export function touchedTables(envelope: Envelope): TableRef[] {
 
 /** `schema.table` as SQL would read it: parts quoted only where they need it. */
 export function tableName(ref: TableRef): string {
-  const part = (name: string) => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`);
+  const part = (name: string) => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name : quoteIdent(name));
   return `${part(ref.schema)}.${part(ref.table)}`;
 }
 
@@ -317,7 +319,7 @@ export async function moveBacklogBehind(
           `${queues.queueName}: ${inFlight} message(s) still in flight after ${timeoutMs / 1000} s; is the replica's applier paused (pgfanout pause --replica ${queues.replica})? Run again to go on`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      await sleep(pollMs);
       continue;
     }
     const out = await sqs.send(
@@ -404,7 +406,7 @@ export async function moveBack(
     if (Date.now() >= deadline) {
       throw new OpsError(OPS_ERROR_CODES.timeout, `moving ${queues.deadLetterQueueName} back to ${queues.queueName}: ${moved} of ${toMove} message(s) moved after ${timeoutMs / 1000} s; the task goes on (ListMessageMoveTasks)`);
     }
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    await sleep(pollMs);
   }
 }
 

@@ -205,7 +205,7 @@ async function queueStates(replicas: readonly { name: string }[], prefix: string
 }
 
 /** Why a queue could not be read, and what to check. */
-export function describeQueueError(err: unknown, queue: string, prefix: string, endpoint: string | undefined): string {
+function describeQueueError(err: unknown, queue: string, prefix: string, endpoint: string | undefined): string {
   const e = err as { name?: string; message?: string; Code?: string };
   const where = endpoint ? `at ${endpoint}` : 'in AWS';
   // QueueDoesNotExist also answers a request sent to another region than the queue's:

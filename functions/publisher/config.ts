@@ -6,7 +6,8 @@ import { EnvReader, type Env } from '#core/env.ts';
 
 export interface PublisherConfig {
   readonly source: ClientConfig;
-  readonly topicArn: string;
+  /** The FIFO topic, or every topic shard's, to publish each batch to. */
+  readonly topicArns: readonly string[];
   readonly healthPort: number;
   readonly tickMs: number;
   readonly maxMessageBytes: number;
@@ -32,13 +33,18 @@ export function readPublisherConfig(env: Env): PublisherConfig {
       r.problem((err as Error).message);
     }
   }
-  const topicArn = r.required(PUBLISHER_ENV.TOPIC_ARN, 'the SNS FIFO topic ARN');
-  if (topicArn && !/^arn:[^:]+:sns:[^:]*:[^:]*:.+\.fifo$/.test(topicArn)) {
-    r.problem(`environment variable ${PUBLISHER_ENV.TOPIC_ARN} must be an SNS FIFO topic ARN (ending in .fifo), got "${topicArn}"`);
+  const topicList = r.required(PUBLISHER_ENV.TOPIC_ARN, 'the SNS FIFO topic ARN (several, comma-separated, with topic shards)');
+  const topicArns = topicList ? topicList.split(',').map((t) => t.trim()) : [];
+  for (const topicArn of topicArns) {
+    if (!/^arn:[^:]+:sns:[^:]*:[^:]*:.+\.fifo$/.test(topicArn)) {
+      r.problem(`environment variable ${PUBLISHER_ENV.TOPIC_ARN} must be SNS FIFO topic ARNs (each ending in .fifo, comma-separated), got "${topicArn}" in "${topicList}"`);
+    }
   }
+  const repeated = topicArns.filter((t, i) => topicArns.indexOf(t) !== i);
+  if (repeated.length > 0) r.problem(`environment variable ${PUBLISHER_ENV.TOPIC_ARN} names ${repeated.map((t) => `"${t}"`).join(', ')} more than once`);
   const config: PublisherConfig = {
     source,
-    topicArn,
+    topicArns,
     healthPort: r.integer(PUBLISHER_ENV.HEALTH_PORT, 8080, 0, 65535),
     tickMs: r.integer(PUBLISHER_ENV.TICK_MS, 1000, 10, 600_000),
     maxMessageBytes: r.integer(PUBLISHER_ENV.MAX_MESSAGE_BYTES, 262_144, 4096, 262_144),

@@ -29,7 +29,7 @@ async function main(): Promise<void> {
       return client;
     },
     sns,
-    topicArn: config.topicArn,
+    topicArns: config.topicArns,
     signingKeys: new SecretsManagerSigningKeys(secrets, config.signingKeySecret),
     logger,
     metrics: emitted.metrics,
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
       }, STOP_GRACE_MS).unref();
     });
   }
-  logger.info('publisher starting', { topicArn: config.topicArn, healthPort: health.port });
+  logger.info('publisher starting', { topicArns: config.topicArns, healthPort: health.port });
   await publisher.run(stop.signal);
   emitted.stop();
   await health.close();

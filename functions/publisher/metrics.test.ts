@@ -82,7 +82,7 @@ describe('publisher metrics', () => {
         return client;
       },
       sns,
-      topicArn: 'arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo',
+      topicArns: ['arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo'],
       signingKeys: new FixedSigningKeys(),
       logger: quiet,
       metrics: m.metrics,
@@ -112,7 +112,7 @@ describe('publisher metrics', () => {
         return client;
       },
       sns,
-      topicArn: 'arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo',
+      topicArns: ['arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo'],
       signingKeys: new FixedSigningKeys(),
       logger: quiet,
       metrics: m.metrics,

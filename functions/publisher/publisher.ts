@@ -1,9 +1,13 @@
 /**
  * The publisher loop: holds the single-publisher lock on the source, LISTENs for the
  * capture wake-up (and ticks on a timer, so a missed NOTIFY costs latency only), runs
- * the batch protocol and publishes each batch to the SNS FIFO topic with PublishBatch.
- * A batch is finished on the source only after SNS accepted every message of it; a
- * crash anywhere before that makes the source serve the same batch again. The source
+ * the batch protocol and publishes each batch to the SNS FIFO topic with PublishBatch
+ * (to each topic shard, when there are several: every part of the batch to every topic,
+ * with the same group and deduplication ids, the next part only once every topic took
+ * this one). A batch is finished on the source only after SNS accepted every message of
+ * it on every topic; a failure on any topic, or a crash anywhere before that, makes the
+ * source serve the same batch again, which is published again to every topic: the topics
+ * that already took it drop it by its deduplication ids. The source
  * records the message size a batch was first published with (`pgfanout.batch_encoding`)
  * and every re-publish uses it, so the batch encodes to the same messages with the same
  * deduplication ids even when the publisher restarted with another size. Every message is signed
@@ -18,16 +22,17 @@ import { encodeBatch, MIN_MAX_MESSAGE_BYTES, readBatch, type OutgoingMessage } f
 import { METRICS } from '#core/config.ts';
 import type { SigningKeys } from '#core/signing-keys.ts';
 import { signatureAttributeBytes, signatureAttributes, SIGNATURE_ATTRIBUTES_MAX_BYTES, type SigningKey } from '#core/wire';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */
-export const PUBLISH_BATCH_MAX_ENTRIES = 10;
-export const PUBLISH_BATCH_MAX_BYTES = 262_144;
+const PUBLISH_BATCH_MAX_ENTRIES = 10;
+const PUBLISH_BATCH_MAX_BYTES = 262_144;
 
 /** Advisory lock key (two int4 halves) held by the active publisher of a source database. */
 export const PUBLISHER_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 1 } as const;
 
 /** The notification channel capture uses to wake the publisher. */
-export const WAKE_CHANNEL = 'pgfanout';
+const WAKE_CHANNEL = 'pgfanout';
 
 export type PublisherState = 'starting' | 'standby' | 'active' | 'reconnecting' | 'stopped';
 
@@ -49,7 +54,11 @@ export interface PublisherOptions {
   /** Opens a new connection to the source database. */
   readonly connectSource: () => Promise<Client>;
   readonly sns: SNSClient;
-  readonly topicArn: string;
+  /**
+   * The FIFO topics to publish to: one, or one per topic shard (each takes at most 100
+   * subscriptions). Every message goes to each, with the same group and deduplication ids.
+   */
+  readonly topicArns: readonly string[];
   /** The key every message is signed with: the signing secret's current one. */
   readonly signingKeys: SigningKeys;
   readonly logger: PublisherLogger;
@@ -189,6 +198,8 @@ export class Publisher {
       progressTimeoutMs,
     };
     const o = this.#o;
+    if (o.topicArns.length === 0) throw new Error('topicArns: at least one topic is required');
+    if (new Set(o.topicArns).size !== o.topicArns.length) throw new Error(`topicArns: each topic once, got ${o.topicArns.join(', ')}`);
     if (o.idleSessionTimeoutMs <= 2 * Math.max(tickMs, standbyPollMs)) {
       throw new Error(`idleSessionTimeoutMs ${o.idleSessionTimeoutMs} must be above twice the tick (${tickMs} ms) and the standby poll (${standbyPollMs} ms): an idle publisher would be disconnected`);
     }
@@ -246,7 +257,7 @@ export class Publisher {
         // The session (and with it the single-publisher lock) is closed below. Wait longer than a
         // standby's poll before trying the lock again, so a standby takes over from a publisher
         // that fails (e.g. blocked on the source) instead of this one taking the lock back.
-        await sleep(Math.max(backoff(this.#o.backoffMs, failures), 2 * this.#o.standbyPollMs), signal).catch(() => undefined);
+        await sleep(Math.max(backoff(this.#o.backoffMs, failures), 2 * this.#o.standbyPollMs), undefined, { signal }).catch(() => undefined);
       } finally {
         if (client) await client.end().catch(() => undefined);
       }
@@ -265,7 +276,7 @@ export class Publisher {
       if (!announced) this.#o.logger.info('another publisher is active on this source; standing by', {});
       this.#state = 'standby';
       this.#progress();
-      await sleep(this.#o.standbyPollMs, signal);
+      await sleep(this.#o.standbyPollMs, undefined, { signal });
     }
     const { rows } = await client.query<{ id: string }>('SELECT pgfanout.source_id() AS id');
     this.#sourceId = rows[0]?.id ?? null;
@@ -371,7 +382,7 @@ export class Publisher {
     for await (const message of messages) {
       if (signal.aborted) throw new Stopped();
       if (pending.length === PUBLISH_BATCH_MAX_ENTRIES || pendingBytes + message.bytes + attributeBytes > PUBLISH_BATCH_MAX_BYTES) {
-        await this.#send(pending, key, signal);
+        await this.#sendToEveryTopic(pending, key, signal);
         pending = [];
         pendingBytes = 0;
       }
@@ -380,7 +391,7 @@ export class Publisher {
       bytes += message.bytes;
       count += 1;
     }
-    if (pending.length > 0) await this.#send(pending, key, signal);
+    if (pending.length > 0) await this.#sendToEveryTopic(pending, key, signal);
     await client.query(FINISH_BATCH_SQL, [batch.batch_id, `${this.#o.statementTimeoutMs}ms`]);
     this.#progress();
 
@@ -404,12 +415,23 @@ export class Publisher {
   }
 
   /**
-   * Publishes `entries` in order, signed with `key`, with one PublishBatch call, retrying with backoff. When
+   * Publishes `entries`, signed with `key`, to every topic, at once, and returns when every topic accepted them.
+   * When one fails (after its retries), the others are still waited for, then the error is
+   * thrown: the loop reconnects and the batch is served again, and republished to every topic.
+   */
+  async #sendToEveryTopic(entries: readonly OutgoingMessage[], key: SigningKey, signal: AbortSignal): Promise<void> {
+    const results = await Promise.allSettled(this.#o.topicArns.map((topicArn) => this.#send(entries, topicArn, key, signal)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /**
+   * Publishes `entries` to `topicArn` in order, signed with `key`, with one PublishBatch call, retrying with backoff. When
    * SNS reports failed entries, everything from the first failed one on is sent again
    * (already accepted entries after it deduplicate by MessageDeduplicationId), so the
    * topic never sees a message before its predecessor.
    */
-  async #send(entries: readonly OutgoingMessage[], key: SigningKey, signal: AbortSignal): Promise<void> {
+  async #send(entries: readonly OutgoingMessage[], topicArn: string, key: SigningKey, signal: AbortSignal): Promise<void> {
     let remaining = entries;
     for (let attempt = 1; ; attempt++) {
       if (signal.aborted) throw new Stopped();
@@ -422,7 +444,7 @@ export class Publisher {
           MessageAttributes: signatureAttributes(m.body, key),
         }));
         const out = await this.#o.sns.send(
-          new PublishBatchCommand({ TopicArn: this.#o.topicArn, PublishBatchRequestEntries: request }),
+          new PublishBatchCommand({ TopicArn: topicArn, PublishBatchRequestEntries: request }),
           { abortSignal: signal },
         );
         const failed = out.Failed ?? [];
@@ -433,17 +455,17 @@ export class Publisher {
         const senderFault = failed.find((f) => f.SenderFault);
         if (senderFault) {
           // The request itself is wrong (e.g. too large): retrying cannot help, and skipping would lose data.
-          throw new Error(`SNS rejected message ${senderFault.Id}: ${senderFault.Code ?? ''} ${senderFault.Message ?? ''}`.trim());
+          throw new Error(`SNS rejected message ${senderFault.Id} on ${topicArn}: ${senderFault.Code ?? ''} ${senderFault.Message ?? ''}`.trim());
         }
         const first = Math.min(...failed.map((f) => Number(String(f.Id).slice(1))));
         remaining = remaining.slice(first);
-        this.#o.logger.warn('SNS failed some entries; resending from the first failure', { failed: failed.length, attempt });
+        this.#o.logger.warn('SNS failed some entries; resending from the first failure', { topicArn, failed: failed.length, attempt });
       } catch (err) {
         if (signal.aborted) throw new Stopped();
         if (isPermanentSnsError(err) || attempt >= 8) throw err;
-        this.#o.logger.warn('PublishBatch failed; retrying', { error: errorText(err), attempt });
+        this.#o.logger.warn('PublishBatch failed; retrying', { topicArn, error: errorText(err), attempt });
       }
-      await sleep(backoff(this.#o.backoffMs, attempt), signal);
+      await sleep(backoff(this.#o.backoffMs, attempt), undefined, { signal });
     }
   }
 
@@ -480,23 +502,7 @@ function errorText(err: unknown): string {
 }
 
 /** Exponential backoff with full jitter. */
-export function backoff(limits: { readonly initial: number; readonly max: number }, attempt: number): number {
+function backoff(limits: { readonly initial: number; readonly max: number }, attempt: number): number {
   const ceiling = Math.min(limits.max, limits.initial * 2 ** Math.min(attempt - 1, 20));
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-}
-
-/** Resolves after `ms`, or rejects with Stopped as soon as `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new Stopped());
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new Stopped());
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

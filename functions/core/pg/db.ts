@@ -74,7 +74,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The server asked for a password and none was found: not in the URL, PGPASSWORD or the password file. */
-export class PasswordNeededError extends Error {
+class PasswordNeededError extends Error {
   readonly code = 'PGFANOUT_PASSWORD_NEEDED';
 }
 
@@ -83,7 +83,7 @@ export class PasswordNeededError extends Error {
  * `PGPASSWORD`, then the password file (see pgpass.ts); when the server asks for one and there
  * is none, connecting fails with a {@link PasswordNeededError} that says where to put it.
  */
-export function newClient(url: string, config: Omit<ClientConfig, 'connectionString' | 'password'> = {}): pg.Client {
+function newClient(url: string, config: Omit<ClientConfig, 'connectionString' | 'password'> = {}): pg.Client {
   const client = new pg.Client({ ...config, connectionString: url });
   const settings = client as unknown as { password: unknown; host: string; port: number; database: string; user: string };
   // pg has applied the URL's password and PGPASSWORD; where neither gave one, this function runs

@@ -72,7 +72,7 @@ export function decide(position: PositionRow | undefined, message: Pick<Envelope
 }
 
 /** An origin as an error message names it. */
-export function originText(origin: BatchOrigin | undefined): string {
+function originText(origin: BatchOrigin | undefined): string {
   return origin === undefined ? 'no origin' : `system ${origin.system}, timeline ${origin.timeline}, LSN ${origin.lsn}`;
 }
 

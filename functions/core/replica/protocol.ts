@@ -18,6 +18,14 @@ import type { BatchOrigin } from '../wire/envelope.ts';
 import { classifyDatabaseError, type BootstrapInProgress } from '../wire/errors.ts';
 import type { PositionRow } from './position.ts';
 
+/**
+ * How many applied batches per source the replica keeps a record of (`replica_applied_batch`),
+ * for checking duplicates; `pgfanout.replica_advance` forgets older ones. Not read by the code:
+ * the SQL scripts name it, and it is kept so that what they name exists.
+ * @public
+ */
+export const REPLICA_HISTORY_BATCHES = 1000;
+
 /** Where a replica stands for one source. */
 export interface ReplicaPosition {
   /** The batch applied last, or being staged when `part` is not null. */

@@ -275,13 +275,13 @@ export class BatchEncoder {
       return;
     }
     if (this.#head === undefined) this.#fail('a value arrived before any change');
-    if (this.#op === 'T') this.#fail(`a TRUNCATE change carries a value for column ${describeValue(token.column)}`);
     if (this.#valueColumn === undefined) {
       if (token.image !== this.#image) {
         if (this.#imagesSeen.has(token.image) || (token.image === 'old' && this.#imagesSeen.has('new'))) {
           this.#fail(`image ${token.image} of a ${this.#op} change is out of order (old image first, then new, each column once)`);
         }
-        const allowed = token.image === 'old' ? this.#op === 'U' || this.#op === 'D' : this.#op === 'I' || this.#op === 'U' || this.#op === 'S';
+        // T: the old image names the partition truncated (see the envelope).
+        const allowed = token.image === 'old' ? this.#op === 'U' || this.#op === 'D' || this.#op === 'T' : this.#op === 'I' || this.#op === 'U' || this.#op === 'S';
         if (!allowed) this.#fail(`a ${this.#op} change has ${token.image === 'old' ? 'an old' : 'a new'} image`);
         this.#imagesSeen.add(token.image);
         this.#image = token.image;

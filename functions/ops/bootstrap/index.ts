@@ -44,10 +44,10 @@ import { APPLICATION_NAME, BOOTSTRAP_LOCK, open } from './session.ts';
 import { takeSnapshot } from './snapshot.ts';
 import type { BootstrapOptions, BootstrapResult } from './types.ts';
 
-export { BOOTSTRAP_ERROR_CODES, BootstrapError, type BootstrapErrorCode } from './errors.ts';
+export { BootstrapError } from './errors.ts';
 export { formatBootstrap } from './format.ts';
-export { BOOTSTRAP_LOCK, COPY_APPLICATION_NAME } from './session.ts';
-export type { BootstrapEvent, BootstrapOptions, BootstrapResult, CopiedTable } from './types.ts';
+export { COPY_APPLICATION_NAME } from './session.ts';
+export type { BootstrapEvent, BootstrapOptions, BootstrapResult } from './types.ts';
 
 /** Copies the source's replicated tables into the replica under one snapshot and records the position. See the module comment. */
 export async function bootstrapReplica(o: BootstrapOptions): Promise<BootstrapResult> {
