@@ -79,6 +79,7 @@ async function addLateReplica(p: Pipeline, name: string): Promise<LateReplica> {
       return client;
     },
     apply: { replicationRole: 'auto' },
+    signingKeys: p.signingKeys(),
     logger,
     metrics: new Metrics({ namespace: METRIC_NAMESPACE, serviceName: 'pgfanout-applier' }),
     deferRecords: visibilityDeferral(p.sqs, () => queues.queueUrl, 1),

@@ -150,12 +150,14 @@ describe('pipeline end to end', () => {
     await withClient(pipeline.sourceUrl, (c) => c.query(`INSERT INTO demo.audit (kind, note) VALUES ('once', 'only')`));
     // Take the message off replica b's queue by hand, then deliver its body twice more.
     const received = await waitFor('the message on replica b\'s queue', async () => {
-      const out = await pipeline!.sqs.send(new ReceiveMessageCommand({ QueueUrl: b.queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+      const out = await pipeline!.sqs.send(new ReceiveMessageCommand({ QueueUrl: b.queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: ['All'] }));
       return out.Messages && out.Messages.length > 0 ? out.Messages : undefined;
     });
     const body = received[0]!.Body as string;
+    // The copies carry the publisher's signature (its message attributes) with the body.
+    const attributes = received[0]!.MessageAttributes;
     for (const copy of ['copy-1', 'copy-2']) {
-      await pipeline.sqs.send(new SendMessageCommand({ QueueUrl: b.queueUrl, MessageBody: body, MessageGroupId: 'redelivery', MessageDeduplicationId: copy }));
+      await pipeline.sqs.send(new SendMessageCommand({ QueueUrl: b.queueUrl, MessageBody: body, MessageAttributes: attributes, MessageGroupId: 'redelivery', MessageDeduplicationId: copy }));
     }
     b.startRunner();
     await expectConverged(pipeline);

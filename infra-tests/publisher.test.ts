@@ -44,6 +44,7 @@ function runPublisher(
     },
     sns: p.sns,
     topicArns: p.topicArns,
+    signingKeys: p.signingKeys(),
     logger: quiet,
     tickMs: 100,
     standbyPollMs: 100,

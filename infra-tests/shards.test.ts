@@ -86,6 +86,7 @@ describe('topic shards', () => {
       },
       sns,
       topicArns: fanout.topicArns,
+      signingKeys: p.signingKeys(),
       logger: quiet,
       tickMs: 100,
       standbyPollMs: 100,

@@ -4,7 +4,8 @@
  * the CDK stack sets) driven by the local event-source runner. Used where the applier's
  * own memory is measured, and by LocalStack users who run appliers outside Lambda.
  *
- * Environment: the applier's (PGFANOUT_REPLICA_NAME, PGFANOUT_REPLICA_URL, …) plus
+ * Environment: the applier's (PGFANOUT_REPLICA_NAME, PGFANOUT_REPLICA_URL,
+ * PGFANOUT_SIGNING_KEY_SECRET, …) plus
  * PGFANOUT_QUEUE_URL and AWS_ENDPOINT_URL.
  */
 import { SQSClient } from '@aws-sdk/client-sqs';

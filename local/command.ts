@@ -21,6 +21,7 @@ import { connect, redactUrl } from '#core/pg/db.ts';
 import { qualified } from '#core/pg/sql.ts';
 import { parseTableName, type TableName } from '#core/pg/table-name.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
+import { replicaState } from '#core/replica/protocol.ts';
 import { Pipeline, withClient, type RunningReplica } from './pipeline.ts';
 import { DEMO_SCHEMA_SQL, DEMO_TABLES, pgbench, runDemoWorkload } from './workload.ts';
 import { SUPERUSER, type Major } from './postgres.ts';
@@ -279,12 +280,9 @@ export async function checkReplicas(sourceUrl: string, replicas: readonly { name
           const { rows } = await replica.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified(t.schema, t.table)]);
           if (rows[0]?.ok !== true) missing.push(`${t.schema}.${t.table}`);
         }
-        const state = await replica.query<{ position: boolean; bootstrapping: boolean }>(
-          `SELECT EXISTS (SELECT FROM pgfanout.replica_position WHERE source_id = $1) AS position,
-                  EXISTS (SELECT FROM pgfanout.replica_bootstrap WHERE source_id = $1) AS bootstrapping`,
-          [sourceId],
-        );
-        const { position, bootstrapping } = state.rows[0] ?? { position: false, bootstrapping: false };
+        const state = await replicaState(replica, sourceId);
+        const position = state.position !== undefined;
+        const bootstrapping = state.bootstrap !== undefined;
         if (bootstrapping) {
           problems.push(`replica ${r.name}: a bootstrap was interrupted: run ${bootstrap(r.name, r.url)} again`);
         } else if (missing.length > 0) {

@@ -4,7 +4,9 @@
  * `AWS_ENDPOINT_URL` such as LocalStack), the topic and one FIFO queue + dead-letter
  * queue per replica, the SQL installed, the publisher as its own process (exactly what
  * the Fargate task runs), and per replica an event-source runner driving the applier
- * Lambda handler the way Lambda's SQS event source mapping does.
+ * Lambda handler the way Lambda's SQS event source mapping does. A message signing key is
+ * generated at start in the endpoint's Secrets Manager (local/signing-key.ts): the publisher
+ * signs with it and the appliers verify with it, through the same code and SDK client as deployed.
  *
  * Used by `pgfanout local` and by the end-to-end tests.
  */
@@ -13,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { CreateEventSourceMappingCommand, GetEventSourceMappingCommand, type LambdaClient } from '@aws-sdk/client-lambda';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
@@ -20,6 +23,7 @@ import { connect } from '#core/pg/db.ts';
 import type { ConflictMode } from '#core/replica';
 import { installReplica, installSource } from '#ops/install.ts';
 import { DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
+import { SecretsManagerSigningKeys } from '#core/signing-keys.ts';
 import { createApplierHandler, type ApplierHandler } from '../functions/applier/app.ts';
 import { visibilityDeferral } from '../functions/applier/defer.ts';
 import { startEndpoint } from './endpoint/index.ts';
@@ -28,6 +32,7 @@ import { startEventSourceRunner, type EventSourceRunner, type RunnerStats } from
 import { awsClients, type ReplicaQueues } from '../functions/ops/aws.ts';
 import { createFanout } from './fanout.ts';
 import { freePort, LocalPostgres, type Major } from './postgres.ts';
+import { ensureSigningKeySecret, signingKeySecretName } from './signing-key.ts';
 
 const PUBLISHER_MAIN = fileURLToPath(new URL('../functions/publisher/main.ts', import.meta.url));
 const NODE = process.execPath;
@@ -115,6 +120,10 @@ export class Pipeline {
   readonly sqs: SQSClient;
   /** Lambda client of the endpoint (event source mappings: pause and resume). */
   readonly lambda: LambdaClient;
+  /** Secrets Manager client of the endpoint. */
+  readonly secretsManager: SecretsManagerClient;
+  /** ARN of the secret holding the message signing key (rotate it with PutSecretValue). */
+  readonly signingKeySecret: string;
   readonly #options: PipelineOptions;
   readonly #closeEndpoint: (() => Promise<void>) | undefined;
   #publisher: ChildProcess | undefined;
@@ -131,6 +140,8 @@ export class Pipeline {
     sns: SNSClient;
     sqs: SQSClient;
     lambda: LambdaClient;
+    secretsManager: SecretsManagerClient;
+    signingKeySecret: string;
     options: PipelineOptions;
     closeEndpoint?: () => Promise<void>;
   }) {
@@ -144,6 +155,8 @@ export class Pipeline {
     this.sns = init.sns;
     this.sqs = init.sqs;
     this.lambda = init.lambda;
+    this.secretsManager = init.secretsManager;
+    this.signingKeySecret = init.signingKeySecret;
     this.#options = init.options;
     this.#closeEndpoint = init.closeEndpoint;
   }
@@ -184,13 +197,20 @@ export class Pipeline {
       }
       checkpoint();
       const { sns, sqs, lambda } = awsClients({ endpoint: endpointUrl });
+      const secretsManager = new SecretsManagerClient({
+        endpoint: endpointUrl,
+        region: process.env.AWS_REGION ?? 'us-east-1',
+        credentials: { accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? 'test', secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? 'test' },
+      });
       started.push({
         stop: async () => {
           sns.destroy();
           sqs.destroy();
           lambda.destroy();
+          secretsManager.destroy();
         },
       });
+      const signingKeySecret = await ensureSigningKeySecret(secretsManager, signingKeySecretName(options.prefix ?? 'pgfanout-local'));
       const fanout = await createFanout(sns, sqs, {
         prefix: options.prefix ?? 'pgfanout-local',
         replicas: specs.map((s) => ({ name: s.name, ...(s.shard !== undefined ? { shard: s.shard } : {}) })),
@@ -243,6 +263,7 @@ export class Pipeline {
             await client.connect();
             return client;
           },
+          signingKeys: new SecretsManagerSigningKeys(secretsManager, signingKeySecret, options.clock ? { now: () => (options.clock as Clock).now() } : {}),
           apply: {
             sources: [sourceId],
             include: spec.include ?? [],
@@ -302,6 +323,8 @@ export class Pipeline {
         sns,
         sqs,
         lambda,
+        secretsManager,
+        signingKeySecret,
         options: { ...options, log },
         ...(closeEndpoint ? { closeEndpoint } : {}),
       });
@@ -323,6 +346,11 @@ export class Pipeline {
     }
   }
 
+  /** The signing keys of this pipeline, read from its secret as the publisher and the appliers read them. */
+  signingKeys(): SecretsManagerSigningKeys {
+    return new SecretsManagerSigningKeys(this.secretsManager, this.signingKeySecret);
+  }
+
   /** The environment the publisher process gets: exactly what the ECS task definition sets. */
   publisherEnv(healthPort = this.#healthPort): NodeJS.ProcessEnv {
     return {
@@ -333,6 +361,7 @@ export class Pipeline {
       [PUBLISHER_ENV.TICK_MS]: String(this.#options.tickMs ?? 1000),
       [PUBLISHER_ENV.MAX_MESSAGE_BYTES]: String(this.#options.maxMessageBytes ?? 262_144),
       [PUBLISHER_ENV.LOG_LEVEL]: 'WARN',
+      [PUBLISHER_ENV.SIGNING_KEY_SECRET]: this.signingKeySecret,
       AWS_ENDPOINT_URL: this.endpointUrl,
       AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
       AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID ?? 'test',
@@ -397,6 +426,7 @@ export class Pipeline {
     this.sns.destroy();
     this.sqs.destroy();
     this.lambda.destroy();
+    this.secretsManager.destroy();
     if (this.#closeEndpoint) await this.#closeEndpoint();
     await Promise.all([this.sourceServer?.stop(), ...this.replicas.map((r) => r.server?.stop())]);
   }

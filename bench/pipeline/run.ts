@@ -105,6 +105,7 @@ async function main(): Promise<void> {
           [APPLIER_ENV.REPLICA_NAME]: r.name,
           [APPLIER_ENV.REPLICA_URL]: r.url,
           [APPLIER_ENV.SOURCE_IDS]: pipeline.sourceId,
+          [APPLIER_ENV.SIGNING_KEY_SECRET]: pipeline.signingKeySecret,
           PGFANOUT_QUEUE_URL: r.queueUrl,
           AWS_ENDPOINT_URL: pipeline.endpointUrl,
           AWS_REGION: 'us-east-1',

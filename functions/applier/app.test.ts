@@ -10,9 +10,12 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '#local/postgres.ts';
 import { METRICS } from '#core/config.ts';
+import { FixedSigningKeys, signedRecordAttributes, testSigningKey, TEST_SIGNING_KEY } from '#testing/signing.ts';
+import type { SigningKey } from '#core/wire';
 import { createApplierHandler, PERMANENT_RETRY_MAX_SECONDS, retryDelaySeconds, RETRY_MIN_SECONDS, TRANSIENT_RETRY_MAX_SECONDS } from './app.ts';
 
-function record(i: number, firstReceiveMs: number, body = '{}'): SQSRecord {
+/** A record as Lambda hands it over, signed with `key` (null: unsigned). */
+function record(i: number, firstReceiveMs: number, body = '{}', key: SigningKey | null = TEST_SIGNING_KEY): SQSRecord {
   return {
     messageId: `m${i}`,
     receiptHandle: `rh${i}`,
@@ -26,7 +29,7 @@ function record(i: number, firstReceiveMs: number, body = '{}'): SQSRecord {
       MessageDeduplicationId: `d${i}`,
       SequenceNumber: String(i),
     },
-    messageAttributes: {},
+    messageAttributes: key === null ? {} : signedRecordAttributes(body, key),
     md5OfBody: '',
     eventSource: 'aws:sqs',
     eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:q.fifo',
@@ -78,6 +81,7 @@ describe('createApplierHandler', () => {
         return client;
       },
       apply: {},
+      signingKeys: new FixedSigningKeys(),
       logger: new Logger({ logLevel: 'SILENT' }),
       metrics: new Metrics({ namespace: 'test' }),
       deferRecords: async (records, delay) => void deferred.push({ ids: records.map((r) => r.messageId), delay }),
@@ -100,6 +104,7 @@ describe('createApplierHandler', () => {
       // A client that is never used: the message is refused before the database is touched.
       connect: async () => new pg.Client(),
       apply: {},
+      signingKeys: new FixedSigningKeys(),
       logger: new Logger({ logLevel: 'SILENT' }),
       metrics: new Metrics({ namespace: 'test' }),
       deferRecords: async (records, delay) => void deferred.push({ ids: records.map((r) => r.messageId), delay }),
@@ -128,6 +133,7 @@ describe('createApplierHandler', () => {
       // A client that is never used: the message is refused before the database is touched.
       connect: async () => new pg.Client(),
       apply: { sources: ['the-source'] },
+      signingKeys: new FixedSigningKeys(),
       logger: new Logger({ logLevel: 'SILENT' }),
       metrics: new RecordingMetrics({ namespace: 'test' }),
       deferRecords: async () => undefined,
@@ -139,5 +145,88 @@ describe('createApplierHandler', () => {
     expect(handler.applier.lastFailure).toMatchObject({ kind: 'permanent', code: 'UNTRUSTED_MESSAGE' });
     expect(handler.applier.lastFailure?.message).toMatch(/replica refuses the message \(batch 1, part 0, source someone-else\): this replica follows only source the-source/);
     expect(added).toContain(METRICS.applier.messagesRefused);
+  });
+});
+
+describe('message authentication', () => {
+  const now = 3_000_000_000_000;
+  const body = JSON.stringify({ pgfanout: 1, source: 'the-source', batch: '7', prev: '6', part: 0, changes: [], final: true, count: 0 });
+
+  /** A handler whose replica is never queried: an authenticated message fails after the signature check, at the source check. */
+  function refusingHandler(keys: FixedSigningKeys) {
+    const added: string[] = [];
+    class RecordingMetrics extends Metrics {
+      override addMetric(...args: Parameters<Metrics['addMetric']>): this {
+        added.push(args[0]);
+        super.addMetric(...args);
+        return this;
+      }
+    }
+    const deferred: { ids: string[]; delay: number }[] = [];
+    const handler = createApplierHandler({
+      replicaName: 'r',
+      // A client that is never connected: every message is refused before the database is used.
+      connect: async () => new pg.Client(),
+      apply: { sources: ['another-source'] },
+      signingKeys: keys,
+      logger: new Logger({ logLevel: 'SILENT' }),
+      metrics: new RecordingMetrics({ namespace: 'test' }),
+      deferRecords: async (records, delay) => void deferred.push({ ids: records.map((r) => r.messageId), delay }),
+      now: () => now,
+    });
+    return { handler, added, deferred };
+  }
+
+  it('refuses an unsigned message permanently, naming the message, its batch and the missing key id, and keeps it and everything behind it at the head', async () => {
+    const { handler, added, deferred } = refusingHandler(new FixedSigningKeys());
+    const response = await handler({ Records: [record(0, now - 3600_000, body, null), record(1, now, body)] }, context);
+    expect(response.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(['m0', 'm1']);
+    expect(deferred).toEqual([{ ids: ['m0', 'm1'], delay: PERMANENT_RETRY_MAX_SECONDS }]);
+    expect(handler.applier.lastFailure).toMatchObject({ kind: 'permanent', code: 'UNAUTHENTICATED_MESSAGE', messageId: 'm0' });
+    expect(handler.applier.lastFailure?.message).toBe(
+      'replica refuses message m0 (claiming batch "7", part 0, source "the-source"), key id (none): it is not signed (no pgfanout-key-id and pgfanout-signature message attributes): ' +
+        'only the publisher, which holds the signing key, sends messages a replica applies; nothing applied',
+    );
+    expect(added).toContain(METRICS.applier.messagesRefused);
+    expect(added).toContain(METRICS.applier.permanentFailures);
+  });
+
+  it('refuses a forged message: a body altered after signing, or signed with a key of the same id that is not the real one', async () => {
+    const { handler } = refusingHandler(new FixedSigningKeys());
+    const altered = { ...record(0, now, body), body: body.replace('"7"', '"8"').replace('"6"', '"7"') };
+    await handler({ Records: [altered] }, context);
+    expect(handler.applier.lastFailure).toMatchObject({ kind: 'permanent', code: 'UNAUTHENTICATED_MESSAGE' });
+    expect(handler.applier.lastFailure?.message).toContain(`claiming batch "8", part 0, source "the-source"), key id "${TEST_SIGNING_KEY.id}": its signature does not match its body`);
+    const impostor = record(1, now, body, { id: TEST_SIGNING_KEY.id, key: Buffer.alloc(32, 7) });
+    await handler({ Records: [impostor] }, context);
+    expect(handler.applier.lastFailure?.message).toMatch(/^replica refuses message m1 .*its signature does not match its body/);
+  });
+
+  it('refuses a message signed with a key it does not accept, after reading the keys once more', async () => {
+    const keys = new FixedSigningKeys();
+    const { handler } = refusingHandler(keys);
+    const stranger = testSigningKey('some-other-key-id');
+    await handler({ Records: [record(0, now, body, stranger)] }, context);
+    expect(keys.refreshes).toBe(1);
+    expect(handler.applier.lastFailure).toMatchObject({ kind: 'permanent', code: 'UNAUTHENTICATED_MESSAGE' });
+    expect(handler.applier.lastFailure?.message).toContain(
+      `key id "some-other-key-id": it is signed with a key this replica does not accept: the signing secret's AWSCURRENT version is "${TEST_SIGNING_KEY.id}" and it has no AWSPREVIOUS version`,
+    );
+  });
+
+  it('accepts a message signed with the previous key after a rotation, and one with the new key (it reaches the source check)', async () => {
+    const keys = new FixedSigningKeys(TEST_SIGNING_KEY);
+    const { handler } = refusingHandler(keys);
+    const next = keys.rotate();
+    await handler({ Records: [record(0, now, body, TEST_SIGNING_KEY)] }, context);
+    expect(handler.applier.lastFailure).toMatchObject({ code: 'UNTRUSTED_MESSAGE' });
+    expect(handler.applier.lastFailure?.message).toMatch(/this replica follows only source another-source/);
+    await handler({ Records: [record(1, now, body, next)] }, context);
+    expect(handler.applier.lastFailure).toMatchObject({ code: 'UNTRUSTED_MESSAGE', messageId: 'm1' });
+    expect(keys.refreshes).toBe(0);
+    // Two rotations later the first key is no longer accepted.
+    keys.rotate();
+    await handler({ Records: [record(2, now, body, TEST_SIGNING_KEY)] }, context);
+    expect(handler.applier.lastFailure).toMatchObject({ code: 'UNAUTHENTICATED_MESSAGE', messageId: 'm2' });
   });
 });

@@ -19,6 +19,8 @@ import type { Client } from 'pg';
 import { Applier, type ApplyOptions, type ApplyResult } from '#core/replica';
 import { PgfanoutError, REFUSAL_CODES, type ErrorCode } from '#core/wire';
 import { METRICS } from '#core/config.ts';
+import type { SigningKeys } from '#core/signing-keys.ts';
+import { authenticateRecord } from './authenticate.ts';
 
 export interface ApplierDependencies {
   /** The replica's name, for logs and metrics. */
@@ -26,6 +28,11 @@ export interface ApplierDependencies {
   /** Opens a new connection to the replica; called again after a connection fails. */
   readonly connect: () => Promise<Client>;
   readonly apply: ApplyOptions;
+  /**
+   * The keys a message may be signed with: a record applies only when its signature verifies with
+   * one of them (see authenticate.ts); anything else is refused before the replica is touched.
+   */
+  readonly signingKeys: SigningKeys;
   readonly logger: Logger;
   readonly metrics: Metrics;
   /**
@@ -122,6 +129,8 @@ export class RecordApplier {
     const { logger, metrics } = this.#deps;
     let client: Client | undefined;
     try {
+      // Nothing of an unauthenticated record is read as a change, and the replica is not touched.
+      await authenticateRecord(record, this.#deps.signingKeys);
       client = await this.#connection();
       const result = await this.#applier.apply(client, record.body);
       logger.debug('message handled', { ...result, messageId: record.messageId });

@@ -18,6 +18,8 @@ export interface ApplierConfig {
   readonly replicaTriggers: (typeof REPLICA_TRIGGERS_MODES)[number];
   /** The `Deployment` metric dimension (the stack's name prefix). */
   readonly deployment: string;
+  /** ARN or name of the secret holding the message signing key. */
+  readonly signingKeySecret: string;
 }
 
 export function readApplierConfig(env: Env): ApplierConfig {
@@ -42,6 +44,7 @@ export function readApplierConfig(env: Env): ApplierConfig {
   }
   const allowSchemaChanges = r.oneOf(APPLIER_ENV.ALLOW_SCHEMA_CHANGES, ['true', 'false'], 'false') === 'true';
   const deployment = r.optional(APPLIER_ENV.DEPLOYMENT) || DEFAULT_DEPLOYMENT;
+  const signingKeySecret = r.required(APPLIER_ENV.SIGNING_KEY_SECRET, 'the ARN or name of the secret holding the message signing key');
   r.done();
-  return { replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, sources, allowSchemaChanges, replicaTriggers, deployment };
+  return { signingKeySecret, replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, sources, allowSchemaChanges, replicaTriggers, deployment };
 }

@@ -2,15 +2,18 @@
  * The applier Lambda's entry point: wiring only. Reads the configuration once per
  * execution environment; the replica connection is opened on first use and reused
  * across invocations. In AWS the replica's credentials come from Secrets Manager
- * (cached by Powertools Parameters); locally from a URL.
+ * (cached by Powertools Parameters); locally from a URL. The message signing keys come from their
+ * own secret (core/signing-keys.ts).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { getSecret } from '@aws-lambda-powertools/parameters/secrets';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { DIMENSIONS, METRIC_NAMESPACE } from '#core/config.ts';
 import { clientConfigFromSecret, clientConfigFromUrl } from '#core/pg/db.ts';
+import { SecretsManagerSigningKeys } from '#core/signing-keys.ts';
 import { createApplierHandler } from './app.ts';
 import { readApplierConfig } from './config.ts';
 import { visibilityDeferral } from './defer.ts';
@@ -53,9 +56,12 @@ function queueUrlOf(arn: string): Promise<string> {
 
 const deferRecords = visibilityDeferral(sqs, (record) => queueUrlOf(record.eventSourceARN));
 
+const signingKeys = new SecretsManagerSigningKeys(new SecretsManagerClient({}), config.signingKeySecret);
+
 export const handler = createApplierHandler({
   replicaName: config.replicaName,
   connect,
+  signingKeys,
   apply: {
     sources: config.sources,
     allowSchemaChanges: config.allowSchemaChanges,

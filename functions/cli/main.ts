@@ -312,7 +312,8 @@ Options:
     usage: `pgfanout publisher
 
 Configured by environment variables: PGFANOUT_SOURCE_URL (or PGFANOUT_SOURCE_SECRET),
-PGFANOUT_TOPIC_ARN, PGFANOUT_HEALTH_PORT, PGFANOUT_TICK_MS, PGFANOUT_MAX_MESSAGE_BYTES,
+PGFANOUT_TOPIC_ARN, PGFANOUT_SIGNING_KEY_SECRET (the secret holding the message signing
+key), PGFANOUT_HEALTH_PORT, PGFANOUT_TICK_MS, PGFANOUT_MAX_MESSAGE_BYTES,
 PGFANOUT_LOG_LEVEL; AWS_ENDPOINT_URL for a local endpoint or LocalStack.`,
     run: async () => {
       await import('../publisher/main.ts');

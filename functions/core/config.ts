@@ -32,6 +32,8 @@ export const PUBLISHER_ENV = {
   DB_TLS: 'PGFANOUT_DB_TLS',
   /** The deployment's name prefix (the stack's), carried as the `Deployment` metric dimension. @default "pgfanout" */
   DEPLOYMENT: 'PGFANOUT_DEPLOYMENT',
+  /** ARN or name of the Secrets Manager secret holding the message signing key (its AWSCURRENT version signs). Required. */
+  SIGNING_KEY_SECRET: 'PGFANOUT_SIGNING_KEY_SECRET',
 } as const;
 
 /** Environment variables of the applier (Lambda function, or a local runner). */
@@ -62,6 +64,11 @@ export const APPLIER_ENV = {
   REPLICA_TRIGGERS: 'PGFANOUT_REPLICA_TRIGGERS',
   /** The deployment's name prefix (the stack's), carried as the `Deployment` metric dimension. @default "pgfanout" */
   DEPLOYMENT: 'PGFANOUT_DEPLOYMENT',
+  /**
+   * ARN or name of the Secrets Manager secret holding the message signing key: messages signed with
+   * its AWSCURRENT or AWSPREVIOUS version are applied, any other is refused. Required.
+   */
+  SIGNING_KEY_SECRET: 'PGFANOUT_SIGNING_KEY_SECRET',
 } as const;
 
 /** Values of APPLIER_ENV.REPLICA_TRIGGERS. */

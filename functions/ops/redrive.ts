@@ -40,6 +40,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { applyMessage, type ApplyOptions } from '#core/replica';
+import { skipBatch as skipReplicaBatch, stagedBodies } from '#core/replica/protocol.ts';
 import { parseEnvelope, type Envelope } from '#core/wire';
 import { resourceNames } from '#core/config.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
@@ -458,7 +459,7 @@ export interface SkipOptions {
 export function skipBatch(sqs: SQSClient, queues: ReplicaQueuePair, replica: pg.ClientBase, batchId: string, options: SkipOptions = {}): Promise<SkipResult> {
   return withBatch(sqs, queues, replica, batchId, options, async (plan, held, remove) => {
     try {
-      await replica.query('SELECT 1 FROM pgfanout.replica_skip($1, $2::pg_catalog.int8, $3, $4::pg_catalog.text[])', [plan.sourceId, plan.batchId, plan.reason, plan.tables.map(tableName)]);
+      await skipReplicaBatch(replica, plan.sourceId, plan.batchId, plan.reason, plan.tables.map(tableName));
     } catch (err) {
       const e = err as { code?: string; message?: string };
       if (e.code === '55000' || e.code === '22023') throw new OpsError(OPS_ERROR_CODES.refused, `replica ${queues.replica}: ${e.message ?? ''}`, err);
@@ -512,8 +513,8 @@ async function withBatch<T>(
     }
     const sourceId = sources[0] as string;
     // Parts already staged on the replica belong to the batch too.
-    const staged = await replica.query<{ body: string }>('SELECT body FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 ORDER BY part', [sourceId, batchId]);
-    const envelopes = [...staged.rows.map((r) => parseEnvelope(r.body)), ...matching.map((h) => h.envelope as Envelope)];
+    const staged = await stagedBodies(replica, sourceId, batchId);
+    const envelopes = [...staged.map((body) => parseEnvelope(body)), ...matching.map((h) => h.envelope as Envelope)];
     const tables = uniqueTables(envelopes.flatMap(touchedTables));
     const changes = envelopes.reduce((n, e) => n + countChanges(e), 0);
     const head = matching[0] as Held;

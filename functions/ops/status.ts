@@ -10,6 +10,7 @@ import { GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { resourceNames } from '#core/config.ts';
 import { connect, redactUrl } from '#core/pg/db.ts';
+import { replicaState } from '#core/replica/protocol.ts';
 import { awsClients, queueDepths } from './aws.ts';
 import type { TableRef } from './verify.ts';
 
@@ -156,26 +157,17 @@ async function replicaPosition(r: { name: string; url: string }, sourceId: strin
     return { appliedBatchId: null, lagSeconds: null, error: (err as Error).message };
   }
   try {
-    const { rows } = await client.query<{ applied: string; batch_id: string; part: number | null; staging: boolean; lag: number | null; first_part_changes: number | null }>(
-      `SELECT p.applied_batch_id::text AS applied, p.batch_id::text, p.part, p.state = 'staging' AS staging,
-              extract(epoch FROM clock_timestamp() - p.source_time)::float8 AS lag,
-              CASE WHEN p.state = 'staging' THEN
-                (SELECT json_array_length(s.body::json -> 'changes') FROM pgfanout.replica_staged_part s
-                  WHERE s.source_id = p.source_id AND s.batch_id = p.batch_id AND s.part = 0) END AS first_part_changes
-         FROM pgfanout.replica_position p WHERE p.source_id = $1`,
-      [sourceId],
-    );
-    const row = rows[0];
-    if (!row) return { appliedBatchId: null, lagSeconds: null };
+    const { position: p } = await replicaState(client, sourceId);
+    if (!p) return { appliedBatchId: null, lagSeconds: null };
     return {
-      appliedBatchId: row.applied,
-      lagSeconds: row.lag,
-      ...(row.staging && row.part !== null ? { staging: { batchId: row.batch_id, part: row.part, firstPartChanges: row.first_part_changes } } : {}),
+      appliedBatchId: p.appliedBatchId,
+      lagSeconds: p.lagSeconds,
+      ...(p.part !== null ? { staging: { batchId: p.batchId, part: p.part, firstPartChanges: p.firstPartChanges } } : {}),
     };
   } catch (err) {
     const code = (err as { code?: string }).code;
     const error =
-      code === '42P01' || code === '3F000'
+      code === '42P01' || code === '3F000' || code === '42883'
         ? `pgfanout is not installed on replica ${r.name} (${redactUrl(r.url)}): run pgfanout install --replica URL, then pgfanout bootstrap`
         : `replica ${r.name} (${redactUrl(r.url)}): ${(err as Error).message}`;
     return { appliedBatchId: null, lagSeconds: null, error };

@@ -32,6 +32,7 @@
  * still differ.
  */
 import type { ClientBase } from 'pg';
+import { replicaState } from '#core/replica/protocol.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
 import { qualified, quoteIdent, setStableOutput } from '#core/pg/sql.ts';
 
@@ -581,7 +582,7 @@ export interface ReplicaAtPosition {
 
 /**
  * Waits until the replica has applied every batch the source had finished (published) when
- * this was called (`replica_position.applied_batch_id` ≥ `pgfanout.status().finished_batch_id`),
+ * this was called (`pgfanout.replica_state(source).applied_batch_id` ≥ `pgfanout.status().finished_batch_id`),
  * polling every `pollMs`; throws an {@link OpsError} `TIMEOUT` naming both positions after
  * `timeoutMs`. Neither client may be inside a transaction.
  */
@@ -599,8 +600,8 @@ export async function waitForReplicaPosition(
   const target = BigInt(rows[0]?.finished ?? '0');
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const applied = await replica.query<{ applied: string }>('SELECT applied_batch_id::pg_catalog.text AS applied FROM pgfanout.replica_position WHERE source_id = $1', [sourceId]);
-    const at: ReplicaAtPosition = { sourceId, targetBatchId: String(target), appliedBatchId: applied.rows[0]?.applied ?? '0' };
+    const { position } = await replicaState(replica, sourceId);
+    const at: ReplicaAtPosition = { sourceId, targetBatchId: String(target), appliedBatchId: position?.appliedBatchId ?? '0' };
     if (BigInt(at.appliedBatchId) >= target) return at;
     if (Date.now() >= deadline) {
       throw new OpsError(

@@ -14,6 +14,8 @@ export interface PublisherConfig {
   readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
   /** The `Deployment` metric dimension. */
   readonly deployment: string;
+  /** ARN or name of the secret holding the message signing key. */
+  readonly signingKeySecret: string;
 }
 
 export function readPublisherConfig(env: Env): PublisherConfig {
@@ -48,6 +50,7 @@ export function readPublisherConfig(env: Env): PublisherConfig {
     maxMessageBytes: r.integer(PUBLISHER_ENV.MAX_MESSAGE_BYTES, 262_144, 4096, 262_144),
     logLevel: r.oneOf(PUBLISHER_ENV.LOG_LEVEL, ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const, 'INFO'),
     deployment: r.optional(PUBLISHER_ENV.DEPLOYMENT) || DEFAULT_DEPLOYMENT,
+    signingKeySecret: r.required(PUBLISHER_ENV.SIGNING_KEY_SECRET, 'the ARN or name of the secret holding the message signing key'),
   };
   r.done();
   return config;

@@ -5,8 +5,10 @@
  * is simply served again to the next publisher).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SNSClient } from '@aws-sdk/client-sns';
 import pg from 'pg';
+import { SecretsManagerSigningKeys } from '#core/signing-keys.ts';
 import { readPublisherConfig } from './config.ts';
 import { startHealthServer } from './health.ts';
 import { publisherMetrics } from './metrics.ts';
@@ -19,6 +21,7 @@ async function main(): Promise<void> {
   const logger = new Logger({ serviceName: 'pgfanout-publisher', logLevel: config.logLevel });
   const emitted = publisherMetrics({ deployment: config.deployment });
   const sns = new SNSClient({ maxAttempts: 5 });
+  const secrets = new SecretsManagerClient({ maxAttempts: 5 });
   const publisher = new Publisher({
     connectSource: async () => {
       const client = new pg.Client({ ...config.source, application_name: 'pgfanout-publisher' });
@@ -27,6 +30,7 @@ async function main(): Promise<void> {
     },
     sns,
     topicArns: config.topicArns,
+    signingKeys: new SecretsManagerSigningKeys(secrets, config.signingKeySecret),
     logger,
     metrics: emitted.metrics,
     tickMs: config.tickMs,
@@ -49,6 +53,7 @@ async function main(): Promise<void> {
   emitted.stop();
   await health.close();
   sns.destroy();
+  secrets.destroy();
   logger.info('publisher stopped');
 }
 

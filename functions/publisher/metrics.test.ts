@@ -11,6 +11,7 @@ import { LocalPostgres } from '#local/postgres.ts';
 import { waitFor } from '#testing/wait.ts';
 import { publisherMetrics, PUBLISHER_SERVICE } from './metrics.ts';
 import { Publisher, PUBLISHER_LOCK } from './publisher.ts';
+import { FixedSigningKeys } from '#testing/signing.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -82,6 +83,7 @@ describe('publisher metrics', () => {
       },
       sns,
       topicArns: ['arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo'],
+      signingKeys: new FixedSigningKeys(),
       logger: quiet,
       metrics: m.metrics,
       backoffMs: { initial: 10, max: 20 },
@@ -111,6 +113,7 @@ describe('publisher metrics', () => {
       },
       sns,
       topicArns: ['arn:aws:sns:eu-west-1:123456789012:pgfanout.fifo'],
+      signingKeys: new FixedSigningKeys(),
       logger: quiet,
       metrics: m.metrics,
       standbyPollMs: 20,

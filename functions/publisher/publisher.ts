@@ -10,7 +10,9 @@
  * that already took it drop it by its deduplication ids. The source
  * records the message size a batch was first published with (`pgfanout.batch_encoding`)
  * and every re-publish uses it, so the batch encodes to the same messages with the same
- * deduplication ids even when the publisher restarted with another size.
+ * deduplication ids even when the publisher restarted with another size. Every message is signed
+ * (core/wire/signature.ts) with the current key of the signing secret; the signature travels in
+ * message attributes, so the body, its digest and its deduplication id do not depend on the key.
  *
  * Plain code: no environment reading, no SDK client construction (see main.ts).
  */
@@ -18,6 +20,8 @@ import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } fr
 import type { Client, Notification } from 'pg';
 import { encodeBatch, MIN_MAX_MESSAGE_BYTES, readBatch, type OutgoingMessage } from '#core/source';
 import { METRICS } from '#core/config.ts';
+import type { SigningKeys } from '#core/signing-keys.ts';
+import { signatureAttributeBytes, signatureAttributes, SIGNATURE_ATTRIBUTES_MAX_BYTES, type SigningKey } from '#core/wire';
 
 /** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */
 export const PUBLISH_BATCH_MAX_ENTRIES = 10;
@@ -54,6 +58,8 @@ export interface PublisherOptions {
    * subscriptions). Every message goes to each, with the same group and deduplication ids.
    */
   readonly topicArns: readonly string[];
+  /** The key every message is signed with: the signing secret's current one. */
+  readonly signingKeys: SigningKeys;
   readonly logger: PublisherLogger;
   readonly metrics?: PublisherMetrics;
   /** Wake up this often even without a notification. @default 1000 */
@@ -352,6 +358,10 @@ export class Publisher {
         configured: this.#o.maxMessageBytes,
       });
     }
+    const key = await this.#o.signingKeys.current();
+    // SNS counts message attributes in a message's size: the body leaves room for the signature's.
+    const bodyBytes = Math.min(maxMessageBytes, PUBLISH_BATCH_MAX_BYTES - SIGNATURE_ATTRIBUTES_MAX_BYTES);
+    const attributeBytes = signatureAttributeBytes(key.id);
     const messages = encodeBatch(
       {
         sourceId,
@@ -362,7 +372,7 @@ export class Publisher {
         origin: { system: batch.origin_system, timeline: Number(batch.origin_timeline), lsn: batch.origin_lsn },
       },
       readBatch(client, batch.batch_id),
-      { maxMessageBytes },
+      { maxMessageBytes: bodyBytes },
     );
     let pending: OutgoingMessage[] = [];
     let pendingBytes = 0;
@@ -370,17 +380,17 @@ export class Publisher {
     let bytes = 0;
     for await (const message of messages) {
       if (signal.aborted) throw new Stopped();
-      if (pending.length === PUBLISH_BATCH_MAX_ENTRIES || pendingBytes + message.bytes > PUBLISH_BATCH_MAX_BYTES) {
-        await this.#sendToEveryTopic(pending, signal);
+      if (pending.length === PUBLISH_BATCH_MAX_ENTRIES || pendingBytes + message.bytes + attributeBytes > PUBLISH_BATCH_MAX_BYTES) {
+        await this.#sendToEveryTopic(pending, key, signal);
         pending = [];
         pendingBytes = 0;
       }
       pending.push(message);
-      pendingBytes += message.bytes;
+      pendingBytes += message.bytes + attributeBytes;
       bytes += message.bytes;
       count += 1;
     }
-    if (pending.length > 0) await this.#sendToEveryTopic(pending, signal);
+    if (pending.length > 0) await this.#sendToEveryTopic(pending, key, signal);
     await client.query(FINISH_BATCH_SQL, [batch.batch_id, `${this.#o.statementTimeoutMs}ms`]);
     this.#progress();
 
@@ -408,19 +418,19 @@ export class Publisher {
    * When one fails (after its retries), the others are still waited for, then the error is
    * thrown: the loop reconnects and the batch is served again, and republished to every topic.
    */
-  async #sendToEveryTopic(entries: readonly OutgoingMessage[], signal: AbortSignal): Promise<void> {
-    const results = await Promise.allSettled(this.#o.topicArns.map((topicArn) => this.#send(entries, topicArn, signal)));
+  async #sendToEveryTopic(entries: readonly OutgoingMessage[], key: SigningKey, signal: AbortSignal): Promise<void> {
+    const results = await Promise.allSettled(this.#o.topicArns.map((topicArn) => this.#send(entries, topicArn, key, signal)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
 
   /**
-   * Publishes `entries` to `topicArn` in order with one PublishBatch call, retrying with backoff. When
+   * Publishes `entries` to `topicArn` in order, signed with `key`, with one PublishBatch call, retrying with backoff. When
    * SNS reports failed entries, everything from the first failed one on is sent again
    * (already accepted entries after it deduplicate by MessageDeduplicationId), so the
    * topic never sees a message before its predecessor.
    */
-  async #send(entries: readonly OutgoingMessage[], topicArn: string, signal: AbortSignal): Promise<void> {
+  async #send(entries: readonly OutgoingMessage[], topicArn: string, key: SigningKey, signal: AbortSignal): Promise<void> {
     let remaining = entries;
     for (let attempt = 1; ; attempt++) {
       if (signal.aborted) throw new Stopped();
@@ -430,6 +440,7 @@ export class Publisher {
           Message: m.body,
           MessageGroupId: m.groupId,
           MessageDeduplicationId: m.dedupId,
+          MessageAttributes: signatureAttributes(m.body, key),
         }));
         const out = await this.#o.sns.send(
           new PublishBatchCommand({ TopicArn: topicArn, PublishBatchRequestEntries: request }),

@@ -1,5 +1,5 @@
 /**
- * Errors of the local SNS + SQS endpoint: a small hierarchy with a stable `code`,
+ * Errors of the local SNS + SQS + Secrets Manager endpoint: a small hierarchy with a stable `code`,
  * keeping the `cause` when there is one.
  *
  * {@link AwsApiError} is what a client sees: it carries everything needed to write the
@@ -8,8 +8,8 @@
  * AWS SDK raises the same typed exception it raises against AWS.
  */
 
-/** The two services the endpoint speaks. */
-export type AwsService = 'sqs' | 'sns';
+/** The services the endpoint speaks. */
+export type AwsService = 'sqs' | 'sns' | 'secretsmanager';
 
 /** Base class of every error raised by the local endpoint. */
 export class EndpointError extends Error {
@@ -102,6 +102,21 @@ export const SNS_ERRORS = {
   InternalError: kind('InternalError', 500, 'InternalErrorException', 'Receiver'),
 } as const satisfies Record<string, AwsErrorKind>;
 
+/**
+ * Secrets Manager error kinds: the error shapes of the Secrets Manager model in
+ * `@aws-sdk/client-secrets-manager` (`dist-es/schemas/schemas_0.js`: client faults, except
+ * InternalServiceError), replied over AWS JSON 1.1 as `{"__type": shape, "Message": …}` with the
+ * 400 status AWS uses for client errors (500 for InternalServiceError), plus the common `InvalidAction`.
+ */
+export const SECRETS_MANAGER_ERRORS = {
+  ResourceNotFoundException: kind('ResourceNotFoundException', 400),
+  ResourceExistsException: kind('ResourceExistsException', 400),
+  InvalidParameterException: kind('InvalidParameterException', 400),
+  InvalidRequestException: kind('InvalidRequestException', 400),
+  InvalidAction: kind('InvalidAction', 400),
+  InternalServiceError: kind('InternalServiceError', 500, 'InternalServiceError', 'Receiver'),
+} as const satisfies Record<string, AwsErrorKind>;
+
 /** Name of an SQS error kind. */
 export type SqsErrorName = keyof typeof SQS_ERRORS;
 /** Name of an SNS error kind. */
@@ -115,6 +130,11 @@ export function sqsError(name: SqsErrorName, message: string, options?: { readon
 /** An SNS error of kind `name`, returned to the client. */
 export function snsError(name: SnsErrorName, message: string, options?: { readonly cause?: unknown }): AwsApiError {
   return new AwsApiError('sns', SNS_ERRORS[name], message, options);
+}
+
+/** A Secrets Manager error of kind `name`, returned to the client. */
+export function secretsManagerError(name: keyof typeof SECRETS_MANAGER_ERRORS, message: string, options?: { readonly cause?: unknown }): AwsApiError {
+  return new AwsApiError('secretsmanager', SECRETS_MANAGER_ERRORS[name], message, options);
 }
 
 /** Codes of the endpoint's own (non-AWS) errors. */

@@ -1,6 +1,6 @@
 /**
  * Optional persistence of the endpoint's state to one JSON file, so that a restarted
- * endpoint keeps its topics, subscriptions, queues and messages (in-flight messages keep
+ * endpoint keeps its topics, subscriptions, queues and messages, and its secrets (in-flight messages keep
  * their visibility deadline; deduplication records their expiry).
  *
  * Writes are coalesced: a change schedules a save within `delayMs`; each save writes a
@@ -10,6 +10,7 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { PersistenceError } from './errors.ts';
+import type { SecretsManagerSnapshot } from './secretsmanager/service.ts';
 import type { SnsSnapshot } from './sns/service.ts';
 import type { SqsSnapshot } from './sqs/service.ts';
 
@@ -22,6 +23,8 @@ export interface PersistedState {
   readonly savedAt: string;
   readonly sqs: SqsSnapshot;
   readonly sns: SnsSnapshot;
+  /** Absent in files saved before the endpoint kept secrets. */
+  readonly secretsmanager?: SecretsManagerSnapshot;
 }
 
 /** Reads the state saved in `file`, or undefined when the file does not exist. */

@@ -2,7 +2,8 @@
  * The HTTP edge of the local endpoint: one port for both services, Node's built-in HTTP
  * server, routing by wire protocol (SQS: `X-Amz-Target: AmazonSQS.*` with an AWS JSON 1.0
  * body; SNS: a form-encoded query-protocol body; Lambda's event source mappings: REST-JSON
- * under `/2015-03-31/event-source-mappings`), request ids, body limits, clean
+ * under `/2015-03-31/event-source-mappings`; Secrets Manager: `X-Amz-Target: secretsmanager.*` with
+ * an AWS JSON 1.1 body), request ids, body limits, clean
  * shutdown. Request signatures are not checked: any credentials are accepted.
  *
  * Two local-only routes help tooling: `GET /_pgfanout/health` and `GET /_pgfanout/stats`
@@ -15,12 +16,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { type Clock, systemClock } from './clock.ts';
 import { ESM_PATH, EventSourceMappings } from './lambda/event-source-mappings.ts';
-import { AwsApiError, EndpointOptionError, type PersistenceError, snsError, sqsError } from './errors.ts';
+import { AwsApiError, EndpointOptionError, type PersistenceError, secretsManagerError, snsError, sqsError } from './errors.ts';
 import { loadState, type PersistedState, STATE_FORMAT_VERSION, StateFile } from './persistence.ts';
 import { handleSnsRequest, queryErrorReply } from './sns/query-protocol.ts';
 import { SnsService } from './sns/service.ts';
 import { handleSqsRequest, SQS_CONTENT_TYPE, sqsErrorReply, type WireReply } from './sqs/json-protocol.ts';
 import { SqsService } from './sqs/service.ts';
+import { handleSecretsManagerRequest, SECRETS_MANAGER_TARGET_PREFIX, secretsManagerErrorReply } from './secretsmanager/json-protocol.ts';
+import { SecretsManagerService } from './secretsmanager/service.ts';
 import { parseQueryForm } from './wire/query.ts';
 
 /** Options of {@link startEndpoint}. */
@@ -130,6 +133,7 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
 
   const sqs = new SqsService({ clock, region, accountId, baseUrl: origin, onChange });
   const mappings = new EventSourceMappings({ clock, region, accountId });
+  const secrets = new SecretsManagerService({ clock, region, accountId, onChange });
   const sns = new SnsService({
     clock,
     region,
@@ -145,12 +149,14 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
     if (saved) {
       sqs.restore(saved.sqs);
       sns.restore(saved.sns);
+      secrets.restore(saved.secretsmanager);
     }
     const snapshot = (): PersistedState => ({
       version: STATE_FORMAT_VERSION,
       savedAt: new Date(clock.now()).toISOString(),
       sqs: sqs.snapshot(),
       sns: sns.snapshot(),
+      secretsmanager: secrets.snapshot(),
     });
     store = new StateFile(options.persistFile, snapshot, (error: PersistenceError) => onError(error));
   }
@@ -166,17 +172,21 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
       return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ queues: sqs.stats(), subscriptions: sns.stats() }) };
     }
     const target = req.headers['x-amz-target'];
+    const secretsTarget = typeof target === 'string' && target.startsWith(SECRETS_MANAGER_TARGET_PREFIX);
     const body = await readBody(req);
     if (body === undefined) {
       const error = `The request body is larger than ${MAX_BODY_BYTES} bytes.`;
+      if (secretsTarget) return secretsManagerErrorReply(secretsManagerError('InvalidRequestException', error));
       return typeof target === 'string' ? sqsErrorReply(sqsError('InvalidParameterValue', error)) : queryErrorReply(snsError('InvalidParameter', error), requestId);
     }
     if (closing) {
       const error = 'The local endpoint is shutting down.';
+      if (secretsTarget) return secretsManagerErrorReply(secretsManagerError('InternalServiceError', error));
       return typeof target === 'string'
         ? sqsErrorReply(sqsError('InternalFailure', error))
         : queryErrorReply(snsError('InternalError', error), requestId);
     }
+    if (secretsTarget) return handleSecretsManagerRequest(secrets, target, body);
     if (url.pathname === ESM_PATH || url.pathname.startsWith(`${ESM_PATH}/`)) {
       return mappings.handle(req.method ?? 'GET', url, body);
     }
@@ -216,8 +226,11 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
         const err = error instanceof Error ? error : new Error(String(error));
         onError(err);
         const message = `The local endpoint failed while handling the request: ${err.message}`;
+        const target = req.headers['x-amz-target'];
         const reply =
-          typeof req.headers['x-amz-target'] === 'string'
+          typeof target === 'string' && target.startsWith(SECRETS_MANAGER_TARGET_PREFIX)
+            ? secretsManagerErrorReply(secretsManagerError('InternalServiceError', message, { cause: err }))
+            : typeof target === 'string'
             ? sqsErrorReply(sqsError('InternalFailure', message, { cause: err }))
             : queryErrorReply(error instanceof AwsApiError ? error : snsError('InternalError', message, { cause: err }), requestId);
         send(res, reply, requestId);

@@ -1,20 +1,24 @@
 /**
  * Helpers for tests that talk to the local endpoint through the real AWS SDK clients.
  */
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
 
-/** SNS and SQS clients pointed at `url`, with dummy credentials and no retries. */
-export function sdkClients(url: string, region = 'us-east-1'): { sns: SNSClient; sqs: SQSClient; destroy(): void } {
+/** SNS, SQS and Secrets Manager clients pointed at `url`, with dummy credentials and no retries. */
+export function sdkClients(url: string, region = 'us-east-1'): { sns: SNSClient; sqs: SQSClient; secretsManager: SecretsManagerClient; destroy(): void } {
   const common = { endpoint: url, region, credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 };
   const sns = new SNSClient(common);
   const sqs = new SQSClient(common);
+  const secretsManager = new SecretsManagerClient(common);
   return {
     sns,
     sqs,
+    secretsManager,
     destroy() {
       sns.destroy();
       sqs.destroy();
+      secretsManager.destroy();
     },
   };
 }

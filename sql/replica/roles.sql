@@ -1,8 +1,9 @@
 -- pgfanout replica: roles and grants. installReplica() runs this after the install or upgrade
 -- scripts, every time; it is idempotent and always describes the newest version.
 --
--- pgfanout_applier (NOLOGIN): the applier's login role is made a member of it. It may read and
--- write the replica_* tables (positions and staging). Writing the replicated tables themselves
+-- pgfanout_applier (NOLOGIN): the applier's login role is made a member of it. It may read the
+-- replica_* tables (positions, staging, history, conflicts) and change them only through the apply
+-- protocol's functions (since 1.2.0; see the replica script). Writing the replicated tables themselves
 -- is granted table by table by the replica's owner, as for any application role; setting
 -- session_replication_role needs superuser (rds_superuser on RDS, or GRANT SET ON PARAMETER on
 -- PostgreSQL 15+), otherwise the applier uses its documented fallback, pgfanout.origin.
@@ -29,7 +30,7 @@ END
 $roles$;
 
 GRANT USAGE ON SCHEMA pgfanout TO pgfanout_applier;
-GRANT SELECT, INSERT, UPDATE, DELETE ON
+GRANT SELECT ON
     pgfanout.replica_position,
     pgfanout.replica_staged_part,
     pgfanout.replica_staged_value
@@ -40,13 +41,49 @@ GRANT SELECT ON pgfanout.replica_bootstrap, pgfanout.replica_bootstrap_table TO 
 REVOKE ALL ON FUNCTION pgfanout.replica_skip(text, bigint, text, text[]) FROM PUBLIC;
 GRANT SELECT ON pgfanout.replica_skipped TO pgfanout_applier;
 GRANT EXECUTE ON FUNCTION pgfanout.replica_version() TO pgfanout_applier;
-GRANT SELECT, INSERT ON pgfanout.replica_conflict TO pgfanout_applier;
+GRANT SELECT ON pgfanout.replica_conflict TO pgfanout_applier;
 -- Since 1.1.0: the applied batches' digests and origins, kept for the last batches only.
 -- Tables of later versions: this file also runs after installing an older version on request.
 DO $grants$
 BEGIN
     IF pg_catalog.to_regclass('pgfanout.replica_applied_batch') IS NOT NULL THEN
-        GRANT SELECT, INSERT, UPDATE, DELETE ON pgfanout.replica_applied_batch TO pgfanout_applier;
+        GRANT SELECT ON pgfanout.replica_applied_batch TO pgfanout_applier;
     END IF;
 END
 $grants$;
+
+-- Since 1.2.0 the applier writes the replica_* tables only through the apply protocol's functions
+-- (SECURITY DEFINER): the write rights earlier versions granted are taken back, and the protocol
+-- is granted. Every replica_* function is revoked from PUBLIC by the install scripts; only these
+-- are granted. Functions of later versions: this file also runs after installing an older version
+-- on request, so each is granted only where it exists.
+DO $protocol$
+DECLARE
+    f pg_catalog.text;
+BEGIN
+    IF pg_catalog.to_regprocedure('pgfanout.replica_lock(text)') IS NULL THEN
+        RETURN;
+    END IF;
+    REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON
+        pgfanout.replica_position,
+        pgfanout.replica_staged_part,
+        pgfanout.replica_staged_value,
+        pgfanout.replica_applied_batch,
+        pgfanout.replica_conflict
+    FROM pgfanout_applier;
+    FOREACH f IN ARRAY ARRAY[
+        'pgfanout.replica_lock(text)',
+        'pgfanout.replica_applied_batch(text, bigint)',
+        'pgfanout.replica_stage_part(text, bigint, integer, text, text, text)',
+        'pgfanout.replica_staged_part(text, bigint, integer)',
+        'pgfanout.replica_advance(text, bigint, text[], timestamptz, text, bigint, pg_lsn)',
+        'pgfanout.replica_stage_value(text, bigint, integer[], integer[], text[])',
+        'pgfanout.replica_staged_value(text, bigint, integer)',
+        'pgfanout.replica_clear_values(text, bigint)',
+        'pgfanout.replica_record_conflict(text, bigint, text, text, text, text, text, text, jsonb, jsonb, jsonb, jsonb)',
+        'pgfanout.replica_state(text)'
+    ] LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgfanout_applier', pg_catalog.to_regprocedure(f));
+    END LOOP;
+END
+$protocol$;

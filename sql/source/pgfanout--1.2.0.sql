@@ -12,8 +12,11 @@
 -- definition, and state rows are inserted only when missing.
 --
 -- Capture
---   pgfanout.add_table(regclass)      row trigger (INSERT/UPDATE/DELETE) + statement trigger (TRUNCATE)
+--   pgfanout.add_table(regclass)      row trigger (INSERT/UPDATE/DELETE) + statement trigger (TRUNCATE;
+--                                     also on each partition of a partitioned table)
 --   pgfanout.remove_table(regclass)   drops them
+--   pgfanout.uncaptured_partitions()  partitions whose TRUNCATE is not captured (created by DDL
+--                                     pgfanout did not see; pgfanout.refresh_table fixes them)
 --   pgfanout.add_all_tables(name)     adds every table of a schema that is not added yet
 --   pgfanout.show_tables()            what is captured, with its row identity
 --   Each change is written, inside the writer's transaction, to the event log as the
@@ -352,38 +355,212 @@ BEGIN
 END
 $install$;
 
--- pgfanout.capture_truncate(): the statement-level trigger function add_table installs
--- (AFTER TRUNCATE ... FOR EACH STATEMENT): one 'T' event. Statement triggers are not
--- cloned to partitions, so it fires on the added table itself.
--- Parameters: none. Returns: NULL.
--- Tables touched: inserts into event_log_0/1/2; reads capture_hint.
-CREATE OR REPLACE FUNCTION pgfanout.capture_truncate() RETURNS trigger
+-- TRUNCATE capture, for plain and partitioned tables.
+--   pgfanout.capture_truncate()        the statement-level trigger function (AFTER TRUNCATE ...
+--                                      FOR EACH STATEMENT) on every captured table and on every
+--                                      partition, at every level, of a captured partitioned table
+--   pgfanout.capture_partition_truncates(regclass)
+--                                      installs it on the partitions of one captured table
+--   pgfanout.refresh_partition_truncates()
+--                                      the same for every captured table; drops it from tables
+--                                      that are no longer partitions of a captured table
+-- How PostgreSQL 13 to 18 fire TRUNCATE triggers on a partition tree (checked on real servers in
+-- functions/core/source/partition-truncate.test.ts):
+-- * Statement-level triggers are not cloned to partitions; only row-level ones are
+--   (https://www.postgresql.org/docs/current/sql-createtrigger.html: "Creating a row-level
+--   trigger on a partitioned table will cause an identical 'clone' trigger to be created on each
+--   of its existing partitions; and any partitions created or attached later will have an
+--   identical trigger, too"), and TRUNCATE triggers can only be statement-level. So a partition
+--   needs a trigger of its own, and one created or attached later gets it from add_table's
+--   helpers: DDL capture and replicate_ddl (through schema_change) and refresh_table.
+-- * TRUNCATE of a partition fires that partition's triggers and those of the partitions below it,
+--   never its parent's.
+-- * TRUNCATE of a partitioned table fires its own triggers and then those of every partition
+--   below it, in one statement: unlike other statements, whose statement-level triggers fire on
+--   the named table only (https://www.postgresql.org/docs/current/trigger-definition.html), TRUNCATE
+--   truncates each table of the tree as its own target (ExecuteTruncate; reported as a
+--   difference to the documentation in https://postgrespro.com/list/thread-id/2455649).
+-- So one TRUNCATE logs one event per truncated subtree, not per table: a partition's trigger logs
+-- nothing when the last event this session logged, in this transaction, is a TRUNCATE of the same
+-- captured table covering this partition (the whole table, or an ancestor partition): nothing
+-- was logged in between, so that event already empties it on the replicas.
+--
+-- A TRUNCATE event names the captured table (ev_schema, ev_table), as row events do; a TRUNCATE
+-- of one of its partitions carries the partition's name as its old image: 'schema' and 'table'
+-- (the envelope's `old`, see functions/core/wire/envelope.ts).
+DO $install$
+DECLARE
+    h text := (SELECT n.nspname FROM pg_catalog.pg_extension x
+               JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
+               WHERE x.extname = 'hstore');
+BEGIN
+    -- pgfanout.capture_truncate(): one TRUNCATE event. Without arguments it is on a captured
+    -- table itself; with one (the captured table's oid) on one of its partitions.
+    -- Parameters: [the captured partitioned table's oid]. Returns: NULL.
+    -- Tables touched: inserts into event_log_0/1/2; reads capture_hint, event_log (the
+    --   session's last event, for partitions).
+    EXECUTE format($sql$
+        CREATE OR REPLACE FUNCTION pgfanout.capture_truncate() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+        AS $body$
+        DECLARE
+            log_nr text := current_setting('pgfanout.log_table', true);
+            hint   bigint;
+            sch    text := TG_TABLE_SCHEMA;
+            tbl    text := TG_TABLE_NAME;
+            part   %1$I.hstore;
+            prev_ev record;
+            last_ev bigint;
+        BEGIN
+            IF current_setting('pgfanout.origin', true) <> '' AND pgfanout.origin_trusted() THEN
+                RETURN NULL;
+            END IF;
+            IF TG_NARGS > 0 THEN
+                -- A partition: of the captured table TG_ARGV[0] still (else detached since)?
+                IF NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(TG_RELID) a
+                                WHERE a.relid = TG_ARGV[0]::oid AND a.relid <> TG_RELID) THEN
+                    RETURN NULL;
+                END IF;
+                SELECT n.nspname, c.relname INTO sch, tbl
+                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.oid = TG_ARGV[0]::oid;
+                -- Covered by the TRUNCATE this session logged last, in this transaction?
+                BEGIN
+                    last_ev := currval('pgfanout.event_id_seq'::regclass);
+                EXCEPTION WHEN object_not_in_prerequisite_state THEN
+                    last_ev := NULL;  -- nothing logged in this session yet
+                END;
+                SELECT e.ev_key INTO prev_ev
+                  FROM pgfanout.event_log e
+                 WHERE e.ev_txid = pg_current_xact_id() AND e.ev_id = last_ev
+                   AND e.ev_op = 'TRUNCATE' AND e.ev_schema = sch AND e.ev_table = tbl;
+                IF FOUND AND (prev_ev.ev_key IS NULL OR EXISTS (
+                        SELECT 1 FROM pg_partition_ancestors(TG_RELID) a
+                         WHERE a.relid = to_regclass(format('%%I.%%I', prev_ev.ev_key OPERATOR(%1$I.->) 'schema',
+                                                                       prev_ev.ev_key OPERATOR(%1$I.->) 'table')))) THEN
+                    RETURN NULL;
+                END IF;
+                part := %1$I.hstore(ARRAY['schema', 'table'], ARRAY[TG_TABLE_SCHEMA::text, TG_TABLE_NAME::text]);
+            END IF;
+            IF log_nr IS NULL OR log_nr = '' THEN
+                hint := pg_sequence_last_value('pgfanout.capture_hint'::regclass);
+                IF hint >= 3 THEN
+                    PERFORM pg_notify('pgfanout', '');
+                END IF;
+                log_nr := (coalesce(hint, 0) %% 3)::text;
+                PERFORM set_config('pgfanout.log_table', log_nr, true);
+            END IF;
+            IF log_nr = '0' THEN
+                INSERT INTO pgfanout.event_log_0 (ev_op, ev_schema, ev_table, ev_key) VALUES (TG_OP, sch, tbl, part);
+            ELSIF log_nr = '1' THEN
+                INSERT INTO pgfanout.event_log_1 (ev_op, ev_schema, ev_table, ev_key) VALUES (TG_OP, sch, tbl, part);
+            ELSE
+                INSERT INTO pgfanout.event_log_2 (ev_op, ev_schema, ev_table, ev_key) VALUES (TG_OP, sch, tbl, part);
+            END IF;
+            RETURN NULL;
+        END
+        $body$
+    $sql$, h);
+END
+$install$;
+
+-- pgfanout.capture_partition_truncates(regclass): installs the trigger pgfanout_capture_truncate
+-- (pgfanout.capture_truncate with the table's oid) on every partition, at every level, of a
+-- captured partitioned table that lacks it, and replaces one installed for another table.
+-- Internal: add_table, refresh_partition_truncates.
+-- Parameters: the captured table (a plain table has no partitions: nothing to do).
+-- Returns: the number of triggers installed. Tables touched: the partitions' triggers.
+CREATE OR REPLACE FUNCTION pgfanout.capture_partition_truncates(p_table regclass) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    log_nr text := current_setting('pgfanout.log_table', true);
-    hint   bigint;
+    part  record;
+    added integer := 0;
 BEGIN
-    IF current_setting('pgfanout.origin', true) <> '' AND pgfanout.origin_trusted() THEN
-        RETURN NULL;
-    END IF;
-    IF log_nr IS NULL OR log_nr = '' THEN
-        hint := pg_sequence_last_value('pgfanout.capture_hint'::regclass);
-        IF hint >= 3 THEN
-            PERFORM pg_notify('pgfanout', '');
+    FOR part IN
+        SELECT format('%I.%I', n.nspname, c.relname) AS qualified,
+               (SELECT tg.tgargs FROM pg_trigger tg WHERE tg.tgrelid = t.relid AND tg.tgname = 'pgfanout_capture_truncate') AS args
+          FROM pg_partition_tree(p_table) t
+          JOIN pg_class c ON c.oid = t.relid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE t.relid <> p_table::oid AND c.relkind IN ('r', 'p')
+         ORDER BY t.level, c.oid
+    LOOP
+        -- tgargs: each argument followed by a zero byte.
+        CONTINUE WHEN part.args = convert_to(p_table::oid::text, 'UTF8') || '\x00'::bytea;
+        IF part.args IS NOT NULL THEN
+            EXECUTE format('DROP TRIGGER pgfanout_capture_truncate ON %s', part.qualified);
         END IF;
-        log_nr := (coalesce(hint, 0) % 3)::text;
-        PERFORM set_config('pgfanout.log_table', log_nr, true);
-    END IF;
-    IF log_nr = '0' THEN
-        INSERT INTO pgfanout.event_log_0 (ev_op, ev_schema, ev_table) VALUES (TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME);
-    ELSIF log_nr = '1' THEN
-        INSERT INTO pgfanout.event_log_1 (ev_op, ev_schema, ev_table) VALUES (TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME);
-    ELSE
-        INSERT INTO pgfanout.event_log_2 (ev_op, ev_schema, ev_table) VALUES (TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME);
-    END IF;
-    RETURN NULL;
+        EXECUTE format('CREATE TRIGGER pgfanout_capture_truncate AFTER TRUNCATE ON %s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION pgfanout.capture_truncate(%L)',
+                       part.qualified, p_table::oid::text);
+        added := added + 1;
+    END LOOP;
+    RETURN added;
 END
+$$;
+
+-- pgfanout.refresh_partition_truncates(): after a schema change (a partition created, attached
+-- or detached) or remove_table: every partition of a captured partitioned table gets the
+-- TRUNCATE trigger (capture_partition_truncates), and tables that are no longer partitions of
+-- the captured table their trigger names lose it. Also what to run after creating partitions
+-- by DDL that neither DDL capture nor replicate_ddl saw (pgfanout.refresh_table does the same
+-- for one table); pgfanout.uncaptured_partitions() lists such partitions.
+-- Internal: schema_change, remove_table. Parameters: none. Returns: the number of triggers
+-- installed. Tables touched: reads captured_table; triggers of partitions.
+CREATE OR REPLACE FUNCTION pgfanout.refresh_partition_truncates() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t     record;
+    added integer := 0;
+BEGIN
+    FOR t IN
+        SELECT format('%I.%I', n.nspname, c.relname) AS qualified, tg.tgrelid,
+               convert_from(substring(tg.tgargs FROM 1 FOR length(tg.tgargs) - 1), 'UTF8') AS root
+          FROM pg_trigger tg
+          JOIN pg_class c ON c.oid = tg.tgrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE tg.tgname = 'pgfanout_capture_truncate' AND tg.tgnargs = 1
+         ORDER BY tg.tgrelid
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM pgfanout.captured_table ct WHERE ct.reloid::text = t.root)
+           OR NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(t.tgrelid) a WHERE a.relid::text = t.root AND a.relid <> t.tgrelid) THEN
+            EXECUTE format('DROP TRIGGER pgfanout_capture_truncate ON %s', t.qualified);
+        END IF;
+    END LOOP;
+    FOR t IN
+        SELECT ct.reloid::regclass AS rel
+          FROM pgfanout.captured_table ct JOIN pg_class c ON c.oid = ct.reloid
+         WHERE c.relkind = 'p'
+           AND EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = ct.reloid AND tg.tgname = 'pgfanout_capture')
+         ORDER BY ct.reloid
+    LOOP
+        added := added + pgfanout.capture_partition_truncates(t.rel);
+    END LOOP;
+    RETURN added;
+END
+$$;
+
+-- pgfanout.uncaptured_partitions(): partitions of captured tables whose TRUNCATE would not be
+-- captured (created or attached by DDL that neither DDL capture nor replicate_ddl saw); run
+-- pgfanout.refresh_table(<the captured table>) for each. Empty when all is well.
+-- Parameters: none. Returns: the captured table and the partition, as schema-qualified names.
+-- Tables touched: reads captured_table, pg_trigger.
+CREATE OR REPLACE FUNCTION pgfanout.uncaptured_partitions() RETURNS TABLE (captured_table text, partition text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%I.%I', rn.nspname, r.relname), format('%I.%I', pn.nspname, p.relname)
+      FROM pgfanout.captured_table ct
+      JOIN pg_class r ON r.oid = ct.reloid AND r.relkind = 'p'
+      JOIN pg_namespace rn ON rn.oid = r.relnamespace
+     CROSS JOIN LATERAL pg_partition_tree(ct.reloid::regclass) t
+      JOIN pg_class p ON p.oid = t.relid AND p.relkind IN ('r', 'p')
+      JOIN pg_namespace pn ON pn.oid = p.relnamespace
+     WHERE t.relid <> ct.reloid
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = t.relid AND tg.tgname = 'pgfanout_capture_truncate'
+                          AND tg.tgargs = convert_to(ct.reloid::text, 'UTF8') || '\x00'::bytea)
+     ORDER BY 1, 2
 $$;
 
 
@@ -421,7 +598,8 @@ $$;
 -- Parameters: the table (plain or partitioned; not a partition, view, temporary table or
 --   one of pgfanout's own). Returns: void.
 -- Tables touched: captured_table (insert); creates triggers pgfanout_capture (row) and
---   pgfanout_capture_truncate (statement) on the table.
+--   pgfanout_capture_truncate (statement) on the table and, for a partitioned table, on each of
+--   its partitions (see pgfanout.capture_truncate).
 -- Errors when the table is already added, naming it.
 CREATE OR REPLACE FUNCTION pgfanout.add_table(p_table regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -492,13 +670,15 @@ BEGIN
                    qualified);
     INSERT INTO pgfanout.captured_table (reloid, identity_kind, identity_index, identity_columns)
     VALUES (p_table, ident.identity_kind, ident.identity_index, ident.identity_columns);
+    PERFORM pgfanout.capture_partition_truncates(p_table);
 END
 $$;
 
 -- pgfanout.remove_table(regclass): stops capturing a table. Events already logged stay
 -- in the log and are published.
 -- Parameters: the table. Returns: void.
--- Tables touched: captured_table (delete); drops the table's pgfanout triggers.
+-- Tables touched: captured_table (delete); drops the table's pgfanout triggers (and its
+--   partitions' TRUNCATE triggers).
 CREATE OR REPLACE FUNCTION pgfanout.remove_table(p_table regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -518,6 +698,7 @@ BEGIN
     EXECUTE format('DROP TRIGGER pgfanout_capture ON %s', qualified);
     EXECUTE format('DROP TRIGGER IF EXISTS pgfanout_capture_truncate ON %s', qualified);
     DELETE FROM pgfanout.captured_table WHERE reloid = p_table;
+    PERFORM pgfanout.refresh_partition_truncates();
 END
 $$;
 
@@ -1131,7 +1312,9 @@ $$;
 
 -- pgfanout.schema_change(sql, search_path, schema, table, created, log): logs one schema
 -- change event (when p_log), adds the tables in p_created that lie in an auto-add schema,
--- and refreshes changed identities. Internal: replicate_ddl and the DDL event triggers.
+-- refreshes changed identities, and gives partitions created or attached since the TRUNCATE
+-- trigger of their captured table (refresh_partition_truncates). Internal: replicate_ddl and the
+-- DDL event triggers.
 -- A statement replicas would refuse (transaction or session control, COPY, DO; see
 -- pgfanout.transaction_control) is refused here.
 -- Parameters: the statement text; the search path it ran under; the schema and table it is
@@ -1200,6 +1383,7 @@ BEGIN
                 PERFORM pgfanout.add_table(t);
             END LOOP;
             PERFORM pgfanout.refresh_identities();
+            PERFORM pgfanout.refresh_partition_truncates();
         END
         $body$
     $sql$, h);
@@ -1539,9 +1723,11 @@ BEGIN
             IF obj.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS') THEN
                 created := created || obj.objid;
             END IF;
+            -- A partition of a captured table is one of its tables wherever its schema is.
             IF EXISTS (SELECT 1 FROM pgfanout.auto_add_schema a WHERE a.schema_name = obj.nspname)
                OR EXISTS (SELECT 1 FROM pgfanout.captured_table ct JOIN pg_class c ON c.oid = ct.reloid
-                           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = obj.nspname) THEN
+                           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = obj.nspname)
+               OR EXISTS (SELECT 1 FROM pgfanout.captured_table ct WHERE ct.reloid = pg_partition_root(obj.objid)) THEN
                 relevant := true;
                 sch := coalesce(sch, obj.nspname::text);
                 tbl := coalesce(tbl, obj.relname::text);

@@ -4,7 +4,8 @@
  * `applyMessage` runs in one transaction on the replica:
  * 1. validate the envelope (malformed or unknown-version messages never reach the database);
  * 2. refuse a message of a source the replica does not follow (`sources`), before anything else;
- * 3. lock the source's row of `pgfanout.replica_position`;
+ * 3. lock the source's position (`pgfanout.replica_lock`; every read and write of pgfanout's
+ *    replica_* tables goes through the protocol's SQL functions, called from protocol.ts);
  * 4. a message whose batch is not its `prev` + 1 is refused (batches are consecutive, so nothing
  *    can jump the position); one at or below the recorded position is a duplicate once it matches
  *    the replica's record of that batch (position.ts: same origin, or same part digest; nothing
@@ -65,7 +66,8 @@ import { bodyDigest } from '../wire/digest.ts';
 import { classifyDatabaseError, describeValue, GapError, InvalidArgumentError, MalformedMessageError, UntrustedMessageError, type ApplyContext } from '../wire/errors.ts';
 import { checkConflictMode, type ConflictMode } from './conflicts.ts';
 import { TableFilter } from './filter.ts';
-import { checkDuplicate, checkOriginForward, decide, lockPosition, positionText, refuseBeforeBootstrap, REPLICA_HISTORY_BATCHES } from './position.ts';
+import { checkDuplicate, checkOriginForward, decide, positionText, refuseBeforeBootstrap } from './position.ts';
+import { advance, appliedBatch, lockPosition, stagedPart, stagePart } from './protocol.ts';
 import { replicaCatalog } from './catalog.ts';
 import { beginSession, type ReplicaTriggers, type ReplicationRole } from './session.ts';
 import { BatchApplier } from './batch-applier.ts';
@@ -260,21 +262,15 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     throw classifyDatabaseError(err, `starting the apply transaction ${where}`);
   }
   try {
-    const position = await lockPosition(client, envelope.source);
-    if (position?.appliedBatchId === 0n && position.part === null) await refuseBeforeBootstrap(client, envelope);
+    const locked = await lockPosition(client, envelope.source);
+    const position = locked.position;
+    if (position.appliedBatchId === 0n && position.part === null) refuseBeforeBootstrap(locked, envelope);
     const digest = bodyDigest(body);
-    let stagedFirst: string | undefined;
-    if (position?.part !== null && position !== undefined && BigInt(envelope.batch) === position.batchId && envelope.part === 0) {
-      const { rows } = await client.query<{ digest: string }>(
-        'SELECT digest FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = 0',
-        [envelope.source, envelope.batch],
-      );
-      stagedFirst = rows[0]?.digest;
-    }
+    const stagedFirst = position.part !== null && BigInt(envelope.batch) === position.batchId && envelope.part === 0 ? locked.stagedFirstDigest : undefined;
     const decision = decide(position, envelope, digest, stagedFirst);
     if (decision.kind === 'refuse') throw new UntrustedMessageError(envelope.source, decision.reason, { batchId: envelope.batch, part: envelope.part });
     if (decision.kind === 'applied-before') {
-      const verified = await checkDuplicate(client, envelope, digest);
+      const verified = checkDuplicate(await appliedBatch(client, envelope.source, envelope.batch), envelope, digest);
       await client.query('ROLLBACK');
       return { outcome: 'duplicate', ...base, verified, changes: 0, skipped: 0 };
     }
@@ -286,23 +282,9 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
       throw new GapError(envelope.source, decision.expected, `${positionText(envelope.batch, envelope.part)} (prev ${envelope.prev})`);
     }
     if (envelope.part === 0) checkOriginForward(position, envelope);
-    if (decision.restart) {
-      await client.query('DELETE FROM pgfanout.replica_staged_part WHERE source_id = $1', [envelope.source]);
-    }
     if (decision.kind === 'stage') {
-      await client.query('INSERT INTO pgfanout.replica_staged_part (source_id, batch_id, part, digest, body) VALUES ($1, $2::pg_catalog.int8, $3, $4, $5)', [
-        envelope.source,
-        envelope.batch,
-        envelope.part,
-        digest,
-        body,
-      ]);
-      await client.query(
-        `UPDATE pgfanout.replica_position
-            SET batch_id = $2::pg_catalog.int8, part = $3, state = 'staging', part_digest = $4, applied_at = pg_catalog.now()
-          WHERE source_id = $1`,
-        [envelope.source, envelope.batch, envelope.part, digest],
-      );
+      // Part 0 drops whatever was staged before (a batch that starts over, decision.restart).
+      await stagePart(client, envelope, digest, body);
       await client.query(options.dryRun ? 'ROLLBACK' : 'COMMIT');
       return { outcome: 'staged', ...base, changes: 0, skipped: 0, replicationRole: role };
     }
@@ -318,11 +300,7 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     });
     const partDigests: string[] = [];
     for (let part = 0; part < envelope.part; part++) {
-      const { rows } = await client.query<{ body: string; digest: string }>(
-        'SELECT body, digest FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8 AND part = $3',
-        [envelope.source, envelope.batch, part],
-      );
-      const staged = rows[0];
+      const staged = await stagedPart(client, envelope.source, envelope.batch, part);
       if (staged === undefined) throw new GapError(envelope.source, `staged ${positionText(envelope.batch, part)}`, `the final ${positionText(envelope.batch, envelope.part)} without it`);
       // What was staged must be what arrived: its digest, and the chain of `after` digests from this message back.
       const stagedEnvelope = parseEnvelope(staged.body);
@@ -348,28 +326,9 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     if (applier.seen !== envelope.count) {
       throw new MalformedMessageError('count', String(envelope.count), `the number of changes in batch ${envelope.batch}'s parts, ${applier.seen}`);
     }
-    // A batch of one part has nothing staged (a restarted one was cleared above).
-    if (envelope.part > 0) {
-      await client.query('DELETE FROM pgfanout.replica_staged_part WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8', [envelope.source, envelope.batch]);
-    }
-    // The position, the batch's record (part digests, origin) and the end of the kept history, in one statement.
-    const origin = envelope.origin;
-    await client.query(
-      `WITH recorded AS (
-         INSERT INTO pgfanout.replica_applied_batch AS h (source_id, batch_id, part_digests, origin_system, origin_timeline, origin_lsn)
-         VALUES ($1, $2::pg_catalog.int8, $4::pg_catalog.text[], $5, $6::pg_catalog.int8, $7::pg_catalog.pg_lsn)
-         ON CONFLICT (source_id, batch_id) DO UPDATE
-            SET part_digests = excluded.part_digests, origin_system = excluded.origin_system, origin_timeline = excluded.origin_timeline,
-                origin_lsn = excluded.origin_lsn, applied_at = pg_catalog.now()
-       ), forgotten AS (
-         DELETE FROM pgfanout.replica_applied_batch WHERE source_id = $1 AND batch_id <= $2::pg_catalog.int8 - $8::pg_catalog.int8
-       )
-       UPDATE pgfanout.replica_position
-          SET batch_id = $2::pg_catalog.int8, part = NULL, state = 'applied', applied_batch_id = $2::pg_catalog.int8, part_digest = NULL,
-              applied_at = pg_catalog.now(), source_time = COALESCE($3::pg_catalog.timestamptz, source_time)
-        WHERE source_id = $1`,
-      [envelope.source, envelope.batch, envelope.time ?? null, partDigests, origin?.system ?? null, origin?.timeline ?? null, origin?.lsn ?? null, REPLICA_HISTORY_BATCHES],
-    );
+    // The position, the batch's record (part digests, origin), its staged parts dropped (also those
+    // of an encoding it started over from) and the end of the kept history, in one call.
+    await advance(client, { source: envelope.source, batch: envelope.batch, partDigests, time: envelope.time, origin: envelope.origin });
     await client.query(options.dryRun ? 'ROLLBACK' : 'COMMIT');
     // A schema change rolled back by a dry run must not stay in what was read of the catalog.
     if (options.dryRun) replicaCatalog(client).invalidate();
@@ -390,8 +349,11 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
       // The connection is gone; the server rolls the transaction back itself. The original error says why.
     }
     const e = err as { code?: string; message?: string };
-    if (e.code === '42P01' && /pgfanout\.replica_/.test(e.message ?? '')) {
+    if ((e.code === '42P01' || e.code === '3F000') && /pgfanout\.replica_|schema "pgfanout"/.test(e.message ?? '')) {
       throw classifyDatabaseError(err, `applying ${where}: this database has no pgfanout replica tables; install them first (installReplica)`);
+    }
+    if (e.code === '42883' && /pgfanout\.replica_/.test(e.message ?? '')) {
+      throw classifyDatabaseError(err, `applying ${where}: this database has pgfanout replica tables older than the 1.2.0 protocol functions the applier calls; upgrade them (installReplica)`);
     }
     throw classifyDatabaseError(err, `applying ${where}`);
   }

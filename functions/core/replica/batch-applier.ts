@@ -19,6 +19,7 @@ import {
   type ApplyContext,
 } from '../wire/errors.ts';
 import { applyChecked, type ConflictMode } from './conflicts.ts';
+import { clearValues, stagedValues, stageValues } from './protocol.ts';
 import { PGFANOUT_SCHEMA, runSchemaChange } from './schema-change.ts';
 import type { TableFilter } from './filter.ts';
 import { refuseReplicaTriggers, triggerNames } from './session.ts';
@@ -590,7 +591,7 @@ export class BatchApplier {
     }
   }
 
-  /** Stores the values of one item of a split change in replica_staged_value. */
+  /** Stores the values of one item of a split change (protocol.ts, `pgfanout.replica_stage_value`). */
   async #stage(item: ChangeItem, where: string): Promise<void> {
     const pending = this.#pending as Pending;
     const slots: number[] = [];
@@ -616,13 +617,7 @@ export class BatchApplier {
       }
     }
     if (slots.length === 0) return;
-    await this.#query(
-      `INSERT INTO pgfanout.replica_staged_value (source_id, batch_id, slot, seq, value)
-       SELECT $1, $2::pg_catalog.int8, x.slot, x.seq, x.value
-         FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int4[]), pg_catalog.unnest($4::pg_catalog.int4[]), pg_catalog.unnest($5::pg_catalog.text[])) AS x(slot, seq, value)`,
-      [this.#context.sourceId, this.#context.batchId, slots, seqs, values],
-      'staging the pieces of a split change',
-    );
+    await stageValues(this.#query.bind(this), this.#context, slots, seqs, values);
   }
 
   /** Applies a split change from its staged pieces, then forgets them. */
@@ -634,13 +629,7 @@ export class BatchApplier {
     checkImages(head.op, oldColumns.length > 0, newColumns.length > 0, pending.index);
     if (head.op === 'S') {
       // A statement must be whole to run: read it back from its pieces.
-      const { rows } = await this.#query(
-        `SELECT s.slot, pg_catalog.string_agg(s.value, '' ORDER BY s.seq) AS value FROM pgfanout.replica_staged_value s
-          WHERE s.source_id = $1 AND s.batch_id = $2::pg_catalog.int8 GROUP BY s.slot`,
-        [this.#context.sourceId, this.#context.batchId],
-        'reading back the pieces of a split schema change',
-      );
-      const values = new Map((rows as { slot: number; value: string | null }[]).map((r) => [r.slot, r.value]));
+      const values = await stagedValues(this.#query.bind(this), this.#context, newColumns.map((c) => pending.slots.get(`new\u0000${c}`) as number));
       await this.#schemaChange(head, Object.fromEntries(newColumns.map((c) => [c, values.get(pending.slots.get(`new\u0000${c}`) as number) ?? null])), pending.index);
     } else if ((this.#refuseOwnSchema(head, pending.index), !this.#filter.applies(head.schema, head.table))) this.skipped++;
     else {
@@ -655,10 +644,6 @@ export class BatchApplier {
       await this.#execute(shape, stagedSource(order.length, this.#context.sourceId, this.#context.batchId), where);
       this.applied++;
     }
-    await this.#query(
-      'DELETE FROM pgfanout.replica_staged_value WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8',
-      [this.#context.sourceId, this.#context.batchId],
-      'clearing the pieces of a split change',
-    );
+    await clearValues(this.#query.bind(this), this.#context);
   }
 }

@@ -25,6 +25,7 @@
 import type pg from 'pg';
 import type { RowImage } from '../wire/envelope.ts';
 import { describeValue, InvalidArgumentError } from '../wire/errors.ts';
+import { recordConflict } from './protocol.ts';
 
 /** How the applier treats conflicts. `error`: a missing row or duplicate key is an error (one-way replicas). */
 export type ConflictMode = 'error' | 'apply-remote' | 'keep-local';
@@ -149,23 +150,22 @@ export async function applyChecked(
 ): Promise<CheckedResult> {
   const display = `${quoteIdent(table.schema)}.${quoteIdent(table.table)}`;
   const record = async (kind: ConflictKind, key: RowImage | undefined, local: string | null): Promise<CheckedResult> => {
-    await query(
-      `INSERT INTO pgfanout.replica_conflict (source_id, batch_id, change, table_schema, table_name, op, kind, resolution, key, local_row, old_row, new_row)
-       VALUES ($1, $2::pg_catalog.int8, $3, $4, $5, $6, $7, $8, $9::pg_catalog.jsonb, $10::pg_catalog.jsonb, $11::pg_catalog.jsonb, $12::pg_catalog.jsonb)`,
-      [
-        position.sourceId,
-        position.batchId,
-        position.change,
-        table.schema,
-        table.table,
+    await recordConflict(
+      query,
+      {
+        sourceId: position.sourceId,
+        batchId: position.batchId,
+        change: position.change,
+        schema: table.schema,
+        table: table.table,
         op,
         kind,
-        mode,
-        key === undefined ? null : JSON.stringify(key),
-        local,
-        old === undefined ? null : JSON.stringify(old),
-        neu === undefined ? null : JSON.stringify(neu),
-      ],
+        resolution: mode,
+        key: key === undefined ? null : JSON.stringify(key),
+        localRow: local,
+        oldRow: old === undefined ? null : JSON.stringify(old),
+        newRow: neu === undefined ? null : JSON.stringify(neu),
+      },
       `recording a conflict in replica table ${display} (${position.change})`,
     );
     return { conflict: kind };

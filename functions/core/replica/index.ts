@@ -4,7 +4,7 @@
  * changes). Nothing on the publisher side imports this folder.
  */
 export { applyMessage, Applier, type ApplyOptions, type ApplyResult, type Planning } from './apply.ts';
-export { replicaPosition, type ReplicaPosition } from './position.ts';
+export { replicaPosition, type ReplicaPosition } from './protocol.ts';
 export { replicaCatalog, ReplicaCatalog } from './catalog.ts';
 export { TableFilter } from './filter.ts';
 export { ORIGIN_SETTING, type ReplicaTriggers, type ReplicationRole } from './session.ts';

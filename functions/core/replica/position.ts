@@ -1,33 +1,22 @@
 /**
- * The replica's position per source: what a message means at the recorded position (a pure
- * decision), reading and locking the position row inside the apply transaction, and checking a
- * message against what the replica applied before:
+ * The replica's position per source: what a message means at the recorded position, and checking
+ * a message against what the replica applied before, as pure decisions over what protocol.ts reads
+ * (the position locked by `pgfanout.replica_lock`, the record of an applied batch):
  * - batches are consecutive (the source's `pgfanout.batch` holds `prev_batch_id = batch_id - 1`),
  *   so a message whose batch is not its `prev` + 1 is refused: nothing can move the position
  *   past batches that were never sent;
  * - a message at or below the position is dropped as a duplicate only after it is checked against
  *   the applied batch's record in `pgfanout.replica_applied_batch` (kept for the last
- *   {@link REPLICA_HISTORY_BATCHES} batches): the same origin, or without origins the same part
+ *   `REPLICA_HISTORY_BATCHES` batches, protocol.ts): the same origin, or without origins the same part
  *   digest; anything else is a source that went back in time, or a forged message, and stops the
  *   replica. A batch with no record (older, copied by a bootstrap, or skipped) cannot be checked
  *   and is dropped as before;
  * - a new batch of the same source system and timeline must not come from a lower WAL position
  *   than the batch applied last.
  */
-import type pg from 'pg';
 import { lsnValue, type BatchOrigin, type Envelope } from '../wire/envelope.ts';
-import { classifyDatabaseError, NotBootstrappedError, UntrustedMessageError } from '../wire/errors.ts';
-
-/** How many applied batches per source `pgfanout.replica_applied_batch` keeps for checking duplicates. */
-export const REPLICA_HISTORY_BATCHES = 1000;
-
-/** Where a replica stands for one source. */
-export interface ReplicaPosition {
-  /** The batch applied last, or being staged when `part` is not null. */
-  readonly batchId: string;
-  /** The last staged part of `batchId`, or null when `batchId` is applied whole. */
-  readonly part: number | null;
-}
+import { NotBootstrappedError, UntrustedMessageError } from '../wire/errors.ts';
+import type { AppliedBatch, LockedPosition } from './protocol.ts';
 
 /** A replica_position row. */
 export interface PositionRow {
@@ -82,58 +71,21 @@ export function decide(position: PositionRow | undefined, message: Pick<Envelope
   return go(false);
 }
 
-const POSITION_SQL = `SELECT p.batch_id::pg_catalog.text, p.part, p.applied_batch_id::pg_catalog.text, p.part_digest,
-        h.origin_system, h.origin_timeline::pg_catalog.int8::pg_catalog.text AS origin_timeline, h.origin_lsn::pg_catalog.text AS origin_lsn
-   FROM pgfanout.replica_position p
-   LEFT JOIN pgfanout.replica_applied_batch h ON h.source_id = p.source_id AND h.batch_id = p.applied_batch_id
-  WHERE p.source_id = $1 FOR UPDATE OF p`;
-
-type OriginColumns = { origin_system: string | null; origin_timeline: string | null; origin_lsn: string | null };
-
-function originOf(row: OriginColumns): BatchOrigin | undefined {
-  if (row.origin_system === null || row.origin_timeline === null || row.origin_lsn === null) return undefined;
-  return { system: row.origin_system, timeline: Number(row.origin_timeline), lsn: row.origin_lsn };
-}
-
 /** An origin as an error message names it. */
 export function originText(origin: BatchOrigin | undefined): string {
   return origin === undefined ? 'no origin' : `system ${origin.system}, timeline ${origin.timeline}, LSN ${origin.lsn}`;
 }
 
-/** Locks and reads the source's position row, creating it on the source's first message. */
-export async function lockPosition(client: pg.ClientBase, sourceId: string): Promise<PositionRow | undefined> {
-  type Row = { batch_id: string; part: number | null; applied_batch_id: string; part_digest: string | null } & OriginColumns;
-  let { rows } = await client.query<Row>(POSITION_SQL, [sourceId]);
-  if (rows.length === 0) {
-    await client.query(
-      `INSERT INTO pgfanout.replica_position (source_id, batch_id, part, state, applied_batch_id)
-       VALUES ($1, 0, NULL, 'applied', 0) ON CONFLICT (source_id) DO NOTHING`,
-      [sourceId],
-    );
-    ({ rows } = await client.query<Row>(POSITION_SQL, [sourceId]));
-  }
-  const row = rows[0];
-  if (row === undefined) return undefined;
-  const appliedOrigin = originOf(row);
-  return { batchId: BigInt(row.batch_id), part: row.part, appliedBatchId: BigInt(row.applied_batch_id), partDigest: row.part_digest, ...(appliedOrigin ? { appliedOrigin } : {}) };
-}
-
 /**
- * Checks a message of a batch at or below the position against the replica's record of that batch.
- * Returns true when it is verified as a duplicate, false when the replica has no record of the
- * batch (it cannot tell, and drops it as before); throws {@link UntrustedMessageError} when it
- * differs from what was applied.
+ * Checks a message of a batch at or below the position against the replica's record of that batch
+ * (`record`, from protocol.ts's `appliedBatch`). Returns true when it is verified as a duplicate,
+ * false when the replica has no record of the batch (it cannot tell, and drops it as before);
+ * throws {@link UntrustedMessageError} when it differs from what was applied.
  */
-export async function checkDuplicate(client: pg.ClientBase, message: Pick<Envelope, 'source' | 'batch' | 'part' | 'origin'>, digest: string): Promise<boolean> {
-  const { rows } = await client.query<{ part_digests: string[] } & OriginColumns>(
-    `SELECT part_digests, origin_system, origin_timeline::pg_catalog.int8::pg_catalog.text AS origin_timeline, origin_lsn::pg_catalog.text AS origin_lsn
-       FROM pgfanout.replica_applied_batch WHERE source_id = $1 AND batch_id = $2::pg_catalog.int8`,
-    [message.source, message.batch],
-  );
-  const row = rows[0];
-  if (row === undefined) return false;
+export function checkDuplicate(record: AppliedBatch | undefined, message: Pick<Envelope, 'source' | 'batch' | 'part' | 'origin'>, digest: string): boolean {
+  if (record === undefined) return false;
   const at = { batchId: message.batch, part: message.part };
-  const applied = originOf(row);
+  const applied = record.origin;
   if (applied !== undefined && message.origin !== undefined) {
     if (applied.system === message.origin.system && applied.timeline === message.origin.timeline && lsnValue(applied.lsn) === lsnValue(message.origin.lsn)) return true;
     throw new UntrustedMessageError(
@@ -144,12 +96,12 @@ export async function checkDuplicate(client: pg.ClientBase, message: Pick<Envelo
       at,
     );
   }
-  const expected = row.part_digests[message.part];
+  const expected = record.partDigests[message.part];
   if (expected === digest) return true;
   throw new UntrustedMessageError(
     message.source,
     expected === undefined
-      ? `batch ${message.batch} was applied in ${row.part_digests.length} part(s), and a part ${message.part} of it arrives: another batch under the same id (a source that went back in time, or a forged message)`
+      ? `batch ${message.batch} was applied in ${record.partDigests.length} part(s), and a part ${message.part} of it arrives: another batch under the same id (a source that went back in time, or a forged message)`
       : `batch ${message.batch} part ${message.part} was applied with digest ${expected}, and arrives again with digest ${digest}: another batch under the same id (a source that went back in time, or a forged message)`,
     at,
   );
@@ -179,33 +131,8 @@ export function checkOriginForward(position: PositionRow | undefined, message: P
  * {@link NotBootstrappedError}) until `pgfanout bootstrap` records it, instead of being parked
  * as a gap.
  */
-export async function refuseBeforeBootstrap(client: pg.ClientBase, message: Pick<Envelope, 'source' | 'batch' | 'prev'>): Promise<void> {
-  const { rows } = await client.query<{ created: boolean; batch_id: string | null; started_at: string; copied: number; tables: number }>(
-    `SELECT (SELECT p.xmin = pg_catalog.pg_current_xact_id()::pg_catalog.xid FROM pgfanout.replica_position p WHERE p.source_id = $1) AS created,
-            b.batch_id::pg_catalog.text, b.started_at::pg_catalog.text,
-            (SELECT pg_catalog.count(t.copied_at)::pg_catalog.int4 FROM pgfanout.replica_bootstrap_table t WHERE t.source_id = $1) AS copied,
-            (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM pgfanout.replica_bootstrap_table t WHERE t.source_id = $1) AS tables
-       FROM (SELECT 1) AS one LEFT JOIN pgfanout.replica_bootstrap b ON b.source_id = $1`,
-    [message.source],
-  );
-  const row = rows[0];
+export function refuseBeforeBootstrap(locked: Pick<LockedPosition, 'created' | 'bootstrap'>, message: Pick<Envelope, 'source' | 'batch' | 'prev'>): void {
   const received = `batch ${message.batch} (prev ${message.prev})`;
-  if (row?.batch_id != null) {
-    throw new NotBootstrappedError(message.source, received, { batchId: row.batch_id, startedAt: row.started_at, tablesCopied: row.copied, tables: row.tables });
-  }
-  if (row?.created === true && message.prev !== '0') throw new NotBootstrappedError(message.source, received, undefined);
-}
-
-/** Where the replica stands for `sourceId`, or null when it has applied nothing of that source. */
-export async function replicaPosition(client: pg.ClientBase, sourceId: string): Promise<ReplicaPosition | null> {
-  try {
-    const { rows } = await client.query<{ batch_id: string; part: number | null }>(
-      'SELECT batch_id::pg_catalog.text, part FROM pgfanout.replica_position WHERE source_id = $1',
-      [sourceId],
-    );
-    const row = rows[0];
-    return row === undefined ? null : { batchId: row.batch_id, part: row.part };
-  } catch (err) {
-    throw classifyDatabaseError(err, `reading the replica position of source ${sourceId}`);
-  }
+  if (locked.bootstrap !== undefined) throw new NotBootstrappedError(message.source, received, locked.bootstrap);
+  if (locked.created && message.prev !== '0') throw new NotBootstrappedError(message.source, received, undefined);
 }

@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { quoteIdent } from '../pg/sql.ts';
+import { stagedValueSql } from './protocol.ts';
 
 /** A replica column as the applier needs it. */
 export interface ColumnInfo {
@@ -94,11 +95,7 @@ export function unnestSource(columns: readonly (readonly (string | null)[])[], r
 }
 
 export function stagedSource(slots: number, sourceId: string, batchId: string): RowSource {
-  const values = Array.from(
-    { length: slots },
-    (_, i) =>
-      `(SELECT pg_catalog.string_agg(s.value, '' ORDER BY s.seq) FROM pgfanout.replica_staged_value s WHERE s.source_id = $1 AND s.batch_id = $2::pg_catalog.int8 AND s.slot = ${i}) AS v${i}`,
-  );
+  const values = Array.from({ length: slots }, (_, i) => `${stagedValueSql(i)} AS v${i}`);
   return { fromItem: `(SELECT ${[...values, '1::pg_catalog.int8 AS ord'].join(', ')}) AS u`, params: [sourceId, batchId], rows: 1 };
 }
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { applyMessage, type ApplyOptions } from './apply.ts';
 import { replicaCatalog } from './catalog.ts';
-import { replicaPosition } from './position.ts';
+import { replicaPosition } from './protocol.ts';
 import { encodeBatch } from '../source/encoder.ts';
 import type { Change } from '../wire/envelope.ts';
 import { ReplicaTriggersError } from '../wire/errors.ts';

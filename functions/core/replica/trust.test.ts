@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { applyMessage, type ApplyOptions } from './apply.ts';
-import { replicaPosition } from './position.ts';
+import { replicaPosition } from './protocol.ts';
 import { schemaChangeStatements } from './schema-change.ts';
 import { splitSql } from '../pg/statements.ts';
 import type { BatchOrigin, Change } from '../wire/envelope.ts';

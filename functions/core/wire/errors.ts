@@ -25,15 +25,17 @@ export const ERROR_CODES = {
   untrustedMessage: 'UNTRUSTED_MESSAGE',
   schemaDrift: 'SCHEMA_DRIFT',
   replicaTriggers: 'REPLICA_TRIGGERS',
+  unauthenticatedMessage: 'UNAUTHENTICATED_MESSAGE',
 } as const;
 
 /**
- * Codes of the errors by which a replica refuses a message it must not trust (a source it does not
- * follow, a write to pgfanout's own tables, a batch that jumps, a duplicate that differs from what
- * was applied, a source that went back in time, a schema change it may not run) or a source whose
- * schema drifted: each stops the replica and counts in the `MessagesRefused` metric and its alarm.
+ * Codes of the errors by which a replica refuses a message it must not trust (unsigned, forged or
+ * signed with a key it does not accept; a source it does not follow, a write to pgfanout's own
+ * tables, a batch that jumps, a duplicate that differs from what was applied, a source that went
+ * back in time, a schema change it may not run) or a source whose schema drifted: each stops the
+ * replica and counts in the `MessagesRefused` metric and its alarm.
  */
-export const REFUSAL_CODES: readonly ErrorCode[] = [ERROR_CODES.untrustedMessage, ERROR_CODES.schemaDrift];
+export const REFUSAL_CODES: readonly ErrorCode[] = [ERROR_CODES.unauthenticatedMessage, ERROR_CODES.untrustedMessage, ERROR_CODES.schemaDrift];
 
 /** One of {@link ERROR_CODES}. */
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
@@ -197,6 +199,26 @@ export class RowNotFoundError extends PgfanoutError {
       permanent: true,
     });
     this.table = table;
+  }
+}
+
+/**
+ * A message whose signature the applier cannot verify: unsigned, forged (the signature does not
+ * match its body), or signed with a key the applier does not accept. Permanent: nothing of it is
+ * applied, and it stays at the head of its message group (nothing behind it is skipped) until it
+ * is removed or the key that signed it is accepted again.
+ */
+export class UnauthenticatedMessageError extends PgfanoutError {
+  /** The key id the message names, if any. */
+  readonly keyId: string | undefined;
+  /** What the message claims to be (read from its unverified body), for the operator. */
+  readonly claimed: string;
+  constructor(claimed: string, keyId: string | undefined, reason: string) {
+    super(ERROR_CODES.unauthenticatedMessage, `replica refuses ${claimed}, key id ${keyId === undefined ? '(none)' : JSON.stringify(keyId)}: ${reason}; nothing applied`, {
+      permanent: true,
+    });
+    this.keyId = keyId;
+    this.claimed = claimed;
   }
 }
 

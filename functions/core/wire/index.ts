@@ -30,6 +30,17 @@ export {
 export { messageGroupId, messageDeduplicationId, isValidFifoId, MAX_ID_LENGTH } from './ids.ts';
 export { bodyDigest } from './digest.ts';
 export {
+  SIGNATURE_ATTRIBUTES,
+  SIGNATURE_ATTRIBUTES_MAX_BYTES,
+  MIN_SIGNING_KEY_BYTES,
+  keyIdProblem,
+  signBody,
+  signatureMatches,
+  signatureAttributes,
+  signatureAttributeBytes,
+  type SigningKey,
+} from './signature.ts';
+export {
   ERROR_CODES,
   PgfanoutError,
   InvalidArgumentError,
@@ -46,6 +57,7 @@ export {
   InvalidStreamError,
   SchemaChangeError,
   UntrustedMessageError,
+  UnauthenticatedMessageError,
   SchemaDriftError,
   REFUSAL_CODES,
   classifyDatabaseError,

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { qualified, setStableOutput } from '#core/pg/sql.ts';
+import { beginTableCopy, tableCopied } from '#core/replica/protocol.ts';
 import { BOOTSTRAP_ERROR_CODES, BootstrapError, isTransient, messageOf, snapshotGone } from './errors.ts';
 import { duration, integer, megabytes, progressLine } from './format.ts';
 import { forEachLimited } from './pool.ts';
@@ -68,17 +69,14 @@ async function copyTable(state: CopyState, snap: Snapshot, o: BootstrapOptions, 
     await replica.query('BEGIN');
     await setStableOutput(replica);
     await quietTriggers(replica, snap.sourceId);
-    const { rows: marked } = await replica.query<{ copied: boolean }>(
-      'SELECT copied_at IS NOT NULL AS copied FROM pgfanout.replica_bootstrap_table WHERE source_id = $1 AND table_schema = $2 AND table_name = $3 FOR UPDATE',
-      [snap.sourceId, table.ref.schema, table.ref.table],
-    );
-    if (marked[0] === undefined) {
+    const copiedBefore = await beginTableCopy(replica, snap.sourceId, table.ref);
+    if (copiedBefore === undefined) {
       throw new BootstrapError(BOOTSTRAP_ERROR_CODES.aborted, `replica ${o.replicaName}: the bootstrap record of table ${table.name} is gone (another bootstrap took over?)`);
     }
     const target = qualified(table.ref.schema, table.ref.table);
     const columns = copyColumns(table);
     // A table that failed half way was rolled back whole; one that was copied and is copied again is emptied first.
-    if (marked[0].copied) await replica.query(`TRUNCATE TABLE ${target}`);
+    if (copiedBefore) await replica.query(`TRUNCATE TABLE ${target}`);
     const read = table.partitioned ? `COPY (SELECT ${columns} FROM ${target}) TO STDOUT` : `COPY ${target} (${columns}) TO STDOUT`;
     state.rows = 0;
     state.bytes = 0;
@@ -89,10 +87,7 @@ async function copyTable(state: CopyState, snap: Snapshot, o: BootstrapOptions, 
       emit({ kind: 'table-progress', table: table.name, rows: counter.rows, bytes: counter.bytes });
     });
     await pipeline(source.query(copyTo(read)), counter, replica.query(copyFrom(`COPY ${target} (${columns}) FROM STDIN`)), o.signal ? { signal: o.signal } : {});
-    await replica.query(
-      'UPDATE pgfanout.replica_bootstrap_table SET rows_copied = $4, copied_at = pg_catalog.now() WHERE source_id = $1 AND table_schema = $2 AND table_name = $3',
-      [snap.sourceId, table.ref.schema, table.ref.table, counter.rows],
-    );
+    await tableCopied(replica, snap.sourceId, table.ref, counter.rows);
     await replica.query('COMMIT');
     state.rows = counter.rows;
     state.bytes = counter.bytes;

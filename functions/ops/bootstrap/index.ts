@@ -19,7 +19,7 @@
  *    may not set it), in one replica transaction that also marks the table copied. `jobs`
  *    tables are copied at once.
  * 4. One replica transaction creates the source's foreign keys among the copied tables, records
- *    the position, `pgfanout.replica_start(source, B)`, and forgets the bootstrap: the applier
+ *    the position at B and forgets the bootstrap (`pgfanout.replica_bootstrap_finish`): the applier
  *    then skips every message at or below B and applies B+1. `resume` is called (also when the
  *    bootstrap failed).
  *
@@ -36,6 +36,7 @@
  */
 import type pg from 'pg';
 import { redactUrl } from '#core/pg/db.ts';
+import { finishBootstrap, replicaState, uncopiedTables } from '#core/replica/protocol.ts';
 import { BOOTSTRAP_ERROR_CODES, BootstrapError, messageOf } from './errors.ts';
 import { copyAll, type CopyState } from './copy.ts';
 import { addForeignKeys, prepareReplica } from './replica.ts';
@@ -92,13 +93,9 @@ async function run(o: BootstrapOptions, jobs: number, log: (line: string) => voi
         throw new BootstrapError(BOOTSTRAP_ERROR_CODES.notReady, `source ${redactUrl(o.sourceUrl)}: pgfanout is not installed or not readable (${messageOf(err)}); run pgfanout install --source URL`, err);
       },
     );
-    const previous = await ctl
-      .query<{ batch_id: string; snapshot_name: string; started_at: string }>(
-        'SELECT batch_id::pg_catalog.text, snapshot_name, started_at::pg_catalog.text FROM pgfanout.replica_bootstrap WHERE source_id = $1',
-        [sourceId],
-      )
+    const previous = await replicaState(ctl, sourceId)
       .then(
-        (r) => r.rows[0],
+        (r) => r.bootstrap && { batch_id: r.bootstrap.batchId, snapshot_name: r.bootstrap.snapshotName, started_at: r.bootstrap.startedAt },
         (err: unknown) => {
           throw new BootstrapError(
             BOOTSTRAP_ERROR_CODES.notReady,
@@ -127,18 +124,13 @@ async function run(o: BootstrapOptions, jobs: number, log: (line: string) => voi
 
     await ctl.query('BEGIN');
     try {
-      const { rows } = await ctl.query<{ schema: string; table: string }>(
-        'SELECT table_schema AS schema, table_name AS table FROM pgfanout.replica_bootstrap_table WHERE source_id = $1 AND copied_at IS NULL',
-        [sourceId],
-      );
+      const rows = await uncopiedTables(ctl, sourceId);
       if (rows.length > 0) {
         throw new BootstrapError(BOOTSTRAP_ERROR_CODES.copyFailed, `replica ${o.replicaName}: table(s) ${rows.map((r) => `${r.schema}.${r.table}`).join(', ')} are not copied; nothing recorded`);
       }
       await ctl.query("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)");
       await addForeignKeys(ctl, snap, o.replicaName, log);
-      await ctl.query('SELECT pgfanout.replica_start($1, $2::pg_catalog.int8)', [sourceId, snap.batchId]);
-      await ctl.query('DELETE FROM pgfanout.replica_bootstrap_table WHERE source_id = $1', [sourceId]);
-      await ctl.query('DELETE FROM pgfanout.replica_bootstrap WHERE source_id = $1', [sourceId]);
+      await finishBootstrap(ctl, sourceId);
       await ctl.query('COMMIT');
     } catch (err) {
       await ctl.query('ROLLBACK').catch(() => undefined);

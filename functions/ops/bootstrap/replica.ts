@@ -9,6 +9,7 @@
  */
 import type pg from 'pg';
 import { qualified, quoteIdent } from '#core/pg/sql.ts';
+import { beginBootstrap, recordBootstrap } from '#core/replica/protocol.ts';
 import { BOOTSTRAP_ERROR_CODES, BootstrapError, messageOf, sqlState } from './errors.ts';
 import {
   addForeignKeyStatement,
@@ -40,15 +41,12 @@ export async function prepareReplica(
   await ctl.query('BEGIN');
   try {
     await ctl.query("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)");
-    const position = await ctl.query<{ applied: string }>(
-      'SELECT applied_batch_id::pg_catalog.text AS applied FROM pgfanout.replica_position WHERE source_id = $1 FOR UPDATE',
-      [snap.sourceId],
-    );
-    const following = position.rows[0];
-    if (following !== undefined && !o.force) {
+    // Locks the source's position; with force, a replica that follows the source forgets it (rolled back with the rest on any failure).
+    const following = await beginBootstrap(ctl, snap.sourceId, o.force === true);
+    if (following !== null && !o.force) {
       throw new BootstrapError(
         BOOTSTRAP_ERROR_CODES.alreadyFollowing,
-        `replica ${name} already follows source ${snap.sourceId} (applied batch ${following.applied}); bootstrap is for a new or empty replica: pass --force to empty its tables and copy them again`,
+        `replica ${name} already follows source ${snap.sourceId} (applied batch ${following}); bootstrap is for a new or empty replica: pass --force to empty its tables and copy them again`,
       );
     }
     const created = new Set<string>();
@@ -75,11 +73,6 @@ export async function prepareReplica(
         `replica ${name}: table(s) ${nonEmpty.join(', ')} hold rows; bootstrap copies into empty tables: pass --force to empty them first`,
       );
     }
-    if (following !== undefined) {
-      for (const t of ['replica_position', 'replica_staged_part', 'replica_staged_value']) {
-        await ctl.query(`DELETE FROM pgfanout.${quoteIdent(t)} WHERE source_id = $1`, [snap.sourceId]);
-      }
-    }
     const role = await quietTriggers(ctl, snap.sourceId);
     if (role === 'origin-guard') {
       log('this role may not set session_replication_role: the copy runs under the pgfanout.origin guard, foreign keys are created after it');
@@ -88,26 +81,9 @@ export async function prepareReplica(
     }
     await createMissing(ctl, snap, created, name, log);
     await dropForeignKeys(ctl, snap, existing, log);
-    let copied = new Set<string>();
-    if (snap.resumed) {
-      const { rows } = await ctl.query<{ schema: string; table: string }>(
-        'SELECT table_schema AS schema, table_name AS table FROM pgfanout.replica_bootstrap_table WHERE source_id = $1 AND copied_at IS NOT NULL',
-        [snap.sourceId],
-      );
-      copied = new Set(rows.map((r) => `${r.schema}.${r.table}`));
-      await ctl.query('UPDATE pgfanout.replica_bootstrap SET snapshot_name = $2 WHERE source_id = $1', [snap.sourceId, snap.name]);
-    } else {
-      // Its tables' rows explicitly: under session_replication_role = replica the ON DELETE CASCADE does not fire.
-      await ctl.query('DELETE FROM pgfanout.replica_bootstrap_table WHERE source_id = $1', [snap.sourceId]);
-      await ctl.query('DELETE FROM pgfanout.replica_bootstrap WHERE source_id = $1', [snap.sourceId]);
-      await ctl.query('INSERT INTO pgfanout.replica_bootstrap (source_id, batch_id, snapshot_name) VALUES ($1, $2::pg_catalog.int8, $3)', [snap.sourceId, snap.batchId, snap.name]);
-    }
-    for (const table of snap.tables) {
-      await ctl.query(
-        'INSERT INTO pgfanout.replica_bootstrap_table (source_id, table_schema, table_name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
-        [snap.sourceId, table.ref.schema, table.ref.table],
-      );
-    }
+    // Resuming keeps what the interrupted run copied under the same snapshot.
+    const kept = await recordBootstrap(ctl, snap.sourceId, snap.batchId, snap.name, snap.resumed, snap.tables.map((t) => t.ref));
+    const copied = new Set(snap.resumed ? kept.map((r) => `${r.schema}.${r.table}`) : []);
     const toEmpty = existing.filter((t) => !copied.has(t.name));
     if (toEmpty.some((t) => nonEmpty.includes(t.name))) {
       // Every table not kept, in one statement: foreign keys among them do not stand in the way.
