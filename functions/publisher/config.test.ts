@@ -3,7 +3,11 @@ import { PUBLISHER_ENV } from '#core/config.ts';
 import { readPublisherConfig } from './config.ts';
 
 const topic = (name: string) => `arn:aws:sns:eu-west-1:123456789012:${name}`;
-const env = (topics: string) => ({ [PUBLISHER_ENV.SOURCE_URL]: 'postgres://u@localhost/app', [PUBLISHER_ENV.TOPIC_ARN]: topics });
+const env = (topics: string) => ({
+  [PUBLISHER_ENV.SOURCE_URL]: 'postgres://u@localhost/app',
+  [PUBLISHER_ENV.SIGNING_KEY_SECRET]: 'pgfanout/signing',
+  [PUBLISHER_ENV.TOPIC_ARN]: topics,
+});
 
 describe('the publisher configuration: its topics', () => {
   it('takes one topic ARN, or every topic shard’s, comma-separated, in order', () => {
