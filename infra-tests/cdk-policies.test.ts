@@ -327,3 +327,21 @@ describe('topic shards: every topic’s policy the same', () => {
     expect(evaluate({ resourcePolicy: keyPolicy, resourceAccount: ACCOUNT }, fromTopic(shardTopicArn(3))).decision).not.toBe('allow');
   });
 });
+
+describe('grants on the key', () => {
+  it('only for AWS resources: a principal of the account may not grant itself the key, an AWS service acting for one may', () => {
+    const key = Object.values(parent.Resources as Json).find((r) => r.Type === 'AWS::KMS::Key') as Json;
+    const keyPolicy = resolveIntrinsics(key.Properties.KeyPolicy, env);
+    const admin = { Statement: [{ Effect: 'Allow', Action: 'kms:*', Resource: '*' }] };
+    const createGrant = (context: PolicyRequest['context']): PolicyRequest => ({
+      principal: { kind: 'aws', arn: `arn:aws:iam::${ACCOUNT}:role/some-admin`, account: ACCOUNT },
+      action: 'kms:CreateGrant',
+      resource: `arn:aws:kms:${REGION}:${ACCOUNT}:key/k`,
+      context,
+    });
+    const d = evaluate({ resourcePolicy: keyPolicy, resourceAccount: ACCOUNT, identityPolicies: [admin] }, createGrant({ 'aws:PrincipalIsAWSService': false }));
+    expect(d.decision).toBe('explicit-deny');
+    expect(d.deniedBy).toContain('resource:GrantsOnlyForAwsResources');
+    expect(evaluate({ resourcePolicy: keyPolicy, resourceAccount: ACCOUNT, identityPolicies: [admin] }, createGrant({ 'kms:GrantIsForAWSResource': true })).decision).toBe('allow');
+  });
+});
