@@ -2,6 +2,12 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// What no deployed file (functions/, cdk/) may import: dev tooling and test support.
+const DEPLOYED_CODE = [
+  { regex: '^#local/|(^|/)local/', message: 'Deployed code must not import local/ (dev tooling): move what it needs into functions/.' },
+  { regex: '^#testing/|(^|/)testing/', message: 'Deployed code must not import testing/ (test support).' },
+];
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'cdk.out/', '**/cdk.out/', 'coverage/', 'bench/results/', '.pgdata/'] },
   js.configs.recommended,
@@ -31,8 +37,7 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { regex: '^#local/|(^|/)local/', message: 'Deployed code must not import local/ (dev tooling): move what it needs into functions/.' },
-            { regex: '^#testing/|(^|/)testing/', message: 'Deployed code must not import testing/ (test support).' },
+            ...DEPLOYED_CODE,
           ],
         },
       ],
@@ -46,8 +51,7 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { regex: '^#local/|(^|/)local/', message: 'Deployed code must not import local/ (dev tooling).' },
-            { regex: '^#testing/|(^|/)testing/', message: 'Deployed code must not import testing/ (test support).' },
+            ...DEPLOYED_CODE,
             { regex: '^#core/source|/source/|^pg-copy-streams$|/publisher/|^#ops/|/ops/', message: 'The applier side must not import the publisher side (core/source, publisher/, pg-copy-streams) or operator tools (ops/).' },
           ],
         },
@@ -62,8 +66,7 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { regex: '^#local/|(^|/)local/', message: 'Deployed code must not import local/ (dev tooling).' },
-            { regex: '^#testing/|(^|/)testing/', message: 'Deployed code must not import testing/ (test support).' },
+            ...DEPLOYED_CODE,
             { regex: '^#core/replica|/replica/|/applier/|^#ops/|/ops/', message: 'The publisher side must not import the applier side (core/replica, applier/) or operator tools (ops/).' },
           ],
         },

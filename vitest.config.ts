@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['functions/**/*.test.ts', 'local/**/*.test.ts', 'infra-tests/**/*.test.ts', 'cdk/**/*.test.ts', 'bin/**/*.test.ts'],
+    include: ['functions/**/*.test.ts', 'local/**/*.test.ts', 'infra-tests/**/*.test.ts', 'cdk/**/*.test.ts', 'bin/**/*.test.ts', 'testing/**/*.test.ts'],
     // Tests start real PostgreSQL servers; give them room and keep files in separate processes.
     testTimeout: 120_000,
     hookTimeout: 180_000,

@@ -7,6 +7,7 @@ import { Token } from 'aws-cdk-lib';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { DB_TLS_MODES, REPLICA_NAME_PATTERN, resourceNames, shardTopicName } from '#core/config.ts';
 import { PgfanoutConfigError } from './errors.ts';
+import { isIntegerIn } from '#core/integer.ts';
 
 /** A Secrets Manager secret holding RDS-style credentials JSON (`{"host","port","username","password","dbname"}`). */
 export interface SecretReference {
@@ -491,7 +492,7 @@ function publisherProblems(publisher: PublisherOptions): string[] {
 
 function integerProblems(where: string, field: string, value: unknown, min: number, max: number): string[] {
   if (value === undefined) return [];
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+  if (!isIntegerIn(value, min, max)) {
     return [`${where}: ${field} must be an integer from ${min} to ${max}, got ${show(value)}`];
   }
   return [];

@@ -60,7 +60,7 @@ export const CONTEXT_KEYS = {
 export const DEFAULT_STACK_NAME = 'pgfanout';
 
 /** Retention periods CloudWatch Logs accepts, in days. */
-export const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] as const;
+const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] as const;
 
 const STACK_NAME = /^[A-Za-z][A-Za-z0-9-]{0,127}$/;
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;

@@ -35,7 +35,7 @@ export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url)).replac
 export const PUBLISHER_DOCKERFILE = 'functions/publisher/Dockerfile';
 
 /** Tag carrying the deployment's name prefix on every replica resource (queues, function, event source mapping). */
-export const DEPLOYMENT_TAG = 'pgfanout:deployment';
+const DEPLOYMENT_TAG = 'pgfanout:deployment';
 
 /**
  * The operator's permissions, least privilege for what `pgfanout status`, `pgfanout redrive`
@@ -47,7 +47,7 @@ export const DEPLOYMENT_TAG = 'pgfanout:deployment';
  * (https://docs.aws.amazon.com/lambda/latest/dg/tags-esm.html). Pausing a replica is
  * `UpdateEventSourceMapping` with `Enabled: false` on its mapping.
  */
-export function operatorStatements(stack: Stack, prefix: string, keyArn: string): PolicyStatement[] {
+function operatorStatements(stack: Stack, prefix: string, keyArn: string): PolicyStatement[] {
   const sqs = (name: string) => stack.formatArn({ service: 'sqs', resource: name });
   return [
     new PolicyStatement({ sid: 'Status', actions: ['sqs:GetQueueUrl', 'sqs:GetQueueAttributes'], resources: [sqs(`${prefix}-*.fifo`)] }),
@@ -64,6 +64,15 @@ export function operatorStatements(stack: Stack, prefix: string, keyArn: string)
       sid: 'PauseAndResume',
       actions: ['lambda:GetEventSourceMapping', 'lambda:UpdateEventSourceMapping'],
       resources: [stack.formatArn({ service: 'lambda', resource: 'event-source-mapping', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+      conditions: { StringEquals: { [`aws:ResourceTag/${DEPLOYMENT_TAG}`]: prefix } },
+    }),
+    // redrive's dry runs read the applier's settings from its function's environment; Lambda
+    // authorizes function actions by resource tag
+    // (https://docs.aws.amazon.com/lambda/latest/dg/attribute-based-access-control.html).
+    new PolicyStatement({
+      sid: 'ReadApplierSettings',
+      actions: ['lambda:GetFunctionConfiguration'],
+      resources: [stack.formatArn({ service: 'lambda', resource: 'function', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
       conditions: { StringEquals: { [`aws:ResourceTag/${DEPLOYMENT_TAG}`]: prefix } },
     }),
   ];

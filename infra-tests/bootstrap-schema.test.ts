@@ -9,14 +9,14 @@
  * foreign keys, with and without --force; a role that may not set session_replication_role
  * bootstraps too. Real PostgreSQL servers, 13 and 18.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bootstrapReplica, BootstrapError, type BootstrapResult } from '#ops/bootstrap/index.ts';
 import { installReplica, installSource } from '#ops/install.ts';
 import { replicatedTables } from '#ops/status.ts';
 import { verifyTables } from '#ops/verify.ts';
 import { withClient } from '#local/pipeline.ts';
 import { LocalPostgres } from '#local/postgres.ts';
-import { TEST_MAJORS } from '#testing/servers.ts';
+import { describeEachMajor } from '#testing/servers.ts';
 
 /**
  * `shop.book` sorts first and is referenced by `shop.sale`; `shop.writer` sorts last and is
@@ -116,7 +116,7 @@ async function describeSchema(url: string): Promise<Record<string, unknown[]>> {
   });
 }
 
-describe.each(TEST_MAJORS)('bootstrap builds a faithful schema on PostgreSQL %i', (major) => {
+describeEachMajor('bootstrap builds a faithful schema on PostgreSQL %i', (major) => {
   let source: LocalPostgres;
   let replica: LocalPostgres;
   let sourceUrl: string;
@@ -245,8 +245,9 @@ describe.each(TEST_MAJORS)('bootstrap builds a faithful schema on PostgreSQL %i'
         DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'plain_boot') THEN CREATE ROLE plain_boot LOGIN PASSWORD 'plain-boot'; END IF; END $$;
         GRANT CREATE ON DATABASE plain TO plain_boot;
         GRANT pgfanout_applier TO plain_boot;
-        GRANT SELECT, INSERT, UPDATE, DELETE ON pgfanout.replica_bootstrap, pgfanout.replica_bootstrap_table TO plain_boot;
-        GRANT EXECUTE ON FUNCTION pgfanout.replica_start(text, bigint) TO plain_boot;
+        GRANT EXECUTE ON FUNCTION pgfanout.replica_bootstrap_begin(text, boolean), pgfanout.replica_bootstrap_record(text, bigint, text, boolean, text[], text[]),
+          pgfanout.replica_bootstrap_tables(text), pgfanout.replica_bootstrap_copy_begin(text, text, text),
+          pgfanout.replica_bootstrap_copy_done(text, text, text, bigint), pgfanout.replica_bootstrap_finish(text) TO plain_boot;
       `),
     );
     const plain = new URL(url);

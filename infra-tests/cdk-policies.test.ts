@@ -205,6 +205,14 @@ describe('the operator policy', () => {
     expect(may('lambda:UpdateFunctionCode', `arn:aws:lambda:${REGION}:${ACCOUNT}:function:pgfanout-eu`)).toBe(false);
   });
 
+  it("allows reading this deployment's appliers' settings (redrive's dry runs) and no one else's", () => {
+    const fn = `arn:aws:lambda:${REGION}:${ACCOUNT}:function:pgfanout-eu-applier`;
+    expect(may('lambda:GetFunctionConfiguration', fn, { 'aws:ResourceTag/pgfanout:deployment': 'pgfanout' })).toBe(true);
+    expect(may('lambda:GetFunctionConfiguration', fn, { 'aws:ResourceTag/pgfanout:deployment': 'staging' })).toBe(false);
+    expect(may('lambda:GetFunctionConfiguration', fn)).toBe(false);
+    expect(may('lambda:UpdateFunctionConfiguration', fn, { 'aws:ResourceTag/pgfanout:deployment': 'pgfanout' })).toBe(false);
+  });
+
   it("refuses what none of the three commands needs: receiving from the live queue, purging, deleting, other deployments' queues", () => {
     expect(may('sqs:ReceiveMessage', queueArn('pgfanout-eu.fifo'))).toBe(false);
     expect(may('sqs:DeleteMessage', queueArn('pgfanout-eu.fifo'))).toBe(false);

@@ -5,10 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { Pipeline, withClient } from '#local/pipeline.ts';
 import { freePort, LocalPostgres } from '#local/postgres.ts';
-import { TEST_MAJORS } from '#testing/servers.ts';
+import { describeEachMajor } from '#testing/servers.ts';
 import { waitFor } from '#testing/wait.ts';
 import { Publisher, type PublisherOptions } from '../functions/publisher/publisher.ts';
 import { isHealthy } from '../functions/publisher/health.ts';
@@ -78,7 +78,7 @@ async function rowBytes(url: string, table: string): Promise<string[]> {
   });
 }
 
-describe.each(TEST_MAJORS)('publisher on PostgreSQL %i', (major) => {
+describeEachMajor('publisher on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let pipeline: Pipeline | undefined;
   const publishers: { stop(): Promise<void> }[] = [];

@@ -10,8 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, runCliWith, startCli as start, type CliProcess } from '#testing/cli.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, runCliWith, startCliStoppedAfterEach } from '#testing/cli.ts';
 import { LocalPostgres } from './postgres.ts';
 
 let server: LocalPostgres;
@@ -40,18 +40,7 @@ afterAll(async () => {
 });
 
 /** Runs still going when a test ends (it failed or timed out) are stopped as a user would. */
-const started: CliProcess[] = [];
-function startCli(...args: Parameters<typeof start>): CliProcess {
-  const run = start(...args);
-  started.push(run);
-  return run;
-}
-afterEach(async () => {
-  for (const run of started.splice(0)) {
-    if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGINT');
-    await run.done;
-  }
-});
+const startCli = startCliStoppedAfterEach();
 
 describe('pgfanout local with your own databases', () => {
   it('refuses a source without pgfanout and changes nothing', async () => {
@@ -63,7 +52,9 @@ describe('pgfanout local with your own databases', () => {
   });
 
   it('checks every replica at start and says what to run, without running a demo', async () => {
-    await Promise.all([runCli('install', '--source', url('src')), runCli('install', '--replica', url('ra')), runCli('install', '--replica', url('rb'))]);
+    // Installed side by side, as a user may: the first installs in a cluster create its roles at once.
+    const installs = await Promise.all([runCli('install', '--source', url('src')), runCli('install', '--replica', url('ra')), runCli('install', '--replica', url('rb'))]);
+    for (const install of installs) expect(install.code, install.out + install.err).toBe(0);
     await sql('src', "CREATE TABLE public.t (id int PRIMARY KEY, v text); INSERT INTO public.t VALUES (1, 'one'), (2, 'two')");
     await sql('ra', 'CREATE TABLE public.t (id int PRIMARY KEY, v text)');
     const run = await runCli('local', '--source', url('src'), '--replica', `a=${url('ra')}`, '--replica', `b=${url('rb')}`, '--tables', 'public.t');

@@ -8,8 +8,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { startCli as start, type CliProcess } from '#testing/cli.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startCliStoppedAfterEach } from '#testing/cli.ts';
 import { findPgbench } from './workload.ts';
 
 const folders: string[] = [];
@@ -41,18 +41,7 @@ async function waitUntil(check: () => Promise<boolean>): Promise<void> {
 }
 
 /** Runs still going when a test ends (it failed or timed out) are stopped as a user would. */
-const started: CliProcess[] = [];
-function startCli(...args: Parameters<typeof start>): CliProcess {
-  const run = start(...args);
-  started.push(run);
-  return run;
-}
-afterEach(async () => {
-  for (const run of started.splice(0)) {
-    if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGINT');
-    await run.done;
-  }
-});
+const startCli = startCliStoppedAfterEach();
 
 describe('pgfanout local and Ctrl-C', () => {
   it('Ctrl-C during start-up stops the servers already started and removes every data folder', async () => {

@@ -25,6 +25,7 @@ import { replicaState } from '#core/replica/protocol.ts';
 import { Pipeline, withClient, type RunningReplica } from './pipeline.ts';
 import { DEMO_SCHEMA_SQL, DEMO_TABLES, pgbench, runDemoWorkload } from './workload.ts';
 import { SUPERUSER, type Major } from './postgres.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const PGBENCH_TABLES = ['public.pgbench_accounts', 'public.pgbench_branches', 'public.pgbench_tellers', 'public.pgbench_history'];
 
@@ -367,10 +368,7 @@ async function showStatus(p: Pipeline, signal: AbortSignal): Promise<void> {
         lastPrintedAt = Date.now();
       }
     }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 1000);
-      signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
-    });
+    await sleep(1000, undefined, { signal }).catch(() => undefined);
   }
 }
 
@@ -417,6 +415,6 @@ export async function waitForCatchUp(pipeline: Pipeline, timeoutMs: number): Pro
     const caughtUp = report.replicas.every((r) => (last === null || r.appliedBatchId === last) && r.queue?.visible === 0 && r.queue.inFlight === 0);
     if (pending === 0 && report.source.finishedBatchId === last && caughtUp) return;
     if (Date.now() > deadline) throw new Error(`replicas did not catch up within ${timeoutMs / 1000} s: ${JSON.stringify(report)}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await sleep(250);
   }
 }

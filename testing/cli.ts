@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { afterEach } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/pgfanout.ts', import.meta.url));
 
@@ -90,4 +91,23 @@ export async function runCli(...args: string[]): Promise<CliRun> {
 /** `runCli` with environment changes or another working folder. */
 export async function runCliWith(options: CliOptions, ...args: string[]): Promise<CliRun> {
   return startCli(args, options).done;
+}
+
+/**
+ * `startCli` for one test file: a run still going when its test ends (the test failed or timed
+ * out) is stopped with Ctrl-C, as a user would, and awaited before the next test.
+ */
+export function startCliStoppedAfterEach(): typeof startCli {
+  const started: CliProcess[] = [];
+  afterEach(async () => {
+    for (const run of started.splice(0)) {
+      if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGINT');
+      await run.done;
+    }
+  });
+  return (args, options) => {
+    const run = startCli(args, options);
+    started.push(run);
+    return run;
+  };
 }

@@ -41,11 +41,6 @@ export class FixedSigningKeys implements SigningKeys {
   }
 }
 
-/** The SendMessage / Publish MessageAttributes that sign `body` with `key`. */
-export function signedAttributes(body: string, key: SigningKey = TEST_SIGNING_KEY): Record<string, { DataType: string; StringValue: string }> {
-  return signatureAttributes(body, key);
-}
-
 /** The `messageAttributes` of a Lambda SQS record signed with `key`. */
 export function signedRecordAttributes(body: string, key: SigningKey = TEST_SIGNING_KEY): SQSMessageAttributes {
   return Object.fromEntries(

@@ -7,13 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import { availableMajors, type LocalPostgres, type Major } from '#local/postgres.ts';
-import { installSource, quoteIdent } from '../functions/ops/install.ts';
-
-/** The majors the source SQL is tested on: 13, 15 and 18, where this machine has them. */
-export function testedMajors(): Major[] {
-  return availableMajors().filter((m) => m === 13 || m === 15 || m === 18);
-}
+import type { LocalPostgres } from '#local/postgres.ts';
+import { quoteIdent } from '#core/pg/sql.ts';
+import { installSource } from '../functions/ops/install.ts';
 
 /** Every column comes back as the text the server sent (its output function's text). */
 const RAW_TEXT: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };
@@ -96,7 +92,7 @@ export async function batchValuesCopy(client: pg.ClientBase, batchId: string): P
 }
 
 /** Parses COPY text format (tab-separated, `\N` for NULL, backslash escapes). */
-export function parseCopyText(text: string): (string | null)[][] {
+function parseCopyText(text: string): (string | null)[][] {
   const rows: (string | null)[][] = [];
   for (const line of text.split('\n')) {
     if (line === '') continue;

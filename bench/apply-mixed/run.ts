@@ -129,8 +129,8 @@ function queryKind(query: unknown): string {
   const text = typeof query === 'string' ? query : ((query as { text?: string }).text ?? '');
   if (/^\s*(BEGIN|COMMIT|ROLLBACK)\b/.test(text) && !/SET LOCAL/.test(text)) return 'transaction';
   if (/SET LOCAL|set_config/.test(text)) return 'session';
-  if (/replica_position/.test(text)) return 'position';
-  if (/replica_staged/.test(text)) return 'staging';
+  if (/pgfanout\.replica_(lock|advance|applied_batch)\b/.test(text)) return 'position';
+  if (/pgfanout\.replica_(stage|staged|clear)_?/.test(text)) return 'staging';
   if (/pg_catalog\.pg_(class|index)/.test(text)) return 'catalog';
   return 'changes';
 }

@@ -34,7 +34,8 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
-import { installSource, quoteIdent } from '../../functions/ops/install.ts';
+import { quoteIdent } from '../../functions/core/pg/sql.ts';
+import { installSource } from '../../functions/ops/install.ts';
 import { LocalPostgres } from '#local/postgres.ts';
 
 const exec = promisify(execFile);

@@ -1,6 +1,7 @@
 /** Argument parsing shared by the `pgfanout` commands (node:util parseArgs, strict). */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { REPLICA_NAME_PATTERN } from '#core/config.ts';
+import { parseIntegerIn } from '#core/integer.ts';
 
 /** A usage problem: printed with the command's help, exit code 2. */
 export class UsageError extends Error {
@@ -50,4 +51,12 @@ export function queuePrefix(value: string | undefined, env: NodeJS.ProcessEnv = 
     `--prefix P is required against AWS: the prefix the stack was deployed with (queues are named P-REPLICA.fifo); ` +
       `${DEFAULT_LOCAL_PREFIX} is the default only with AWS_ENDPOINT_URL set (the local endpoint or LocalStack)`,
   );
+}
+
+/** Parses an integer option (`fallback` when absent), or throws a UsageError naming it, the value and what is allowed. */
+export function integerOption(text: string | undefined, flag: string, fallback: number, min: number): number {
+  if (text === undefined) return fallback;
+  const value = parseIntegerIn(text, min);
+  if (value === undefined) throw new UsageError(`${flag} is "${text}"; allowed: an integer >= ${min}`);
+  return value;
 }

@@ -1,5 +1,5 @@
 /** What the `pgfanout` commands print: status and verify reports as text. */
-import type { StagingBatch, StatusReport } from '../ops/status.ts';
+import type { SlotStatus, StagingBatch, StatusReport } from '../ops/status.ts';
 import type { verifyTables } from '../ops/verify.ts';
 
 export function formatStatus(report: StatusReport): string {
@@ -7,6 +7,7 @@ export function formatStatus(report: StatusReport): string {
   const lines = [
     `source ${s.sourceId}: last batch ${s.lastBatchId ?? '-'}, published up to ${s.finishedBatchId ?? '-'}, pending events ${s.pendingEvents ?? '0'}` +
       (s.oldestPendingSeconds !== null ? `, oldest pending ${s.oldestPendingSeconds.toFixed(1)} s` : ''),
+    `  capture: ${s.captureMode ?? 'trigger'}` + (s.slot ? `; ${formatSlot(s.slot)}` : ''),
   ];
   for (const r of report.replicas) {
     if (r.error) {
@@ -49,4 +50,11 @@ export function formatVerify(name: string, report: Awaited<ReturnType<typeof ver
     }
   }
   return lines.join('\n');
+}
+
+/** The slot of a WAL-mode source: `slot pgfanout_… (active, reserved): 1.2 MB unpublished, retains 16.0 MB of WAL`. */
+function formatSlot(slot: SlotStatus): string {
+  if (!slot.present) return `slot ${slot.name} MISSING`;
+  const mb = (n: number | null) => (n === null ? '?' : `${(n / 1_048_576).toFixed(1)} MB`);
+  return `slot ${slot.name} (${slot.active ? 'active' : 'inactive'}, ${slot.walStatus ?? '?'}): ${mb(slot.lagBytes)} unpublished, retains ${mb(slot.retainedBytes)} of WAL`;
 }

@@ -5,15 +5,16 @@
  */
 import { connect } from '#core/pg/db.ts';
 import { parseTableName } from '#core/pg/table-name.ts';
-import { installReplica, installSource } from '../ops/install.ts';
+import { CAPTURE_MODES, installReplica, installSource, type CaptureMode } from '../ops/install.ts';
 import { replicatedTables, statusProblems, statusReport } from '../ops/status.ts';
 import { verifyTables, waitForReplicaPosition } from '../ops/verify.ts';
 import { awsClients } from '../ops/aws.ts';
 import { setReplicaEnabled } from '../ops/pause.ts';
 import { REPLICA_NAME_PATTERN } from '#core/config.ts';
-import { DEFAULT_LOCAL_PREFIX, parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
+import { DEFAULT_LOCAL_PREFIX, integerOption, parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
 import { formatStatus, formatVerify } from './format.ts';
 import { REDRIVE_USAGE, redriveCommand } from './redrive.ts';
+import { parseIntegerIn } from '#core/integer.ts';
 
 /** One `pgfanout` command: a line for the command list, its `--help` text, and what it does. */
 export interface Command {
@@ -26,18 +27,34 @@ export interface Command {
 export const COMMANDS: Readonly<Record<string, Command>> = {
   install: {
     summary: 'install or upgrade pgfanout\'s SQL on a source or a replica database',
-    usage: `pgfanout install (--source URL | --replica URL)
+    usage: `pgfanout install (--source URL [--capture trigger|wal] | --replica URL)
 
 Installs the pgfanout schema (or upgrades an older version; re-running is harmless).
   --source URL    install the capture side (triggers, event log, batch protocol)
+  --capture MODE  how the source captures, chosen before any table is added: trigger (the
+                  default: capture triggers, any server) or wal (a logical replication slot
+                  read with pgoutput: needs wal_level = logical, on RDS/Aurora
+                  rds.logical_replication = 1, and an installing role with REPLICATION)
   --replica URL   install the replica side (position table, staging)`,
     run: async (args) => {
-      const { values } = parse(args, { source: { type: 'string' }, replica: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+      const { values } = parse(args, { source: { type: 'string' }, replica: { type: 'string' }, capture: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
       if (!values.source === !values.replica) throw new UsageError('give exactly one of --source URL and --replica URL');
+      const capture = values.capture;
+      if (capture !== undefined && !values.source) throw new UsageError('--capture applies to a source: give --source URL');
+      if (capture !== undefined && !(CAPTURE_MODES as readonly string[]).includes(capture)) {
+        throw new UsageError(`--capture ${JSON.stringify(capture)} is not a capture mode; allowed: ${CAPTURE_MODES.join(', ')}`);
+      }
       const client = await connect((values.source ?? values.replica) as string, values.source ? 'source' : 'replica');
       try {
-        const version = values.source ? await installSource(client) : await installReplica(client);
+        const version = values.source ? await installSource(client, capture ? { capture: capture as CaptureMode } : {}) : await installReplica(client);
         console.log(`pgfanout ${values.source ? 'source' : 'replica'} side installed (${String(version)})`);
+        if (values.source) {
+          const { rows } = await client.query<{ mode: string; slot: string | null }>(
+            "SELECT pgfanout.capture_mode() AS mode, CASE WHEN pgfanout.capture_mode() = 'wal' THEN pgfanout.wal_slot_name() END AS slot",
+          );
+          const mode = rows[0];
+          if (mode) console.log(`capture mode: ${mode.mode}${mode.slot ? ` (publication pgfanout, logical replication slot ${mode.slot})` : ''}`);
+        }
       } finally {
         await client.end();
       }
@@ -255,8 +272,8 @@ Options:
       });
       const sourceUrl = requireOption(values.source, '--source URL');
       const replica = parseReplicaArg(requireOption(values.replica, '--replica NAME=URL'));
-      const jobs = Number(values.jobs);
-      if (!Number.isInteger(jobs) || jobs < 1 || jobs > 32) throw new UsageError(`--jobs must be a whole number from 1 to 32, got "${values.jobs}"`);
+      const jobs = parseIntegerIn(values.jobs ?? '', 1, 32);
+      if (jobs === undefined) throw new UsageError(`--jobs must be a whole number from 1 to 32, got "${values.jobs}"`);
       const tables = values.tables?.split(',').map((t) => {
         try {
           return parseTableName(t);
@@ -360,14 +377,6 @@ export async function main(argv: readonly string[], commands: Readonly<Record<st
     console.error(`pgfanout ${name}: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }
-}
-
-/** Parses an integer option, or throws a UsageError naming it, the value and what is allowed. */
-function integerOption(text: string | undefined, flag: string, fallback: number, min: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) throw new UsageError(`${flag} is "${text}"; allowed: an integer >= ${min}`);
-  return value;
 }
 
 let lastProgress = Date.now();

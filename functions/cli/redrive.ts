@@ -7,10 +7,23 @@ import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { awsClients } from '../ops/aws.ts';
-import { parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
+import { integerOption, parse, parseReplicaArg, queuePrefix, requireOption, UsageError } from './args.ts';
 import { connect } from '#core/pg/db.ts';
 import { setReplicaEnabled } from '../ops/pause.ts';
-import { listDeadLetters, findQueues, moveBack, moveBacklogBehind, planSkip, skipBatch, tableName, type DeadLetterListing, type ParkedMessage, type ReplicaQueuePair } from '../ops/redrive.ts';
+import {
+  listDeadLetters,
+  findQueues,
+  moveBack,
+  moveBacklogBehind,
+  planSkip,
+  replicaApplySettings,
+  skipBatch,
+  tableName,
+  type DeadLetterListing,
+  type ParkedMessage,
+  type ReplicaQueuePair,
+} from '../ops/redrive.ts';
+import type { ApplyOptions } from '#core/replica';
 import { verifyTables, waitForReplicaPosition, type VerifyReport } from '../ops/verify.ts';
 
 /** The command's help text. */
@@ -63,8 +76,8 @@ export async function redriveCommand(args: readonly string[]): Promise<number> {
   if (replicas.length !== 1) throw new UsageError(`name exactly one --replica NAME=URL (got ${replicas.length})`);
   if (values.force && !values.move) throw new UsageError('--force goes with --move');
   if (values.yes && values.skip === undefined) throw new UsageError('--yes confirms --skip BATCH; there is nothing to confirm');
-  const timeoutMs = integer(values.timeout, '--timeout', 300, 0) * 1000;
-  const limit = integer(values.limit, '--limit', 100, 1);
+  const timeoutMs = integerOption(values.timeout, '--timeout', 300, 0) * 1000;
+  const limit = integerOption(values.limit, '--limit', 100, 1);
   const target = replicas[0] as { name: string; url: string };
   const sourceUrl = values.skip !== undefined ? requireOption(values.source, '--source URL (the tables the skipped batch touched are compared with it)') : undefined;
 
@@ -75,8 +88,10 @@ export async function redriveCommand(args: readonly string[]): Promise<number> {
   const replica = await connect(target.url, `replica ${target.name}`);
   try {
     const queues = await findQueues(sqs, prefix, target.name);
+    // Every dry run answers for this replica's applier: its sources, schema changes, tables.
+    const apply = await replicaApplySettings(lambda, queues);
     if (values.skip !== undefined) {
-      const skipOptions = values['source-id'] ? { sourceId: values['source-id'] } : {};
+      const skipOptions = { apply, ...(values['source-id'] ? { sourceId: values['source-id'] } : {}) };
       if (!values.yes) {
         const plan = await planSkip(sqs, queues, replica, values.skip, skipOptions);
         console.error(
@@ -94,10 +109,10 @@ export async function redriveCommand(args: readonly string[]): Promise<number> {
       console.log(`its ${result.changes} change(s) to ${result.tables.map(tableName).join(', ') || 'no table'} are not on this replica: those tables differ from the source until repaired`);
       let parked = 0;
       if (values.move) {
-        const code = await listAndMove(sqs, queues, replica, { limit, timeoutMs, force: values.force === true, prefix: values.prefix ?? 'pgfanout-local', lambda });
+        const code = await listAndMove(sqs, queues, replica, { limit, timeoutMs, force: values.force === true, prefix: values.prefix ?? 'pgfanout-local', lambda, apply });
         if (code !== 0) return code;
       } else {
-        parked = (await listDeadLetters(sqs, queues, replica, { limit })).messages.length;
+        parked = (await listDeadLetters(sqs, queues, replica, { limit, apply })).messages.length;
       }
       if (result.tables.length === 0) return 0;
       const source = await connect(sourceUrl as string, 'source');
@@ -121,10 +136,10 @@ export async function redriveCommand(args: readonly string[]): Promise<number> {
     }
 
     if (!values.move) {
-      console.log(formatListing(await listDeadLetters(sqs, queues, replica, { limit })));
+      console.log(formatListing(await listDeadLetters(sqs, queues, replica, { limit, apply })));
       return 0;
     }
-    return await listAndMove(sqs, queues, replica, { limit, timeoutMs, force: values.force === true, prefix: values.prefix ?? 'pgfanout-local', lambda });
+    return await listAndMove(sqs, queues, replica, { limit, timeoutMs, force: values.force === true, prefix: values.prefix ?? 'pgfanout-local', lambda, apply });
   } finally {
     await replica.end();
     sqs.destroy();
@@ -133,8 +148,13 @@ export async function redriveCommand(args: readonly string[]): Promise<number> {
 }
 
 /** Lists the dead-letter queue, then moves it back unless a source's first message still fails (and not `force`). */
-async function listAndMove(sqs: SQSClient, queues: ReplicaQueuePair, replica: pg.ClientBase, options: { limit: number; timeoutMs: number; force: boolean; prefix: string; lambda: LambdaClient }): Promise<number> {
-  const listing = await listDeadLetters(sqs, queues, replica, { limit: options.limit });
+async function listAndMove(
+  sqs: SQSClient,
+  queues: ReplicaQueuePair,
+  replica: pg.ClientBase,
+  options: { limit: number; timeoutMs: number; force: boolean; prefix: string; lambda: LambdaClient; apply: ApplyOptions },
+): Promise<number> {
+  const listing = await listDeadLetters(sqs, queues, replica, { limit: options.limit, apply: options.apply });
   console.log(formatListing(listing));
   if (listing.messages.length === 0) {
     console.log('nothing to move');
@@ -231,11 +251,4 @@ function formatSkipVerify(name: string, report: VerifyReport): string {
     }
   }
   return lines.join('\n');
-}
-
-function integer(text: string | undefined, flag: string, fallback: number, min: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) throw new UsageError(`${flag} is "${text}"; allowed: an integer >= ${min}`);
-  return value;
 }

@@ -13,7 +13,7 @@ import { SchemaChangeError } from './wire/errors.ts';
 import { installReplica, installSource } from '../ops/install.ts';
 import { drainEvents, type CapturedEvent } from '#testing/source.ts';
 import { publishNext, syncChanges, syncOnce } from '#testing/stream.ts';
-import { TEST_MAJORS } from '#testing/servers.ts';
+import { describeEachMajor } from '#testing/servers.ts';
 
 /** Error message of a query expected to fail. */
 async function failure(client: pg.ClientBase, sql: string, values: unknown[] = []): Promise<string> {
@@ -33,7 +33,7 @@ const schemaChanges = (events: readonly CapturedEvent[]) => events.filter((e) =>
 /** The replicas here run the stream's schema changes. */
 const DDL = { allowSchemaChanges: true } as const;
 
-describe.each(TEST_MAJORS)('schema changes on PostgreSQL %i', (major) => {
+describeEachMajor('schema changes on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   const clients: pg.Client[] = [];
 

@@ -2,11 +2,12 @@
  * Typed reading of environment variables: read once at start-up, fail fast with a
  * message that names the variable, the value received and what is allowed.
  */
+import { parseIntegerIn } from './integer.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** A configuration problem found at start-up; lists every problem at once. */
-export class ConfigError extends Error {
+class ConfigError extends Error {
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
     super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
@@ -41,8 +42,8 @@ export class EnvReader {
   integer(name: string, fallback: number, min: number, max: number): number {
     const raw = this.optional(name);
     if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
+    const value = parseIntegerIn(raw, min, max);
+    if (value === undefined) {
       this.#problems.push(`environment variable ${name} must be an integer from ${min} to ${max}, got "${raw}"`);
       return fallback;
     }

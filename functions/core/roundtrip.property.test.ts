@@ -12,14 +12,14 @@
  */
 import fc from 'fast-check';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { applyMessage } from './replica/apply.ts';
 import { encodeBatch } from './source/encoder.ts';
 import { installReplica, installSource } from '../ops/install.ts';
 import { readBatch } from './source/reader.ts';
 import { anyText, collect } from '#testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
+import { createDatabase, describeEachMajor, TEST_MAJORS } from '#testing/servers.ts';
 
 const DDL = `
 CREATE TABLE public.keyed (id int PRIMARY KEY, v text, n numeric);
@@ -161,7 +161,7 @@ async function attempt(client: pg.Client, o: Op): Promise<void> {
   }
 }
 
-describe.each(TEST_MAJORS.slice(-1))('random workloads replicate exactly on PostgreSQL %i', (major) => {
+describeEachMajor('random workloads replicate exactly on PostgreSQL %i', (major) => {
   let servers: LocalPostgres[] = [];
   let source: pg.Client;
   let replica: pg.Client;
@@ -224,4 +224,4 @@ describe.each(TEST_MAJORS.slice(-1))('random workloads replicate exactly on Post
       { numRuns: 40 },
     );
   });
-});
+}, TEST_MAJORS.slice(-1));

@@ -4,7 +4,7 @@
  * server, then every row compared byte for byte (`t::text`) with the source.
  */
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { applyMessage, replicaPosition, type ApplyResult } from './replica/index.ts';
 import { encodeBatch, type OutgoingMessage } from './source/encoder.ts';
@@ -12,7 +12,7 @@ import { DatabaseError, GapError, SchemaMismatchError } from './wire/errors.ts';
 import { installReplica, installSource } from '../ops/install.ts';
 import { readBatch } from './source/reader.ts';
 import { collect } from '#testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
+import { createDatabase, describeEachMajor } from '#testing/servers.ts';
 
 const LONG_NAME = 'l'.repeat(63);
 const UNICODE_TABLE = 'täblé_😀';
@@ -72,7 +72,7 @@ interface Published {
   readonly messages: OutgoingMessage[];
 }
 
-describe.each(TEST_MAJORS)('source → replica round trip on PostgreSQL %i', (major) => {
+describeEachMajor('source → replica round trip on PostgreSQL %i', (major) => {
   let source: Side;
   let replica: Side;
   /** The publisher's session (its own TimeZone), reading batches. */

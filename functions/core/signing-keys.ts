@@ -22,9 +22,9 @@ import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/clien
 import { keyIdProblem, MIN_SIGNING_KEY_BYTES, type SigningKey } from '#core/wire';
 
 /** The staging label of the key the publisher signs with. */
-export const CURRENT_STAGE = 'AWSCURRENT';
+const CURRENT_STAGE = 'AWSCURRENT';
 /** The staging label of the key that signed before the last rotation, still accepted. */
-export const PREVIOUS_STAGE = 'AWSPREVIOUS';
+const PREVIOUS_STAGE = 'AWSPREVIOUS';
 
 /** Where the signing keys come from. */
 export interface SigningKeys {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
+import { quoteIdent } from '#core/pg/sql.ts';
 import { DatabaseError, PgfanoutError } from '#core/wire/errors.ts';
 import {
   compareVersions,
@@ -14,12 +15,13 @@ import {
   installSource,
   parseScriptName,
   planInstall,
-  quoteIdent,
   REPLICA_SQL,
   SOURCE_SQL,
   type ScriptFile,
 } from './install.ts';
-import { connect, sourceDatabase, testedMajors, withClient } from '#testing/source.ts';
+import { connect, sourceDatabase, withClient } from '#testing/source.ts';
+import { describeEachMajor, missingMajor, TEST_MAJORS } from '#testing/servers.ts';
+import { waitFor } from '#testing/wait.ts';
 
 const scripts = (...names: string[]): ScriptFile[] => names.map((n) => parseScriptName('pgfanout', n) as ScriptFile);
 
@@ -155,7 +157,7 @@ CREATE TABLE IF NOT EXISTS pgfanout.upgrade_steps (n serial PRIMARY KEY, version
 INSERT INTO pgfanout.upgrade_steps (version) VALUES ('${version}');
 `;
 
-describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
+describeEachMajor('installer on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   const folders: string[] = [];
   beforeAll(async () => {
@@ -404,7 +406,7 @@ describe.each(testedMajors())('installer on PostgreSQL %i', (major) => {
 describe('installer as a database owner without superuser', () => {
   let server: LocalPostgres;
   beforeAll(async () => {
-    server = await LocalPostgres.start({ major: testedMajors()[0] });
+    server = await LocalPostgres.start({ major: TEST_MAJORS.find((m) => missingMajor(m) === undefined) });
   });
   afterAll(async () => {
     await server?.stop();
@@ -431,5 +433,51 @@ describe('installer as a database owner without superuser', () => {
     expect(await withClient(ownerUrl, async (c) => (await c.query("SELECT proowner::regrole::text AS o FROM pg_proc WHERE oid = 'pgfanout.next_batch()'::regprocedure")).rows[0].o)).toBe(
       'app_owner',
     );
+  });
+});
+
+describe('installers in two databases of one cluster at once', () => {
+  let server: LocalPostgres;
+  beforeAll(async () => {
+    server = await LocalPostgres.start({ major: TEST_MAJORS.find((m) => missingMajor(m) === undefined) });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  // The install lock is per database, so installers of two databases run side by side, and the
+  // first install in a cluster creates the role. The other installer's CREATE ROLE, run while the
+  // first had not committed, waits for it on pg_authid's unique index and then fails there.
+  it.each([
+    ['source', SOURCE_SQL, 'pgfanout_publisher'],
+    ['replica', REPLICA_SQL, 'pgfanout_applier'],
+  ] as const)('%s: an installer whose role another one is creating waits for it, then installs with that role', async (name, component, role) => {
+    // Prepare: the other installer has created the role and not committed yet
+    const database = `race_${name}`;
+    await withClient(server.url('postgres'), (c) => c.query(`CREATE DATABASE ${quoteIdent(database)}`));
+    const other = await connect(server.url('postgres'));
+    try {
+      await other.query('BEGIN');
+      await other.query(`CREATE ROLE ${quoteIdent(role)} NOLOGIN`);
+      // Act: this installer reaches CREATE ROLE and waits; the other one commits
+      const install = withClient(server.url(database), (c) => installComponent(c, component));
+      const outcome = install.then(
+        () => 'installed',
+        (e: unknown) => (e as Error).message,
+      );
+      await waitFor(`the ${name} installer waiting for the other transaction`, async () => {
+        // (From a connection of its own: a transaction sees pg_stat_activity as it was at its first read.)
+        const sql = "SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'";
+        const { rows } = await withClient(server.url('postgres'), (c) => c.query(sql, [database]));
+        return rows.length > 0 || (await Promise.race([outcome, Promise.resolve('running')])) !== 'running';
+      });
+      await other.query('COMMIT');
+      // Assess
+      expect(await outcome).toBe('installed');
+      const grants = await withClient(server.url(database), async (c) => (await c.query('SELECT has_schema_privilege($1, $2, $3)::text AS usage', [role, 'pgfanout', 'USAGE'])).rows[0]);
+      expect(grants).toEqual({ usage: 'true' });
+    } finally {
+      await other.end();
+    }
   });
 });

@@ -22,6 +22,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { quoteIdent } from '#core/pg/sql.ts';
 import { classifyDatabaseError, InvalidArgumentError } from '#core/wire/errors.ts';
 
 /** A set of versioned SQL scripts and how to tell which version a database has. */
@@ -63,7 +64,7 @@ export const REPLICA_SQL: SqlComponent = {
  * as the publisher's lock, another object). One lock for both sides, because both create
  * the schema `pgfanout`.
  */
-export const INSTALL_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 2 } as const;
+const INSTALL_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 2 } as const;
 
 /** Options of {@link installSource} and {@link installReplica}. */
 export interface InstallOptions {
@@ -71,6 +72,8 @@ export interface InstallOptions {
   readonly dir?: string;
   /** Version to install or upgrade to. @default the newest version the scripts reach */
   readonly targetVersion?: string;
+  /** Runs in the install's transaction after the scripts and grants, before the version check. */
+  readonly beforeCommit?: (client: pg.ClientBase) => Promise<void>;
 }
 
 /** The installer could not plan or verify an install (bad script names, no upgrade path, a downgrade). */
@@ -211,9 +214,41 @@ function upgradeChain(upgrades: readonly ScriptFile[], from: string, to: string)
   return chain;
 }
 
-/** Installs or upgrades the source side (`sql/source/`). */
-export function installSource(client: pg.ClientBase, options: InstallOptions = {}): Promise<InstallResult> {
-  return installComponent(client, SOURCE_SQL, options);
+/** How a source captures its changes (`pgfanout.capture_mode()`). */
+export type CaptureMode = 'trigger' | 'wal';
+export const CAPTURE_MODES: readonly CaptureMode[] = ['trigger', 'wal'];
+
+/** Options of {@link installSource}. */
+export interface SourceInstallOptions extends InstallOptions {
+  /**
+   * The capture mode to record (`pgfanout.set_capture_mode`), in the install's transaction; for
+   * `wal`, the logical replication slot is created right after it commits (PostgreSQL creates a
+   * slot only in a transaction that has not written). Only before anything is captured.
+   * @default the mode already recorded (`trigger` on a new install)
+   */
+  readonly capture?: CaptureMode;
+}
+
+/** Installs or upgrades the source side (`sql/source/`), with the capture mode asked for. */
+export async function installSource(client: pg.ClientBase, options: SourceInstallOptions = {}): Promise<InstallResult> {
+  const { capture, ...rest } = options;
+  if (capture !== undefined && !CAPTURE_MODES.includes(capture)) {
+    throw new InstallError(`capture mode ${JSON.stringify(capture)} is not allowed; expected one of ${CAPTURE_MODES.join(', ')}`);
+  }
+  const what = 'installing the pgfanout source';
+  const result = await installComponent(client, SOURCE_SQL, {
+    ...rest,
+    ...(capture ? { beforeCommit: (c: pg.ClientBase) => run(c, what, 'SELECT pgfanout.set_capture_mode($1)', [capture]).then(() => undefined) } : {}),
+  });
+  const mode = await run<{ mode: string | null }>(
+    client,
+    what,
+    `SELECT CASE WHEN pg_catalog.to_regprocedure('pgfanout.capture_mode()') IS NULL THEN 'trigger' END AS mode`,
+  );
+  if (mode.rows[0]?.mode === null && (await run<{ mode: string }>(client, what, 'SELECT pgfanout.capture_mode() AS mode')).rows[0]?.mode === 'wal') {
+    await run(client, 'creating the logical replication slot of the pgfanout source', 'SELECT pgfanout.wal_create_slot()');
+  }
+  return result;
 }
 
 /** Installs or upgrades the replica side (`sql/replica/`). */
@@ -242,6 +277,7 @@ export async function installComponent(client: pg.ClientBase, component: SqlComp
     for (const file of plan.files) await runScript(client, component, dir, file);
     const newest = scripts.map((s) => s.to).sort(compareVersions).at(-1);
     if (hasGrants && plan.to === newest) await runScript(client, component, dir, component.grantsFile);
+    if (options.beforeCommit) await options.beforeCommit(client);
     const after = await installedVersion(client, component, what);
     if (after !== plan.to) {
       throw new InstallError(
@@ -319,9 +355,4 @@ async function run<R extends pg.QueryResultRow = pg.QueryResultRow>(
   } catch (err) {
     throw classifyDatabaseError(err, what);
   }
-}
-
-/** Quotes an SQL identifier (always, doubling embedded quotes). */
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }

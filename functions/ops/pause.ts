@@ -20,7 +20,7 @@ export interface MappingState {
 }
 
 /** The ARN of replica `replica`'s queue under `prefix`. */
-export async function replicaQueueArn(sqs: SQSClient, prefix: string, replica: string): Promise<string> {
+async function replicaQueueArn(sqs: SQSClient, prefix: string, replica: string): Promise<string> {
   const name = resourceNames(prefix, replica).queue;
   let url: string | undefined;
   try {

@@ -4,10 +4,11 @@
  * per FIFO group in stream order with each dry run's verdict; skipping records the skip before
  * deleting; moving back keeps the order; unknown queues and batches are named.
  */
+import { CreateEventSourceMappingCommand, CreateFunctionCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { installReplica } from './install.ts';
 import { encodeBatch } from '#core/source/encoder.ts';
 import { collect, tokensOf } from '#testing/batches.ts';
@@ -17,6 +18,8 @@ import { createFanout } from '#local/fanout.ts';
 import { startEndpoint, type Endpoint } from '#local/endpoint/index.ts';
 import { LocalPostgres } from '#local/postgres.ts';
 import { formatListing } from '../cli/redrive.ts';
+import { main } from '../cli/main.ts';
+import { APPLIER_ENV } from '#core/config.ts';
 import { findQueues, listDeadLetters, moveBack, planSkip, skipBatch, type ReplicaQueuePair } from './redrive.ts';
 
 let server: LocalPostgres;
@@ -24,11 +27,12 @@ let replica: pg.Client;
 let endpoint: Endpoint;
 let sqs: SQSClient;
 let sns: SNSClient;
+let lambda: LambdaClient;
 let counter = 0;
 
 beforeAll(async () => {
   [server, endpoint] = await Promise.all([LocalPostgres.start({ major: 18 }), startEndpoint({ port: 0 })]);
-  ({ sqs, sns } = awsClients({ endpoint: endpoint.url }));
+  ({ sqs, sns, lambda } = awsClients({ endpoint: endpoint.url }));
   replica = (await createDatabase(server, 'redrive')).client;
   await installReplica(replica);
   await replica.query('CREATE TABLE public.t (id int PRIMARY KEY, note text)');
@@ -37,6 +41,7 @@ beforeAll(async () => {
 afterAll(async () => {
   sqs?.destroy();
   sns?.destroy();
+  lambda?.destroy();
   await replica?.end();
   await endpoint?.close();
   await server?.stop();
@@ -136,5 +141,73 @@ describe('moveBack', () => {
     expect(await depth(queues.deadLetterQueueUrl)).toEqual({ visible: 0, hidden: 0 });
     const out = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queues.queueUrl, MaxNumberOfMessages: 10 }));
     expect(out.Messages?.map((m) => (JSON.parse(m.Body as string) as { batch: string }).batch)).toEqual(['1', '2', '3', '4']);
+  });
+});
+
+describe('pgfanout redrive dry runs', () => {
+  /** Runs the real command in this process against the local endpoint; returns its exit code and output. */
+  async function redrive(...args: string[]): Promise<{ code: number; out: string }> {
+    const out: string[] = [];
+    const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+    const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+    const before = process.env.AWS_ENDPOINT_URL;
+    process.env.AWS_ENDPOINT_URL = endpoint.url;
+    try {
+      return { code: await main(['redrive', ...args]), out: out.join('\n') };
+    } finally {
+      if (before === undefined) delete process.env.AWS_ENDPOINT_URL;
+      else process.env.AWS_ENDPOINT_URL = before;
+      log.mockRestore();
+      error.mockRestore();
+    }
+  }
+
+  /** Deployment `prefix` with replica "a" whose applier follows `sources` and runs schema changes; a schema change of `sourceId` parked. */
+  async function deployment(sources: string, sourceId: string): Promise<string> {
+    const prefix = `rd${++counter}`;
+    await createFanout(sns, sqs, { prefix, replicas: ['a'] });
+    const queues = await findQueues(sqs, prefix, 'a');
+    const env = {
+      [APPLIER_ENV.REPLICA_NAME]: 'a',
+      [APPLIER_ENV.REPLICA_URL]: server.url('redrive'),
+      [APPLIER_ENV.SOURCE_IDS]: sources,
+      [APPLIER_ENV.ALLOW_SCHEMA_CHANGES]: 'true',
+      [APPLIER_ENV.SIGNING_KEY_SECRET]: `${prefix}-signing-key`,
+    };
+    await lambda.send(new CreateFunctionCommand({ FunctionName: `${prefix}-applier-a`, Role: 'arn:aws:iam::000000000000:role/r', Code: { ZipFile: new Uint8Array() }, Environment: { Variables: env } }));
+    await lambda.send(new CreateEventSourceMappingCommand({ FunctionName: `${prefix}-applier-a`, EventSourceArn: queues.queueArn }));
+    const [message] = await collect(
+      encodeBatch({ sourceId, batchId: '1', prevBatchId: '0' }, tokensOf([{ op: 'S', schema: '', table: '', txid: '9', new: { search_path: 'public', sql: `CREATE TABLE public.${prefix} (id int)` } }])),
+    );
+    await sqs.send(new SendMessageCommand({ QueueUrl: queues.deadLetterQueueUrl, MessageBody: message!.body, MessageGroupId: sourceId, MessageDeduplicationId: `${sourceId}-1` }));
+    return prefix;
+  }
+
+  it('answer for the replica’s applier: the sources it follows and whether it runs schema changes, read from its function', async () => {
+    // Prepare: the replica follows its source from the start; one deployment's applier follows it, another's a different source.
+    const sourceId = `source-rd-${counter}`;
+    await replica.query('SELECT pgfanout.replica_start($1, 0)', [sourceId]);
+    const follows = await deployment(sourceId, sourceId);
+    const other = await deployment('another-source', sourceId);
+    // Act
+    const allowed = await redrive('--replica', `a=${server.url('redrive')}`, '--prefix', follows);
+    const refused = await redrive('--replica', `a=${server.url('redrive')}`, '--prefix', other);
+    // Assess
+    expect(allowed.code).toBe(0);
+    expect(allowed.out).toContain(`source ${sourceId} batch 1 part 0, 1 change(s)`);
+    expect(allowed.out).toMatch(/\n {4}would apply now/);
+    expect(refused.code).toBe(0);
+    expect(refused.out).toMatch(new RegExp(`fails: UNTRUSTED_MESSAGE: replica refuses the message \\(batch 1, part 0, source ${sourceId}\\): .*another-source`));
+    // The dry runs changed nothing.
+    expect((await replica.query("SELECT to_regclass($1) AS t", [`public.${follows}`])).rows[0]?.t).toBeNull();
+  });
+
+  it('says so when the replica’s applier cannot be found', async () => {
+    const prefix = `rd${++counter}`;
+    await createFanout(sns, sqs, { prefix, replicas: ['a'] });
+    const { code, out } = await redrive('--replica', `a=${server.url('redrive')}`, '--prefix', prefix);
+    expect(code).not.toBe(0);
+    expect(out).toContain(`replica a: no event source mapping reads arn:aws:sqs:`);
+    expect(out).toContain("so its applier's settings cannot be read for the dry runs");
   });
 });

@@ -38,13 +38,18 @@ import {
   type Message,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
+import { GetFunctionConfigurationCommand, ListEventSourceMappingsCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type pg from 'pg';
+import { readApplierConfig } from '../applier/config.ts';
 import { applyMessage, type ApplyOptions } from '#core/replica';
 import { skipBatch as skipReplicaBatch, stagedBodies } from '#core/replica/protocol.ts';
 import { parseEnvelope, type Envelope } from '#core/wire';
 import { resourceNames } from '#core/config.ts';
+import { quoteIdent } from '#core/pg/sql.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
 import type { TableRef } from './verify.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isIntegerIn } from '#core/integer.ts';
 
 /** A replica's queue and dead-letter queue. */
 export interface ReplicaQueuePair {
@@ -117,12 +122,59 @@ export interface DeadLetterListing {
   readonly messages: readonly ParkedMessage[];
 }
 
+/**
+ * The settings replica `queues.replica`'s applier runs with, for the dry runs: the sources it
+ * follows, whether it runs schema changes, its include and exclude lists and its trigger mode,
+ * read from the environment of the Lambda function its queue's event source mapping invokes
+ * (ListEventSourceMappings, then GetFunctionConfiguration's `Environment.Variables`,
+ * https://docs.aws.amazon.com/lambda/latest/api/API_GetFunctionConfiguration.html) and parsed
+ * as the applier parses it. A dry run with other settings would answer for another applier:
+ * "would apply" for a source the replica does not follow, or a refusal of a schema change the
+ * replica runs.
+ */
+export async function replicaApplySettings(lambda: LambdaClient, queues: ReplicaQueuePair): Promise<ApplyOptions> {
+  const functions = new Set<string>();
+  let marker: string | undefined;
+  do {
+    const page = await lambda.send(new ListEventSourceMappingsCommand({ EventSourceArn: queues.queueArn, ...(marker ? { Marker: marker } : {}) }));
+    for (const m of page.EventSourceMappings ?? []) if (m.FunctionArn) functions.add(m.FunctionArn);
+    marker = page.NextMarker;
+  } while (marker);
+  const [functionArn, ...others] = [...functions];
+  if (functionArn === undefined) {
+    throw new OpsError(OPS_ERROR_CODES.notFound, `replica ${queues.replica}: no event source mapping reads ${queues.queueArn}, so its applier's settings cannot be read for the dry runs; is the replica's applier deployed (or pgfanout local running)?`);
+  }
+  if (others.length > 0) {
+    throw new OpsError(OPS_ERROR_CODES.invalidArgument, `replica ${queues.replica}: ${functions.size} functions read ${queues.queueArn} (${[...functions].join(', ')}); a replica has one applier`);
+  }
+  let variables: Record<string, string>;
+  try {
+    variables = (await lambda.send(new GetFunctionConfigurationCommand({ FunctionName: functionArn }))).Environment?.Variables ?? {};
+  } catch (err) {
+    throw new OpsError(OPS_ERROR_CODES.notFound, `replica ${queues.replica}: cannot read the settings of its applier ${functionArn} (${(err as Error).message}); the dry runs need them (lambda:GetFunctionConfiguration)`, err);
+  }
+  let config: ReturnType<typeof readApplierConfig>;
+  try {
+    config = readApplierConfig(variables);
+  } catch (err) {
+    throw new OpsError(OPS_ERROR_CODES.invalidArgument, `replica ${queues.replica}: the settings of its applier ${functionArn} are not valid: ${(err as Error).message}`, err);
+  }
+  return {
+    sources: config.sources,
+    allowSchemaChanges: config.allowSchemaChanges,
+    include: config.include,
+    exclude: config.exclude,
+    replicationRole: 'auto',
+    replicaTriggers: config.replicaTriggers,
+  };
+}
+
 export interface ListOptions {
   /** Visibility timeout of the listing's receives (s); messages are put back at once anyway. @default 30 */
   readonly holdSeconds?: number;
   /** Messages to look at, at most. @default 100 */
   readonly limit?: number;
-  /** Options the replica's applier runs with (include/exclude, replication role), for the dry runs. */
+  /** Options the replica's applier runs with, for the dry runs (see {@link replicaApplySettings}). */
   readonly apply?: ApplyOptions;
 }
 
@@ -189,7 +241,7 @@ function streamOrder(a: Held, b: Held): number {
 }
 
 /** Each table `envelope`'s changes touch, in first-seen order. */
-export function touchedTables(envelope: Envelope): TableRef[] {
+function touchedTables(envelope: Envelope): TableRef[] {
   const seen = new Map<string, TableRef>();
   for (const change of envelope.changes) {
     const head = change as { schema?: unknown; table?: unknown };
@@ -200,7 +252,7 @@ export function touchedTables(envelope: Envelope): TableRef[] {
 
 /** `schema.table` as SQL would read it: parts quoted only where they need it. */
 export function tableName(ref: TableRef): string {
-  const part = (name: string) => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`);
+  const part = (name: string) => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name : quoteIdent(name));
   return `${part(ref.schema)}.${part(ref.table)}`;
 }
 
@@ -264,7 +316,7 @@ async function depth(sqs: SQSClient, queueUrl: string): Promise<number> {
 
 function checkInteger(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
+  if (!isIntegerIn(value, min, max)) {
     throw new OpsError(OPS_ERROR_CODES.invalidArgument, `${name} is ${String(value)}; allowed: an integer from ${min} to ${max}`);
   }
   return value;
@@ -317,7 +369,7 @@ export async function moveBacklogBehind(
           `${queues.queueName}: ${inFlight} message(s) still in flight after ${timeoutMs / 1000} s; is the replica's applier paused (pgfanout pause --replica ${queues.replica})? Run again to go on`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      await sleep(pollMs);
       continue;
     }
     const out = await sqs.send(
@@ -404,7 +456,7 @@ export async function moveBack(
     if (Date.now() >= deadline) {
       throw new OpsError(OPS_ERROR_CODES.timeout, `moving ${queues.deadLetterQueueName} back to ${queues.queueName}: ${moved} of ${toMove} message(s) moved after ${timeoutMs / 1000} s; the task goes on (ListMessageMoveTasks)`);
     }
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    await sleep(pollMs);
   }
 }
 

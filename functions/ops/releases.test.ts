@@ -11,9 +11,10 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { TEST_MAJORS } from '#testing/servers.ts';
+import { describeEachMajor } from '#testing/servers.ts';
 import { connect, withClient } from '#testing/source.ts';
-import { compareVersions, installComponent, parseScriptName, quoteIdent, REPLICA_SQL, SOURCE_SQL, type ScriptFile, type SqlComponent } from './install.ts';
+import { quoteIdent } from '#core/pg/sql.ts';
+import { compareVersions, installComponent, parseScriptName, REPLICA_SQL, SOURCE_SQL, type ScriptFile, type SqlComponent } from './install.ts';
 
 /**
  * Every released script and its sha256. A release adds its scripts here; nothing here is ever
@@ -117,7 +118,7 @@ async function useComponent(client: pg.ClientBase, component: SqlComponent): Pro
   `);
 }
 
-describe.each(TEST_MAJORS)('upgrades on PostgreSQL %i', (major) => {
+describeEachMajor('upgrades on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let n = 0;
   beforeAll(async () => {

@@ -3,15 +3,15 @@
  * staged batch is dropped, each skip is recorded, and the applier continues after it.
  */
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { applyMessage } from '#core/replica';
 import { installReplica } from './install.ts';
 import { encodeBatch } from '#core/source/encoder.ts';
 import { collect, tokensOf } from '#testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
+import { createDatabase, describeEachMajor } from '#testing/servers.ts';
 import { LocalPostgres } from '#local/postgres.ts';
 
-describe.each(TEST_MAJORS)('replica_skip on PostgreSQL %i', (major) => {
+describeEachMajor('replica_skip on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let client: pg.Client;
   let counter = 0;

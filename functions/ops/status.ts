@@ -52,8 +52,32 @@ export interface ReplicaStatus {
   readonly error?: string;
 }
 
+/** The logical replication slot of a source in WAL capture mode (`pgfanout.wal_status()`). */
+export interface SlotStatus {
+  readonly name: string;
+  /** The slot was found; a missing slot means changes are lost (bootstrap the replicas again). */
+  readonly present: boolean;
+  readonly active: boolean;
+  /** `reserved`, `extended`, `unreserved` or `lost` (the server invalidated it: max_slot_wal_keep_size). */
+  readonly walStatus: string | null;
+  /** WAL the slot keeps on the source's disk, bytes. */
+  readonly retainedBytes: number | null;
+  /** WAL written since the slot's confirmed position (not yet published), bytes. */
+  readonly lagBytes: number | null;
+}
+
 export interface StatusReport {
-  readonly source: { readonly sourceId: string; readonly lastBatchId: string | null; readonly finishedBatchId: string | null; readonly pendingEvents: string | null; readonly oldestPendingSeconds: number | null };
+  readonly source: {
+    readonly sourceId: string;
+    readonly lastBatchId: string | null;
+    readonly finishedBatchId: string | null;
+    readonly pendingEvents: string | null;
+    readonly oldestPendingSeconds: number | null;
+    /** How the source captures (`pgfanout.capture_mode()`; `trigger` before SQL 1.2.0). */
+    readonly captureMode: 'trigger' | 'wal';
+    /** The slot, in WAL capture mode. */
+    readonly slot?: SlotStatus;
+  };
   readonly replicas: readonly ReplicaStatus[];
 }
 
@@ -67,6 +91,9 @@ export interface StatusWhere {
 /** Problems a report shows: a replica that cannot be read, a queue that cannot be read, dead letters. */
 export function statusProblems(report: StatusReport): string[] {
   const problems: string[] = [];
+  const slot = report.source.slot;
+  if (slot && !slot.present) problems.push(`source: its logical replication slot ${slot.name} is missing: changes since it was dropped are lost; create it (SELECT pgfanout.wal_create_slot()) and bootstrap every replica again`);
+  if (slot?.walStatus === 'lost') problems.push(`source: its logical replication slot ${slot.name} was invalidated by the server (max_slot_wal_keep_size): changes are lost; drop it, create it again (pgfanout.wal_drop(), then install --capture wal) and bootstrap every replica again`);
   for (const r of report.replicas) {
     if (r.error) problems.push(`replica ${r.name}: ${r.error}`);
     if (r.queueError) problems.push(`replica ${r.name}: queue unknown: ${r.queueError}`);
@@ -97,7 +124,24 @@ export async function statusReport(sourceUrl: string, replicas: readonly { name:
       'SELECT last_batch_id::text, finished_batch_id::text, pending_events::text, oldest_pending_event_time AS oldest FROM pgfanout.status()',
     );
     const s = rows[0];
+    const { rows: modeRows } = await source.query<{ mode: 'trigger' | 'wal' | null }>(
+      `SELECT CASE WHEN pg_catalog.to_regprocedure('pgfanout.capture_mode()') IS NULL THEN 'trigger' END AS mode`,
+    );
+    const captureMode = modeRows[0]?.mode ?? (await source.query<{ mode: 'trigger' | 'wal' }>('SELECT pgfanout.capture_mode() AS mode')).rows[0]?.mode ?? 'trigger';
+    let slot: SlotStatus | undefined;
+    if (captureMode === 'wal') {
+      const name = (await source.query<{ n: string }>('SELECT pgfanout.wal_slot_name() AS n')).rows[0]?.n as string;
+      const { rows: w } = await source.query<{ active: boolean; wal_status: string | null; retained_bytes: string | null; lag_bytes: string | null }>(
+        'SELECT active, wal_status, retained_bytes::text, lag_bytes::text FROM pgfanout.wal_status()',
+      );
+      const row = w[0];
+      slot = row
+        ? { name, present: true, active: row.active, walStatus: row.wal_status, retainedBytes: row.retained_bytes === null ? null : Number(row.retained_bytes), lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes) }
+        : { name, present: false, active: false, walStatus: null, retainedBytes: null, lagBytes: null };
+    }
     const sourceStatus: StatusReport['source'] = {
+      captureMode,
+      ...(slot ? { slot } : {}),
       sourceId,
       lastBatchId: s?.last_batch_id ?? null,
       finishedBatchId: s?.finished_batch_id ?? null,
@@ -205,7 +249,7 @@ async function queueStates(replicas: readonly { name: string }[], prefix: string
 }
 
 /** Why a queue could not be read, and what to check. */
-export function describeQueueError(err: unknown, queue: string, prefix: string, endpoint: string | undefined): string {
+function describeQueueError(err: unknown, queue: string, prefix: string, endpoint: string | undefined): string {
   const e = err as { name?: string; message?: string; Code?: string };
   const where = endpoint ? `at ${endpoint}` : 'in AWS';
   // QueueDoesNotExist also answers a request sent to another region than the queue's:

@@ -35,6 +35,8 @@ import type { ClientBase } from 'pg';
 import { replicaState } from '#core/replica/protocol.ts';
 import { OPS_ERROR_CODES, OpsError } from './errors.ts';
 import { qualified, quoteIdent, setStableOutput } from '#core/pg/sql.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isIntegerIn } from '#core/integer.ts';
 
 export interface TableRef {
   readonly schema: string;
@@ -122,14 +124,14 @@ export interface VerifyOptions {
 
 function positiveInteger(name: string, value: number | undefined, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < min) {
+  if (!isIntegerIn(value, min)) {
     throw new OpsError(OPS_ERROR_CODES.invalidArgument, `${name} is ${String(value)}; allowed: an integer >= ${min}`);
   }
   return value;
 }
 
 /** The columns of a table in attnum order (dropped columns excluded). */
-export async function tableColumns(client: ClientBase, ref: TableRef): Promise<string[]> {
+async function tableColumns(client: ClientBase, ref: TableRef): Promise<string[]> {
   const { rows } = await client.query<{ attname: string }>(
     `SELECT a.attname FROM pg_catalog.pg_attribute a
        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
@@ -530,7 +532,7 @@ async function fullMerge(
 }
 
 /** Orders strings by their UTF-8 bytes, as PostgreSQL's COLLATE "C" does (JS `<` compares UTF-16 units). */
-export function byteOrder(a: string, b: string): number {
+function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
@@ -610,6 +612,6 @@ export async function waitForReplicaPosition(
       );
     }
     options.onWait?.(at);
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    await sleep(pollMs);
   }
 }

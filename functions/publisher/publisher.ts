@@ -20,18 +20,21 @@ import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } fr
 import type { Client, Notification } from 'pg';
 import { encodeBatch, MIN_MAX_MESSAGE_BYTES, readBatch, type OutgoingMessage } from '#core/source';
 import { METRICS } from '#core/config.ts';
+import { runWalLoop } from './wal.ts';
 import type { SigningKeys } from '#core/signing-keys.ts';
 import { signatureAttributeBytes, signatureAttributes, SIGNATURE_ATTRIBUTES_MAX_BYTES, type SigningKey } from '#core/wire';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isIntegerIn } from '#core/integer.ts';
 
 /** SNS PublishBatch limits (AWS SNS API reference: PublishBatch). */
-export const PUBLISH_BATCH_MAX_ENTRIES = 10;
-export const PUBLISH_BATCH_MAX_BYTES = 262_144;
+const PUBLISH_BATCH_MAX_ENTRIES = 10;
+const PUBLISH_BATCH_MAX_BYTES = 262_144;
 
 /** Advisory lock key (two int4 halves) held by the active publisher of a source database. */
 export const PUBLISHER_LOCK = { classId: 0x70676661 /* 'pgfa' */, objectId: 1 } as const;
 
 /** The notification channel capture uses to wake the publisher. */
-export const WAKE_CHANNEL = 'pgfanout';
+const WAKE_CHANNEL = 'pgfanout';
 
 export type PublisherState = 'starting' | 'standby' | 'active' | 'reconnecting' | 'stopped';
 
@@ -244,7 +247,8 @@ export class Publisher {
         await client.query(SESSION_SQL, [`${o.lockTimeoutMs}ms`, `${o.statementTimeoutMs}ms`, `${o.idleInTransactionTimeoutMs}ms`, `${o.idleSessionTimeoutMs}ms`]);
         await this.#holdLock(client, signal);
         failures = 0;
-        await this.#work(client, signal);
+        if ((await captureMode(client)) === 'wal') await this.#workWal(client, signal);
+        else await this.#work(client, signal);
       } catch (err) {
         if (err instanceof Stopped || signal.aborted) break;
         failures += 1;
@@ -256,7 +260,7 @@ export class Publisher {
         // The session (and with it the single-publisher lock) is closed below. Wait longer than a
         // standby's poll before trying the lock again, so a standby takes over from a publisher
         // that fails (e.g. blocked on the source) instead of this one taking the lock back.
-        await sleep(Math.max(backoff(this.#o.backoffMs, failures), 2 * this.#o.standbyPollMs), signal).catch(() => undefined);
+        await sleep(Math.max(backoff(this.#o.backoffMs, failures), 2 * this.#o.standbyPollMs), undefined, { signal }).catch(() => undefined);
       } finally {
         if (client) await client.end().catch(() => undefined);
       }
@@ -275,7 +279,7 @@ export class Publisher {
       if (!announced) this.#o.logger.info('another publisher is active on this source; standing by', {});
       this.#state = 'standby';
       this.#progress();
-      await sleep(this.#o.standbyPollMs, signal);
+      await sleep(this.#o.standbyPollMs, undefined, { signal });
     }
     const { rows } = await client.query<{ id: string }>('SELECT pgfanout.source_id() AS id');
     this.#sourceId = rows[0]?.id ?? null;
@@ -327,6 +331,54 @@ export class Publisher {
     }
   }
 
+  /** The loop of a source in WAL capture mode (see wal.ts). */
+  async #workWal(client: Client, signal: AbortSignal): Promise<void> {
+    const sourceId = this.#sourceId as string;
+    await runWalLoop({
+      client,
+      sourceId,
+      // SNS counts message attributes in a message's size: the body leaves room for the signature's.
+      maxMessageBytes: Math.min(this.#o.maxMessageBytes, PUBLISH_BATCH_MAX_BYTES - SIGNATURE_ATTRIBUTES_MAX_BYTES),
+      maxAllowedMessageBytes: PUBLISH_BATCH_MAX_BYTES - SIGNATURE_ATTRIBUTES_MAX_BYTES,
+      entryOverheadBytes: SIGNATURE_ATTRIBUTES_MAX_BYTES,
+      tickMs: this.#o.tickMs,
+      statementTimeoutMs: this.#o.statementTimeoutMs,
+      send: async (messages) => {
+        await this.#sendToEveryTopic(messages, await this.#o.signingKeys.current(), signal);
+        // Stopped between a publish and the finish: the batch stays open and is served again.
+        if (signal.aborted) throw new Stopped();
+      },
+      progress: () => this.#progress(),
+      idle: () => {
+        this.#lastProgressAt = new Date();
+      },
+      published: (b) => {
+        const events = b.changes;
+        this.#batches += 1;
+        this.#messages += b.messages;
+        this.#events += events;
+        this.#bytes += b.bytes;
+        this.#lastBatchId = b.batchId;
+        this.#lastProgressAt = new Date();
+        const m = this.#o.metrics;
+        if (m) {
+          m.addMetric(METRICS.publisher.eventsPublished, 'Count', events);
+          m.addMetric(METRICS.publisher.messagesPublished, 'Count', b.messages);
+          m.addMetric(METRICS.publisher.batchEvents, 'Count', events);
+          m.addMetric(METRICS.publisher.publishLagSeconds, 'Seconds', Math.max(0, (Date.now() - Date.parse(b.time)) / 1000));
+          m.publishStoredMetrics();
+        }
+      },
+      sleep: (ms) => sleep(ms, undefined, { signal }).then(
+        () => undefined,
+        () => undefined,
+      ),
+      stopped: () => signal.aborted,
+      logger: this.#o.logger,
+    });
+    if (signal.aborted) throw new Stopped();
+  }
+
   async #sleepUntilWoken(signal: AbortSignal): Promise<void> {
     if (this.#woken) return;
     await new Promise<void>((resolve) => {
@@ -346,7 +398,7 @@ export class Publisher {
     const started = Date.now();
     const sourceId = this.#sourceId as string;
     const maxMessageBytes = batch.max_message_bytes;
-    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < MIN_MAX_MESSAGE_BYTES || maxMessageBytes > PUBLISH_BATCH_MAX_BYTES) {
+    if (!isIntegerIn(maxMessageBytes, MIN_MAX_MESSAGE_BYTES, PUBLISH_BATCH_MAX_BYTES)) {
       throw new Error(
         `batch ${batch.batch_id} is recorded on the source with message size ${String(maxMessageBytes)}; this publisher encodes ${MIN_MAX_MESSAGE_BYTES} to ${PUBLISH_BATCH_MAX_BYTES} bytes`,
       );
@@ -414,7 +466,7 @@ export class Publisher {
   }
 
   /**
-   * Publishes `entries` to every topic, at once, and returns when every topic accepted them.
+   * Publishes `entries`, signed with `key`, to every topic, at once, and returns when every topic accepted them.
    * When one fails (after its retries), the others are still waited for, then the error is
    * thrown: the loop reconnects and the batch is served again, and republished to every topic.
    */
@@ -464,7 +516,7 @@ export class Publisher {
         if (isPermanentSnsError(err) || attempt >= 8) throw err;
         this.#o.logger.warn('PublishBatch failed; retrying', { topicArn, error: errorText(err), attempt });
       }
-      await sleep(backoff(this.#o.backoffMs, attempt), signal);
+      await sleep(backoff(this.#o.backoffMs, attempt), undefined, { signal });
     }
   }
 
@@ -477,6 +529,19 @@ export class Publisher {
     this.#o.metrics?.addMetric(METRICS.publisher.oldestUnpublishedSeconds, 'Seconds', age);
     this.#o.metrics?.publishStoredMetrics();
   }
+}
+
+/**
+ * The source's capture mode: `pgfanout.capture_mode()` where it exists (SQL 1.2.0 and later),
+ * else `trigger`.
+ */
+async function captureMode(client: Client): Promise<string> {
+  const { rows } = await client.query<{ present: boolean }>(
+    `SELECT pg_catalog.to_regprocedure('pgfanout.capture_mode()') IS NOT NULL AS present`,
+  );
+  if (!rows[0]?.present) return 'trigger';
+  const mode = await client.query<{ mode: string }>('SELECT pgfanout.capture_mode() AS mode');
+  return mode.rows[0]?.mode ?? 'trigger';
 }
 
 /** SNS errors that no retry can fix. */
@@ -501,23 +566,7 @@ function errorText(err: unknown): string {
 }
 
 /** Exponential backoff with full jitter. */
-export function backoff(limits: { readonly initial: number; readonly max: number }, attempt: number): number {
+function backoff(limits: { readonly initial: number; readonly max: number }, attempt: number): number {
   const ceiling = Math.min(limits.max, limits.initial * 2 ** Math.min(attempt - 1, 20));
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-}
-
-/** Resolves after `ms`, or rejects with Stopped as soon as `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new Stopped());
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new Stopped());
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

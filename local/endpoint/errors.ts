@@ -12,7 +12,7 @@
 export type AwsService = 'sqs' | 'sns' | 'secretsmanager';
 
 /** Base class of every error raised by the local endpoint. */
-export class EndpointError extends Error {
+class EndpointError extends Error {
   /** Stable, machine-readable code. */
   readonly code: string;
 
@@ -138,7 +138,7 @@ export function secretsManagerError(name: keyof typeof SECRETS_MANAGER_ERRORS, m
 }
 
 /** Codes of the endpoint's own (non-AWS) errors. */
-export const ENDPOINT_ERROR_CODES = {
+const ENDPOINT_ERROR_CODES = {
   persistence: 'LOCAL_ENDPOINT_PERSISTENCE',
   invalidOption: 'LOCAL_ENDPOINT_INVALID_OPTION',
   closed: 'LOCAL_ENDPOINT_CLOSED',

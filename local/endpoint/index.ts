@@ -11,15 +11,6 @@
  * await endpoint.close();
  * ```
  */
-export { startEndpoint, type Endpoint, type EndpointOptions, type EndpointStats } from './server.ts';
-export { type Clock, ManualClock, systemClock } from './clock.ts';
-export {
-  AwsApiError,
-  EndpointError,
-  EndpointOptionError,
-  PersistenceError,
-  SNS_ERRORS,
-  SQS_ERRORS,
-  ENDPOINT_ERROR_CODES,
-  type AwsErrorKind,
-} from './errors.ts';
+export { startEndpoint, type Endpoint } from './server.ts';
+export { ManualClock } from './clock.ts';
+export { EndpointOptionError, PersistenceError } from './errors.ts';

@@ -16,6 +16,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { type Clock, systemClock } from './clock.ts';
 import { ESM_PATH, EventSourceMappings } from './lambda/event-source-mappings.ts';
+import { FUNCTIONS_PATH, LambdaFunctions } from './lambda/functions.ts';
 import { AwsApiError, EndpointOptionError, type PersistenceError, secretsManagerError, snsError, sqsError } from './errors.ts';
 import { loadState, type PersistedState, STATE_FORMAT_VERSION, StateFile } from './persistence.ts';
 import { handleSnsRequest, queryErrorReply } from './sns/query-protocol.ts';
@@ -133,6 +134,7 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
 
   const sqs = new SqsService({ clock, region, accountId, baseUrl: origin, onChange });
   const mappings = new EventSourceMappings({ clock, region, accountId });
+  const functions = new LambdaFunctions({ region, accountId });
   const secrets = new SecretsManagerService({ clock, region, accountId, onChange });
   const sns = new SnsService({
     clock,
@@ -189,6 +191,9 @@ export async function startEndpoint(options: EndpointOptions = {}): Promise<Endp
     if (secretsTarget) return handleSecretsManagerRequest(secrets, target, body);
     if (url.pathname === ESM_PATH || url.pathname.startsWith(`${ESM_PATH}/`)) {
       return mappings.handle(req.method ?? 'GET', url, body);
+    }
+    if (url.pathname === FUNCTIONS_PATH || url.pathname.startsWith(`${FUNCTIONS_PATH}/`)) {
+      return functions.handle(req.method ?? 'GET', url, body);
     }
     if (typeof target === 'string') {
       const abort = new AbortController();

@@ -8,8 +8,7 @@ export {
   startEventSourceRunner,
   RunnerConfigError,
   type EventSourceRunner,
-  type EventSourceRunnerOptions,
   type RunnerStats,
   type SqsHandler,
 } from './runner.ts';
-export { interpretResponse, invocationContext, toRecord, type BatchOutcome } from './lambda-event.ts';
+export { invocationContext, toRecord } from './lambda-event.ts';

@@ -29,6 +29,8 @@ import { DeleteMessageBatchCommand, GetQueueAttributesCommand, type Message, Rec
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { type Clock, systemClock } from '../endpoint/clock.ts';
 import { type BatchOutcome, interpretResponse, invocationContext, toRecord } from './lambda-event.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isIntegerIn } from '#core/integer.ts';
 
 /** The handler signature of an SQS-triggered Lambda function. */
 export type SqsHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | void>;
@@ -120,7 +122,7 @@ export class RunnerConfigError extends Error {
 }
 
 function integerIn(problems: string[], name: string, value: number | undefined, min: number, max: number): void {
-  if (value !== undefined && (!Number.isInteger(value) || value < min || value > max)) {
+  if (value !== undefined && !isIntegerIn(value, min, max)) {
     problems.push(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
   }
 }
@@ -128,17 +130,9 @@ function integerIn(problems: string[], name: string, value: number | undefined, 
 /** How often a disabled mapping is read again (real milliseconds). */
 const DISABLED_RECHECK_MS = 250;
 
+/** Resolves after `ms`, or at once when `signal` aborts. */
 function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+  return sleep(ms, undefined, { signal }).catch(() => undefined);
 }
 
 /**

@@ -4,15 +4,17 @@
 -- A database can be a source and a replica at once, so every object here is named replica_*.
 --
 -- How the applier uses it (functions/core/replica/apply.ts), always inside the transaction that applies
--- the changes, so the position and the data can never disagree:
---   1. lock the source's row of replica_position (FOR UPDATE);
+-- the changes, so the position and the data can never disagree, and always through the replica
+-- protocol's functions at the end of this script (called from functions/core/replica/protocol.ts):
+--   1. lock the source's row of replica_position (replica_lock);
 --   2. a message at or below the position is a duplicate: nothing happens;
 --   3. a message that does not follow the position is a gap: refused, nothing happens;
---   4. a part that is not final is stored in replica_staged_part and the position records it;
---   5. the final part applies the staged parts (read back one at a time) and itself, then
---      deletes the staged parts and records the batch as applied (replica_position) with its
---      parts' digests and origin (replica_applied_batch), against which a message at or below
---      the position is verified before it is dropped as a duplicate.
+--   4. a part that is not final is stored in replica_staged_part and the position records it
+--      (replica_stage_part);
+--   5. the final part applies the staged parts (read back one at a time, replica_staged_part) and
+--      itself, then deletes the staged parts and records the batch as applied (replica_position)
+--      with its parts' digests and origin (replica_applied_batch), against which a message at or
+--      below the position is verified before it is dropped as a duplicate (replica_advance).
 -- replica_staged_value holds, only during that transaction, the pieces of values of changes
 -- too large for one message; the replica concatenates them itself (string_agg).
 
@@ -48,8 +50,7 @@ CREATE TABLE IF NOT EXISTS pgfanout.replica_position (
 -- The batches this replica applied last, per source, so that a message of a batch at or below the
 -- position is recognised as a duplicate only when it is one (pgfanout.replica_position holds only
 -- the latest batch). The applier writes a row in the transaction that applies the batch and
--- deletes rows more than 1000 batches behind it (REPLICA_HISTORY_BATCHES in
--- functions/core/replica/position.ts); older batches, batches copied by a bootstrap and skipped
+-- deletes rows more than 1000 batches behind it (pgfanout.replica_advance); older batches, batches copied by a bootstrap and skipped
 -- batches have no row, and a message of one of them is dropped as a duplicate unverified.
 --   part_digests:    the digest of each part's body (functions/core/wire/digest.ts), by part
 --   origin_system, origin_timeline, origin_lsn: the envelope's origin (source system identifier,
@@ -276,8 +277,9 @@ AS $$
 $$;
 
 -- pgfanout.replica_check_source(p_function, p_source_id, p_batch_id): refuses a missing source id
--- or a batch id below 1, naming the function. Parameters: the caller's name, source id, batch id.
--- Returns: void. Tables touched: none.
+-- or a batch id below 1, naming the function (its callers call it only then, saving a function call
+-- on every apply). Parameters: the caller's name, source id, batch id. Returns: void.
+-- Tables touched: none.
 CREATE OR REPLACE FUNCTION pgfanout.replica_check_source(p_function text, p_source_id text, p_batch_id bigint) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -309,7 +311,7 @@ CREATE OR REPLACE FUNCTION pgfanout.replica_lock(p_source_id text,
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    pos pgfanout.replica_position;
+    position_state text;
     inserted integer;
 BEGIN
     IF p_source_id IS NULL OR p_source_id = '' THEN
@@ -317,25 +319,28 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     created := false;
-    SELECT * INTO pos FROM pgfanout.replica_position p WHERE p.source_id = p_source_id FOR UPDATE;
+    -- The position and the origin of the batch applied last, in one statement (the common case).
+    SELECT p.batch_id, p.part, p.applied_batch_id, p.part_digest, p.state, h.origin_system, h.origin_timeline, h.origin_lsn
+      INTO batch_id, part, applied_batch_id, part_digest, position_state, origin_system, origin_timeline, origin_lsn
+      FROM pgfanout.replica_position p
+      LEFT JOIN pgfanout.replica_applied_batch h ON h.source_id = p.source_id AND h.batch_id = p.applied_batch_id
+     WHERE p.source_id = p_source_id FOR UPDATE OF p;
     IF NOT FOUND THEN
         INSERT INTO pgfanout.replica_position (source_id, batch_id, part, state, applied_batch_id)
         VALUES (p_source_id, 0, NULL, 'applied', 0)
         ON CONFLICT (source_id) DO NOTHING;
         GET DIAGNOSTICS inserted = ROW_COUNT;
         created := inserted = 1;
-        SELECT * INTO pos FROM pgfanout.replica_position p WHERE p.source_id = p_source_id FOR UPDATE;
+        SELECT p.batch_id, p.part, p.applied_batch_id, p.part_digest, p.state, h.origin_system, h.origin_timeline, h.origin_lsn
+          INTO batch_id, part, applied_batch_id, part_digest, position_state, origin_system, origin_timeline, origin_lsn
+          FROM pgfanout.replica_position p
+          LEFT JOIN pgfanout.replica_applied_batch h ON h.source_id = p.source_id AND h.batch_id = p.applied_batch_id
+         WHERE p.source_id = p_source_id FOR UPDATE OF p;
     END IF;
-    batch_id := pos.batch_id;
-    part := pos.part;
-    applied_batch_id := pos.applied_batch_id;
-    part_digest := pos.part_digest;
-    SELECT h.origin_system, h.origin_timeline, h.origin_lsn INTO origin_system, origin_timeline, origin_lsn
-      FROM pgfanout.replica_applied_batch h WHERE h.source_id = p_source_id AND h.batch_id = pos.applied_batch_id;
-    IF pos.state = 'staging' THEN
+    IF position_state = 'staging' THEN
         SELECT s.digest INTO staged_first_digest
-          FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id AND s.batch_id = pos.batch_id AND s.part = 0;
-    ELSIF pos.applied_batch_id = 0 THEN
+          FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id AND s.batch_id = replica_lock.batch_id AND s.part = 0;
+    ELSIF applied_batch_id = 0 THEN
         SELECT b.batch_id, b.started_at,
                (SELECT pg_catalog.count(t.copied_at)::integer FROM pgfanout.replica_bootstrap_table t WHERE t.source_id = p_source_id),
                (SELECT pg_catalog.count(*)::integer FROM pgfanout.replica_bootstrap_table t WHERE t.source_id = p_source_id)
@@ -375,7 +380,9 @@ AS $$
 DECLARE
     pos pgfanout.replica_position;
 BEGIN
-    PERFORM pgfanout.replica_check_source('replica_stage_part', p_source_id, p_batch_id);
+    IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 1 THEN
+        PERFORM pgfanout.replica_check_source('replica_stage_part', p_source_id, p_batch_id);
+    END IF;
     IF p_part IS NULL OR p_part < 0 OR p_digest IS NULL OR p_body IS NULL OR (p_part > 0 AND p_after IS NULL) THEN
         RAISE EXCEPTION 'pgfanout.replica_stage_part: part %, after %, digest % and a body % are not allowed; expected a part >= 0, the digest of the part before (for a part > 0), a digest and a body',
             coalesce(p_part::text, 'NULL'), quote_nullable(p_after), quote_nullable(p_digest), CASE WHEN p_body IS NULL THEN 'NULL' ELSE 'given' END
@@ -425,7 +432,7 @@ $$;
 -- p_origin_timeline, p_origin_lsn): records batch p_batch_id as applied, in the transaction that
 -- applied its changes: moves the position to it, drops its staged parts, records its parts'
 -- digests and origin in replica_applied_batch and forgets the records more than 1000 batches
--- behind it (REPLICA_HISTORY_BATCHES in functions/core/replica/protocol.ts).
+-- behind it.
 -- Parameters: source id; batch id, the batch after the applied one; the digest of each of its
 --   parts (parts 0..N-1 are the staged ones, with their digests, N the final part); the source
 --   time (NULL keeps the one recorded); the origin's system, timeline and WAL position (all NULL
@@ -441,14 +448,47 @@ DECLARE
     pos pgfanout.replica_position;
     parts integer := coalesce(pg_catalog.cardinality(p_part_digests), 0);
     staged text[];
+    moved_rows integer;
 BEGIN
-    PERFORM pgfanout.replica_check_source('replica_advance', p_source_id, p_batch_id);
+    IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 1 THEN
+        PERFORM pgfanout.replica_check_source('replica_advance', p_source_id, p_batch_id);
+    END IF;
     IF parts = 0 OR pg_catalog.array_position(p_part_digests, NULL) IS NOT NULL
        OR (p_origin_system IS NULL) <> (p_origin_timeline IS NULL) OR (p_origin_system IS NULL) <> (p_origin_lsn IS NULL) THEN
         RAISE EXCEPTION 'pgfanout.replica_advance: part digests % and origin (%, %, %) are not allowed; expected a digest for each part and an origin given whole or not at all',
             coalesce(p_part_digests::text, 'NULL'), quote_nullable(p_origin_system), coalesce(p_origin_timeline::text, 'NULL'), coalesce(p_origin_lsn::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The common case in one statement: the position moves only from the batch before, over
+    -- exactly the parts staged for this one (the UPDATE locks the row and checks it as it stands);
+    -- the record is written, the kept history cut and the staged parts dropped with it.
+    WITH moved AS (
+        UPDATE pgfanout.replica_position p
+           SET batch_id = p_batch_id, part = NULL, state = 'applied', applied_batch_id = p_batch_id, part_digest = NULL,
+               applied_at = pg_catalog.now(), source_time = coalesce(p_source_time, p.source_time)
+         WHERE p.source_id = p_source_id AND p.applied_batch_id = p_batch_id - 1
+           AND (parts = 1 OR (p.state = 'staging' AND p.batch_id = p_batch_id AND p.part = parts - 2
+                              AND (SELECT pg_catalog.array_agg(s.digest ORDER BY s.part) FROM pgfanout.replica_staged_part s
+                                    WHERE s.source_id = p_source_id AND s.batch_id = p_batch_id) = p_part_digests[1:parts - 1]))
+        RETURNING p.source_id
+    ), recorded AS (
+        INSERT INTO pgfanout.replica_applied_batch AS h (source_id, batch_id, part_digests, origin_system, origin_timeline, origin_lsn)
+        SELECT m.source_id, p_batch_id, p_part_digests, p_origin_system, p_origin_timeline, p_origin_lsn FROM moved m
+        ON CONFLICT (source_id, batch_id) DO UPDATE
+           SET part_digests = excluded.part_digests, origin_system = excluded.origin_system, origin_timeline = excluded.origin_timeline,
+               origin_lsn = excluded.origin_lsn, applied_at = pg_catalog.now()
+    ), forgotten AS (
+        DELETE FROM pgfanout.replica_applied_batch h
+         WHERE h.source_id = p_source_id AND h.batch_id <= p_batch_id - 1000 AND EXISTS (SELECT FROM moved)
+    ), dropped AS (
+        -- Also the parts of an encoding that a batch of one part started over from.
+        DELETE FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id AND EXISTS (SELECT FROM moved)
+    )
+    SELECT pg_catalog.count(*)::integer INTO moved_rows FROM moved;
+    IF moved_rows = 1 THEN
+        RETURN;
+    END IF;
+    -- Refused: say why.
     SELECT * INTO pos FROM pgfanout.replica_position p WHERE p.source_id = p_source_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgfanout.replica_advance: source % has no position on this replica; an apply starts with pgfanout.replica_lock', p_source_id
@@ -459,33 +499,16 @@ BEGIN
             p_source_id, pos.applied_batch_id, pgfanout.replica_position_text(pos), pos.applied_batch_id + 1, p_batch_id
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF parts > 1 THEN
-        IF pos.state <> 'staging' OR pos.batch_id <> p_batch_id OR pos.part <> parts - 2 THEN
-            RAISE EXCEPTION 'pgfanout.replica_advance: batch % of source % has % parts, so parts 0 to % must be staged, but the source is at %',
-                p_batch_id, p_source_id, parts, parts - 2, pgfanout.replica_position_text(pos)
-                USING ERRCODE = 'object_not_in_prerequisite_state';
-        END IF;
-        SELECT pg_catalog.array_agg(s.digest ORDER BY s.part) INTO staged
-          FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id AND s.batch_id = p_batch_id;
-        IF staged IS DISTINCT FROM p_part_digests[1:parts - 1] THEN
-            RAISE EXCEPTION 'pgfanout.replica_advance: batch % of source % was staged with part digests %, not %',
-                p_batch_id, p_source_id, coalesce(staged::text, 'none'), p_part_digests[1:parts - 1]::text
-                USING ERRCODE = 'object_not_in_prerequisite_state';
-        END IF;
+    IF pos.state <> 'staging' OR pos.batch_id <> p_batch_id OR pos.part <> parts - 2 THEN
+        RAISE EXCEPTION 'pgfanout.replica_advance: batch % of source % has % parts, so parts 0 to % must be staged, but the source is at %',
+            p_batch_id, p_source_id, parts, parts - 2, pgfanout.replica_position_text(pos)
+            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF pos.state = 'staging' THEN
-        DELETE FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id;
-    END IF;
-    INSERT INTO pgfanout.replica_applied_batch AS h (source_id, batch_id, part_digests, origin_system, origin_timeline, origin_lsn)
-    VALUES (p_source_id, p_batch_id, p_part_digests, p_origin_system, p_origin_timeline, p_origin_lsn)
-    ON CONFLICT (source_id, batch_id) DO UPDATE
-       SET part_digests = excluded.part_digests, origin_system = excluded.origin_system, origin_timeline = excluded.origin_timeline,
-           origin_lsn = excluded.origin_lsn, applied_at = pg_catalog.now();
-    DELETE FROM pgfanout.replica_applied_batch h WHERE h.source_id = p_source_id AND h.batch_id <= p_batch_id - 1000;
-    UPDATE pgfanout.replica_position p
-       SET batch_id = p_batch_id, part = NULL, state = 'applied', applied_batch_id = p_batch_id, part_digest = NULL,
-           applied_at = pg_catalog.now(), source_time = coalesce(p_source_time, p.source_time)
-     WHERE p.source_id = p_source_id;
+    SELECT pg_catalog.array_agg(s.digest ORDER BY s.part) INTO staged
+      FROM pgfanout.replica_staged_part s WHERE s.source_id = p_source_id AND s.batch_id = p_batch_id;
+    RAISE EXCEPTION 'pgfanout.replica_advance: batch % of source % was staged with part digests %, not %',
+        p_batch_id, p_source_id, coalesce(staged::text, 'none'), p_part_digests[1:parts - 1]::text
+        USING ERRCODE = 'object_not_in_prerequisite_state';
 END
 $$;
 
@@ -502,7 +525,9 @@ AS $$
 DECLARE
     applied bigint;
 BEGIN
-    PERFORM pgfanout.replica_check_source('replica_stage_value', p_source_id, p_batch_id);
+    IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 1 THEN
+        PERFORM pgfanout.replica_check_source('replica_stage_value', p_source_id, p_batch_id);
+    END IF;
     IF p_slots IS NULL OR p_seqs IS NULL OR p_values IS NULL
        OR pg_catalog.cardinality(p_slots) <> pg_catalog.cardinality(p_seqs) OR pg_catalog.cardinality(p_slots) <> pg_catalog.cardinality(p_values) THEN
         RAISE EXCEPTION 'pgfanout.replica_stage_value: slots, sequence numbers and values must be three arrays of one length'
@@ -554,7 +579,9 @@ DECLARE
     applied bigint;
     id bigint;
 BEGIN
-    PERFORM pgfanout.replica_check_source('replica_record_conflict', p_source_id, p_batch_id);
+    IF p_source_id IS NULL OR p_source_id = '' OR p_batch_id IS NULL OR p_batch_id < 1 THEN
+        PERFORM pgfanout.replica_check_source('replica_record_conflict', p_source_id, p_batch_id);
+    END IF;
     SELECT p.applied_batch_id INTO applied FROM pgfanout.replica_position p WHERE p.source_id = p_source_id;
     IF applied IS NULL OR p_batch_id <> applied + 1 THEN
         RAISE EXCEPTION 'pgfanout.replica_record_conflict: source % %; only conflicts of the batch after the applied one may be recorded, not of batch %',

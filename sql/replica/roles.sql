@@ -1,5 +1,7 @@
 -- pgfanout replica: roles and grants. installReplica() runs this after the install or upgrade
--- scripts, every time; it is idempotent and always describes the newest version.
+-- scripts whenever they lead to the newest version (an install stopped at an older
+-- targetVersion gets none of it), so every object named here exists; it is idempotent and
+-- always describes the newest version.
 --
 -- pgfanout_applier (NOLOGIN): the applier's login role is made a member of it. It may read the
 -- replica_* tables (positions, staging, history, conflicts) and change them only through the apply
@@ -18,8 +20,11 @@ BEGIN
         BEGIN
             CREATE ROLE pgfanout_applier NOLOGIN;
         EXCEPTION
-            WHEN duplicate_object THEN
-                NULL; -- created a moment ago by an installer in another database of this cluster
+            -- Created a moment ago by an installer in another database of this cluster (the
+            -- advisory lock is per database): duplicate_object once it has committed; while it
+            -- had not, CREATE ROLE waited for it on pg_authid's unique index and fails there.
+            WHEN duplicate_object OR unique_violation THEN
+                NULL;
             WHEN insufficient_privilege THEN
                 RAISE EXCEPTION 'pgfanout: role pgfanout_applier does not exist and role % may not create it', current_user
                     USING ERRCODE = 'insufficient_privilege',
@@ -42,48 +47,29 @@ REVOKE ALL ON FUNCTION pgfanout.replica_skip(text, bigint, text, text[]) FROM PU
 GRANT SELECT ON pgfanout.replica_skipped TO pgfanout_applier;
 GRANT EXECUTE ON FUNCTION pgfanout.replica_version() TO pgfanout_applier;
 GRANT SELECT ON pgfanout.replica_conflict TO pgfanout_applier;
--- Since 1.1.0: the applied batches' digests and origins, kept for the last batches only.
--- Tables of later versions: this file also runs after installing an older version on request.
-DO $grants$
-BEGIN
-    IF pg_catalog.to_regclass('pgfanout.replica_applied_batch') IS NOT NULL THEN
-        GRANT SELECT ON pgfanout.replica_applied_batch TO pgfanout_applier;
-    END IF;
-END
-$grants$;
+-- The applied batches' digests and origins, kept for the last batches only.
+GRANT SELECT ON pgfanout.replica_applied_batch TO pgfanout_applier;
 
--- Since 1.2.0 the applier writes the replica_* tables only through the apply protocol's functions
--- (SECURITY DEFINER): the write rights earlier versions granted are taken back, and the protocol
--- is granted. Every replica_* function is revoked from PUBLIC by the install scripts; only these
--- are granted. Functions of later versions: this file also runs after installing an older version
--- on request, so each is granted only where it exists.
-DO $protocol$
-DECLARE
-    f pg_catalog.text;
-BEGIN
-    IF pg_catalog.to_regprocedure('pgfanout.replica_lock(text)') IS NULL THEN
-        RETURN;
-    END IF;
-    REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON
-        pgfanout.replica_position,
-        pgfanout.replica_staged_part,
-        pgfanout.replica_staged_value,
-        pgfanout.replica_applied_batch,
-        pgfanout.replica_conflict
-    FROM pgfanout_applier;
-    FOREACH f IN ARRAY ARRAY[
-        'pgfanout.replica_lock(text)',
-        'pgfanout.replica_applied_batch(text, bigint)',
-        'pgfanout.replica_stage_part(text, bigint, integer, text, text, text)',
-        'pgfanout.replica_staged_part(text, bigint, integer)',
-        'pgfanout.replica_advance(text, bigint, text[], timestamptz, text, bigint, pg_lsn)',
-        'pgfanout.replica_stage_value(text, bigint, integer[], integer[], text[])',
-        'pgfanout.replica_staged_value(text, bigint, integer)',
-        'pgfanout.replica_clear_values(text, bigint)',
-        'pgfanout.replica_record_conflict(text, bigint, text, text, text, text, text, text, jsonb, jsonb, jsonb, jsonb)',
-        'pgfanout.replica_state(text)'
-    ] LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgfanout_applier', pg_catalog.to_regprocedure(f));
-    END LOOP;
-END
-$protocol$;
+-- The applier writes the replica_* tables only through the apply protocol's functions
+-- (SECURITY DEFINER): the write rights versions before 1.2.0 granted are taken back, and the
+-- protocol is granted. Every replica_* function is revoked from PUBLIC by the install scripts;
+-- only these are granted.
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON
+    pgfanout.replica_position,
+    pgfanout.replica_staged_part,
+    pgfanout.replica_staged_value,
+    pgfanout.replica_applied_batch,
+    pgfanout.replica_conflict
+FROM pgfanout_applier;
+GRANT EXECUTE ON FUNCTION
+    pgfanout.replica_lock(text),
+    pgfanout.replica_applied_batch(text, bigint),
+    pgfanout.replica_stage_part(text, bigint, integer, text, text, text),
+    pgfanout.replica_staged_part(text, bigint, integer),
+    pgfanout.replica_advance(text, bigint, text[], timestamptz, text, bigint, pg_lsn),
+    pgfanout.replica_stage_value(text, bigint, integer[], integer[], text[]),
+    pgfanout.replica_staged_value(text, bigint, integer),
+    pgfanout.replica_clear_values(text, bigint),
+    pgfanout.replica_record_conflict(text, bigint, text, text, text, text, text, text, jsonb, jsonb, jsonb, jsonb),
+    pgfanout.replica_state(text)
+TO pgfanout_applier;

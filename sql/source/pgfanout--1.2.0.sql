@@ -564,6 +564,53 @@ AS $$
 $$;
 
 
+-- The capture mode (see "WAL capture mode" below for the rest of it).
+
+ALTER TABLE pgfanout.source_info
+    ADD COLUMN IF NOT EXISTS capture_mode text NOT NULL DEFAULT 'trigger' CHECK (capture_mode IN ('trigger', 'wal'));
+
+-- Batches of the WAL mode: the transactions of the slot's stream whose commit records start
+-- (pgoutput's Begin "final LSN") from first_lsn to last_lsn. end_lsn is the end of the last
+-- commit record, recorded when the batch is finished (the slot's confirmed position then).
+CREATE TABLE IF NOT EXISTS pgfanout.wal_batch (
+    batch_id          bigint      PRIMARY KEY,
+    prev_batch_id     bigint      NOT NULL,
+    first_lsn         pg_lsn      NOT NULL,
+    last_lsn          pg_lsn      NOT NULL,
+    end_lsn           pg_lsn,
+    max_message_bytes integer     NOT NULL CHECK (max_message_bytes > 0),
+    origin_system     numeric(20, 0) NOT NULL,
+    origin_timeline   bigint      NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    finished_at       timestamptz,
+    CHECK (prev_batch_id = batch_id - 1),
+    CHECK (first_lsn <= last_lsn)
+);
+
+-- pgfanout.capture_mode(): how this source captures changes.
+-- Parameters: none. Returns: 'trigger' or 'wal'. Tables touched: reads source_info.
+CREATE OR REPLACE FUNCTION pgfanout.capture_mode() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT capture_mode FROM pgfanout.source_info $$;
+
+-- pgfanout.wal_slot_name(): the logical replication slot of this source in WAL mode.
+-- Parameters: none. Returns: text. Tables touched: reads source_info.
+CREATE OR REPLACE FUNCTION pgfanout.wal_slot_name() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 'pgfanout_' || replace(source_id::text, '-', '') FROM pgfanout.source_info $$;
+
+-- pgfanout.is_added(regclass): whether a table is captured: it has the capture trigger
+-- (trigger mode) or is a member of the publication (WAL mode).
+-- Parameters: the table. Returns: boolean. Tables touched: reads pg_trigger / pg_publication_rel.
+CREATE OR REPLACE FUNCTION pgfanout.is_added(p_table regclass) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pgfanout.capture_mode() = 'wal'
+                THEN EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                              WHERE p.pubname = 'pgfanout' AND pr.prrelid = p_table)
+                ELSE EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p_table AND t.tgname = 'pgfanout_capture') END
+$$;
+
 -- pgfanout.identity_of(regclass): the row identity add_table would choose.
 -- Parameters: the table. Returns: kind ('primary key' | 'unique index' | 'none'), the
 --   index oid (or NULL) and the key columns in index order (empty for none).
@@ -610,6 +657,10 @@ DECLARE
     qualified text;
     trigger_args text[];
 BEGIN
+    IF pgfanout.capture_mode() = 'wal' THEN
+        PERFORM pgfanout.wal_add_table(p_table);
+        RETURN;
+    END IF;
     IF p_table IS NULL THEN
         RAISE EXCEPTION 'pgfanout.add_table: the table must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
@@ -685,6 +736,10 @@ AS $$
 DECLARE
     qualified text;
 BEGIN
+    IF pgfanout.capture_mode() = 'wal' THEN
+        PERFORM pgfanout.wal_remove_table(p_table);
+        RETURN;
+    END IF;
     IF p_table IS NULL THEN
         RAISE EXCEPTION 'pgfanout.remove_table: the table must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
@@ -728,7 +783,7 @@ BEGIN
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = p_schema
            AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence <> 't'
-           AND NOT EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND tg.tgname = 'pgfanout_capture')
+           AND NOT pgfanout.is_added(c.oid::regclass)
          ORDER BY c.relname COLLATE "C"
     LOOP
         PERFORM pgfanout.add_table(t);
@@ -758,7 +813,7 @@ AS $$
       FROM pgfanout.captured_table t
       JOIN pg_class c ON c.oid = t.reloid
       JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = t.reloid AND tg.tgname = 'pgfanout_capture')
+     WHERE pgfanout.is_added(t.reloid::regclass)
      ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"
 $$;
 
@@ -1353,7 +1408,10 @@ BEGIN
                         USING ERRCODE = 'invalid_transaction_termination',
                               HINT = 'Replicas run a schema change inside the transaction that applies its batch. Send the schema change as its own query, without BEGIN/COMMIT, SET or DO around it (a transaction opened by the client is fine), or run it through pgfanout.replicate_ddl(...).';
                 END IF;
-                IF log_nr IS NULL OR log_nr NOT IN ('0', '1', '2') THEN
+                IF pgfanout.capture_mode() = 'wal' THEN
+                    PERFORM pgfanout.wal_schema_message(p_sql, p_search_path, p_schema, p_table);
+                    log_nr := 'wal';
+                ELSIF log_nr IS NULL OR log_nr NOT IN ('0', '1', '2') THEN
                     hint := pg_sequence_last_value('pgfanout.capture_hint'::regclass);
                     IF hint >= 3 THEN
                         PERFORM pg_notify('pgfanout', '');
@@ -1362,7 +1420,9 @@ BEGIN
                     PERFORM set_config('pgfanout.log_table', log_nr, true);
                 END IF;
                 img := %1$I.hstore(ARRAY['sql', 'search_path'], ARRAY[p_sql, p_search_path]);
-                IF log_nr = '0' THEN
+                IF log_nr = 'wal' THEN
+                    NULL; -- sent as a logical message above
+                ELSIF log_nr = '0' THEN
                     INSERT INTO pgfanout.event_log_0 (ev_op, ev_schema, ev_table, ev_new) VALUES ('SCHEMA', p_schema, p_table, img);
                 ELSIF log_nr = '1' THEN
                     INSERT INTO pgfanout.event_log_1 (ev_op, ev_schema, ev_table, ev_new) VALUES ('SCHEMA', p_schema, p_table, img);
@@ -1412,6 +1472,7 @@ DECLARE
     before  pg_catalog.oid[];
     created pg_catalog.oid[];
     origin  pg_catalog.text := pg_catalog.current_setting('pgfanout.origin', true);
+    wal     pg_catalog.bool;
 BEGIN
     IF p_sql IS NULL OR pg_catalog.btrim(p_sql) OPERATOR(pg_catalog.=) '' THEN
         RAISE EXCEPTION 'pgfanout.replicate_ddl: the statement is %; expected the text of a statement to run', pg_catalog.quote_nullable(p_sql)
@@ -1422,7 +1483,16 @@ BEGIN
     before := ARRAY(SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[]));
     -- The statement's own data changes are replayed by the statement: keep capture quiet.
     PERFORM pg_catalog.set_config('pgfanout.origin', 'replicate_ddl', true);
+    -- WAL mode (its publication exists; pg_publication is readable by every role): mark the
+    -- statement's own data changes for the publisher to leave out.
+    wal := EXISTS (SELECT 1 FROM pg_catalog.pg_publication p WHERE p.pubname OPERATOR(pg_catalog.=) 'pgfanout');
+    IF wal THEN
+        PERFORM pgfanout.wal_quiet(true);
+    END IF;
     EXECUTE p_sql;
+    IF wal THEN
+        PERFORM pgfanout.wal_quiet(false);
+    END IF;
     PERFORM pg_catalog.set_config('pgfanout.origin', coalesce(origin, ''), true);
     created := ARRAY(SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[])
                      EXCEPT SELECT pg_catalog.unnest(before));
@@ -1882,6 +1952,497 @@ BEGIN
       INTO max_message_bytes, origin_system, origin_timeline, origin_lsn
       FROM pgfanout.batch b WHERE b.batch_id = p_batch_id;
 END
+$$;
+
+-- WAL capture mode
+--
+-- A source captures in one of two modes, chosen at install (pgfanout install --capture) and
+-- recorded in source_info.capture_mode:
+--   trigger  (the default) the capture triggers and the event log above; any PostgreSQL 13+.
+--   wal      no trigger: the tables are members of the publication "pgfanout", and the
+--            publisher reads a logical replication slot (plugin pgoutput) through the SQL
+--            interface, publishing each transaction in commit order as the same envelopes.
+--            Needs wal_level = logical (on Amazon RDS / Aurora: rds.logical_replication = 1,
+--            https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/PostgreSQL.Concepts.General.FeatureSupport.LogicalReplication.html)
+--            and a role with REPLICATION (rds_replication) as pgfanout's owner.
+--
+--   pgfanout.capture_mode()              'trigger' or 'wal'
+--   pgfanout.set_capture_mode(text)      chooses the mode while nothing is captured yet
+--   pgfanout.wal_slot_name()             the slot of this source: pgfanout_<source id hex>
+--   pgfanout.wal_create_slot()           creates the slot when missing (run outside any
+--                                        transaction that wrote: PostgreSQL requires it)
+--   pgfanout.wal_drop()                  drops the slot and the publication (before uninstalling)
+--   add_table / remove_table / add_all_tables / show_tables manage the publication in WAL mode;
+--   add_table gives a table without a primary key a replica identity (USING INDEX the unique
+--   index row identity would use, else FULL) and says so with a NOTICE.
+--
+-- Publisher protocol in WAL mode (role pgfanout_publisher). Batches are numbered densely like
+-- trigger batches (batch_cursor holds the last and finished ids). A batch is one or more whole
+-- transactions of the slot's stream, recorded (wal_batch) before any of its messages is
+-- published, so a publisher that restarts serves the same transactions under the same id:
+--   pgfanout.wal_state()                 the slot's position, the last finished batch and the
+--                                        open one (recorded, not finished), if any
+--   pgfanout.wal_changes()               the slot's pending changes (peek: the slot does not
+--                                        move), pgoutput binary messages; read it through a
+--                                        cursor. Rows up to the setting pgfanout.wal_read_rows
+--                                        (PostgreSQL stops at the first commit past it).
+--   pgfanout.wal_record_batch(...)       records the next batch's transactions
+--   pgfanout.wal_finish_batch(id, lsn)   the batch is published: finishes it and moves the
+--                                        slot past its last commit
+--   pgfanout.wal_skip(lsn)               moves the slot over transactions with no published
+--                                        change while no batch is open
+-- Schema changes (schema_change, from replicate_ddl or DDL capture) travel as transactional
+-- logical messages (pg_logical_emit_message, prefix 'pgfanout'), so they sit among the changes
+-- of their transaction at the place they were made; pgoutput forwards messages from
+-- PostgreSQL 14. replicate_ddl marks the statement's own data changes with messages
+-- {"quiet":true} ... {"quiet":false}: replicas replay them by running the statement.
+
+-- pgfanout.set_capture_mode(text): chooses how this source captures, while nothing is captured
+-- yet (no table added, no batch made); choosing the current mode does nothing. 'wal' checks
+-- wal_level and creates the publication "pgfanout" (tables are added to it by add_table);
+-- the slot is created by wal_create_slot, which cannot run in a transaction that wrote.
+-- 'trigger' drops the publication (and the slot when it can).
+-- Parameters: 'trigger' or 'wal'. Returns: void. Tables touched: source_info.
+CREATE OR REPLACE FUNCTION pgfanout.set_capture_mode(p_mode text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_mode text := pgfanout.capture_mode();
+BEGIN
+    IF p_mode IS NULL OR p_mode NOT IN ('trigger', 'wal') THEN
+        RAISE EXCEPTION 'pgfanout.set_capture_mode: capture mode % is not allowed; expected ''trigger'' or ''wal''', quote_nullable(p_mode)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_mode = current_mode THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pgfanout.captured_table) OR (SELECT last_batch_id FROM pgfanout.batch_cursor) > 0 THEN
+        RAISE EXCEPTION 'pgfanout.set_capture_mode: this source captures in % mode and has added tables or published batches; the mode is chosen at install, before anything is captured', current_mode
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Remove the tables (pgfanout.remove_table) of a source that never published, or install pgfanout on a new source database.';
+    END IF;
+    IF p_mode = 'wal' THEN
+        IF current_setting('wal_level') <> 'logical' THEN
+            RAISE EXCEPTION 'pgfanout.set_capture_mode: WAL capture needs wal_level = logical; this server has wal_level = %', current_setting('wal_level')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Set wal_level = logical and restart the server (on Amazon RDS and Aurora: rds.logical_replication = 1 in the parameter group, then reboot), or use the trigger mode.';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'pgfanout') THEN
+            CREATE PUBLICATION pgfanout WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true);
+        END IF;
+    ELSE
+        DROP PUBLICATION IF EXISTS pgfanout;
+        PERFORM pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s
+          WHERE s.slot_name = pgfanout.wal_slot_name() AND NOT s.active;
+    END IF;
+    UPDATE pgfanout.source_info SET capture_mode = p_mode;
+END
+$$;
+
+-- pgfanout.wal_create_slot(): creates this source's logical replication slot (plugin pgoutput)
+-- when it is missing; changes committed after it are published. Run it in a transaction that
+-- has not written (the installer runs it on its own after the install). Creating a slot waits
+-- for the transactions running at that moment to end.
+-- Parameters: none. Returns: the slot name. Errors when not in WAL mode.
+-- Tables touched: none (creates the slot).
+CREATE OR REPLACE FUNCTION pgfanout.wal_create_slot() RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    slot text := pgfanout.wal_slot_name();
+BEGIN
+    IF pgfanout.capture_mode() <> 'wal' THEN
+        RAISE EXCEPTION 'pgfanout.wal_create_slot: this source captures in % mode, not wal', pgfanout.capture_mode()
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = slot) THEN
+        PERFORM pg_create_logical_replication_slot(slot, 'pgoutput');
+    END IF;
+    RETURN slot;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE EXCEPTION 'pgfanout.wal_create_slot: role % may not create replication slots', current_user
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'pgfanout''s owner needs the REPLICATION attribute (on Amazon RDS and Aurora: GRANT rds_replication TO <owner>).';
+END
+$$;
+
+-- pgfanout.wal_drop(): drops this source's slot and publication, so no WAL is kept for a
+-- source that is going away. Run it before DROP SCHEMA pgfanout CASCADE, with the publisher
+-- stopped (an active slot cannot be dropped).
+-- Parameters: none. Returns: void. Tables touched: none.
+CREATE OR REPLACE FUNCTION pgfanout.wal_drop() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s WHERE s.slot_name = pgfanout.wal_slot_name();
+    DROP PUBLICATION IF EXISTS pgfanout;
+END
+$$;
+
+-- pgfanout.wal_add_table(regclass): add_table in WAL mode. Checks the table as add_table
+-- does, gives it a replica identity when it has no primary key (USING INDEX the unique index
+-- over NOT NULL columns that identity_of picks, else FULL; a NOTICE says which), and adds it
+-- to the publication. A replica identity set by hand (USING INDEX or FULL) is kept.
+-- Parameters: the table. Returns: void. Tables touched: captured_table (insert); the table's
+--   replica identity; publication pgfanout.
+CREATE OR REPLACE FUNCTION pgfanout.wal_add_table(p_table regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel       record;
+    ident     record;
+    qualified text;
+    kind      text;
+    cols      text[];
+    idx       oid;
+BEGIN
+    IF p_table IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.add_table: the table must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition, c.relreplident
+      INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_table;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgfanout.add_table: no relation has oid %', p_table::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    qualified := format('%I.%I', rel.nspname, rel.relname);
+    IF rel.nspname = 'pgfanout' THEN
+        RAISE EXCEPTION 'pgfanout.add_table: % is one of pgfanout''s own tables; they are not captured', qualified
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'pgfanout.add_table: % is not a table (relation kind %); only plain and partitioned tables can be added', qualified, rel.relkind
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF rel.relpersistence <> 'p' THEN
+        RAISE EXCEPTION 'pgfanout.add_table: % is a % table; in WAL capture mode only permanent tables can be added (their changes are not in the WAL)', qualified,
+            CASE rel.relpersistence WHEN 't' THEN 'temporary' ELSE 'unlogged' END
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF rel.relispartition THEN
+        RAISE EXCEPTION 'pgfanout.add_table: % is a partition; add the partitioned table instead', qualified
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF pgfanout.is_added(p_table) THEN
+        RAISE EXCEPTION 'pgfanout.add_table: table % is already added', qualified
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'pgfanout.show_tables() lists the added tables; pgfanout.remove_table() removes one.';
+    END IF;
+    DELETE FROM pgfanout.captured_table WHERE reloid = p_table;
+    SELECT * INTO ident FROM pgfanout.identity_of(p_table);
+    BEGIN
+        IF rel.relreplident = 'f' THEN
+            kind := 'none';
+        ELSIF rel.relreplident = 'i' THEN
+            SELECT i.indexrelid INTO idx FROM pg_index i WHERE i.indrelid = p_table AND i.indisreplident;
+            kind := 'unique index';
+        ELSIF rel.relreplident = 'd' AND ident.identity_kind = 'primary key' THEN
+            kind := 'primary key';
+            idx := ident.identity_index;
+        ELSIF ident.identity_kind = 'unique index' THEN
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I', qualified,
+                           (SELECT relname FROM pg_class WHERE oid = ident.identity_index));
+            RAISE NOTICE 'pgfanout.add_table: % has no primary key: its replica identity is now the unique index %', qualified,
+                (SELECT relname FROM pg_class WHERE oid = ident.identity_index);
+            kind := 'unique index';
+            idx := ident.identity_index;
+        ELSE
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', qualified);
+            RAISE NOTICE 'pgfanout.add_table: % has no primary key and no unique index over NOT NULL columns: its replica identity is now FULL (updates and deletes carry the whole old row)', qualified;
+            kind := 'none';
+        END IF;
+        EXECUTE format('ALTER PUBLICATION pgfanout ADD TABLE %s', qualified);
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'pgfanout.add_table: role % may not change table % (replica identity, publication membership): %', current_user, qualified, SQLERRM
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'In WAL capture mode pgfanout''s owner must own the table (or be a member of its owner).';
+    END;
+    cols := CASE WHEN kind = 'none' THEN '{}'::text[] ELSE
+        ARRAY(SELECT a.attname::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+               WHERE i.indexrelid = idx AND k.ord <= i.indnkeyatts ORDER BY k.ord) END;
+    INSERT INTO pgfanout.captured_table (reloid, identity_kind, identity_index, identity_columns, old_image)
+    VALUES (p_table, kind, CASE WHEN kind = 'none' THEN NULL ELSE idx END, cols, CASE WHEN kind = 'none' THEN 'full' ELSE 'identity' END);
+END
+$$;
+
+-- pgfanout.wal_remove_table(regclass): remove_table in WAL mode: drops the table from the
+-- publication (its replica identity stays as it is).
+-- Parameters: the table. Returns: void. Tables touched: captured_table (delete); publication.
+CREATE OR REPLACE FUNCTION pgfanout.wal_remove_table(p_table regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    qualified text;
+BEGIN
+    IF p_table IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.remove_table: the table must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT format('%I.%I', n.nspname, c.relname) INTO qualified
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table;
+    IF NOT pgfanout.is_added(p_table) THEN
+        RAISE EXCEPTION 'pgfanout.remove_table: table % is not added', coalesce(qualified, p_table::oid::text)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    EXECUTE format('ALTER PUBLICATION pgfanout DROP TABLE %s', qualified);
+    DELETE FROM pgfanout.captured_table WHERE reloid = p_table;
+END
+$$;
+
+-- The key pgfanout's logical messages are signed with. pg_logical_emit_message may be run by
+-- every role, so a message with prefix 'pgfanout' proves nothing by itself; the publisher
+-- publishes only messages whose signature it can check: the hex SHA-256 of key || the
+-- transaction's 32-bit xid (decimal) || SHA-256 of the JSON body, as "<signature> <body>".
+-- Only pgfanout's owner and the publisher (through wal_state) read the key.
+CREATE TABLE IF NOT EXISTS pgfanout.wal_key (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    key       bytea   NOT NULL DEFAULT decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex')
+);
+INSERT INTO pgfanout.wal_key (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
+
+-- pgfanout.wal_message(json): emits a signed transactional logical message with prefix
+-- 'pgfanout' (see wal_key). Internal: wal_schema_message, wal_quiet.
+-- Returns: void. Tables touched: reads wal_key (assigns the transaction an xid).
+CREATE OR REPLACE FUNCTION pgfanout.wal_message(p_body text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    xid text := (pg_current_xact_id()::text::numeric % 4294967296)::text;
+BEGIN
+    PERFORM pg_logical_emit_message(true, 'pgfanout',
+        encode(sha256((SELECT k.key FROM pgfanout.wal_key k) || convert_to(xid, 'UTF8') || sha256(convert_to(p_body, 'UTF8'))), 'hex') || ' ' || p_body);
+END
+$$;
+
+-- pgfanout.wal_schema_message(sql, search_path, schema, table): a schema change in WAL mode:
+-- a transactional logical message with prefix 'pgfanout' holding the JSON object
+-- {"sql", "search_path", "schema", "table"}, decoded at its place in the transaction.
+-- Internal: schema_change. Errors on PostgreSQL 13, whose pgoutput does not forward messages.
+-- Returns: void. Tables touched: none (writes WAL).
+CREATE OR REPLACE FUNCTION pgfanout.wal_schema_message(p_sql text, p_search_path text, p_schema text, p_table text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('server_version_num')::int < 140000 THEN
+        RAISE EXCEPTION 'pgfanout: schema changes cannot be replicated in WAL capture mode on PostgreSQL %: pgoutput forwards logical messages from PostgreSQL 14',
+            current_setting('server_version')
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Run the statement on the source and on every replica by hand, or use the trigger capture mode on PostgreSQL 13.';
+    END IF;
+    PERFORM pgfanout.wal_message(json_build_object('sql', p_sql, 'search_path', p_search_path, 'schema', p_schema, 'table', p_table)::text);
+END
+$$;
+
+-- pgfanout.wal_quiet(boolean): in WAL mode, marks the start (true) or end (false) of data
+-- changes the replicas replay by running a schema change (replicate_ddl's statement), with a
+-- transactional logical message {"quiet": true|false}; does nothing in trigger mode (there the
+-- setting pgfanout.origin keeps capture quiet). Internal: replicate_ddl, whose callers need
+-- EXECUTE on it in WAL mode besides replicate_ddl and schema_change.
+-- Returns: void. Tables touched: reads source_info.
+CREATE OR REPLACE FUNCTION pgfanout.wal_quiet(p_quiet boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pgfanout.capture_mode() = 'wal' AND current_setting('server_version_num')::int >= 140000 THEN
+        PERFORM pgfanout.wal_message(json_build_object('quiet', coalesce(p_quiet, false))::text);
+    END IF;
+END
+$$;
+
+-- pgfanout.wal_state(): where the publisher of a WAL-mode source stands. A recorded batch
+-- whose last commit the slot has already passed was published and finished but for its
+-- record (a publisher stopped between the two): it is recorded as finished here.
+-- Parameters: none.
+-- Returns: slot_name, slot_lsn (the slot's confirmed position; NULL when the slot is missing),
+--   finished_batch_id, finished_end_lsn (end of the last finished batch's last commit, or
+--   NULL), open_batch_id, open_first_lsn, open_last_lsn, open_max_message_bytes,
+--   origin_system, origin_timeline (the open batch's, else this server's now),
+--   message_key (hex: the key pgfanout's logical messages are signed with, see wal_key).
+-- Tables touched: batch_cursor (locked), wal_batch (update).
+CREATE OR REPLACE FUNCTION pgfanout.wal_state(
+    OUT slot_name text, OUT slot_lsn text, OUT finished_batch_id bigint, OUT finished_end_lsn text,
+    OUT open_batch_id bigint, OUT open_first_lsn text, OUT open_last_lsn text, OUT open_max_message_bytes integer,
+    OUT origin_system text, OUT origin_timeline bigint, OUT message_key text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur  record;
+    b    record;
+    slot pg_lsn;
+BEGIN
+    IF pgfanout.capture_mode() <> 'wal' THEN
+        RAISE EXCEPTION 'pgfanout.wal_state: this source captures in % mode, not wal', pgfanout.capture_mode()
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    slot_name := pgfanout.wal_slot_name();
+    message_key := (SELECT encode(k.key, 'hex') FROM pgfanout.wal_key k);
+    SELECT s.confirmed_flush_lsn INTO slot FROM pg_replication_slots s WHERE s.slot_name = wal_state.slot_name;
+    slot_lsn := slot::text;
+    SELECT * INTO cur FROM pgfanout.batch_cursor FOR UPDATE;
+    SELECT * INTO b FROM pgfanout.wal_batch w WHERE w.batch_id = cur.finished_batch_id + 1 AND cur.last_batch_id > cur.finished_batch_id;
+    IF b.batch_id IS NOT NULL AND slot IS NOT NULL AND slot > b.last_lsn THEN
+        UPDATE pgfanout.wal_batch SET end_lsn = slot, finished_at = now() WHERE batch_id = b.batch_id;
+        UPDATE pgfanout.batch_cursor SET finished_batch_id = b.batch_id;
+        cur.finished_batch_id := b.batch_id;
+        b := NULL;
+    END IF;
+    finished_batch_id := cur.finished_batch_id;
+    finished_end_lsn := (SELECT w.end_lsn::text FROM pgfanout.wal_batch w WHERE w.batch_id = cur.finished_batch_id);
+    IF b.batch_id IS NOT NULL THEN
+        open_batch_id := b.batch_id;
+        open_first_lsn := b.first_lsn::text;
+        open_last_lsn := b.last_lsn::text;
+        open_max_message_bytes := b.max_message_bytes;
+        origin_system := b.origin_system::text;
+        origin_timeline := b.origin_timeline;
+    ELSE
+        SELECT CASE WHEN c.system_identifier < 0 THEN c.system_identifier::numeric + 18446744073709551616
+                    ELSE c.system_identifier::numeric END::text
+          INTO origin_system FROM pg_control_system() c;
+        origin_timeline := ('x' || lpad(substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8), 16, '0'))::bit(64)::bigint;
+    END IF;
+END
+$$;
+
+-- pgfanout.wal_changes(): the pending changes of this source's slot, without moving it:
+-- pg_logical_slot_peek_binary_changes with pgoutput (protocol version 1, publication
+-- pgfanout, logical messages from PostgreSQL 14), up to the number of rows in the setting
+-- pgfanout.wal_read_rows (default 10000; PostgreSQL ends at the first commit past it, so
+-- transactions come whole). Values are text under fixed output settings (ISO dates, postgres
+-- intervals, shortest exact floats, hex bytea, UTC), so a batch read again gives the same text.
+-- Read it through a cursor: the rows are kept by the server, not the client.
+-- Parameters: none. Returns: lsn (text), xid (text), data (one pgoutput message).
+-- Tables touched: none (decodes the WAL).
+CREATE OR REPLACE FUNCTION pgfanout.wal_changes() RETURNS TABLE (lsn text, xid text, data bytea)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET extra_float_digits = 1
+SET bytea_output = 'hex' SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    n integer := coalesce(nullif(current_setting('pgfanout.wal_read_rows', true), '')::integer, 10000);
+BEGIN
+    IF pgfanout.capture_mode() <> 'wal' THEN
+        RAISE EXCEPTION 'pgfanout.wal_changes: this source captures in % mode, not wal', pgfanout.capture_mode()
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF current_setting('server_version_num')::int >= 140000 THEN
+        RETURN QUERY SELECT c.lsn::text, c.xid::text, c.data
+          FROM pg_logical_slot_peek_binary_changes(pgfanout.wal_slot_name(), NULL, n,
+                 'proto_version', '1', 'publication_names', 'pgfanout', 'messages', 'true') c;
+    ELSE
+        RETURN QUERY SELECT c.lsn::text, c.xid::text, c.data
+          FROM pg_logical_slot_peek_binary_changes(pgfanout.wal_slot_name(), NULL, n,
+                 'proto_version', '1', 'publication_names', 'pgfanout') c;
+    END IF;
+EXCEPTION WHEN undefined_object THEN
+    RAISE EXCEPTION 'pgfanout.wal_changes: %', SQLERRM
+        USING ERRCODE = 'undefined_object',
+              HINT = 'The slot is missing: create it with SELECT pgfanout.wal_create_slot(). A slot the server invalidated (max_slot_wal_keep_size) lost changes: every replica must be bootstrapped again.';
+END
+$$;
+
+-- pgfanout.wal_record_batch(id, first_lsn, last_lsn, max_message_bytes, origin_system,
+-- origin_timeline): records the next batch before any of its messages is published: the
+-- transactions whose commits start from first_lsn to last_lsn. Call it once per batch, with
+-- the origin wal_state returned.
+-- Returns: void. Errors: an id that is not the next one, or a batch open (22023).
+-- Tables touched: batch_cursor, wal_batch (insert).
+CREATE OR REPLACE FUNCTION pgfanout.wal_record_batch(p_batch_id bigint, p_first_lsn pg_lsn, p_last_lsn pg_lsn,
+    p_max_message_bytes integer, p_origin_system text, p_origin_timeline bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur record;
+BEGIN
+    SELECT * INTO cur FROM pgfanout.batch_cursor FOR UPDATE;
+    IF p_batch_id IS DISTINCT FROM cur.last_batch_id + 1 OR cur.last_batch_id <> cur.finished_batch_id
+       OR p_first_lsn IS NULL OR p_last_lsn IS NULL OR p_first_lsn > p_last_lsn
+       OR p_max_message_bytes IS NULL OR p_max_message_bytes <= 0 OR p_origin_system IS NULL OR p_origin_timeline IS NULL THEN
+        RAISE EXCEPTION 'pgfanout.wal_record_batch: batch % from % to % (% bytes) is not allowed; expected batch % (no batch open), LSNs in order, a positive size and an origin',
+            coalesce(p_batch_id::text, 'NULL'), coalesce(p_first_lsn::text, 'NULL'), coalesce(p_last_lsn::text, 'NULL'),
+            coalesce(p_max_message_bytes::text, 'NULL'), cur.last_batch_id + 1
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO pgfanout.wal_batch (batch_id, prev_batch_id, first_lsn, last_lsn, max_message_bytes, origin_system, origin_timeline)
+    VALUES (p_batch_id, p_batch_id - 1, p_first_lsn, p_last_lsn, p_max_message_bytes, p_origin_system::numeric, p_origin_timeline);
+    UPDATE pgfanout.batch_cursor SET last_batch_id = p_batch_id;
+END
+$$;
+
+-- pgfanout.wal_finish_batch(id, end_lsn): the open batch is published (SNS accepted every
+-- message of it): finishes it and moves the slot's confirmed position to end_lsn, the end of
+-- its last commit record, so the slot no longer serves those transactions and the WAL before
+-- them can be removed. Finishing a finished batch does nothing.
+-- Returns: void. Errors: another batch is open, or end_lsn is not past the batch (22023).
+-- Tables touched: batch_cursor, wal_batch (update, old rows pruned); the slot.
+CREATE OR REPLACE FUNCTION pgfanout.wal_finish_batch(p_batch_id bigint, p_end_lsn pg_lsn) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur  record;
+    b    record;
+    slot text := pgfanout.wal_slot_name();
+BEGIN
+    SELECT * INTO cur FROM pgfanout.batch_cursor FOR UPDATE;
+    IF p_batch_id >= 1 AND p_batch_id <= cur.finished_batch_id THEN
+        RETURN;
+    END IF;
+    SELECT * INTO b FROM pgfanout.wal_batch w WHERE w.batch_id = p_batch_id;
+    IF p_batch_id IS DISTINCT FROM cur.finished_batch_id + 1 OR cur.last_batch_id = cur.finished_batch_id
+       OR b.batch_id IS NULL OR p_end_lsn IS NULL OR p_end_lsn <= b.last_lsn THEN
+        RAISE EXCEPTION 'pgfanout.wal_finish_batch: cannot finish batch % at %: the open batch is %', coalesce(p_batch_id::text, 'NULL'),
+            coalesce(p_end_lsn::text, 'NULL'),
+            CASE WHEN cur.last_batch_id > cur.finished_batch_id THEN format('%s (last commit at %s)', cur.finished_batch_id + 1, b.last_lsn) ELSE 'none' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE pgfanout.wal_batch SET end_lsn = p_end_lsn, finished_at = now() WHERE batch_id = p_batch_id;
+    UPDATE pgfanout.batch_cursor SET finished_batch_id = p_batch_id;
+    DELETE FROM pgfanout.wal_batch WHERE batch_id < p_batch_id - 1000;
+    PERFORM pg_replication_slot_advance(slot, p_end_lsn)
+       FROM pg_replication_slots s WHERE s.slot_name = slot AND s.confirmed_flush_lsn < p_end_lsn;
+END
+$$;
+
+-- pgfanout.wal_skip(lsn): moves the slot's confirmed position to lsn over transactions that
+-- carried no published change (other tables, pgfanout's own bookkeeping), so the slot does
+-- not hold WAL for them. Only while no batch is open; never moves the slot back.
+-- Returns: void. Tables touched: reads batch_cursor; the slot.
+CREATE OR REPLACE FUNCTION pgfanout.wal_skip(p_lsn pg_lsn) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur  record;
+    slot text := pgfanout.wal_slot_name();
+BEGIN
+    SELECT * INTO cur FROM pgfanout.batch_cursor;
+    IF cur.last_batch_id <> cur.finished_batch_id OR p_lsn IS NULL OR p_lsn > pg_current_wal_flush_lsn() THEN
+        RAISE EXCEPTION 'pgfanout.wal_skip: cannot move the slot to %: %', coalesce(p_lsn::text, 'NULL'),
+            CASE WHEN cur.last_batch_id <> cur.finished_batch_id THEN format('batch %s is open', cur.finished_batch_id + 1) ELSE 'not a flushed WAL position' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_replication_slot_advance(slot, p_lsn)
+       FROM pg_replication_slots s WHERE s.slot_name = slot AND s.confirmed_flush_lsn < p_lsn;
+END
+$$;
+
+-- pgfanout.wal_status(): the slot of a WAL-mode source, for status and alarms.
+-- Parameters: none. Returns: slot_name, active, wal_status (reserved | extended | unreserved |
+--   lost, PostgreSQL 13+), restart_lsn, confirmed_lsn, retained_bytes (WAL the slot keeps
+--   from being removed: current position - restart_lsn), lag_bytes (current position -
+--   confirmed position); no row when the slot is missing.
+-- Tables touched: none.
+CREATE OR REPLACE FUNCTION pgfanout.wal_status()
+RETURNS TABLE (slot_name text, active boolean, wal_status text, restart_lsn text, confirmed_lsn text, retained_bytes numeric, lag_bytes numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.slot_name::text, s.active, s.wal_status, s.restart_lsn::text, s.confirmed_flush_lsn::text,
+           pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn), pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)
+      FROM pg_replication_slots s WHERE s.slot_name = pgfanout.wal_slot_name()
 $$;
 
 -- Nothing here is for everyone: PostgreSQL grants EXECUTE to PUBLIC on every new function,

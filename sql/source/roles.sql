@@ -1,5 +1,7 @@
 -- pgfanout source: roles and grants. installSource() runs this after the install or
--- upgrade scripts, every time; it is idempotent and always describes the newest version.
+-- upgrade scripts whenever they lead to the newest version (an install stopped at an older
+-- targetVersion gets none of it), so every object named here exists; it is idempotent and
+-- always describes the newest version.
 --
 -- pgfanout_publisher (NOLOGIN): the publisher's login role is made a member of it. It may
 -- run exactly the batch protocol and nothing else: no table of pgfanout or of the
@@ -17,8 +19,11 @@ BEGIN
         BEGIN
             CREATE ROLE pgfanout_publisher NOLOGIN;
         EXCEPTION
-            WHEN duplicate_object THEN
-                NULL; -- created a moment ago by an installer in another database of this cluster
+            -- Created a moment ago by an installer in another database of this cluster (the
+            -- advisory lock is per database): duplicate_object once it has committed; while it
+            -- had not, CREATE ROLE waited for it on pg_authid's unique index and fails there.
+            WHEN duplicate_object OR unique_violation THEN
+                NULL;
             WHEN insufficient_privilege THEN
                 RAISE EXCEPTION 'pgfanout: role pgfanout_publisher does not exist and role % may not create it', current_user
                     USING ERRCODE = 'insufficient_privilege',
@@ -32,19 +37,19 @@ GRANT USAGE ON SCHEMA pgfanout TO pgfanout_publisher;
 
 GRANT EXECUTE ON FUNCTION
     pgfanout.next_batch(),
+    pgfanout.batch_encoding(bigint, integer),
     pgfanout.batch_values(bigint),
     pgfanout.finish_batch(bigint),
     pgfanout.publisher_waiting(boolean),
     pgfanout.status(),
     pgfanout.source_id(),
-    pgfanout.version()
+    pgfanout.version(),
+    -- the WAL capture mode's batch protocol
+    pgfanout.capture_mode(),
+    pgfanout.wal_state(),
+    pgfanout.wal_changes(),
+    pgfanout.wal_record_batch(bigint, pg_lsn, pg_lsn, integer, text, bigint),
+    pgfanout.wal_finish_batch(bigint, pg_lsn),
+    pgfanout.wal_skip(pg_lsn),
+    pgfanout.wal_status()
 TO pgfanout_publisher;
-
--- Functions of later versions: this file also runs after installing an older version on request.
-DO $grants$
-BEGIN
-    IF pg_catalog.to_regprocedure('pgfanout.batch_encoding(bigint, integer)') IS NOT NULL THEN
-        GRANT EXECUTE ON FUNCTION pgfanout.batch_encoding(bigint, integer) TO pgfanout_publisher;
-    END IF;
-END
-$grants$;

@@ -5,6 +5,7 @@
  */
 import pg, { type ClientConfig } from 'pg';
 import { lookUpPasswordFile, passwordFilePath } from './pgpass.ts';
+import { isIntegerIn } from '../integer.ts';
 
 /** TLS mode for connections built from a secret. */
 export type TlsMode = 'disable' | 'require' | 'verify-full';
@@ -37,7 +38,7 @@ export function clientConfigFromSecret(secretJson: string, what: string, tls: Tl
   const missing = (['host', 'username', 'password'] as const).filter((k) => typeof secret[k] !== 'string' || secret[k] === '');
   if (missing.length > 0) throw new Error(`${what}: the secret lacks ${missing.join(', ')}`);
   const port = secret.port === undefined ? 5432 : Number(secret.port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${what}: the secret's port must be 1-65535, got "${String(secret.port)}"`);
+  if (!isIntegerIn(port, 1, 65535)) throw new Error(`${what}: the secret's port must be 1-65535, got "${String(secret.port)}"`);
   return {
     host: secret.host as string,
     port,
@@ -74,7 +75,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The server asked for a password and none was found: not in the URL, PGPASSWORD or the password file. */
-export class PasswordNeededError extends Error {
+class PasswordNeededError extends Error {
   readonly code = 'PGFANOUT_PASSWORD_NEEDED';
 }
 
@@ -83,7 +84,7 @@ export class PasswordNeededError extends Error {
  * `PGPASSWORD`, then the password file (see pgpass.ts); when the server asks for one and there
  * is none, connecting fails with a {@link PasswordNeededError} that says where to put it.
  */
-export function newClient(url: string, config: Omit<ClientConfig, 'connectionString' | 'password'> = {}): pg.Client {
+function newClient(url: string, config: Omit<ClientConfig, 'connectionString' | 'password'> = {}): pg.Client {
   const client = new pg.Client({ ...config, connectionString: url });
   const settings = client as unknown as { password: unknown; host: string; port: number; database: string; user: string };
   // pg has applied the URL's password and PGPASSWORD; where neither gave one, this function runs

@@ -8,13 +8,13 @@
  * constraints at all, so the applier checks the keys a batch wrote before it commits.
  */
 import pg from 'pg';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { applyMessage, type ApplyOptions } from './apply.ts';
 import { encodeBatch, readBatch } from '../source/index.ts';
 import { installReplica, installSource } from '../../ops/install.ts';
 import { collect } from '#testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
+import { createDatabase, describeEachMajor } from '#testing/servers.ts';
 import { DatabaseError } from '../wire/errors.ts';
 
 const TABLES = `
@@ -31,7 +31,7 @@ const PLANNINGS: readonly ApplyOptions[] = [
   { replicationRole: 'replica', planning: 'in-order' },
 ];
 
-describe.each(TEST_MAJORS)('keys by the replica equality on PostgreSQL %i', (major) => {
+describeEachMajor('keys by the replica equality on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let databases = 0;
   let source: pg.Client;

@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { applyMessage, type ApplyOptions, type ApplyResult } from './apply.ts';
 import { replicaCatalog } from './catalog.ts';
@@ -16,7 +16,7 @@ import type { Change, RowImage } from '../wire/envelope.ts';
 import { InvalidArgumentError, SchemaMismatchError } from '../wire/errors.ts';
 import { installReplica } from '../../ops/install.ts';
 import { collect, tokensOf } from '#testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
+import { createDatabase, describeEachMajor } from '#testing/servers.ts';
 
 let sourceCounter = 0;
 const newSource = () => `planning-${++sourceCounter}-${Math.random().toString(36).slice(2, 8)}`;
@@ -53,14 +53,14 @@ async function counted(client: pg.Client, body: string, options: ApplyOptions = 
 
 /** Queries that write changes (not the transaction, settings, position or catalog). */
 const changeStatements = (queries: readonly string[]) =>
-  queries.filter((q) => !/^\s*(BEGIN|COMMIT|ROLLBACK)\b|replica_position|replica_staged|pg_catalog\.pg_(class|index)/.test(q));
+  queries.filter((q) => !/^\s*(BEGIN|COMMIT|ROLLBACK)\b|pgfanout\.replica_|pg_catalog\.pg_(class|index)/.test(q));
 
 async function rows(client: pg.ClientBase, table: string): Promise<string[]> {
   const result = await client.query<{ r: string }>(`SELECT t::text AS r FROM ${table} AS t ORDER BY 1`);
   return result.rows.map((r) => r.r);
 }
 
-describe.each(TEST_MAJORS)('statement planning on PostgreSQL %i', (major) => {
+describeEachMajor('statement planning on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let client: pg.Client;
 

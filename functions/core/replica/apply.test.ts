@@ -10,7 +10,7 @@ import type { Change } from '../wire/envelope.ts';
 import { GapError, InvalidArgumentError, TransientDatabaseError, MalformedMessageError, RowNotFoundError, SchemaMismatchError, UnknownTableError, UnsupportedVersionError, DatabaseError } from '../wire/errors.ts';
 import { installReplica } from '../../ops/install.ts';
 import { collect, tokensOf } from '#testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
+import { createDatabase, describeEachMajor } from '#testing/servers.ts';
 
 let sourceCounter = 0;
 /** A fresh source id per test, so tests share a database without sharing a stream. */
@@ -88,7 +88,7 @@ describe('TableFilter', () => {
   });
 });
 
-describe.each(TEST_MAJORS)('applyMessage on PostgreSQL %i', (major) => {
+describeEachMajor('applyMessage on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let client: pg.Client;
 

@@ -63,7 +63,7 @@
 import type pg from 'pg';
 import { parseEnvelope } from '../wire/envelope.ts';
 import { bodyDigest } from '../wire/digest.ts';
-import { classifyDatabaseError, describeValue, GapError, InvalidArgumentError, MalformedMessageError, UntrustedMessageError, type ApplyContext } from '../wire/errors.ts';
+import { classifyDatabaseError, describeValue, GapError, InvalidArgumentError, MalformedMessageError, UntrustedMessageError, whereInBatch, type ApplyContext } from '../wire/errors.ts';
 import { checkConflictMode, type ConflictMode } from './conflicts.ts';
 import { TableFilter } from './filter.ts';
 import { checkDuplicate, checkOriginForward, decide, positionText, refuseBeforeBootstrap } from './position.ts';
@@ -247,7 +247,7 @@ async function applyChecked(client: pg.ClientBase, body: string, options: Checke
     part: envelope.part,
     ...(envelope.time === undefined ? {} : { sourceTime: envelope.time }),
   };
-  const where = `(batch ${envelope.batch}, part ${envelope.part}, source ${envelope.source})`;
+  const where = `(${whereInBatch({ sourceId: envelope.source, batchId: envelope.batch, part: envelope.part })})`;
   if (options.sources !== undefined && !options.sources.has(envelope.source)) {
     throw new UntrustedMessageError(
       envelope.source,

@@ -5,7 +5,7 @@
  * changes at their place. See apply.ts for the rules.
  */
 import type pg from 'pg';
-import { checkImages, checkSchemaChange, type ChangeHead, type ChangeItem, type RowImage } from '../wire/envelope.ts';
+import { checkImages, checkSchemaChange, checkTruncatedPartition, type ChangeHead, type ChangeItem, type RowImage } from '../wire/envelope.ts';
 import {
   classifyDatabaseError,
   DatabaseError,
@@ -16,6 +16,7 @@ import {
   SchemaMismatchError,
   UnknownTableError,
   UntrustedMessageError,
+  whereInBatch,
   type ApplyContext,
 } from '../wire/errors.ts';
 import { applyChecked, type ConflictMode } from './conflicts.ts';
@@ -130,7 +131,8 @@ export class BatchApplier {
    */
   readonly #checkDeferrable: boolean;
   readonly #deferred = new Map<string, DeferredKeys>();
-  #truncate: { txid: string; tables: TableInfo[] } | undefined;
+  /** TRUNCATEs of one source transaction, written together: tables or partitions, quoted and for messages. */
+  #truncate: { txid: string; tables: { quoted: string; display: string }[] } | undefined;
   #pending: Pending | undefined;
   #seq = 0;
   /** Changes seen (the envelope's count), applied, and skipped by the filter. */
@@ -275,7 +277,7 @@ export class BatchApplier {
     const shown = values.map((v) => (v === null ? 'NULL' : describeValue(v).slice(1, -1))).join(', ');
     return new DatabaseError(
       `replica table ${table.display}: unique constraint ${quoteIdent(unique.name)} (DEFERRABLE) is violated by (${unique.columns.map(quoteIdent).join(', ')})=(${shown}) ` +
-        `when the batch's changes are applied (batch ${this.#context.batchId}, part ${this.#context.part}, source ${this.#context.sourceId}); ` +
+        `when the batch's changes are applied (${whereInBatch(this.#context)}); ` +
         'PostgreSQL does not check DEFERRABLE constraints under session_replication_role = replica, so the applier checks the keys a batch wrote before it commits; ' +
         'the replica differs from the source; nothing applied',
       '23505',
@@ -287,7 +289,7 @@ export class BatchApplier {
     try {
       return await this.#client.query({ name: statementName(sql), text: sql, values: params });
     } catch (err) {
-      throw classifyDatabaseError(err, `${what} (batch ${this.#context.batchId}, part ${this.#context.part}, source ${this.#context.sourceId})`);
+      throw classifyDatabaseError(err, `${what} (${whereInBatch(this.#context)})`);
     }
   }
 
@@ -413,9 +415,10 @@ export class BatchApplier {
     if (head.op === 'T') {
       await this.#flushRun();
       const table = await this.#table(head.schema, head.table);
+      const target = old === undefined ? table : await this.#partition(table, old, where);
       if (this.#truncate && this.#truncate.txid !== head.txid) await this.#flushTruncate();
       this.#truncate ??= { txid: head.txid, tables: [] };
-      if (!this.#truncate.tables.includes(table)) this.#truncate.tables.push(table);
+      if (!this.#truncate.tables.some((t) => t.quoted === target.quoted)) this.#truncate.tables.push({ quoted: target.quoted, display: target.display });
       this.applied++;
       return;
     }
@@ -436,6 +439,36 @@ export class BatchApplier {
       return;
     }
     await this.#add(shape, signature, old, neu, where);
+  }
+
+  /**
+   * The replica's partition a `T` change names (its `old` image) under the table it names: a
+   * partition, at any level, of that table here too, or a SchemaMismatchError saying what differs.
+   */
+  async #partition(table: TableInfo, old: RowImage, where: string): Promise<{ quoted: string; display: string }> {
+    const named = checkTruncatedPartition(old, `${where}.old`);
+    const display = `${quoteIdent(named.schema)}.${quoteIdent(named.table)}`;
+    const { rows } = await this.#query(
+      `SELECT c.relkind::pg_catalog.text AS kind,
+              EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(c.oid) a
+                       WHERE a.relid OPERATOR(pg_catalog.=) $3::pg_catalog.regclass AND a.relid OPERATOR(pg_catalog.<>) c.oid) AS inside
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2`,
+      [named.schema, named.table, table.quoted],
+      `looking up partition ${display} of replica table ${table.display}`,
+    );
+    const found = rows[0] as { kind: string; inside: boolean } | undefined;
+    if (found?.inside !== true) {
+      const why = found === undefined ? `no table ${display} exists here` : `${display} is not a partition of it here`;
+      throw new SchemaMismatchError(
+        table.display,
+        undefined,
+        `has no partition ${display}, which the source truncated (${why}); partition the replica's table as the source's ` +
+          '(pgfanout bootstrap creates the partitions; later ones come with pgfanout.replicate_ddl or DDL capture), or empty the replica\'s matching rows by hand and skip this batch',
+        this.#context,
+      );
+    }
+    return { quoted: qualified(named.schema, named.table), display };
   }
 
   /** Puts one change into a run (which one: see the module comment), writing runs as needed. */
@@ -627,10 +660,15 @@ export class BatchApplier {
     const head = pending.head;
     const { old: oldColumns, new: newColumns } = pending.columns;
     checkImages(head.op, oldColumns.length > 0, newColumns.length > 0, pending.index);
-    if (head.op === 'S') {
-      // A statement must be whole to run: read it back from its pieces.
-      const values = await stagedValues(this.#query.bind(this), this.#context, newColumns.map((c) => pending.slots.get(`new\u0000${c}`) as number));
-      await this.#schemaChange(head, Object.fromEntries(newColumns.map((c) => [c, values.get(pending.slots.get(`new\u0000${c}`) as number) ?? null])), pending.index);
+    if (head.op === 'S' || head.op === 'T') {
+      // A statement must be whole to run, and a TRUNCATE's partition name whole to look up
+      // (another writer of the format may split even so small a change): read them back.
+      const columns = head.op === 'S' ? newColumns : oldColumns;
+      const image = head.op === 'S' ? 'new' : 'old';
+      const values = await stagedValues(this.#query.bind(this), this.#context, columns.map((c) => pending.slots.get(`${image}\u0000${c}`) as number));
+      const whole = Object.fromEntries(columns.map((c) => [c, values.get(pending.slots.get(`${image}\u0000${c}`) as number) ?? null]));
+      if (head.op === 'S') await this.#schemaChange(head, whole, pending.index);
+      else await this.#change(head, whole, undefined, pending.index);
     } else if ((this.#refuseOwnSchema(head, pending.index), !this.#filter.applies(head.schema, head.table))) this.skipped++;
     else {
       const op = head.op as 'I' | 'U' | 'D';

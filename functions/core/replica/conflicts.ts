@@ -24,6 +24,7 @@
  */
 import type pg from 'pg';
 import type { RowImage } from '../wire/envelope.ts';
+import { qualified, quoteIdent } from '../pg/sql.ts';
 import { describeValue, InvalidArgumentError } from '../wire/errors.ts';
 import { recordConflict } from './protocol.ts';
 
@@ -73,10 +74,6 @@ export interface ConflictPosition {
   readonly batchId: string;
   /** e.g. `part 0 changes[3]`. */
   readonly change: string;
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 /** Builds `$n` placeholders while collecting their values. */
@@ -148,7 +145,7 @@ export async function applyChecked(
   mode: 'apply-remote' | 'keep-local',
   position: ConflictPosition,
 ): Promise<CheckedResult> {
-  const display = `${quoteIdent(table.schema)}.${quoteIdent(table.table)}`;
+  const display = qualified(table.schema, table.table);
   const record = async (kind: ConflictKind, key: RowImage | undefined, local: string | null): Promise<CheckedResult> => {
     await recordConflict(
       query,

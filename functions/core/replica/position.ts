@@ -7,7 +7,7 @@
  *   past batches that were never sent;
  * - a message at or below the position is dropped as a duplicate only after it is checked against
  *   the applied batch's record in `pgfanout.replica_applied_batch` (kept for the last
- *   `REPLICA_HISTORY_BATCHES` batches, protocol.ts): the same origin, or without origins the same part
+ *   1000 batches, `pgfanout.replica_advance`): the same origin, or without origins the same part
  *   digest; anything else is a source that went back in time, or a forged message, and stops the
  *   replica. A batch with no record (older, copied by a bootstrap, or skipped) cannot be checked
  *   and is dropped as before;
@@ -16,17 +16,7 @@
  */
 import { lsnValue, type BatchOrigin, type Envelope } from '../wire/envelope.ts';
 import { NotBootstrappedError, UntrustedMessageError } from '../wire/errors.ts';
-import type { AppliedBatch, LockedPosition } from './protocol.ts';
-
-/** A replica_position row. */
-export interface PositionRow {
-  readonly batchId: bigint;
-  readonly part: number | null;
-  readonly appliedBatchId: bigint;
-  readonly partDigest: string | null;
-  /** The origin of the batch applied last, when the replica recorded one. */
-  readonly appliedOrigin?: BatchOrigin;
-}
+import type { AppliedBatch, LockedPosition, PositionRow } from './protocol.ts';
 
 /** What to do with a message, given the recorded position. */
 export type Decision =
@@ -72,7 +62,7 @@ export function decide(position: PositionRow | undefined, message: Pick<Envelope
 }
 
 /** An origin as an error message names it. */
-export function originText(origin: BatchOrigin | undefined): string {
+function originText(origin: BatchOrigin | undefined): string {
   return origin === undefined ? 'no origin' : `system ${origin.system}, timeline ${origin.timeline}, LSN ${origin.lsn}`;
 }
 

@@ -11,13 +11,13 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installReplica } from '#ops/install.ts';
-import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
+import { createDatabase, describeEachMajor } from '#testing/servers.ts';
 import { LocalPostgres } from '#local/postgres.ts';
 
 const REFUSED = '55000';
 const NOT_ALLOWED = '22023';
 
-describe.each(TEST_MAJORS)('the replica protocol on PostgreSQL %i', (major) => {
+describeEachMajor('the replica protocol on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let client: pg.Client;
   let counter = 0;

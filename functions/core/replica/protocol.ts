@@ -16,11 +16,12 @@
 import type pg from 'pg';
 import type { BatchOrigin } from '../wire/envelope.ts';
 import { classifyDatabaseError, type BootstrapInProgress } from '../wire/errors.ts';
-import type { PositionRow } from './position.ts';
 
 /**
  * How many applied batches per source the replica keeps a record of (`replica_applied_batch`),
- * for checking duplicates; `pgfanout.replica_advance` forgets older ones.
+ * for checking duplicates; `pgfanout.replica_advance` forgets older ones. Not read by the code:
+ * the SQL scripts name it, and it is kept so that what they name exists.
+ * @public
  */
 export const REPLICA_HISTORY_BATCHES = 1000;
 
@@ -30,6 +31,16 @@ export interface ReplicaPosition {
   readonly batchId: string;
   /** The last staged part of `batchId`, or null when `batchId` is applied whole. */
   readonly part: number | null;
+}
+
+/** A replica_position row. */
+export interface PositionRow {
+  readonly batchId: bigint;
+  readonly part: number | null;
+  readonly appliedBatchId: bigint;
+  readonly partDigest: string | null;
+  /** The origin of the batch applied last, when the replica recorded one. */
+  readonly appliedOrigin?: BatchOrigin;
 }
 
 /** What {@link lockPosition} found. */
@@ -50,19 +61,8 @@ function originOf(row: OriginColumns): BatchOrigin | undefined {
   return { system: row.origin_system, timeline: Number(row.origin_timeline), lsn: row.origin_lsn };
 }
 
-/** Runs a protocol call (the apply classifies its errors itself; others call {@link call}). */
+/** Runs one query, classifying its errors and naming what was done (the batch applier's own). */
 type Query = (sql: string, params: unknown[], what: string) => Promise<pg.QueryResult>;
-
-/** A {@link Query} over a client that classifies database errors, naming what was done. */
-export function queryOf(client: pg.ClientBase): Query {
-  return async (sql, params, what) => {
-    try {
-      return await client.query(sql, params);
-    } catch (err) {
-      throw classifyDatabaseError(err, what);
-    }
-  };
-}
 
 // ------------------------------------------------------------------------------- apply
 

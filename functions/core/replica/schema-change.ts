@@ -30,7 +30,7 @@
  */
 import type pg from 'pg';
 import { splitSql, UnterminatedSqlError, type SqlStatement } from '../pg/statements.ts';
-import { classifyDatabaseError, describeValue, SchemaChangeError, TransientDatabaseError, UntrustedMessageError, type ApplyContext } from '../wire/errors.ts';
+import { classifyDatabaseError, describeValue, SchemaChangeError, TransientDatabaseError, UntrustedMessageError, whereInBatch, type ApplyContext } from '../wire/errors.ts';
 
 /** pgfanout's own schema, which no change from the stream may write. */
 export const PGFANOUT_SCHEMA = 'pgfanout';
@@ -71,7 +71,7 @@ export function schemaChangeStatements(sql: string, searchPath: string): { reado
 
 /** Runs `sql` with `searchPath` on the replica; `where` names the change's position in its batch. */
 export async function runSchemaChange(client: pg.ClientBase, sql: string, searchPath: string, where: string, context: ApplyContext): Promise<void> {
-  const at = `${where} (batch ${context.batchId}, part ${context.part}, source ${context.sourceId})`;
+  const at = `${where} (${whereInBatch(context)})`;
   const checked = schemaChangeStatements(sql, searchPath);
   if ('refused' in checked) {
     throw new UntrustedMessageError(context.sourceId, `the schema change ${describeValue(sql, 200)} at ${where}: ${checked.refused}`, { batchId: context.batchId, part: context.part });

@@ -155,16 +155,16 @@ export function joiningOf(op: 'I' | 'U' | 'D', table: TableInfo, key: readonly s
   return 'touched';
 }
 
-export function cast(ref: string, column: ColumnInfo): string {
+function cast(ref: string, column: ColumnInfo): string {
   return `${ref}::${column.castType}`;
 }
 
 /** `ref` as a value of `column`, compared with the column's collation. */
-export function typed(ref: string, column: ColumnInfo): string {
+function typed(ref: string, column: ColumnInfo): string {
   return column.collation === undefined ? `(${cast(ref, column)})` : `(${cast(ref, column)} COLLATE ${column.collation})`;
 }
 
-export function column(shape: Shape, name: string): ColumnInfo {
+function column(shape: Shape, name: string): ColumnInfo {
   return shape.table.columns.get(name) as ColumnInfo;
 }
 

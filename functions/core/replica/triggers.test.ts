@@ -5,7 +5,7 @@
  * PostgreSQL 15+ `GRANT SET ON PARAMETER`), the trigger stays quiet and the row is the source's.
  */
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
 import { applyMessage, type ApplyOptions } from './apply.ts';
 import { replicaCatalog } from './catalog.ts';
@@ -15,7 +15,7 @@ import type { Change } from '../wire/envelope.ts';
 import { ReplicaTriggersError } from '../wire/errors.ts';
 import { installReplica } from '../../ops/install.ts';
 import { collect, tokensOf } from '#testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
+import { createDatabase, describeEachMajor } from '#testing/servers.ts';
 
 const SOURCE_TIME = '2001-02-03 04:05:06+00';
 
@@ -27,7 +27,7 @@ async function message(sourceId: string, batch: number, changes: readonly Change
 
 const film = (id: string, title: string): Change => ({ op: 'I', schema: 'public', table: 'film', txid: '7', new: { id, title, last_update: SOURCE_TIME } });
 
-describe.each(TEST_MAJORS)('replica triggers under the origin guard on PostgreSQL %i', (major) => {
+describeEachMajor('replica triggers under the origin guard on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let client: pg.Client;
   let counter = 0;

@@ -17,7 +17,7 @@ import { installReplica } from '../../ops/install.ts';
 import { bodyDigest } from '../wire/digest.ts';
 import { encodeBatch } from '../source/encoder.ts';
 import { collect, tokensOf } from '#testing/batches.ts';
-import { createDatabase, TEST_MAJORS } from '#testing/servers.ts';
+import { createDatabase, describeEachMajor } from '#testing/servers.ts';
 
 let counter = 0;
 const newSource = () => `trust-${++counter}-${Math.random().toString(36).slice(2, 8)}`;
@@ -94,7 +94,7 @@ describe('splitSql', () => {
   });
 });
 
-describe.each(TEST_MAJORS)('the applier refuses what it must not trust, on PostgreSQL %i', (major) => {
+describeEachMajor('the applier refuses what it must not trust, on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let client: pg.Client;
 

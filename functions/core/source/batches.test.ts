@@ -5,10 +5,11 @@
  * several connections where concurrency matters.
  */
 import type pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { quoteIdent } from '../../ops/install.ts';
-import { batchValuesCopy, connect, drainEvents, foldEvents, batchValues, nextBatch, sourceWithTable, takeBatch, testedMajors, type CapturedEvent } from '#testing/source.ts';
+import { quoteIdent } from '../pg/sql.ts';
+import { batchValuesCopy, connect, drainEvents, foldEvents, batchValues, nextBatch, sourceWithTable, takeBatch, type CapturedEvent } from '#testing/source.ts';
+import { describeEachMajor } from '#testing/servers.ts';
 
 /** Error message of a query expected to fail. */
 async function failure(client: pg.ClientBase, sql: string, values: unknown[] = []): Promise<string> {
@@ -29,7 +30,7 @@ async function until(client: pg.ClientBase, done: () => boolean, ms = 10_000): P
   }
 }
 
-describe.each(testedMajors())('batch protocol on PostgreSQL %i', (major) => {
+describeEachMajor('batch protocol on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   const open: pg.Client[] = [];
 

@@ -6,8 +6,9 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { quoteIdent } from '../../ops/install.ts';
-import { connect, drainEvents, qualified, sourceDatabase, takeBatch, testedMajors, type CapturedEvent } from '#testing/source.ts';
+import { quoteIdent } from '../pg/sql.ts';
+import { connect, drainEvents, qualified, sourceDatabase, takeBatch, type CapturedEvent } from '#testing/source.ts';
+import { describeEachMajor } from '#testing/servers.ts';
 
 /**
  * The server's own text of every column of the rows `sql` returns, keyed by column name: the
@@ -30,7 +31,7 @@ async function failure(client: pg.ClientBase, sql: string, values: unknown[] = [
 
 const summary = (events: readonly CapturedEvent[]) => events.map((e) => `${e.op} ${e.schema}.${e.table}`);
 
-describe.each(testedMajors())('capture on PostgreSQL %i', (major) => {
+describeEachMajor('capture on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   let url: string;
   let db: pg.Client;

@@ -17,6 +17,7 @@ import { describeValue, InvalidArgumentError, InvalidStreamError } from '../wire
 import { messageDeduplicationId, messageGroupId } from '../wire/ids.ts';
 import { bodyDigest } from '../wire/digest.ts';
 import { TOKEN_BATCHES, type BatchToken, type TokenBatches } from './reader.ts';
+import { isIntegerIn } from '../integer.ts';
 
 /** SNS's largest message body. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 262_144;
@@ -171,7 +172,7 @@ function validateMeta(batch: BatchMeta, maxBytes: number): void {
   if (batch.lastEventTime !== undefined && !isTimestampText(batch.lastEventTime)) {
     problems.push(`lastEventTime is ${describeValue(batch.lastEventTime)}; allowed: a timestamp with time zone such as "2024-05-01T12:00:00.123Z"`);
   }
-  if (!Number.isInteger(maxBytes) || maxBytes < MIN_MAX_MESSAGE_BYTES || maxBytes > MAX_MAX_MESSAGE_BYTES) {
+  if (!isIntegerIn(maxBytes, MIN_MAX_MESSAGE_BYTES, MAX_MAX_MESSAGE_BYTES)) {
     problems.push(`maxMessageBytes is ${describeValue(maxBytes)}; allowed: an integer from ${MIN_MAX_MESSAGE_BYTES} to ${MAX_MAX_MESSAGE_BYTES}`);
   }
   if (problems.length > 0) throw new InvalidArgumentError(`encodeBatch: ${problems.join('; ')}`);
@@ -275,13 +276,13 @@ export class BatchEncoder {
       return;
     }
     if (this.#head === undefined) this.#fail('a value arrived before any change');
-    if (this.#op === 'T') this.#fail(`a TRUNCATE change carries a value for column ${describeValue(token.column)}`);
     if (this.#valueColumn === undefined) {
       if (token.image !== this.#image) {
         if (this.#imagesSeen.has(token.image) || (token.image === 'old' && this.#imagesSeen.has('new'))) {
           this.#fail(`image ${token.image} of a ${this.#op} change is out of order (old image first, then new, each column once)`);
         }
-        const allowed = token.image === 'old' ? this.#op === 'U' || this.#op === 'D' : this.#op === 'I' || this.#op === 'U' || this.#op === 'S';
+        // T: the old image names the partition truncated (see the envelope).
+        const allowed = token.image === 'old' ? this.#op === 'U' || this.#op === 'D' || this.#op === 'T' : this.#op === 'I' || this.#op === 'U' || this.#op === 'S';
         if (!allowed) this.#fail(`a ${this.#op} change has ${token.image === 'old' ? 'an old' : 'a new'} image`);
         this.#imagesSeen.add(token.image);
         this.#image = token.image;

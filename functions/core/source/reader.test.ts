@@ -185,7 +185,7 @@ describe('BatchTokenAssembler', () => {
     ['an id going back', row('2', '7', T, 'I', 's', 't', 'n', 'c', 'v') + row('1', '7', T, 'I', 's', 't', 'n', 'c', 'v'), /ev_id 1 follows 2/],
     ['old after new', row('1', '7', T, 'U', 's', 't', 'n', 'c', 'v') + row('1', '7', T, 'U', 's', 't', 'k', 'c', 'v'), /image k follows image n/],
     ['a value on TRUNCATE', row('1', '7', T, 'T', 's', 't', '-', null, 'v'), /a TRUNCATE event carries a value/],
-    ['an image on TRUNCATE', row('1', '7', T, 'T', 's', 't', 'n', 'c', 'v'), /a TRUNCATE event has a row image/],
+    ['a new image on TRUNCATE', row('1', '7', T, 'T', 's', 't', 'n', 'c', 'v'), /a TRUNCATE event has a new row image/],
     ['an event changing table', row('1', '7', T, 'I', 's', 't', 'n', 'a', 'v') + row('1', '7', T, 'I', 's', 'u', 'n', 'b', 'v'), /changes its transaction, operation or table/],
   ])('rejects %s', (_name, text, message) => {
     expect(() => assemble(text)).toThrow(InvalidStreamError);

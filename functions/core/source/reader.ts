@@ -312,7 +312,7 @@ export class CopyTextParser {
 }
 
 /** Columns of `pgfanout.batch_values`, in order. */
-export const BATCH_VALUES_COLUMNS = ['ev_id', 'ev_txid', 'ev_time', 'ev_op', 'ev_schema', 'ev_table', 'image', 'col', 'value'] as const;
+const BATCH_VALUES_COLUMNS = ['ev_id', 'ev_txid', 'ev_time', 'ev_op', 'ev_schema', 'ev_table', 'image', 'col', 'value'] as const;
 const VALUE_FIELD = BATCH_VALUES_COLUMNS.length - 1;
 /** Longest non-value field accepted from `batch_values` (names, ids, times are far shorter). */
 const MAX_HEADER_FIELD = 64 * 1024;
@@ -403,7 +403,8 @@ export class BatchTokenAssembler implements CopySink {
       if (column !== null) this.#fail(`a TRUNCATE event has a column name ${describeValue(column)}`);
       this.#image = undefined;
     } else if (image === 'k' || image === 'n') {
-      if (op === 'T') this.#fail(`a TRUNCATE event has a row image ${describeValue(image)}`);
+      // A TRUNCATE of one partition names it in its old image (schema, table).
+      if (op === 'T' && image !== 'k') this.#fail(`a TRUNCATE event has a new row image (event ${id})`);
       if (op === 'S' && image !== 'n') this.#fail(`a schema change event has an old image (event ${id})`);
       if (current.image === '-' || (current.image === 'n' && image === 'k')) this.#fail(`image ${image} follows image ${current.image} in event ${id}; rows must be ordered by image`);
       if (column === null || column === undefined || column.length === 0) this.#fail(`col is ${describeValue(column)} in event ${id}`);

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { TEST_MAJORS } from '#testing/servers.ts';
+import { describeEachMajor } from '#testing/servers.ts';
 import { connect, drainEvents, sourceDatabase, type CapturedEvent } from '#testing/source.ts';
 
 const PASSWORD = 'writer-password';
@@ -24,7 +24,7 @@ async function failure(client: pg.ClientBase, sql: string): Promise<string | { m
 
 const summary = (events: readonly CapturedEvent[]) => events.map((e) => `${e.op} ${e.schema}.${e.table} ${JSON.stringify(e.key ?? null)} ${JSON.stringify(e.row ?? null)}`);
 
-describe.each(TEST_MAJORS)('source security on PostgreSQL %i', (major) => {
+describeEachMajor('source security on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   const open: pg.Client[] = [];
 

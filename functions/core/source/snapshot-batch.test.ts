@@ -5,9 +5,10 @@
  * transaction holding S actually sees.
  */
 import type pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { LocalPostgres } from '#local/postgres.ts';
-import { batchValuesCopy, connect, drainEvents, nextBatch, sourceWithTable, takeBatch, testedMajors, type CapturedEvent } from '#testing/source.ts';
+import { batchValuesCopy, connect, drainEvents, nextBatch, sourceWithTable, takeBatch, type CapturedEvent } from '#testing/source.ts';
+import { describeEachMajor } from '#testing/servers.ts';
 
 /** Error of a query expected to fail, as `SQLSTATE: message`. */
 async function failure(client: pg.ClientBase, sql: string, values: unknown[] = []): Promise<string> {
@@ -37,7 +38,7 @@ function replay(state: Map<string, string | null>, events: readonly CapturedEven
 const sorted = (state: Map<string, string | null>) =>
   [...state].map(([id, v]) => `${id}=${v ?? 'NULL'}`).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
 
-describe.each(testedMajors())('mark_snapshot_batch on PostgreSQL %i', (major) => {
+describeEachMajor('mark_snapshot_batch on PostgreSQL %i', (major) => {
   let server: LocalPostgres;
   const open: pg.Client[] = [];
 

@@ -64,7 +64,10 @@ describe('parseEnvelope', () => {
     ['an insert without new', withChange({ op: 'I', schema: 's', table: 't', txid: '1' }), /field changes\[0\]\.new is missing; allowed: a new image on a "I" change/],
     ['a delete with new', withChange({ op: 'D', schema: 's', table: 't', txid: '1', old: { a: '1' }, new: { a: '1' } }), /changes\[0\]\.new is present; allowed: no new image/],
     ['an update without old', withChange({ op: 'U', schema: 's', table: 't', txid: '1', new: { a: '1' } }), /changes\[0\]\.old is missing/],
-    ['a truncate with old', withChange({ op: 'T', schema: 's', table: 't', txid: '1', old: {} }), /changes\[0\]\.old is present/],
+    ['a truncate with new', withChange({ op: 'T', schema: 's', table: 't', txid: '1', new: {} }), /changes\[0\]\.new is present/],
+    ['a truncate whose old names no partition', withChange({ op: 'T', schema: 's', table: 't', txid: '1', old: {} }), /changes\[0\]\.old\.schema is missing; allowed: the truncated partition's schema name/],
+    ['a truncate whose partition has a NULL table', withChange({ op: 'T', schema: 's', table: 't', txid: '1', old: { schema: 's', table: null } }), /changes\[0\]\.old\.table is null; allowed: the truncated partition's table name/],
+    ['a truncate whose old holds more than a partition', withChange({ op: 'T', schema: 's', table: 't', txid: '1', old: { schema: 's', table: 'p', id: '1' } }), /changes\[0\]\.old\["id"\] is present; allowed: only "schema" and "table"/],
     ['an empty table name', withChange({ op: 'T', schema: 's', table: '', txid: '1' }), /changes\[0\]\.table is ""; allowed: a non-empty name/],
     ['a numeric txid', withChange({ op: 'T', schema: 's', table: 't', txid: 1 }), /changes\[0\]\.txid is 1; allowed: a transaction id as a decimal string/],
     ['an unknown change field', withChange({ op: 'T', schema: 's', table: 't', txid: '1', when: 'now' }), /changes\[0\]\.when is present/],
@@ -100,6 +103,19 @@ describe('parseEnvelope', () => {
       { op: 'S', schema: 'public', table: 'orders', txid: '6', new: { search_path: '', sql: 'ALTER TABLE public.orders ADD note2 text' } },
     ];
     expect(parseEnvelope(body({ changes, count: 2 })).changes).toEqual(changes);
+  });
+
+  it('accepts a TRUNCATE of one partition, naming it in old, whole or split', () => {
+    const change = { op: 'T', schema: 'public', table: 'measure', txid: '7', old: { schema: 'public', table: 'measure_2024' } };
+    expect(parseEnvelope(body({ changes: [change], count: 1 })).changes).toEqual([change]);
+    const items: ChangeItem[] = [
+      { op: 'T', schema: 'public', table: 'measure', txid: '7', old: { schema: 'pub' }, more: true },
+      { op: '+', old: { schema: 'lic', table: 'measure_2024' } },
+    ];
+    expect(mergeChangeItems(items)).toEqual([change]);
+    expect(() => mergeChangeItems([{ op: 'T', schema: 'public', table: 'measure', txid: '7', old: { schema: 'public' }, more: true }, { op: '+', old: { tabel: 'x' } }])).toThrow(
+      /change item 1\.old\.table is missing; allowed: the truncated partition's table name/,
+    );
   });
 
   it('checks a schema change split across items once it is whole', () => {

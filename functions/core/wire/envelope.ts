@@ -11,6 +11,7 @@
  *    {"op":"U","schema":"public","table":"orders","txid":"7302","old":{"id":"1"},"new":{"id":"1","note":null,"total":"13.00"}},
  *    {"op":"D","schema":"public","table":"orders","txid":"7303","old":{"id":"1"}},
  *    {"op":"T","schema":"public","table":"orders","txid":"7304"},
+ *    {"op":"T","schema":"public","table":"events","txid":"7304","old":{"schema":"public","table":"events_2024"}},
  *    {"op":"S","schema":"","table":"","txid":"7305","new":{"search_path":"public","sql":"ALTER TABLE orders ADD note2 text"}}
  *  ],
  *  "final":true,"count":5}
@@ -39,7 +40,10 @@
  *   `op` `I` insert, `U` update, `D` delete, `T` truncate; `schema`, `table` (the partitioned root for
  *   partitions); `txid` (the source transaction id, decimal text); `old`: the old identity (key
  *   columns, or the whole old row when the table has no identity; U and D); `new`: the whole new row
- *   (I and U). `S` is a schema change: its `new` holds `sql`, the statement to run, and
+ *   (I and U). A `T` of the whole table has no image; a `T` of one partition (or sub-partition) of
+ *   a partitioned table names it in `old`: `{"schema": …, "table": …}`, and the replica truncates
+ *   that partition of its table (an applier older than this rule rejects such an item as
+ *   malformed instead of truncating the whole table). `S` is a schema change: its `new` holds `sql`, the statement to run, and
  *   `search_path`, the schemas its unqualified names resolve in (quoted, comma-separated); its
  *   `schema` and `table` name the table it is about, or are "" when that is not known. Images map column name → PostgreSQL's own text output of the value, or null for SQL
  *   NULL. Every value, bigints and timestamps included, is a string; the replica server converts it
@@ -60,6 +64,7 @@
  * Unknown fields are rejected, so a newer format can never be half understood.
  */
 import { describeValue, MalformedMessageError, UnsupportedVersionError } from './errors.ts';
+import { isIntegerIn } from '../integer.ts';
 
 /** The envelope version this code writes. */
 export const ENVELOPE_VERSION = 1;
@@ -172,16 +177,14 @@ export interface Change {
   readonly new?: RowImage;
 }
 
-/** Largest bigint, the range of batch ids. */
-export const MAX_BIGINT = 9223372036854775807n;
 /** Length of the `after` digest in hex digits. */
 export const DIGEST_HEX_LENGTH = 32;
 /** Longest source id accepted. */
 export const MAX_SOURCE_ID_LENGTH = 256;
 /** Longest schema, table or column name accepted (PostgreSQL's own limit is 63 bytes). */
-export const MAX_NAME_LENGTH = 1024;
+const MAX_NAME_LENGTH = 1024;
 /** Largest part index. */
-export const MAX_PART = 2_147_483_647;
+const MAX_PART = 2_147_483_647;
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
 /** ISO 8601 or PostgreSQL ISO output of a timestamp with a time zone offset. */
@@ -241,7 +244,7 @@ export function validateEnvelope(value: unknown): Envelope {
     throw new MalformedMessageError(FIELDS.prev, describeValue(prev), `a decimal string from "0" to "${BigInt(batch) - 1n}" (below batch ${batch})`);
   }
   const part = value[FIELDS.part];
-  if (typeof part !== 'number' || !Number.isInteger(part) || part < 0 || part > MAX_PART) {
+  if (!isIntegerIn(part, 0, MAX_PART)) {
     throw new MalformedMessageError(FIELDS.part, describeValue(part), `an integer from 0 to ${MAX_PART}`);
   }
   const time = value[FIELDS.time];
@@ -260,7 +263,7 @@ export function validateEnvelope(value: unknown): Envelope {
   const final = value[FIELDS.final];
   if (typeof final !== 'boolean') throw new MalformedMessageError(FIELDS.final, describeValue(final), 'true or false');
   const count = value[FIELDS.count];
-  if (final ? typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0 : count !== undefined) {
+  if (final ? !isIntegerIn(count, 0) : count !== undefined) {
     throw new MalformedMessageError(FIELDS.count, describeValue(count), final ? 'a non-negative integer on the final part' : 'absent on parts that are not final');
   }
   const changes = value[FIELDS.changes];
@@ -317,7 +320,7 @@ function validateOrigin(value: unknown): BatchOrigin {
     throw new MalformedMessageError(`${path}.${ORIGIN_FIELDS.system}`, describeValue(system), 'the source system identifier as a decimal string (an unsigned 64-bit number)');
   }
   const timeline = value[ORIGIN_FIELDS.timeline];
-  if (typeof timeline !== 'number' || !Number.isInteger(timeline) || timeline < 1 || timeline > 0xffffffff) {
+  if (!isIntegerIn(timeline, 1, 0xffffffff)) {
     throw new MalformedMessageError(`${path}.${ORIGIN_FIELDS.timeline}`, describeValue(timeline), 'an integer from 1 to 4294967295');
   }
   const lsn = value[ORIGIN_FIELDS.lsn];
@@ -366,6 +369,7 @@ function validateItem(value: unknown, index: number): ChangeItem {
   // A split change may not have reached its images yet; whole changes are checked in full.
   checkImages(op, old !== undefined, neu !== undefined, path, more === true);
   if (op === OPS.schema && more !== true) checkSchemaChange(neu, `${path}.${CHANGE_FIELDS.new}`);
+  if (op === OPS.truncate && more !== true && old !== undefined) checkTruncatedPartition(old, `${path}.${CHANGE_FIELDS.old}`);
   return { op, schema: value[CHANGE_FIELDS.schema] as string, table: value[CHANGE_FIELDS.table] as string, txid, ...images };
 }
 
@@ -393,14 +397,41 @@ export function checkSchemaChange(image: RowImage | undefined, path: string): { 
   return { sql, searchPath };
 }
 
+/** The keys of a `T` change's `old` image, which names the partition truncated. */
+const TRUNCATED_PARTITION_KEYS = { schema: 'schema', table: 'table' } as const;
+
+/** A partition named by a `T` change. */
+interface TruncatedPartition {
+  readonly schema: string;
+  readonly table: string;
+}
+
+/** Validates the `old` image of a `T` change: the partition's schema and table names, nothing else. */
+export function checkTruncatedPartition(image: RowImage, path: string): TruncatedPartition {
+  const schema = image[TRUNCATED_PARTITION_KEYS.schema];
+  const table = image[TRUNCATED_PARTITION_KEYS.table];
+  for (const [key, name] of [[TRUNCATED_PARTITION_KEYS.schema, schema], [TRUNCATED_PARTITION_KEYS.table, table]] as const) {
+    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH) {
+      throw new MalformedMessageError(`${path}.${key}`, describeValue(name), `the truncated partition's ${key} name: a non-empty name of at most ${MAX_NAME_LENGTH} characters`);
+    }
+  }
+  for (const key of Object.keys(image)) {
+    if (key !== TRUNCATED_PARTITION_KEYS.schema && key !== TRUNCATED_PARTITION_KEYS.table) {
+      throw new MalformedMessageError(`${path}[${JSON.stringify(key)}]`, 'present', `only "${TRUNCATED_PARTITION_KEYS.schema}" and "${TRUNCATED_PARTITION_KEYS.table}" in a truncated partition`);
+    }
+  }
+  return { schema: schema as string, table: table as string };
+}
+
 /**
- * Checks that a change has the images its operation requires: I new; U old and new; D old; T none; S new.
+ * Checks that a change has the images its operation requires: I new; U old and new; D old; T none
+ * (or, for one partition, old naming it); S new.
  * `partial` relaxes "required" (the change continues in later items) but never "forbidden".
  */
 export function checkImages(op: ChangeOp, hasOld: boolean, hasNew: boolean, path: string, partial = false): void {
   const needsOld = op === 'U' || op === 'D';
   const needsNew = op === 'I' || op === 'U' || op === 'S';
-  if ((hasOld && !needsOld) || (!partial && needsOld && !hasOld)) {
+  if ((hasOld && !needsOld && op !== 'T') || (!partial && needsOld && !hasOld)) {
     throw new MalformedMessageError(`${path}.${CHANGE_FIELDS.old}`, hasOld ? 'present' : 'missing', needsOld ? `an old image on a "${op}" change` : `no old image on a "${op}" change`);
   }
   if ((hasNew && !needsNew) || (!partial && needsNew && !hasNew)) {
@@ -456,6 +487,7 @@ export function mergeChangeItems(items: Iterable<ChangeItem>): Change[] {
       const { head } = open;
       checkImages(head.op, open.old !== undefined, open.new !== undefined, path);
       if (head.op === OPS.schema) checkSchemaChange(open.new && Object.fromEntries(open.new), `${path}.${CHANGE_FIELDS.new}`);
+      if (head.op === OPS.truncate && open.old) checkTruncatedPartition(Object.fromEntries(open.old), `${path}.${CHANGE_FIELDS.old}`);
       changes.push({
         op: head.op,
         schema: head.schema,

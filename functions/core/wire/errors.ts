@@ -142,7 +142,8 @@ export interface ApplyContext {
   readonly part: number;
 }
 
-function where(context: ApplyContext): string {
+/** `batch B, part P, source S`: where an apply error happened, in every message that names it. */
+export function whereInBatch(context: ApplyContext): string {
   return `batch ${context.batchId}, part ${context.part}, source ${context.sourceId}`;
 }
 
@@ -152,7 +153,7 @@ export class SchemaMismatchError extends PgfanoutError {
   readonly column: string | undefined;
   readonly reason: string;
   constructor(table: string, column: string | undefined, reason: string, context: ApplyContext) {
-    super(ERROR_CODES.schemaMismatch, `replica table ${table} ${reason} (${where(context)}); nothing applied`, { permanent: true });
+    super(ERROR_CODES.schemaMismatch, `replica table ${table} ${reason} (${whereInBatch(context)}); nothing applied`, { permanent: true });
     this.table = table;
     this.column = column;
     this.reason = reason;
@@ -170,7 +171,7 @@ export class ReplicaTriggersError extends PgfanoutError {
     super(
       ERROR_CODES.replicaTriggers,
       `replica table ${table} has trigger(s) ${triggers.join(', ')} that would fire on every applied change, because this role may not set ` +
-        `session_replication_role = replica: the replica would differ from the source (${where(context)}); nothing applied. ${fix}`,
+        `session_replication_role = replica: the replica would differ from the source (${whereInBatch(context)}); nothing applied. ${fix}`,
       { permanent: true },
     );
     this.table = table;
@@ -184,7 +185,7 @@ export class UnknownTableError extends PgfanoutError {
   constructor(table: string, context: ApplyContext) {
     super(
       ERROR_CODES.unknownTable,
-      `replica has no table ${table} (${where(context)}); create it or exclude it from this replica; nothing applied`,
+      `replica has no table ${table} (${whereInBatch(context)}); create it or exclude it from this replica; nothing applied`,
       { permanent: true },
     );
     this.table = table;
@@ -195,7 +196,7 @@ export class UnknownTableError extends PgfanoutError {
 export class RowNotFoundError extends PgfanoutError {
   readonly table: string;
   constructor(table: string, detail: string, context: ApplyContext) {
-    super(ERROR_CODES.rowNotFound, `replica table ${table}: ${detail} (${where(context)}); the replica differs from the source; nothing applied`, {
+    super(ERROR_CODES.rowNotFound, `replica table ${table}: ${detail} (${whereInBatch(context)}); the replica differs from the source; nothing applied`, {
       permanent: true,
     });
     this.table = table;
@@ -245,7 +246,7 @@ export class SchemaDriftError extends PgfanoutError {
   readonly table: string;
   readonly columns: readonly string[];
   constructor(table: string, columns: readonly string[], detail: string, context: ApplyContext) {
-    super(ERROR_CODES.schemaDrift, `schema drift on replica table ${table}: ${detail} (${where(context)}); nothing applied`, { permanent: true });
+    super(ERROR_CODES.schemaDrift, `schema drift on replica table ${table}: ${detail} (${whereInBatch(context)}); nothing applied`, { permanent: true });
     this.table = table;
     this.columns = columns;
   }
@@ -258,7 +259,7 @@ export class SchemaChangeError extends PgfanoutError {
   constructor(statement: string, at: string, reason: string, sqlState: string | undefined, context: ApplyContext, cause: unknown) {
     super(
       ERROR_CODES.schemaChange,
-      `replica could not run the schema change ${describeValue(statement, 200)} (${at}, ${where(context)}): ${reason}${sqlState ? ` [SQLSTATE ${sqlState}]` : ''}; nothing applied`,
+      `replica could not run the schema change ${describeValue(statement, 200)} (${at}, ${whereInBatch(context)}): ${reason}${sqlState ? ` [SQLSTATE ${sqlState}]` : ''}; nothing applied`,
       { permanent: true, cause },
     );
     this.statement = statement;

@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 /** Longest group or deduplication id AWS accepts. */
 export const MAX_ID_LENGTH = 128;
 /** The characters AWS accepts in group and deduplication ids. */
-export const ID_PATTERN = /^[a-zA-Z0-9!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]{1,128}$/;
+const ID_PATTERN = /^[a-zA-Z0-9!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]{1,128}$/;
 
 const GROUP_PREFIX = 'pgfanout-';
 

@@ -30,16 +30,16 @@ export const SIGNATURE_ATTRIBUTES = {
 } as const;
 
 /** The data type of both attributes. */
-export const SIGNATURE_ATTRIBUTE_TYPE = 'String';
+const SIGNATURE_ATTRIBUTE_TYPE = 'String';
 
 /** Length of a signature in hex digits. */
-export const SIGNATURE_HEX_LENGTH = 64;
+const SIGNATURE_HEX_LENGTH = 64;
 
 /**
  * Longest key id: a Secrets Manager VersionId is 32 to 64 characters
  * (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html).
  */
-export const MAX_KEY_ID_LENGTH = 64;
+const MAX_KEY_ID_LENGTH = 64;
 
 /** Shortest signing key accepted, in bytes: HMAC-SHA256's output length (RFC 2104, section 3). */
 export const MIN_SIGNING_KEY_BYTES = 32;

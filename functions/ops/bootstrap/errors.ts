@@ -2,6 +2,7 @@
  * Bootstrap's errors: stable codes, the error class, and how a database error is read
  * (transient, snapshot gone).
  */
+import { classifyDatabaseError, TransientDatabaseError } from '#core/wire/errors.ts';
 import { OpsError } from '../errors.ts';
 
 /** Stable codes of {@link BootstrapError}. */
@@ -53,9 +54,7 @@ export function snapshotGone(err: unknown): boolean {
   return sqlState(err) === '42704' || sqlState(err) === '22023';
 }
 
-/** Connection-level trouble a new session may get past. */
+/** Trouble a new session may get past: what the core classifies as a transient database error. */
 export function isTransient(err: unknown): boolean {
-  const code = sqlState(err);
-  if (code === undefined) return /Connection terminated|connection timeout|not queryable|ECONNRESET|ECONNREFUSED|EPIPE|socket hang up/i.test(messageOf(err));
-  return ['08', '57', '53'].includes(code.slice(0, 2)) || ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', '40001', '40P01'].includes(code);
+  return classifyDatabaseError(err, 'bootstrap') instanceof TransientDatabaseError;
 }

@@ -43,16 +43,17 @@ import { addForeignKeys, prepareReplica } from './replica.ts';
 import { APPLICATION_NAME, BOOTSTRAP_LOCK, open } from './session.ts';
 import { takeSnapshot } from './snapshot.ts';
 import type { BootstrapOptions, BootstrapResult } from './types.ts';
+import { isIntegerIn } from '#core/integer.ts';
 
-export { BOOTSTRAP_ERROR_CODES, BootstrapError, type BootstrapErrorCode } from './errors.ts';
+export { BootstrapError } from './errors.ts';
 export { formatBootstrap } from './format.ts';
-export { BOOTSTRAP_LOCK, COPY_APPLICATION_NAME } from './session.ts';
-export type { BootstrapEvent, BootstrapOptions, BootstrapResult, CopiedTable } from './types.ts';
+export { COPY_APPLICATION_NAME } from './session.ts';
+export type { BootstrapEvent, BootstrapOptions, BootstrapResult } from './types.ts';
 
 /** Copies the source's replicated tables into the replica under one snapshot and records the position. See the module comment. */
 export async function bootstrapReplica(o: BootstrapOptions): Promise<BootstrapResult> {
   const jobs = o.jobs ?? 1;
-  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 32) {
+  if (!isIntegerIn(jobs, 1, 32)) {
     throw new BootstrapError(BOOTSTRAP_ERROR_CODES.invalidArgument, `jobs ${String(o.jobs)} is not allowed; expected a whole number from 1 to 32`);
   }
   if (o.replicaTriggers !== undefined && o.replicaTriggers !== 'refuse' && o.replicaTriggers !== 'fire') {

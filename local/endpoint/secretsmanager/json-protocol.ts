@@ -13,7 +13,7 @@ import { SECRETS_MANAGER_INPUT_ERRORS, type SecretsManagerService } from './serv
 /** The `X-Amz-Target` prefix of Secrets Manager operations. */
 export const SECRETS_MANAGER_TARGET_PREFIX = 'secretsmanager.';
 /** Content type of Secrets Manager requests and replies. */
-export const SECRETS_MANAGER_CONTENT_TYPE = 'application/x-amz-json-1.1';
+const SECRETS_MANAGER_CONTENT_TYPE = 'application/x-amz-json-1.1';
 
 const OPERATIONS: Readonly<Record<string, (service: SecretsManagerService, input: InputReader) => unknown>> = {
   CreateSecret: (s, i) => s.createSecret(i),

@@ -31,8 +31,8 @@ import { type InputErrors, type InputReader, show } from '../wire/input.ts';
 import { secretsManagerError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 
-export const CURRENT = 'AWSCURRENT';
-export const PREVIOUS = 'AWSPREVIOUS';
+const CURRENT = 'AWSCURRENT';
+const PREVIOUS = 'AWSPREVIOUS';
 /** Versions a secret keeps. */
 const MAX_VERSIONS = 100;
 const NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;

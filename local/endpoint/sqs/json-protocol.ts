@@ -12,7 +12,7 @@ import { InputReader } from '../wire/input.ts';
 import { SQS_INPUT_ERRORS, type SqsService } from './service.ts';
 
 /** The `X-Amz-Target` prefix of SQS operations. */
-export const SQS_TARGET_PREFIX = 'AmazonSQS.';
+const SQS_TARGET_PREFIX = 'AmazonSQS.';
 /** Content type of SQS requests and replies. */
 export const SQS_CONTENT_TYPE = 'application/x-amz-json-1.0';
 

@@ -469,7 +469,7 @@ export interface QueueStateSnapshot {
 }
 
 /** Saves an attribute map. */
-export function attributesToSnapshot(attributes: ReadonlyMap<string, AttributeValue>): AttributeSnapshot[] {
+function attributesToSnapshot(attributes: ReadonlyMap<string, AttributeValue>): AttributeSnapshot[] {
   return [...attributes].map(([name, v]) => ({
     name,
     dataType: v.dataType,
@@ -479,7 +479,7 @@ export function attributesToSnapshot(attributes: ReadonlyMap<string, AttributeVa
 }
 
 /** Rebuilds an attribute map. */
-export function attributesFromSnapshot(saved: readonly AttributeSnapshot[]): Map<string, AttributeValue> {
+function attributesFromSnapshot(saved: readonly AttributeSnapshot[]): Map<string, AttributeValue> {
   return new Map(
     saved.map((a) => [
       a.name,

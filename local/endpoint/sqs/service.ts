@@ -26,11 +26,11 @@ import {
 } from './queue-settings.ts';
 
 /** Most messages one receive returns, and most entries one batch request may hold. */
-export const MAX_BATCH_ENTRIES = 10;
+const MAX_BATCH_ENTRIES = 10;
 /** Largest total payload of SendMessageBatch: 1 MiB. */
-export const MAX_BATCH_BYTES = 1_048_576;
+const MAX_BATCH_BYTES = 1_048_576;
 /** Most messages a queue may have in flight (SQS `ChangeMessageVisibility`). */
-export const MAX_IN_FLIGHT = 120_000;
+const MAX_IN_FLIGHT = 120_000;
 /** Seconds to wait after DeleteQueue before a queue of the same name may be created. */
 const QUEUE_NAME_REUSE_MS = 60_000;
 /** Seconds to wait between two PurgeQueue calls on one queue. */
@@ -1396,7 +1396,7 @@ export class SqsService {
 }
 
 /** Attribute map in the AWS JSON 1.0 wire shape. */
-export function wireAttributes(attributes: ReadonlyMap<string, AttributeValue>): Record<string, WireAttributeValue> {
+function wireAttributes(attributes: ReadonlyMap<string, AttributeValue>): Record<string, WireAttributeValue> {
   const out: Record<string, WireAttributeValue> = {};
   for (const [name, value] of attributes) {
     out[name] = {
