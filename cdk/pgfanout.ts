@@ -26,6 +26,7 @@ import { DEFAULTS, replicaShard, shardsInUse, topicName, validatePgfanoutConfig,
 import { PgfanoutPublisher, PublisherMonitoring } from './publisher.ts';
 import { PgfanoutReplica } from './replica.ts';
 import { resolveSecret, signingKeySecret } from './secrets.ts';
+import { acknowledgeLogGroupControls } from './guard.ts';
 
 /** The repository root: package.json, package-lock.json and the deployables live under it. */
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
@@ -215,6 +216,20 @@ export class Pgfanout extends Construct {
       removalPolicy: dataRemovalPolicy,
       pendingWindow: Duration.days(30),
     });
+    // Grants on the key only for AWS services acting on AWS resources (SQS, SNS, Lambda), never
+    // a grant a principal of the account makes for itself, which would outlive any policy change
+    // (Control Tower's control CT.KMS.PR.3;
+    // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-grant-is-for-aws-resource).
+    this.encryptionKey.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'GrantsOnlyForAwsResources',
+        effect: Effect.DENY,
+        principals: [new AnyPrincipal()],
+        actions: ['kms:CreateGrant'],
+        resources: ['*'],
+        conditions: { BoolIfExists: { 'kms:GrantIsForAWSResource': 'false', 'aws:PrincipalIsAWSService': 'false' } },
+      }),
+    );
     // This stack's alarms, and only they, notify the alarm topic: every alarm is named
     // `<prefix>-…`. Scoping a service principal by aws:SourceAccount and aws:SourceArn is what
     // SNS documents against the confused deputy
@@ -487,11 +502,23 @@ export class Pgfanout extends Construct {
       maxAzs: 2,
       natGateways: 1,
       subnetConfiguration: [
-        { name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: 24 },
+        // Only the NAT gateway (with its own Elastic IP) lives in the public subnets: nothing there
+        // gets a public address by default (Control Tower's control CT.EC2.PR.11).
+        { name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: 24, mapPublicIpOnLaunch: false },
         { name: 'private', subnetType: SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 22 },
       ],
     });
     const flowLogs = new LogGroup(this, 'VpcFlowLogs', { retention: logRetention, removalPolicy: RemovalPolicy.DESTROY });
+    acknowledgeLogGroupControls(flowLogs);
+    // CDK's custom resource that removes the rules of the VPC's default security group.
+    const restrictDefaultGroup = Stack.of(this).node.tryFindChild('Custom::VpcRestrictDefaultSGCustomResourceProvider');
+    if (restrictDefaultGroup) {
+      Validations.of(restrictDefaultGroup).acknowledge({
+        id: 'cdk-validator-cfnguard::lambda_inside_vpc_check',
+        reason:
+          "CDK's own provider of the custom resource that empties the new VPC's default security group: it runs once per deployment, calls only the EC2 API, and handles no pgfanout data; inside the VPC it would need the NAT gateway it is deployed with.",
+      });
+    }
     vpc.addFlowLog('FlowLog', { destination: FlowLogDestination.toCloudWatchLogs(flowLogs), trafficType: FlowLogTrafficType.REJECT });
     return vpc;
   }

@@ -29,6 +29,7 @@ import { DEFAULTS, type PublisherOptions } from './config.ts';
 import { publisherMetric, publisherRate } from './metrics.ts';
 import { grantSecretKeyDecrypt, grantSigningKeyRead } from './secrets.ts';
 import type { IKey } from 'aws-cdk-lib/aws-kms';
+import { acknowledgeLogGroupControls } from './guard.ts';
 
 /** Properties of {@link PgfanoutPublisher}. */
 export interface PgfanoutPublisherProps {
@@ -187,6 +188,7 @@ export class PgfanoutPublisher extends Construct {
 
     this.cluster = new Cluster(this, 'Cluster', { vpc: props.vpc, containerInsightsV2: ContainerInsights.ENABLED });
     this.logGroup = new LogGroup(this, 'Logs', { retention: props.logRetention, removalPolicy: RemovalPolicy.DESTROY });
+    acknowledgeLogGroupControls(this.logGroup);
 
     this.taskDefinition = new FargateTaskDefinition(this, 'Task', {
       cpu: options.cpu ?? DEFAULTS.publisherCpu,
@@ -196,6 +198,12 @@ export class PgfanoutPublisher extends Construct {
     this.container = this.taskDefinition.addContainer('Publisher', {
       image: props.image,
       essential: true,
+      // The image's own user (functions/publisher/Dockerfile), never root; the publisher writes no
+      // file, so the root filesystem is read-only; the container's hard memory limit is the task's
+      // (Control Tower's controls CT.ECS.PR.3, CT.ECS.PR.6 and CT.ECS.PR.7).
+      user: 'node',
+      readonlyRootFilesystem: true,
+      memoryLimitMiB: options.memoryMiB ?? DEFAULTS.publisherMemoryMiB,
       logging: LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'publisher' }),
       // Credentials come only from Secrets Manager; the environment holds plain settings.
       secrets: { [PUBLISHER_ENV.SOURCE_SECRET]: EcsSecret.fromSecretsManager(props.sourceSecret) },

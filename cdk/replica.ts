@@ -3,7 +3,7 @@
  * the applier function with its SQS event source, and the replica's alarms.
  */
 import { join } from 'node:path';
-import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { Alarm, ComparisonOperator, GraphWidget, MathExpression, TreatMissingData, type IMetric, type IWidget } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
@@ -14,13 +14,14 @@ import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Subscription, SubscriptionProtocol, type ITopic } from 'aws-cdk-lib/aws-sns';
-import { DeduplicationScope, FifoThroughputLimit, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import { DeduplicationScope, FifoThroughputLimit, Queue, QueueEncryption, RedrivePermission } from 'aws-cdk-lib/aws-sqs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { APPLIER_ENV, METRIC_NAMESPACE, METRICS } from '#core/config.ts';
 import { DEFAULTS, LIMITS, deadLetterQueueName, deliveryDeadLetterQueueName, queueName, type ReplicaConfig } from './config.ts';
 import { APPLIER_SERVICE_NAME, applierMetric } from './metrics.ts';
 import { grantSecretRead, grantSigningKeyRead, resolveSecret, secretIdForRuntime } from './secrets.ts';
+import { acknowledgeLogGroupControls } from './guard.ts';
 
 /** Properties of {@link PgfanoutReplica}. */
 export interface PgfanoutReplicaProps {
@@ -127,6 +128,13 @@ export class PgfanoutReplica extends Construct {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
       removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
+      // Only the replica's queue may use it as its dead-letter queue (SQS's redrive allow policy,
+      // https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html).
+      // The queue's ARN is spelled out from its name: a reference would make the two depend on each other.
+      redriveAllowPolicy: {
+        redrivePermission: RedrivePermission.BY_QUEUE,
+        sourceQueues: [Queue.fromQueueArn(this, 'SourceQueue', Stack.of(this).formatArn({ service: 'sqs', resource: queueName(namePrefix, config.name) }))],
+      },
     });
     this.queue = new Queue(this, 'Queue', {
       queueName: queueName(namePrefix, config.name),
@@ -170,11 +178,23 @@ export class PgfanoutReplica extends Construct {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
       removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
+      // SNS parks messages here through the subscription's redrive policy; no SQS queue may use
+      // it as its own dead-letter queue.
+      redriveAllowPolicy: { redrivePermission: RedrivePermission.DENY_ALL },
     });
-    Validations.of(this.deliveryDeadLetterQueue).acknowledge({
-      id: 'AwsSolutions-SQS3',
-      reason: "It is a dead-letter queue: the SNS subscription's (its RedrivePolicy), which the check does not recognise as it knows only SQS redrive policies.",
-    });
+    Validations.of(this.deliveryDeadLetterQueue).acknowledge(
+      {
+        id: 'AwsSolutions-SQS3',
+        reason: "It is a dead-letter queue: the SNS subscription's (its RedrivePolicy), which the check does not recognise as it knows only SQS redrive policies.",
+      },
+      {
+        // Control Tower's CT.SQS.PR.1 takes a queue for a dead-letter queue only when its redrive allow
+        // policy lets SQS queues use it (allowAll, byQueue).
+        id: 'cdk-validator-cfnguard::sqs_dlq_check',
+        reason:
+          "It is a dead-letter queue, of the SNS subscription (the subscription's RedrivePolicy), which SQS's redrive allow policy does not describe; that policy denies every SQS queue its use, since no queue's redrive moves messages into it.",
+      },
+    );
     this.subscription = new Subscription(this, 'Subscription', {
       topic: props.topic,
       protocol: SubscriptionProtocol.SQS,
@@ -207,6 +227,7 @@ export class PgfanoutReplica extends Construct {
 
     this.secret = resolveSecret(this, 'Secret', config);
     this.logGroup = new LogGroup(this, 'Logs', { retention: props.logRetention, removalPolicy: RemovalPolicy.DESTROY });
+    acknowledgeLogGroupControls(this.logGroup);
 
     this.role = new Role(this, 'Role', {
       assumedBy: new ServicePrincipal('lambda.amazonaws.com'),

@@ -2,11 +2,13 @@
  * The synthesized resource policies, evaluated as statements (infra-tests/fixtures/iam-policy.ts)
  * rather than matched as JSON: who may publish to the alarm topic, over what transport.
  */
-import type { NestedStack } from 'aws-cdk-lib';
+import { Stack, type NestedStack } from 'aws-cdk-lib';
+import type { Role } from 'aws-cdk-lib/aws-iam';
+import type { Topic } from 'aws-cdk-lib/aws-sns';
 import { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { PgfanoutStack } from '../cdk/stack.ts';
-import { buildStack } from './fixtures/cdk-apps.ts';
+import { buildStack, replica } from './fixtures/cdk-apps.ts';
 import { evaluate, resolveIntrinsics, type IntrinsicEnvironment, type PolicyRequest } from './fixtures/iam-policy.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -248,5 +250,106 @@ describe('the delivery dead-letter queue of a subscription', () => {
     const admin = { Statement: [{ Effect: 'Allow', Action: 'sqs:*', Resource: '*' }] };
     expect(evaluate({ resourcePolicy: policy, resourceAccount: ACCOUNT, identityPolicies: [admin] }, send({ kind: 'aws', arn: `arn:aws:iam::${ACCOUNT}:role/admin`, account: ACCOUNT })).decision).toBe('explicit-deny');
     expect(evaluate({ resourcePolicy: policy, resourceAccount: ACCOUNT }, send({ kind: 'service', service: 'sns.amazonaws.com' }, { 'aws:SourceArn': `arn:aws:sns:${REGION}:${ACCOUNT}:other.fifo` })).decision).not.toBe('allow');
+  });
+});
+
+describe('topic shards: every topic’s policy the same', () => {
+  const TASK_ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/pgfanout-publisher-task`;
+  const shardTopicArn = (shard: number) => `arn:aws:sns:${REGION}:${ACCOUNT}:${shard === 0 ? 'pgfanout.fifo' : `pgfanout-shard${shard}.fifo`}`;
+  let sharded: PgfanoutStack;
+  let shardedParent: Json;
+  let parentEnv: IntrinsicEnvironment;
+  let taskPolicy: Json;
+
+  /** The resolved topic policy of shard `shard`, with its template's environment. */
+  function shardTopicPolicy(shard: number): Json {
+    const topic = sharded.pgfanout.topics.get(shard) as Topic;
+    const topicId = Stack.of(topic).getLogicalId(topic.node.defaultChild as never);
+    if (shard === 0) return topicPolicy(shardedParent, topicId, { ...parentEnv, refs: { ...parentEnv.refs, [topicId]: shardTopicArn(0) } });
+    const shardStack = sharded.pgfanout.shardStacks.get(shard) as NestedStack;
+    const template = Template.fromStack(shardStack).toJSON();
+    const passed = shardedParent.Resources[sharded.getLogicalId(shardStack.nestedStackResource as never)].Properties.Parameters as Json;
+    return topicPolicy(template, topicId, { account: ACCOUNT, region: REGION, template, refs: { ...resolveIntrinsics(passed, parentEnv), [topicId]: shardTopicArn(shard) } });
+  }
+
+  beforeAll(() => {
+    ({ stack: sharded } = buildStack({ env: { account: ACCOUNT, region: REGION }, replicas: [replica('eu'), replica('us', { shard: 1 }), replica('ap', { shard: 2 })] }));
+    shardedParent = Template.fromStack(sharded).toJSON();
+    const taskRole = sharded.pgfanout.publisher?.taskDefinition.taskRole as Role;
+    const shardTopicOutputs: Record<string, string> = {};
+    for (const [shard, shardStack] of sharded.pgfanout.shardStacks) {
+      // What a shard's nested stack outputs is its topic's ARN (the only output the parent reads from it here).
+      const id = sharded.getLogicalId(shardStack.nestedStackResource as never);
+      const outputs = Object.keys(Template.fromStack(shardStack).toJSON().Outputs ?? {});
+      for (const output of outputs) shardTopicOutputs[`${id}.Outputs.${output}`] = shardTopicArn(shard);
+    }
+    parentEnv = {
+      account: ACCOUNT,
+      region: REGION,
+      template: shardedParent,
+      refs: { [Stack.of(sharded.pgfanout.topic).getLogicalId(sharded.pgfanout.topic.node.defaultChild as never)]: shardTopicArn(0) },
+      attributes: { [`${sharded.getLogicalId(taskRole.node.defaultChild as never)}.Arn`]: TASK_ROLE_ARN, ...shardTopicOutputs },
+    };
+    const policies = Object.values(shardedParent.Resources as Json).filter(
+      (r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles) === JSON.stringify([{ Ref: sharded.getLogicalId(taskRole.node.defaultChild as never) }]),
+    );
+    expect(policies).toHaveLength(1);
+    taskPolicy = resolveIntrinsics(policies[0].Properties.PolicyDocument, parentEnv);
+  });
+
+  const publish = (shard: number, principal: PolicyRequest['principal'], context: PolicyRequest['context'] = { 'aws:SecureTransport': true }): PolicyRequest => ({
+    principal,
+    action: 'sns:Publish',
+    resource: shardTopicArn(shard),
+    context,
+  });
+  const publisher = { kind: 'aws' as const, arn: TASK_ROLE_ARN, account: ACCOUNT };
+  const admin = { kind: 'aws' as const, arn: `arn:aws:iam::${ACCOUNT}:role/some-admin`, account: ACCOUNT };
+  const adminPolicy = { Statement: [{ Effect: 'Allow', Action: 'sns:*', Resource: '*' }] };
+
+  it('has three topics, one per shard in use', () => {
+    expect([...sharded.pgfanout.topics.keys()]).toEqual([0, 1, 2]);
+  });
+
+  for (const shard of [0, 1, 2]) {
+    it(`shard ${shard}: only the publisher's task role publishes, over TLS; an administrator of the account and another account may not`, () => {
+      const policy = shardTopicPolicy(shard);
+      const decide = (request: PolicyRequest, identityPolicies: Json[] = []) => evaluate({ resourcePolicy: policy, resourceAccount: ACCOUNT, identityPolicies }, request).decision;
+      expect(decide(publish(shard, publisher), [taskPolicy])).toBe('allow');
+      expect(decide(publish(shard, publisher, { 'aws:SecureTransport': false }), [taskPolicy])).toBe('explicit-deny');
+      expect(decide(publish(shard, admin), [adminPolicy])).toBe('explicit-deny');
+      expect(decide(publish(shard, { kind: 'aws', arn: `arn:aws:iam::${OTHER_ACCOUNT}:role/x`, account: OTHER_ACCOUNT }))).not.toBe('allow');
+    });
+  }
+
+  it('lets SNS use the key for each shard’s topic, and for no other topic', () => {
+    const key = Object.values(shardedParent.Resources as Json).find((r) => r.Type === 'AWS::KMS::Key') as Json;
+    const keyPolicy = resolveIntrinsics(key.Properties.KeyPolicy, parentEnv);
+    const fromTopic = (topicArn: string): PolicyRequest => ({
+      principal: { kind: 'service', service: 'sns.amazonaws.com' },
+      action: 'kms:GenerateDataKey',
+      resource: `arn:aws:kms:${REGION}:${ACCOUNT}:key/k`,
+      context: { 'aws:SourceArn': topicArn },
+    });
+    for (const shard of [0, 1, 2]) expect(evaluate({ resourcePolicy: keyPolicy, resourceAccount: ACCOUNT }, fromTopic(shardTopicArn(shard))).decision, `shard ${shard}`).toBe('allow');
+    expect(evaluate({ resourcePolicy: keyPolicy, resourceAccount: ACCOUNT }, fromTopic(shardTopicArn(3))).decision).not.toBe('allow');
+  });
+});
+
+describe('grants on the key', () => {
+  it('only for AWS resources: a principal of the account may not grant itself the key, an AWS service acting for one may', () => {
+    const key = Object.values(parent.Resources as Json).find((r) => r.Type === 'AWS::KMS::Key') as Json;
+    const keyPolicy = resolveIntrinsics(key.Properties.KeyPolicy, env);
+    const admin = { Statement: [{ Effect: 'Allow', Action: 'kms:*', Resource: '*' }] };
+    const createGrant = (context: PolicyRequest['context']): PolicyRequest => ({
+      principal: { kind: 'aws', arn: `arn:aws:iam::${ACCOUNT}:role/some-admin`, account: ACCOUNT },
+      action: 'kms:CreateGrant',
+      resource: `arn:aws:kms:${REGION}:${ACCOUNT}:key/k`,
+      context,
+    });
+    const d = evaluate({ resourcePolicy: keyPolicy, resourceAccount: ACCOUNT, identityPolicies: [admin] }, createGrant({ 'aws:PrincipalIsAWSService': false }));
+    expect(d.decision).toBe('explicit-deny');
+    expect(d.deniedBy).toContain('resource:GrantsOnlyForAwsResources');
+    expect(evaluate({ resourcePolicy: keyPolicy, resourceAccount: ACCOUNT, identityPolicies: [admin] }, createGrant({ 'kms:GrantIsForAWSResource': true })).decision).toBe('allow');
   });
 });

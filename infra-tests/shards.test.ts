@@ -122,7 +122,7 @@ describe('topic shards', () => {
       const [prevBatch, prevPart] = positions[i - 1] as readonly [bigint, number];
       expect(batch > prevBatch || (batch === prevBatch && part > prevPart), `message ${i} after message ${i - 1}`).toBe(true);
     }
-  });
+  }, 600_000);
 
   it('a replica on each of three topics, applied by real appliers from the publisher process: each converges, receiving every message once', async () => {
     const p = (pipeline = await Pipeline.start({
@@ -158,5 +158,5 @@ describe('topic shards', () => {
       await waitFor(`replica ${r.name}'s runner to delete every message`, () => r.runnerStats()?.messagesDeleted === published);
       expect(r.runnerStats()?.messagesReceived, `messages replica ${r.name} received`).toBe(published);
     }
-  });
+  }, 600_000);
 });
