@@ -10,11 +10,10 @@ import { Pipeline, withClient } from '#local/pipeline.ts';
 import { freePort, LocalPostgres } from '#local/postgres.ts';
 import { describeEachMajor } from '#testing/servers.ts';
 import { waitFor } from '#testing/wait.ts';
-import { Publisher, type PublisherOptions } from '../functions/publisher/publisher.ts';
+import { appliedBatch, runPublisher } from '#testing/publisher.ts';
 import { isHealthy } from '../functions/publisher/health.ts';
 import { awsClients } from '../functions/ops/aws.ts';
 
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A source and one replica as databases of `server` (the source of `sourceServer`), with the fan-out and an applier running. */
 async function startPipeline(server: LocalPostgres, sourceServer = server): Promise<Pipeline> {
@@ -30,45 +29,7 @@ async function startPipeline(server: LocalPostgres, sourceServer = server): Prom
   });
 }
 
-/** An in-process publisher of the pipeline's source; `stop()` ends its loop (so does aborting `controller`). */
-function runPublisher(
-  p: Pipeline,
-  options: Partial<PublisherOptions> = {},
-  controller = new AbortController(),
-): { publisher: Publisher; done: Promise<void>; stop(): Promise<void> } {
-  const publisher = new Publisher({
-    connectSource: async () => {
-      const client = new pg.Client({ connectionString: p.sourceUrl, application_name: 'pgfanout-publisher-test' });
-      await client.connect();
-      return client;
-    },
-    sns: p.sns,
-    topicArns: p.topicArns,
-    signingKeys: p.signingKeys(),
-    logger: quiet,
-    tickMs: 100,
-    standbyPollMs: 100,
-    backoffMs: { initial: 50, max: 500 },
-    ...options,
-  });
-  const done = publisher.run(controller.signal);
-  return {
-    publisher,
-    done,
-    async stop() {
-      controller.abort();
-      await done;
-    },
-  };
-}
 
-/** The replica's applied batch for the pipeline's source. */
-async function appliedBatch(p: Pipeline): Promise<number> {
-  return withClient(p.replicas[0]!.url, async (c) => {
-    const { rows } = await c.query<{ n: string }>('SELECT coalesce(max(applied_batch_id), 0)::text AS n FROM pgfanout.replica_position');
-    return Number(rows[0]?.n ?? 0);
-  });
-}
 
 /** Rows of `table` on `url`, each value as the hex of its UTF-8 bytes (exact, whatever the characters). */
 async function rowBytes(url: string, table: string): Promise<string[]> {

@@ -8,13 +8,13 @@
  * finish republishing the same bytes under the same deduplication ids.
  */
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PublishBatchRequestEntry } from '@aws-sdk/client-sns';
 import { PublishBatchCommand } from '@aws-sdk/client-sns';
 import { Pipeline, withClient } from '#local/pipeline.ts';
 import { LocalPostgres, WAL_SETTINGS } from '#local/postgres.ts';
 import { TEST_MAJORS } from '#testing/servers.ts';
+import { appliedBatch, runPublisher as runTestPublisher } from '#testing/publisher.ts';
 import { waitFor } from '#testing/wait.ts';
 import { runCli } from '#testing/cli.ts';
 import { pause } from '#testing/wait.ts';
@@ -23,11 +23,13 @@ import { DEMO_SCHEMA_SQL, DEMO_TABLES, runDemoWorkload } from '#local/workload.t
 import { replicatedTables } from '#ops/status.ts';
 import { verifyTables } from '../functions/ops/verify.ts';
 import { parseEnvelope, mergeChangeItems, type Change } from '#core/wire';
-import { Publisher, type PublisherOptions } from '../functions/publisher/publisher.ts';
+import type { PublisherOptions } from '../functions/publisher/publisher.ts';
 import { awsClients } from '../functions/ops/aws.ts';
 
 const log = (level: string) => (message: string, extra: Record<string, unknown>) => { if (process.env.PGFANOUT_TEST_LOG) console.error(level, message, JSON.stringify(extra)); };
 const quiet = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+
+const runPublisher = (p: Pipeline, options: Partial<PublisherOptions> = {}, controller?: AbortController) => runTestPublisher(p, { logger: quiet, ...options }, controller);
 
 /** A WAL-mode source and one replica as databases of `server`, with the fan-out and an applier running. */
 async function startPipeline(server: LocalPostgres, allowSchemaChanges = false): Promise<Pipeline> {
@@ -60,39 +62,7 @@ function recordingSns(p: Pipeline, after?: (call: number) => void): { sns: Retur
   return { sns, entries };
 }
 
-function runPublisher(p: Pipeline, options: Partial<PublisherOptions> = {}, controller = new AbortController()): { publisher: Publisher; done: Promise<void>; stop(): Promise<void> } {
-  const publisher = new Publisher({
-    connectSource: async () => {
-      const client = new pg.Client({ connectionString: p.sourceUrl, application_name: 'pgfanout-publisher-test' });
-      await client.connect();
-      return client;
-    },
-    sns: p.sns,
-    topicArns: p.topicArns,
-    signingKeys: p.signingKeys(),
-    logger: quiet,
-    tickMs: 100,
-    standbyPollMs: 100,
-    backoffMs: { initial: 50, max: 500 },
-    ...options,
-  });
-  const done = publisher.run(controller.signal);
-  return {
-    publisher,
-    done,
-    async stop() {
-      controller.abort();
-      await done;
-    },
-  };
-}
 
-async function appliedBatch(p: Pipeline): Promise<number> {
-  return withClient(p.replicas[0]!.url, async (c) => {
-    const { rows } = await c.query<{ n: string }>('SELECT coalesce(max(applied_batch_id), 0)::text AS n FROM pgfanout.replica_position');
-    return Number(rows[0]?.n ?? 0);
-  });
-}
 
 async function finishedBatch(p: Pipeline): Promise<number> {
   return withClient(p.sourceUrl, async (c) => Number((await c.query('SELECT finished_batch_id::text AS n FROM pgfanout.batch_cursor')).rows[0].n));

@@ -25,7 +25,7 @@ import { installReplica, installSource, type CaptureMode } from '#ops/install.ts
 import { APPLIER_ENV, DIMENSIONS, METRIC_NAMESPACE, PUBLISHER_ENV } from '#core/config.ts';
 import { SecretsManagerSigningKeys } from '#core/signing-keys.ts';
 import { createApplierHandler, type ApplierHandler } from '../functions/applier/app.ts';
-import { readApplierConfig } from '../functions/applier/config.ts';
+import { applyOptionsOf, readApplierConfig } from '../functions/applier/config.ts';
 import { visibilityDeferral } from '../functions/applier/defer.ts';
 import { startEndpoint } from './endpoint/index.ts';
 import type { Clock } from './endpoint/clock.ts';
@@ -293,15 +293,7 @@ export class Pipeline {
             return client;
           },
           signingKeys: new SecretsManagerSigningKeys(secretsManager, signingKeySecret, options.clock ? { now: () => (options.clock as Clock).now() } : {}),
-          apply: {
-            sources: config.sources,
-            include: config.include,
-            exclude: config.exclude,
-            replicationRole: 'auto',
-            allowSchemaChanges: config.allowSchemaChanges,
-            replicaTriggers: config.replicaTriggers,
-            ...(spec.conflicts ? { conflicts: spec.conflicts } : {}),
-          },
+          apply: { ...applyOptionsOf(config), ...(spec.conflicts ? { conflicts: spec.conflicts } : {}) },
           logger,
           metrics,
           deferRecords: visibilityDeferral(sqs, () => queues.queueUrl, options.maxRetryDelaySeconds),

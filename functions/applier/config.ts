@@ -1,6 +1,7 @@
 /** The applier's configuration, read once from the environment. */
 import { APPLIER_ENV, DB_TLS_MODES, DEFAULT_DEPLOYMENT, REPLICA_TRIGGERS_MODES } from '#core/config.ts';
 import { EnvReader, type Env } from '#core/env.ts';
+import type { ApplyOptions } from '#core/replica';
 
 export interface ApplierConfig {
   readonly replicaName: string;
@@ -47,4 +48,19 @@ export function readApplierConfig(env: Env): ApplierConfig {
   const signingKeySecret = r.required(APPLIER_ENV.SIGNING_KEY_SECRET, 'the ARN or name of the secret holding the message signing key');
   r.done();
   return { signingKeySecret, replicaName, ...(url ? { url } : {}), ...(secretArn ? { secretArn } : {}), include, exclude, tls, sources, allowSchemaChanges, replicaTriggers, deployment };
+}
+
+/**
+ * The apply options an applier with `config` runs with: what the deployed handler, the local
+ * pipeline and redrive's dry runs (which must judge a message as the replica's applier would) share.
+ */
+export function applyOptionsOf(config: ApplierConfig): ApplyOptions {
+  return {
+    sources: config.sources,
+    allowSchemaChanges: config.allowSchemaChanges,
+    include: config.include,
+    exclude: config.exclude,
+    replicationRole: 'auto',
+    replicaTriggers: config.replicaTriggers,
+  };
 }

@@ -15,7 +15,7 @@ import { DIMENSIONS, METRIC_NAMESPACE } from '#core/config.ts';
 import { clientConfigFromSecret, clientConfigFromUrl } from '#core/pg/db.ts';
 import { SecretsManagerSigningKeys } from '#core/signing-keys.ts';
 import { createApplierHandler } from './app.ts';
-import { readApplierConfig } from './config.ts';
+import { applyOptionsOf, readApplierConfig } from './config.ts';
 import { visibilityDeferral } from './defer.ts';
 
 const config = readApplierConfig(process.env);
@@ -62,14 +62,7 @@ export const handler = createApplierHandler({
   replicaName: config.replicaName,
   connect,
   signingKeys,
-  apply: {
-    sources: config.sources,
-    allowSchemaChanges: config.allowSchemaChanges,
-    include: config.include,
-    exclude: config.exclude,
-    replicationRole: 'auto',
-    replicaTriggers: config.replicaTriggers,
-  },
+  apply: applyOptionsOf(config),
   logger,
   metrics,
   deferRecords,

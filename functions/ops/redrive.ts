@@ -40,7 +40,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { GetFunctionConfigurationCommand, ListEventSourceMappingsCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type pg from 'pg';
-import { readApplierConfig } from '../applier/config.ts';
+import { applyOptionsOf, readApplierConfig } from '../applier/config.ts';
 import { applyMessage, type ApplyOptions } from '#core/replica';
 import { skipBatch as skipReplicaBatch, stagedBodies } from '#core/replica/protocol.ts';
 import { parseEnvelope, type Envelope } from '#core/wire';
@@ -159,14 +159,7 @@ export async function replicaApplySettings(lambda: LambdaClient, queues: Replica
   } catch (err) {
     throw new OpsError(OPS_ERROR_CODES.invalidArgument, `replica ${queues.replica}: the settings of its applier ${functionArn} are not valid: ${(err as Error).message}`, err);
   }
-  return {
-    sources: config.sources,
-    allowSchemaChanges: config.allowSchemaChanges,
-    include: config.include,
-    exclude: config.exclude,
-    replicationRole: 'auto',
-    replicaTriggers: config.replicaTriggers,
-  };
+  return applyOptionsOf(config);
 }
 
 export interface ListOptions {
