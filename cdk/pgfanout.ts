@@ -359,9 +359,9 @@ export class Pgfanout extends Construct {
       roles: [this.operatorRole],
     });
     const reason =
-      "Scoped by name to this deployment's queues (<prefix>-*, so that adding a replica changes no policy), by tag to its event source mappings (whose ids are generated); lambda:ListEventSourceMappings supports no resource scoping.";
+      "Scoped by name to this deployment's queues (<prefix>-*, so that adding a replica changes no policy), by tag to its event source mappings (whose ids are generated) and to its appliers' functions (GetFunctionConfiguration, for redrive's dry runs: aws:ResourceTag on the deployment tag); lambda:ListEventSourceMappings supports no resource scoping.";
     const arnPrefix = (service: string) => `arn:<AWS::Partition>:${service}:<AWS::Region>:<AWS::AccountId>`;
-    for (const resource of [`${arnPrefix('sqs')}:${this.namePrefix}-*.fifo`, `${arnPrefix('sqs')}:${this.namePrefix}-*-dlq.fifo`, '*', `${arnPrefix('lambda')}:event-source-mapping:*`]) {
+    for (const resource of [`${arnPrefix('sqs')}:${this.namePrefix}-*.fifo`, `${arnPrefix('sqs')}:${this.namePrefix}-*-dlq.fifo`, '*', `${arnPrefix('lambda')}:event-source-mapping:*`, `${arnPrefix('lambda')}:function:*`]) {
       Validations.of(this.operatorPolicy).acknowledge({ id: `AwsSolutions-IAM5[Resource::${resource}]`, reason });
     }
 
